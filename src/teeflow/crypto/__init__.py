@@ -1,0 +1,51 @@
+"""teeflow's safe crypto layer: pure functions, no I/O beyond the streams handed in.
+
+Everything that verifies or decrypts raises :class:`IntegrityError` on failure.
+"""
+
+from teeflow.crypto._encoding import b64d, b64e, canonical_hash, canonical_json, sha256_hex
+from teeflow.crypto._errors import CryptoError, IntegrityError
+from teeflow.crypto._keys import (
+    PrivateKey,
+    PublicKey,
+    SigningKey,
+    VerifyKey,
+    fingerprint,
+    signed_message,
+)
+from teeflow.crypto._sealed import (
+    CHUNK_SIZE,
+    DataKey,
+    SealInfo,
+    seal_bytes,
+    seal_stream,
+    unseal_bytes,
+    unseal_stream,
+)
+from teeflow.crypto._wrap import hpke_open, hpke_seal, key_wrap_info
+
+__all__ = [
+    "CHUNK_SIZE",
+    "CryptoError",
+    "DataKey",
+    "IntegrityError",
+    "PrivateKey",
+    "PublicKey",
+    "SealInfo",
+    "SigningKey",
+    "VerifyKey",
+    "b64d",
+    "b64e",
+    "canonical_hash",
+    "canonical_json",
+    "fingerprint",
+    "hpke_open",
+    "hpke_seal",
+    "key_wrap_info",
+    "seal_bytes",
+    "seal_stream",
+    "sha256_hex",
+    "signed_message",
+    "unseal_bytes",
+    "unseal_stream",
+]

@@ -1,0 +1,218 @@
+"""The sealed-file format: chunked streaming AES-256-GCM (layout in docs/sealed-format.md).
+
+::
+
+    header  = magic "TFSEAL" | version u8 | algorithm u8 | chunk_size u32be | key_id 16B | prefix 7B
+    chunk_i = AES-256-GCM(key, nonce_i, plaintext_i, aad=header)      (len(plaintext_i) + 16 bytes)
+    nonce_i = prefix (7B) | i u32be | final u8 (1 on the last chunk, else 0)
+
+Every chunk but the last holds exactly ``chunk_size`` plaintext bytes; the last holds 0 to
+``chunk_size``. Because the counter and the final flag are in the nonce and the header is the
+associated data of every chunk, a flipped, dropped, reordered, duplicated or truncated chunk, a
+moved final flag, appended bytes or an edited header all fail authentication. Memory stays
+bounded by two chunks whatever the file size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import struct
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from teeflow.crypto._errors import CryptoError, IntegrityError
+
+__all__ = [
+    "CHUNK_SIZE",
+    "HEADER_SIZE",
+    "MAGIC",
+    "DataKey",
+    "SealInfo",
+    "SealedHeader",
+    "seal_bytes",
+    "seal_stream",
+    "unseal_bytes",
+    "unseal_stream",
+]
+
+MAGIC = b"TFSEAL"
+VERSION = 1
+ALG_AES_256_GCM = 1
+CHUNK_SIZE = 1 << 20
+TAG_SIZE = 16
+PREFIX_SIZE = 7
+KEY_ID_SIZE = 16
+_HEADER = struct.Struct(">6sBBI16s7s")
+HEADER_SIZE = _HEADER.size
+_MAX_CHUNK_SIZE = 64 << 20
+_MAX_CHUNKS = 1 << 32
+
+
+@dataclass(frozen=True)
+class DataKey:
+    """A 256-bit data key. ``repr`` never shows the key."""
+
+    raw: bytes
+
+    def __post_init__(self) -> None:
+        if len(self.raw) != 32:
+            raise CryptoError("a data key must be 32 bytes")
+
+    @classmethod
+    def generate(cls) -> DataKey:
+        return cls(AESGCM.generate_key(bit_length=256))
+
+    @property
+    def key_id(self) -> bytes:
+        """16 bytes that name the key without revealing it."""
+        return hashlib.sha256(b"teeflow/v1/key-id\x00" + self.raw).digest()[:KEY_ID_SIZE]
+
+    def __repr__(self) -> str:
+        return f"DataKey(id={self.key_id.hex()})"
+
+
+@dataclass(frozen=True)
+class SealedHeader:
+    version: int
+    algorithm: int
+    chunk_size: int
+    key_id: bytes
+    nonce_prefix: bytes
+
+    def to_bytes(self) -> bytes:
+        return _HEADER.pack(
+            MAGIC, self.version, self.algorithm, self.chunk_size, self.key_id, self.nonce_prefix
+        )
+
+    @classmethod
+    def parse(cls, data: bytes) -> SealedHeader:
+        if len(data) < HEADER_SIZE:
+            raise IntegrityError("sealed data is truncated: header incomplete")
+        magic, version, algorithm, chunk_size, key_id, prefix = _HEADER.unpack(data[:HEADER_SIZE])
+        if magic != MAGIC:
+            raise IntegrityError("not a teeflow sealed file (bad magic)")
+        if version != VERSION:
+            raise IntegrityError(f"unsupported sealed-file version {version}")
+        if algorithm != ALG_AES_256_GCM:
+            raise IntegrityError(f"unsupported sealed-file algorithm {algorithm}")
+        if not 0 < chunk_size <= _MAX_CHUNK_SIZE:
+            raise IntegrityError("sealed-file header has an invalid chunk size")
+        return cls(version, algorithm, chunk_size, key_id, prefix)
+
+
+@dataclass(frozen=True)
+class SealInfo:
+    """What sealing produced: the ciphertext's SHA-256 and sizes."""
+
+    ciphertext_sha256: str
+    ciphertext_size: int
+    plaintext_size: int
+
+
+def _nonce(prefix: bytes, counter: int, final: bool) -> bytes:
+    if counter >= _MAX_CHUNKS:
+        raise CryptoError("file too large for one sealed stream")
+    return prefix + struct.pack(">IB", counter, 1 if final else 0)
+
+
+def _read_full(src: BinaryIO, size: int) -> bytes:
+    parts: list[bytes] = []
+    remaining = size
+    while remaining:
+        part = src.read(remaining)
+        if not part:
+            break
+        parts.append(part)
+        remaining -= len(part)
+    return b"".join(parts)
+
+
+def seal_stream(
+    src: BinaryIO,
+    dst: BinaryIO,
+    key: DataKey,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    nonce_prefix: bytes | None = None,
+) -> SealInfo:
+    """Seal everything read from ``src`` into ``dst``.
+
+    ``nonce_prefix`` exists for known-answer tests only; leave it unset so it is random.
+    """
+    if not 0 < chunk_size <= _MAX_CHUNK_SIZE:
+        raise CryptoError(f"chunk size must be between 1 and {_MAX_CHUNK_SIZE}")
+    prefix = os.urandom(PREFIX_SIZE) if nonce_prefix is None else nonce_prefix
+    if len(prefix) != PREFIX_SIZE:
+        raise CryptoError(f"nonce prefix must be {PREFIX_SIZE} bytes")
+    header = SealedHeader(VERSION, ALG_AES_256_GCM, chunk_size, key.key_id, prefix).to_bytes()
+    aead = AESGCM(key.raw)
+    digest = hashlib.sha256(header)
+    dst.write(header)
+    written = len(header)
+    plain_total = 0
+    counter = 0
+    current = _read_full(src, chunk_size)
+    while True:
+        following = _read_full(src, chunk_size) if len(current) == chunk_size else b""
+        final = not following
+        block = aead.encrypt(_nonce(prefix, counter, final), current, header)
+        dst.write(block)
+        digest.update(block)
+        written += len(block)
+        plain_total += len(current)
+        if final:
+            break
+        current = following
+        counter += 1
+    return SealInfo(digest.hexdigest(), written, plain_total)
+
+
+def unseal_stream(src: BinaryIO, dst: BinaryIO, key: DataKey) -> int:
+    """Authenticate and decrypt ``src`` into ``dst``; returns the plaintext size.
+
+    Chunks are written only after they authenticate, but truncation is detected at the end:
+    on IntegrityError the caller must discard whatever ``dst`` received.
+    """
+    header_bytes = _read_full(src, HEADER_SIZE)
+    header = SealedHeader.parse(header_bytes)
+    if header.key_id != key.key_id:
+        raise IntegrityError("sealed with a different key (key id does not match)")
+    aead = AESGCM(key.raw)
+    block_size = header.chunk_size + TAG_SIZE
+    total = 0
+    counter = 0
+    current = _read_full(src, block_size)
+    while True:
+        following = _read_full(src, block_size) if len(current) == block_size else b""
+        final = not following
+        if len(current) < TAG_SIZE:
+            raise IntegrityError(f"sealed data is truncated at chunk {counter}")
+        try:
+            plain = aead.decrypt(_nonce(header.nonce_prefix, counter, final), current, header_bytes)
+        except InvalidTag:
+            raise IntegrityError(
+                f"chunk {counter} failed authentication (tampered, truncated or reordered)"
+            ) from None
+        dst.write(plain)
+        total += len(plain)
+        if final:
+            return total
+        current = following
+        counter += 1
+
+
+def seal_bytes(data: bytes, key: DataKey, *, chunk_size: int = CHUNK_SIZE) -> bytes:
+    out = io.BytesIO()
+    seal_stream(io.BytesIO(data), out, key, chunk_size=chunk_size)
+    return out.getvalue()
+
+
+def unseal_bytes(blob: bytes, key: DataKey) -> bytes:
+    out = io.BytesIO()
+    unseal_stream(io.BytesIO(blob), out, key)
+    return out.getvalue()

@@ -1,0 +1,1 @@
+"""Registers the platform built-ins: echo, psi, private-join-sum."""

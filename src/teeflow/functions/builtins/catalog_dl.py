@@ -1,0 +1,1 @@
+"""Registers the PaddlePaddle built-ins: image and tabular train / predict, evaluate."""

@@ -1,0 +1,83 @@
+"""The catalogue of built-in functions the enclave offers.
+
+A built-in is named in a contract by ``name`` and ``code_sha256`` (the SHA-256 of the module that
+implements it), so a contract pins the exact code as well as the measurement that contains it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from teeflow.functions.api import Context
+
+__all__ = ["Builtin", "builtin_catalogue", "get_builtin"]
+
+RunFn = Callable[[Context], None]
+
+
+@dataclass(frozen=True)
+class Builtin:
+    """A built-in function and what it declares about its slots and arguments."""
+
+    name: str
+    summary: str
+    module: str
+    """Dotted module holding ``run(ctx)``."""
+    inputs: str
+    """Human description of the input slots it accepts (e.g. "one or more tables")."""
+    outputs: tuple[str, ...]
+    """Output slot names it writes; a name ending in ``*`` is a prefix (e.g. ``flags:*``)."""
+    arguments: dict[str, str] = field(default_factory=dict)
+    """Argument name -> human description (with default)."""
+    min_inputs: int = 1
+    max_inputs: int | None = None
+
+    def load(self) -> RunFn:
+        module = importlib.import_module(self.module)
+        run: RunFn = module.run
+        return run
+
+    @property
+    def code_sha256(self) -> str:
+        module = importlib.import_module(self.module)
+        return hashlib.sha256(inspect.getsource(module).encode("utf-8")).hexdigest()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "summary": self.summary,
+            "inputs": self.inputs,
+            "outputs": list(self.outputs),
+            "arguments": dict(self.arguments),
+            "min_inputs": self.min_inputs,
+            "max_inputs": self.max_inputs,
+            "code_sha256": self.code_sha256,
+            "kind": "builtin",
+        }
+
+
+_CATALOGUE: dict[str, Builtin] = {}
+
+
+def register(builtin: Builtin) -> None:
+    _CATALOGUE[builtin.name] = builtin
+
+
+def builtin_catalogue() -> dict[str, Builtin]:
+    """Every built-in, by name (importing the modules that declare them)."""
+    importlib.import_module("teeflow.functions.builtins")
+    return dict(_CATALOGUE)
+
+
+def get_builtin(name: str) -> Builtin:
+    catalogue = builtin_catalogue()
+    try:
+        return catalogue[name]
+    except KeyError:
+        known = ", ".join(sorted(catalogue))
+        raise KeyError(f"no built-in function named {name!r}; known: {known}") from None
