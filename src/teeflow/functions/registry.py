@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import inspect
+import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from teeflow.functions.api import Context
@@ -44,8 +45,11 @@ class Builtin:
 
     @property
     def code_sha256(self) -> str:
-        module = importlib.import_module(self.module)
-        return hashlib.sha256(inspect.getsource(module).encode("utf-8")).hexdigest()
+        """SHA-256 of the implementing module's source file (found without importing it)."""
+        spec = importlib.util.find_spec(self.module)
+        if spec is None or spec.origin is None:
+            raise KeyError(f"built-in {self.name!r}: module {self.module} is missing")
+        return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
 
     def describe(self) -> dict[str, Any]:
         return {

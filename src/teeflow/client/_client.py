@@ -1,0 +1,401 @@
+"""``teeflow.Client``: what a member's own machine does.
+
+It seals data locally, uploads only ciphertext, attests the enclave against the member's own
+policy before wrapping any key to it, checks a contract against its own records before signing,
+and decrypts outputs locally after checking them against the enclave's signed receipt.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+
+from teeflow.attestation import AttestationError, Claims, Evidence, Policy, check_binding, verify
+from teeflow.client._errors import ClientError, raise_for_error
+from teeflow.client._home import MemberHome
+from teeflow.crypto import (
+    CryptoError,
+    DataKey,
+    IntegrityError,
+    PrivateKey,
+    PublicKey,
+    SigningKey,
+    VerifyKey,
+    b64d,
+    b64e,
+    canonical_json,
+    hpke_open,
+    hpke_seal,
+    key_wrap_info,
+    seal_stream,
+    sha256_hex,
+    unseal_stream,
+)
+from teeflow.enclave.checks import FUNCTION_SLOT
+from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
+from teeflow.enclave.receipt import verify_receipt
+
+__all__ = ["Client", "MemberKeys"]
+
+TERMINAL = {"succeeded", "failed", "canceled", "rejected"}
+
+
+@dataclass(frozen=True)
+class MemberKeys:
+    signing_key: SigningKey
+    receiving_key: PrivateKey
+
+    def public(self) -> dict[str, str]:
+        return {"sign_pk": self.signing_key.verify_key.b64(), "enc_pk": self.receiving_key.public_key.b64()}
+
+
+class Client:
+    """A member's session with one control plane."""
+
+    def __init__(
+        self,
+        server: str,
+        *,
+        keys: MemberKeys,
+        home: MemberHome | None = None,
+        token: str | None = None,
+        username: str | None = None,
+        policy: Policy | None = None,
+        transport: httpx.BaseTransport | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.server = server.rstrip("/")
+        self.keys = keys
+        self.home = home or MemberHome()
+        self.username = username
+        self._policy = policy
+        self._clock = clock
+        self._attested: dict[str, Any] | None = None
+        self.http = httpx.Client(base_url=self.server, timeout=httpx.Timeout(120.0, connect=5.0), transport=transport)
+        if token:
+            self.http.headers["Authorization"] = f"Bearer {token}"
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ClientError(f"cannot reach the control plane at {self.server}: {exc}") from exc
+        raise_for_error(response)
+        if response.status_code == 204 or not response.content:
+            return None
+        return response.json()
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    def register(self, username: str, password: str) -> dict[str, Any]:
+        body = {"username": username, "password": password, **self.keys.public()}
+        result: dict[str, Any] = self._call("POST", "/v1/users", json=body)
+        return result
+
+    def login(self, username: str, password: str, *, remember: bool = True) -> str:
+        data = self._call("POST", "/v1/sessions", json={"username": username, "password": password})
+        token: str = data["token"]
+        self.http.headers["Authorization"] = f"Bearer {token}"
+        self.username = username
+        me = self._call("GET", "/v1/users/me")
+        if me["sign_pk"] != self.keys.public()["sign_pk"] or me["enc_pk"] != self.keys.public()["enc_pk"]:
+            raise ClientError("the server holds other public keys for this account than your keyring")
+        if remember:
+            self.home.save_credentials(server=self.server, username=username, token=token)
+        return token
+
+    def logout(self) -> None:
+        self._call("DELETE", "/v1/sessions")
+        self.home.clear_credentials()
+
+    # -- attestation ------------------------------------------------------------------------
+
+    def policy(self) -> Policy:
+        if self._policy is None:
+            if not self.home.policy_path.exists():
+                raise ClientError(
+                    f"no attestation policy at {self.home.policy_path}: write one, or for a local "
+                    "simulated platform run `teeflow attest trust --simulated` (no hardware protection)"
+                )
+            self._policy = Policy.from_file(self.home.policy_path)
+        return self._policy
+
+    def attest(self) -> dict[str, Any]:
+        """Verify the executor's evidence against this member's policy; return what was attested."""
+        info = self._call("GET", "/v1/enclave")
+        try:
+            evidence = Evidence.from_json(info["evidence"])
+            claims: Claims = verify(evidence, self.policy(), now=self._clock())
+            public_keys = {k: str(v) for k, v in info["public_keys"].items()}
+            check_binding(claims, canonical_json(public_keys))
+        except (AttestationError, KeyError, TypeError, ValueError) as exc:
+            raise ClientError(f"enclave attestation failed: {exc}") from exc
+        self._attested = {
+            "tee": claims.tee,
+            "measurement": claims.measurement,
+            "public_keys": public_keys,
+            "simulated": claims.simulated,
+            "tcb_status": claims.tcb_status,
+        }
+        return dict(self._attested)
+
+    # -- datasets & functions ---------------------------------------------------------------
+
+    def upload_dataset(self, source: Path | bytes, *, name: str, kind: str = "other", description: str = "") -> dict[str, Any]:
+        """Seal ``source`` locally under a fresh key and upload only the ciphertext."""
+        key = DataKey.generate()
+        record = self._call("POST", "/v1/datasets", json={"name": name, "kind": kind, "description": description})
+        sealed = _TempSealed(self.home.root / "tmp")
+        try:
+            with _open_source(source) as handle:
+                info = seal_stream(handle, sealed.handle, key)
+            sealed.handle.seek(0)
+            self.home.save_dataset_key(record["id"], key, ciphertext_sha256=info.ciphertext_sha256, name=name)
+            result: dict[str, Any] = self._call(
+                "PUT", f"/v1/datasets/{record['id']}/content", content=_chunks(sealed.handle),
+                headers={"X-Content-SHA256": info.ciphertext_sha256, "Content-Length": str(info.ciphertext_size)},
+            )
+        finally:
+            sealed.close()
+        return result
+
+    def datasets(self, *, owner: str | None = None) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/datasets", params={"owner": owner} if owner else None)
+        return result
+
+    def functions(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/functions")
+        return result
+
+    def upload_function(
+        self, source: str, *, name: str, sealed: bool = True, description: str = "",
+        inputs: list[str] | None = None, outputs: list[str] | None = None, arguments: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Upload Python source; ``sealed`` keeps the code confidential (only the enclave reads it)."""
+        code = source.encode("utf-8")
+        if sealed:
+            dataset = self.upload_dataset(code, name=f"{name}.py", kind="function")
+        else:
+            dataset = self._upload_plain(code, name=f"{name}.py")
+        body = {
+            "name": name, "description": description, "code_sha256": sha256_hex(code), "sealed": sealed,
+            "source_dataset_id": dataset["id"], "inputs": inputs or [], "outputs": outputs or [],
+            "arguments": arguments or {},
+        }
+        result: dict[str, Any] = self._call("POST", "/v1/functions", json=body)
+        return result
+
+    def _upload_plain(self, code: bytes, *, name: str) -> dict[str, Any]:
+        record = self._call("POST", "/v1/datasets", json={"name": name, "kind": "function"})
+        result: dict[str, Any] = self._call(
+            "PUT", f"/v1/datasets/{record['id']}/content", content=code,
+            headers={"X-Content-SHA256": sha256_hex(code)},
+        )
+        return result
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    def propose(
+        self, function: str, *, inputs: Mapping[str, str], outputs: Mapping[str, Mapping[str, list[str]]],
+        arguments: Mapping[str, Any] | None = None, disclosure: Mapping[str, list[str]] | None = None,
+        description: str = "",
+    ) -> dict[str, Any]:
+        body = {
+            "function": function, "inputs": dict(inputs), "outputs": {k: dict(v) for k, v in outputs.items()},
+            "arguments": dict(arguments or {}), "disclosure": dict(disclosure or {}), "description": description,
+        }
+        result: dict[str, Any] = self._call("POST", "/v1/tasks", json=body)
+        return result
+
+    def task(self, task_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", f"/v1/tasks/{task_id}")
+        return result
+
+    def tasks(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("GET", "/v1/tasks")
+        return result
+
+    def review(self, task: Mapping[str, Any]) -> list[str]:
+        """Check the contract against this member's own records; return warnings for a human.
+
+        Raises ClientError for anything that must block approval.
+        """
+        from teeflow.client._review import review_contract
+
+        attested = self._attested or self.attest()
+        return review_contract(task, me=self._me(), keys=self.keys, home=self.home, attested=attested)
+
+    def approve(self, task_id: str) -> dict[str, Any]:
+        """Review, sign the contract hash and wrap this member's keys to the attested enclave."""
+        task = self.task(task_id)
+        self.review(task)
+        contract = task["contract"]
+        chash = contract_hash(contract)
+        enclave_pk = PublicKey.from_b64(contract["executor"]["public_keys"]["x25519"])
+        wrapped: dict[str, str] = {}
+        for slot, spec in contract["inputs"].items():
+            if spec.get("joint") or spec["owners"] != [self._me()]:
+                continue
+            key = self.home.dataset_key(spec["dataset_id"])
+            if key is None:
+                raise ClientError(f"no local key for your dataset {spec['dataset_id']} (input {slot!r})")
+            wrapped[slot] = b64e(hpke_seal(key.raw, enclave_pk, info=key_wrap_info("input", chash, slot)))
+        function = contract["function"]
+        if function.get("sealed") and function.get("owner") == self._me():
+            key = self.home.dataset_key(function["source_dataset_id"])
+            if key is None:
+                raise ClientError("no local key for your function's sealed source")
+            info = key_wrap_info("function", chash, FUNCTION_SLOT)
+            wrapped[FUNCTION_SLOT] = b64e(hpke_seal(key.raw, enclave_pk, info=info))
+        signature = b64e(self.keys.signing_key.sign(APPROVAL_DOMAIN, chash.encode("ascii")))
+        result: dict[str, Any] = self._call(
+            "POST", f"/v1/tasks/{task_id}/approve", json={"signature": signature, "wrapped_keys": wrapped}
+        )
+        return result
+
+    def reject(self, task_id: str, reason: str = "") -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/tasks/{task_id}/reject", json={"reason": reason})
+        return result
+
+    def run(self, task_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/tasks/{task_id}/run")
+        return result
+
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("POST", f"/v1/tasks/{task_id}/cancel")
+        return result
+
+    def events(self, task_id: str, *, after: int = 0) -> list[dict[str, Any]]:
+        """Progress and error messages the enclave addressed to this member, decrypted."""
+        task = self.task(task_id)
+        chash = contract_hash(task["contract"])
+        out = []
+        for event in self._call("GET", f"/v1/tasks/{task_id}/events", params={"after": after}):
+            info = key_wrap_info("event", chash, self._me())
+            try:
+                data = hpke_open(b64d(event["payload"]), self.keys.receiving_key, info=info)
+            except (IntegrityError, CryptoError):
+                continue  # not from the enclave for this task: ignore it
+            import json
+
+            out.append({"seq": event["seq"], **json.loads(data)})
+        return out
+
+    def wait(
+        self, task_id: str, *, timeout: float = 600.0, poll: float = 0.2,
+        on_event: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            task = self.task(task_id)
+            if on_event is not None:
+                for event in self.events(task_id, after=seen):
+                    seen = max(seen, int(event["seq"]))
+                    on_event(event)
+            if task["status"] in TERMINAL:
+                return task
+            if time.monotonic() > deadline:
+                raise ClientError(f"task {task_id} still {task['status']} after {timeout:.0f} s")
+            time.sleep(poll)
+
+    def receipt(self, task_id: str) -> dict[str, Any]:
+        """The enclave-signed receipt, verified against the enclave key in the signed contract."""
+        task = self.task(task_id)
+        receipt = self._call("GET", f"/v1/tasks/{task_id}/receipt")
+        enclave_key = VerifyKey.from_b64(task["contract"]["executor"]["public_keys"]["ed25519"])
+        try:
+            body = dict(verify_receipt(receipt, enclave_key))
+        except IntegrityError as exc:
+            raise ClientError(f"receipt does not verify: {exc}") from exc
+        if body.get("contract_hash") != contract_hash(task["contract"]):
+            raise ClientError("receipt is for another contract")
+        return {"body": body, "signature": receipt["signature"]}
+
+    def output(self, task_id: str, slot: str, destination: Path | None = None) -> bytes | Path:
+        """Download, check against the receipt, and decrypt an output addressed to this member."""
+        task = self.task(task_id)
+        chash = contract_hash(task["contract"])
+        body = self.receipt(task_id)["body"]
+        expected = body.get("outputs", {}).get(slot, {}).get("ciphertext_sha256")
+        key_info = self._call("GET", f"/v1/tasks/{task_id}/outputs/{slot}/key")
+        try:
+            raw = hpke_open(b64d(key_info["wrapped_key"]), self.keys.receiving_key, info=key_wrap_info("output", chash, slot))
+        except (IntegrityError, CryptoError) as exc:
+            raise ClientError(f"output key does not open for you: {exc}") from exc
+        response = self.http.get(f"/v1/tasks/{task_id}/outputs/{slot}/content")
+        raise_for_error(response)
+        ciphertext = response.content
+        if sha256_hex(ciphertext) != expected:
+            raise ClientError(f"output {slot!r} does not match the enclave's receipt; it was altered")
+        plain = io.BytesIO()
+        try:
+            unseal_stream(io.BytesIO(ciphertext), plain, DataKey(raw))
+        except IntegrityError as exc:
+            raise ClientError(f"output {slot!r} does not decrypt: {exc}") from exc
+        if destination is None:
+            return plain.getvalue()
+        tmp = destination.with_name(f".{destination.name}.part")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(plain.getvalue())
+        tmp.replace(destination)
+        return destination
+
+    def audit(self, *, after: int = 0) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        while True:
+            page = self._call("GET", "/v1/audit", params={"after": after, "limit": 1000})
+            events.extend(page)
+            if len(page) < 1000:
+                return events
+            after = page[-1]["seq"]
+
+    def _me(self) -> str:
+        if not self.username:
+            raise ClientError("sign in first: `teeflow account login`")
+        return self.username
+
+
+class _TempSealed:
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        import tempfile
+
+        self.handle: BinaryIO = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed in close()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _open_source(source: Path | bytes) -> BinaryIO:
+    if isinstance(source, bytes):
+        return io.BytesIO(source)
+    return Path(source).open("rb")
+
+
+def _chunks(handle: BinaryIO, size: int = 1 << 20) -> Any:
+    while block := handle.read(size):
+        yield block
+
+
+

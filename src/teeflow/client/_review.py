@@ -1,0 +1,86 @@
+"""A member's review of a contract before signing (DESIGN.md task lifecycle, step 2).
+
+Blocking problems raise ClientError; what a careful human should know is returned as warnings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from teeflow.client._errors import ClientError
+from teeflow.client._home import MemberHome
+from teeflow.enclave.contract import ContractError, contract_hash, validate_contract
+
+if TYPE_CHECKING:
+    from teeflow.client._client import MemberKeys
+
+__all__ = ["review_contract"]
+
+
+def review_contract(
+    task: Mapping[str, Any],
+    *,
+    me: str,
+    keys: MemberKeys,
+    home: MemberHome,
+    attested: Mapping[str, Any],
+) -> list[str]:
+    contract = task["contract"]
+    try:
+        validate_contract(contract)
+    except ContractError as exc:
+        raise ClientError(f"contract is malformed: {exc}") from exc
+    chash = contract_hash(contract)
+    if chash != task.get("contract_hash"):
+        raise ClientError("the server's contract hash does not match the contract it shows")
+    executor = contract["executor"]
+    if (
+        executor.get("tee") != attested["tee"]
+        or executor.get("measurement") != attested["measurement"]
+        or dict(executor.get("public_keys", {})) != dict(attested["public_keys"])
+    ):
+        raise ClientError(
+            "the contract names an enclave other than the one you attested; refuse to approve"
+        )
+    mine = contract["participants"].get(me)
+    if mine is None or dict(mine) != keys.public():
+        raise ClientError("the contract lists other public keys for you than your keyring holds")
+    for slot, spec in contract["inputs"].items():
+        if spec.get("joint") or spec["owners"] != [me]:
+            continue
+        record = home.dataset_record(spec["dataset_id"])
+        if record is None:
+            raise ClientError(f"input {slot!r} names dataset {spec['dataset_id']} you hold no key for")
+        if record["ciphertext_sha256"] != spec["ciphertext_sha256"]:
+            raise ClientError(
+                f"input {slot!r}: the contract's ciphertext hash differs from what you uploaded"
+            )
+    return _warnings(contract, me, attested)
+
+
+def _warnings(contract: Mapping[str, Any], me: str, attested: Mapping[str, Any]) -> list[str]:
+    warnings: list[str] = []
+    if attested.get("simulated"):
+        warnings.append("the enclave is SIMULATED: no hardware protects the data (development only)")
+    function = contract["function"]
+    my_inputs = [s for s, spec in contract["inputs"].items() if me in spec["owners"]]
+    owner = function.get("owner")
+    if function["kind"] == "uploaded" and function.get("sealed") and owner != me and my_inputs:
+        warnings.append(
+            f"the function's code is confidential to {owner!r}: you cannot read what it does "
+            f"with your input(s) {my_inputs}"
+        )
+    for slot, spec in contract["outputs"].items():
+        receivers = spec.get("recipients") or []
+        if my_inputs and receivers and me not in receivers:
+            warnings.append(f"output {slot!r}, computed from your data, goes to {receivers}")
+        if owner and owner in receivers and owner != me and my_inputs:
+            warnings.append(
+                f"the function's provider {owner!r} receives output {slot!r} computed from your data"
+            )
+    for channel, names in contract.get("disclosure", {}).items():
+        others = [n for n in names if n != me]
+        if others and my_inputs:
+            warnings.append(f"{channel} messages during the run are disclosed to {others}")
+    return warnings

@@ -1,0 +1,168 @@
+"""Everything the enclave verifies before it unwraps a single key (DESIGN.md guarantees 2-4).
+
+The control plane is not trusted: it could mark a task approved, swap a signature, replay a
+wrapped key from another task, or change a ciphertext. Each of those fails one check here, with a
+reason that names what failed and leaks nothing secret.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from teeflow.crypto import CryptoError, DataKey, IntegrityError, VerifyKey, b64d, hpke_open, key_wrap_info
+from teeflow.enclave.contract import (
+    APPROVAL_DOMAIN,
+    ContractError,
+    contract_hash,
+    validate_contract,
+)
+from teeflow.enclave.identity import EnclaveIdentity
+from teeflow.enclave.receipt import verify_receipt
+
+if TYPE_CHECKING:
+    from teeflow.enclave.runtime import TaskBundle
+
+__all__ = ["FUNCTION_SLOT", "ExecutionPlan", "TaskRejected", "check_bundle"]
+
+FUNCTION_SLOT = "__function__"
+
+
+class TaskRejected(Exception):
+    """The enclave refuses the task; the message is public (it names the failed check)."""
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    contract_hash: str
+    input_keys: dict[str, DataKey]
+    function_key: DataKey | None
+
+
+def check_bundle(
+    bundle: TaskBundle, *, identity: EnclaveIdentity, tee: str, measurement: str
+) -> ExecutionPlan:
+    contract = bundle.contract
+    try:
+        validate_contract(contract)
+    except ContractError as exc:
+        raise TaskRejected(f"contract is invalid: {exc}") from None
+    chash = contract_hash(contract)
+    _check_executor(contract["executor"], identity=identity, tee=tee, measurement=measurement)
+    _check_signatures(contract, chash, bundle.approvals)
+    keys: dict[str, DataKey] = {}
+    for slot, spec in contract["inputs"].items():
+        if spec.get("joint"):
+            keys[slot] = _joint_key(slot, spec, bundle, identity)
+        else:
+            if len(spec["owners"]) != 1:
+                raise TaskRejected(f"input {slot!r} has several owners but no joint provenance")
+            owner = spec["owners"][0]
+            keys[slot] = _unwrap(identity, bundle.approvals[owner], "input", chash, slot, owner)
+    return ExecutionPlan(chash, keys, _function_key(contract, chash, bundle, identity))
+
+
+def _check_executor(
+    executor: Mapping[str, Any], *, identity: EnclaveIdentity, tee: str, measurement: str
+) -> None:
+    if executor.get("tee") != tee:
+        raise TaskRejected(f"contract is for TEE {executor.get('tee')!r}, this enclave is {tee!r}")
+    if executor.get("measurement") != measurement:
+        raise TaskRejected(
+            "contract was approved for another enclave measurement; this enclave runs "
+            f"{measurement[:16]}…"
+        )
+    if dict(executor.get("public_keys", {})) != identity.public_keys():
+        raise TaskRejected("contract names another enclave public key")
+
+
+def _check_signatures(
+    contract: Mapping[str, Any], chash: str, approvals: Mapping[str, Mapping[str, Any]]
+) -> None:
+    for name, keys in sorted(contract["participants"].items()):
+        approval = approvals.get(name)
+        if approval is None or not approval.get("signature"):
+            raise TaskRejected(f"participant {name!r} has not approved this contract")
+        try:
+            VerifyKey.from_b64(keys["sign_pk"]).verify(
+                APPROVAL_DOMAIN, chash.encode("ascii"), b64d(approval["signature"])
+            )
+        except CryptoError:
+            raise TaskRejected(
+                f"approval of {name!r} does not verify against the contract hash "
+                f"{chash[:16]}… (forged, swapped or for another contract)"
+            ) from None
+
+
+def _unwrap(
+    identity: EnclaveIdentity,
+    approval: Mapping[str, Any],
+    purpose: str,
+    chash: str,
+    slot: str,
+    owner: str,
+) -> DataKey:
+    wrapped = approval.get("wrapped_keys", {}).get(slot)
+    if not wrapped:
+        raise TaskRejected(f"{owner!r} sent no key for {slot!r}")
+    try:
+        raw = hpke_open(
+            b64d(wrapped), identity.receiving_key, info=key_wrap_info(purpose, chash, slot)
+        )
+        return DataKey(raw)
+    except CryptoError:
+        raise TaskRejected(
+            f"key for {slot!r} from {owner!r} does not unwrap for this contract "
+            "(wrapped for another task, slot or enclave)"
+        ) from None
+
+
+def _joint_key(
+    slot: str, spec: Mapping[str, Any], bundle: TaskBundle, identity: EnclaveIdentity
+) -> DataKey:
+    joint = spec["joint"]
+    provenance = bundle.joint_inputs.get(slot)
+    if provenance is None:
+        raise TaskRejected(f"joint input {slot!r} arrived without its provenance")
+    try:
+        body = verify_receipt(provenance["receipt"], identity.signing_key.verify_key)
+    except IntegrityError:
+        raise TaskRejected(f"joint input {slot!r}: receipt was not signed by this enclave") from None
+    produced = body.get("outputs", {}).get(joint["slot"], {})
+    if (
+        body.get("status") != "succeeded"
+        or body.get("contract_hash") != joint["contract_hash"]
+        or produced.get("ciphertext_sha256") != spec["ciphertext_sha256"]
+        or sorted(produced.get("joint_owners") or []) != sorted(spec["owners"])
+    ):
+        raise TaskRejected(
+            f"joint input {slot!r} does not match the receipt of the task that produced it"
+        )
+    try:
+        info = key_wrap_info("joint-output", joint["contract_hash"], joint["slot"])
+        return DataKey(hpke_open(b64d(provenance["wrapped_key"]), identity.receiving_key, info=info))
+    except CryptoError:
+        raise TaskRejected(f"joint input {slot!r}: key does not unwrap") from None
+
+
+def _function_key(
+    contract: Mapping[str, Any], chash: str, bundle: TaskBundle, identity: EnclaveIdentity
+) -> DataKey | None:
+    function = contract["function"]
+    if function["kind"] == "builtin":
+        from teeflow.functions.registry import get_builtin
+
+        try:
+            builtin = get_builtin(function["name"])
+        except KeyError as exc:
+            raise TaskRejected(str(exc.args[0])) from None
+        if builtin.code_sha256 != function["code_sha256"]:
+            raise TaskRejected(
+                f"built-in {function['name']!r} in this enclave differs from the approved code hash"
+            )
+        return None
+    if not function.get("sealed"):
+        return None
+    owner = function.get("owner", "")
+    return _unwrap(identity, bundle.approvals.get(owner, {}), "function", chash, FUNCTION_SLOT, owner)

@@ -1,0 +1,128 @@
+"""Task contracts: the exact thing every participant signs and the enclave checks.
+
+A contract is a JSON object hashed as canonical JSON (RFC 8785) with SHA-256::
+
+    {
+      "version": 1,
+      "task_id": "…", "nonce": "…", "created_at": "…", "creator": "alice",
+      "function": {"kind": "builtin"|"uploaded", "name": "…", "code_sha256": "…",
+                   "owner": "carol", "sealed": false, "source_sha256": "…" (uploaded only)},
+      "executor": {"tee": "sim", "measurement": "…",
+                   "public_keys": {"x25519": "<b64>", "ed25519": "<b64>"}},
+      "participants": {"alice": {"sign_pk": "<b64>", "enc_pk": "<b64>"}, …},
+      "inputs":  {"<slot>": {"dataset_id": "…", "owners": ["bob"], "ciphertext_sha256": "…",
+                             "joint": null | {"task_id": "…", "contract_hash": "…", "slot": "…"}}},
+      "arguments": {…},
+      "outputs": {"<slot>": {"recipients": ["alice"]} | {"joint_owners": ["bob", "dave"]}},
+      "disclosure": {"progress": ["alice"], "errors": ["alice", "bob"]}
+    }
+
+An input with several owners is a joint output of an earlier task: its key is wrapped to the
+enclave, and every owner must sign the contract that uses it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from teeflow.crypto import canonical_hash
+
+__all__ = [
+    "APPROVAL_DOMAIN",
+    "CONTRACT_VERSION",
+    "ContractError",
+    "contract_hash",
+    "required_signers",
+    "validate_contract",
+]
+
+CONTRACT_VERSION = 1
+APPROVAL_DOMAIN = "contract-approval"
+_SLOT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class ContractError(ValueError):
+    """The contract is malformed or inconsistent."""
+
+
+def contract_hash(contract: Mapping[str, Any]) -> str:
+    """Hex SHA-256 of the contract's canonical JSON (RFC 8785)."""
+    return canonical_hash(dict(contract))
+
+
+def _names(value: Any, where: str) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ContractError(f"{where} must be a non-empty list of usernames")
+    if len(set(value)) != len(value):
+        raise ContractError(f"{where} lists a username twice")
+    return list(value)
+
+
+def _hex64(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not _HEX64.match(value):
+        raise ContractError(f"{where} must be a lowercase hex SHA-256")
+    return value
+
+
+def validate_contract(contract: Mapping[str, Any]) -> None:
+    """Check structure and internal consistency; raise ContractError naming the first problem."""
+    if contract.get("version") != CONTRACT_VERSION:
+        raise ContractError(f"unsupported contract version {contract.get('version')!r}")
+    for key in ("task_id", "nonce", "creator", "created_at"):
+        if not isinstance(contract.get(key), str) or not contract[key]:
+            raise ContractError(f"contract field {key!r} is missing")
+    function = contract.get("function")
+    if not isinstance(function, Mapping) or function.get("kind") not in ("builtin", "uploaded"):
+        raise ContractError("contract function must have kind 'builtin' or 'uploaded'")
+    _hex64(function.get("code_sha256"), "function.code_sha256")
+    executor = contract.get("executor")
+    if not isinstance(executor, Mapping) or not isinstance(executor.get("public_keys"), Mapping):
+        raise ContractError("contract executor must name its tee, measurement and public keys")
+    participants = contract.get("participants")
+    if not isinstance(participants, Mapping) or not participants:
+        raise ContractError("contract must list its participants with their public keys")
+    for name, keys in participants.items():
+        if not isinstance(keys, Mapping) or not {"sign_pk", "enc_pk"} <= set(keys):
+            raise ContractError(f"participant {name!r} lacks sign_pk / enc_pk")
+    inputs = contract.get("inputs")
+    outputs = contract.get("outputs")
+    if not isinstance(inputs, Mapping) or not isinstance(outputs, Mapping) or not outputs:
+        raise ContractError("contract must have inputs and at least one output")
+    for slot, spec in inputs.items():
+        if not _SLOT.match(slot) or not isinstance(spec, Mapping):
+            raise ContractError(f"input slot {slot!r} is not a valid slot")
+        _names(spec.get("owners"), f"inputs[{slot}].owners")
+        _hex64(spec.get("ciphertext_sha256"), f"inputs[{slot}].ciphertext_sha256")
+    for slot, spec in outputs.items():
+        if not _SLOT.match(slot) or not isinstance(spec, Mapping):
+            raise ContractError(f"output slot {slot!r} is not a valid slot")
+        if ("recipients" in spec) == ("joint_owners" in spec):
+            raise ContractError(f"output {slot!r} needs exactly one of recipients / joint_owners")
+        _names(spec.get("recipients") or spec.get("joint_owners"), f"outputs[{slot}]")
+    if not isinstance(contract.get("arguments"), Mapping):
+        raise ContractError("contract arguments must be an object")
+    disclosure = contract.get("disclosure", {})
+    if not isinstance(disclosure, Mapping):
+        raise ContractError("contract disclosure must be an object")
+    missing = required_signers(contract) - set(participants)
+    if missing:
+        raise ContractError(f"contract names users who are not participants: {sorted(missing)}")
+
+
+def required_signers(contract: Mapping[str, Any]) -> set[str]:
+    """Everyone whose approval the task needs: creator, function owner, every input owner, every
+    output recipient or joint owner, and everyone a disclosure names."""
+    signers = {contract["creator"]}
+    owner = contract["function"].get("owner")
+    if owner:
+        signers.add(owner)
+    for spec in contract["inputs"].values():
+        signers.update(spec["owners"])
+    for spec in contract["outputs"].values():
+        signers.update(spec.get("recipients") or spec.get("joint_owners") or [])
+    for names in contract.get("disclosure", {}).values():
+        signers.update(names)
+    return signers

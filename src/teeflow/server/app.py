@@ -1,0 +1,74 @@
+"""``create_app(settings)``: the FastAPI control plane. Nothing is built at import time."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+
+from teeflow.server.blobs import LocalBlobStore
+from teeflow.server.errors import install_error_handlers
+from teeflow.server.settings import Settings
+from teeflow.server.store import Store
+
+__all__ = ["Platform", "create_app", "utcnow"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Platform:
+    """What every request handler needs; one per app."""
+
+    settings: Settings
+    store: Store
+    blobs: LocalBlobStore
+    executor_secret: str
+    clock: Callable[[], datetime] = utcnow
+
+
+def load_executor_secret(settings: Settings) -> str:
+    """The operator's secret that executors present to register (created on first start)."""
+    path = settings.executor_secret_path
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
+def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
+    from teeflow.server.routes import accounts, datasets, executors, functions, tasks
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store.from_url(settings.resolved_database_url)
+    store.migrate()
+    platform = Platform(
+        settings=settings,
+        store=store,
+        blobs=LocalBlobStore(settings.blob_dir),
+        executor_secret=load_executor_secret(settings),
+        clock=clock,
+    )
+    app = FastAPI(
+        title="teeflow control plane",
+        version="1",
+        summary="Untrusted control plane: it stores ciphertext, wrapped keys and signatures only.",
+    )
+    app.state.platform = platform
+    install_error_handlers(app)
+    for module in (accounts, datasets, functions, tasks, executors):
+        app.include_router(module.router)
+
+    @app.get("/v1/health", tags=["health"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

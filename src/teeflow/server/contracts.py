@@ -1,0 +1,137 @@
+"""Build a task contract from a member's proposal.
+
+The control plane fills in what it knows (dataset hashes, public keys, the executor's measurement
+and key). It is untrusted: every participant checks the result against its own records and its
+own attestation policy before signing, and the enclave re-checks it.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from teeflow.enclave.contract import (
+    CONTRACT_VERSION,
+    ContractError,
+    required_signers,
+    validate_contract,
+)
+from teeflow.functions.registry import builtin_catalogue
+from teeflow.server.app import Platform
+from teeflow.server.errors import ApiError
+
+__all__ = ["Proposal", "build_contract"]
+
+
+class OutputSpec(BaseModel):
+    recipients: list[str] | None = None
+    joint_owners: list[str] | None = None
+
+
+class Proposal(BaseModel):
+    function: str = Field(description="a built-in name, or the id of an uploaded function")
+    inputs: dict[str, str] = Field(default_factory=dict, description="slot -> dataset id")
+    arguments: dict[str, Any] = Field(default_factory=dict)
+    outputs: dict[str, OutputSpec]
+    disclosure: dict[str, list[str]] = Field(default_factory=dict)
+    description: str = Field(default="", max_length=2000)
+
+
+def _function_entry(platform: Platform, name: str) -> dict[str, Any]:
+    builtin = builtin_catalogue().get(name)
+    if builtin is not None:
+        return {"kind": "builtin", "name": name, "code_sha256": builtin.code_sha256}
+    record = platform.store.get_function(name)
+    if record is None:
+        raise ApiError.invalid(f"no built-in or uploaded function {name!r} (`teeflow function list`)")
+    source = platform.store.get_dataset(record.source_dataset_id)
+    if source is None or source.ciphertext_sha256 is None:
+        raise ApiError.invalid(f"function {name!r} has no uploaded source")
+    return {
+        "kind": "uploaded",
+        "name": record.name,
+        "function_id": record.function_id,
+        "owner": record.owner,
+        "code_sha256": record.code_sha256,
+        "sealed": record.sealed,
+        "source_dataset_id": record.source_dataset_id,
+        "source_sha256": source.ciphertext_sha256,
+    }
+
+
+def _input_entry(platform: Platform, slot: str, dataset_id: str) -> dict[str, Any]:
+    record = platform.store.get_dataset(dataset_id)
+    if record is None:
+        raise ApiError.invalid(f"input {slot!r}: dataset {dataset_id} does not exist")
+    if record.state != "ready" or record.ciphertext_sha256 is None:
+        raise ApiError.invalid(f"input {slot!r}: dataset {dataset_id} has no uploaded content yet")
+    entry: dict[str, Any] = {
+        "dataset_id": dataset_id,
+        "name": record.name,
+        "kind": record.kind,
+        "ciphertext_sha256": record.ciphertext_sha256,
+        "joint": None,
+    }
+    if record.joint_owners:
+        meta = record.meta or {}
+        entry["owners"] = sorted(record.joint_owners)
+        entry["joint"] = {
+            "task_id": record.produced_by_task,
+            "contract_hash": meta.get("contract_hash"),
+            "slot": meta.get("slot"),
+        }
+    else:
+        entry["owners"] = [record.owner]
+    return entry
+
+
+def _executor_entry(platform: Platform) -> dict[str, Any]:
+    executors = platform.store.list_executors()
+    if not executors:
+        raise ApiError(503, "no_executor", "no enclave executor is registered; start one first")
+    newest = max(executors, key=lambda e: e.registered_at)
+    return {"tee": newest.tee, "measurement": newest.measurement, "public_keys": newest.public_keys}
+
+
+def build_contract(platform: Platform, proposal: Proposal, *, creator: str) -> dict[str, Any]:
+    now = platform.clock()
+    outputs: dict[str, dict[str, list[str]]] = {}
+    for slot, spec in proposal.outputs.items():
+        if spec.recipients and not spec.joint_owners:
+            outputs[slot] = {"recipients": sorted(set(spec.recipients))}
+        elif spec.joint_owners and not spec.recipients:
+            outputs[slot] = {"joint_owners": sorted(set(spec.joint_owners))}
+        else:
+            raise ApiError.invalid(f"output {slot!r} needs either recipients or joint_owners")
+    disclosure = {k: sorted(set(v)) for k, v in proposal.disclosure.items() if k in ("progress", "errors")}
+    disclosure.setdefault("errors", [creator])
+    contract: dict[str, Any] = {
+        "version": CONTRACT_VERSION,
+        "task_id": uuid.uuid4().hex,
+        "nonce": secrets.token_hex(16),
+        "created_at": now.isoformat(),
+        "creator": creator,
+        "description": proposal.description,
+        "function": _function_entry(platform, proposal.function),
+        "executor": _executor_entry(platform),
+        "inputs": {slot: _input_entry(platform, slot, ds) for slot, ds in proposal.inputs.items()},
+        "arguments": proposal.arguments,
+        "outputs": outputs,
+        "disclosure": disclosure,
+        "participants": {},
+    }
+    participants: dict[str, dict[str, str]] = {}
+    for name in sorted(required_signers(contract)):
+        user = platform.store.get_user(name)
+        if user is None:
+            raise ApiError.invalid(f"contract names unknown user {name!r}")
+        participants[name] = {"sign_pk": user.sign_pk, "enc_pk": user.enc_pk}
+    contract["participants"] = participants
+    try:
+        validate_contract(contract)
+    except ContractError as exc:
+        raise ApiError.invalid(str(exc)) from None
+    return contract

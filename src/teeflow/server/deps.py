@@ -1,0 +1,62 @@
+"""Request dependencies: the platform, the signed-in member, the registered executor."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from teeflow.server.app import Platform
+from teeflow.server.errors import ApiError
+from teeflow.server.store import ExecutorRecord, UserRecord
+
+__all__ = ["CurrentExecutor", "CurrentUser", "PlatformDep", "token_hash"]
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def _unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message)
+
+
+def get_current_user(platform: PlatformDep, credentials: Credentials) -> UserRecord:
+    if credentials is None:
+        raise _unauthorized("sign in first: `teeflow account login`")
+    found = platform.store.get_token(token_hash(credentials.credentials))
+    if found is None:
+        raise _unauthorized("token is invalid or signed out; sign in again")
+    username, expires_at = found
+    if expires_at <= platform.clock():
+        raise _unauthorized("token expired; sign in again")
+    user = platform.store.get_user(username)
+    if user is None:
+        raise _unauthorized("account no longer exists")
+    return user
+
+
+def get_current_executor(platform: PlatformDep, credentials: Credentials) -> ExecutorRecord:
+    if credentials is None:
+        raise _unauthorized("executor token required")
+    executor = platform.store.executor_by_token(token_hash(credentials.credentials))
+    if executor is None:
+        raise _unauthorized("unknown executor token; register again")
+    return executor
+
+
+CurrentUser = Annotated[UserRecord, Depends(get_current_user)]
+CurrentExecutor = Annotated[ExecutorRecord, Depends(get_current_executor)]

@@ -1,0 +1,156 @@
+"""Run a local platform: the control plane and sim executors, each a separate OS process.
+
+Used by ``teeflow server``, ``teeflow demo`` and the end-to-end tests. Logs go to
+``DATA_DIR/logs/`` (scanned by the tests for leaked plaintext and secrets).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+
+__all__ = ["LocalPlatform", "free_port", "wait_healthy"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_healthy(url: str, *, timeout: float = 60.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"control plane exited with status {process.returncode}; see its log")
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"control plane at {url} did not become healthy in {timeout:.0f} s")
+
+
+class LocalPlatform:
+    """A control plane plus ``executors`` sim executors on loopback, all separate processes."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        executors: int = 1,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.n_executors = executors
+        self.env = {**os.environ, **(env or {})}
+        self.server: subprocess.Popen[bytes] | None = None
+        self.executors: list[subprocess.Popen[bytes]] = []
+        self._logs = self.data_dir / "logs"
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        self._logs.mkdir(parents=True, exist_ok=True)
+        log = (self._logs / log_name).open("ab")
+        try:
+            return subprocess.Popen(
+                [sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                start_new_session=True,
+            )
+        finally:
+            log.close()
+
+    def start(self) -> LocalPlatform:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.server = self._spawn(
+            ["-m", "teeflow.server", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            "server.log",
+        )
+        wait_healthy(self.url, process=self.server)
+        for _ in range(self.n_executors):
+            self.add_executor()
+        self.wait_executors(self.n_executors)
+        return self
+
+    def add_executor(self) -> subprocess.Popen[bytes]:
+        index = len(self.executors)
+        process = self._spawn(
+            ["-m", "teeflow.executor", "--server", self.url, "--data-dir", str(self.data_dir)],
+            f"executor-{index}.log",
+        )
+        self.executors.append(process)
+        return process
+
+    def wait_executors(self, count: int, timeout: float = 60.0) -> None:
+        """Wait until ``count`` executors registered (the audit log counts registrations)."""
+        from teeflow.server.settings import Settings
+        from teeflow.server.store import Store
+
+        store = Store.from_url(Settings(data_dir=self.data_dir).resolved_database_url)
+        try:
+            deadline = time.monotonic() + timeout
+            while len(store.list_executors()) < count:
+                dead = [p for p in self.executors if p.poll() is not None]
+                if dead:
+                    raise RuntimeError("an executor exited during start; see DATA_DIR/logs")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"executors did not register in {timeout:.0f} s")
+                time.sleep(0.1)
+        finally:
+            store.close()
+
+    def kill_executor(self, index: int) -> None:
+        """SIGKILL one executor (its process group), as a crash would."""
+        process = self.executors[index]
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+    def restart_server(self) -> None:
+        if self.server is not None:
+            _stop(self.server)
+        self.server = self._spawn(
+            ["-m", "teeflow.server", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            "server.log",
+        )
+        wait_healthy(self.url, process=self.server)
+
+    def stop(self) -> None:
+        for process in self.executors:
+            _stop(process)
+        if self.server is not None:
+            _stop(self.server)
+
+    def __enter__(self) -> LocalPlatform:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+    except (subprocess.TimeoutExpired, ProcessLookupError):
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+        process.wait(timeout=10)

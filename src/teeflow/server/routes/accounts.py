@@ -1,0 +1,136 @@
+"""Accounts: register with public keys, sign in for a bearer token, sign out.
+
+The server never receives a private key; passwords are hashed with Argon2id.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import timedelta
+from typing import Annotated
+
+from argon2 import PasswordHasher
+from argon2.exceptions import VerificationError
+from fastapi import APIRouter, Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, field_validator
+
+from teeflow.crypto import CryptoError, PublicKey, VerifyKey, fingerprint
+from teeflow.server.deps import CurrentUser, PlatformDep, token_hash
+from teeflow.server.errors import ApiError
+from teeflow.server.store import Conflict, UserRecord
+
+router = APIRouter(prefix="/v1", tags=["accounts"])
+_hasher = PasswordHasher()
+_USERNAME = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=2, max_length=32)
+    password: str = Field(min_length=8, max_length=1024)
+    sign_pk: str = Field(max_length=64)
+    enc_pk: str = Field(max_length=64)
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if not _USERNAME.match(value):
+            raise ValueError("use 2-32 lowercase letters, digits, '-' or '_', starting with a letter")
+        return value
+
+
+class UserPublic(BaseModel):
+    username: str
+    sign_pk: str
+    enc_pk: str
+    fingerprint: str
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=1024)
+
+
+class TokenPublic(BaseModel):
+    token: str
+    expires_at: str
+
+
+def public_user(user: UserRecord) -> UserPublic:
+    fp = fingerprint(VerifyKey.from_b64(user.sign_pk), PublicKey.from_b64(user.enc_pk))
+    return UserPublic(username=user.username, sign_pk=user.sign_pk, enc_pk=user.enc_pk, fingerprint=fp)
+
+
+@router.post("/users", status_code=201)
+def register(body: UserCreate, platform: PlatformDep) -> UserPublic:
+    try:
+        VerifyKey.from_b64(body.sign_pk)
+        PublicKey.from_b64(body.enc_pk)
+    except CryptoError:
+        raise ApiError.invalid(
+            "sign_pk and enc_pk must be base64 Ed25519 / X25519 public keys (`teeflow keys show`)"
+        ) from None
+    now = platform.clock()
+    try:
+        user = platform.store.create_user(
+            username=body.username,
+            password_hash=_hasher.hash(body.password),
+            sign_pk=body.sign_pk,
+            enc_pk=body.enc_pk,
+            now=now,
+        )
+    except Conflict:
+        raise ApiError.conflict(f"username {body.username!r} is taken; choose another") from None
+    platform.store.append_audit(
+        actor=body.username, action="user.register", subject=body.username,
+        details={"sign_pk": body.sign_pk, "enc_pk": body.enc_pk}, now=now,
+    )
+    return public_user(user)
+
+
+@router.post("/sessions")
+def login(body: LoginRequest, platform: PlatformDep) -> TokenPublic:
+    store, settings, now = platform.store, platform.settings, platform.clock()
+    since = now - timedelta(seconds=settings.login_window_seconds)
+    if store.count_login_failures(username=body.username, since=since) >= settings.login_failures_allowed:
+        raise ApiError(429, "rate_limited", "too many failed sign-ins; wait a few minutes")
+    user = store.get_user(body.username)
+    try:
+        if user is None:
+            raise VerificationError("unknown user")
+        _hasher.verify(user.password_hash, body.password)
+    except VerificationError:
+        store.record_login_failure(username=body.username, now=now)
+        raise ApiError(401, "unauthorized", "wrong username or password") from None
+    store.clear_login_failures(body.username)
+    token = "tf_" + secrets.token_urlsafe(32)
+    expires = now + timedelta(seconds=settings.token_ttl_seconds)
+    store.add_token(token_hash=token_hash(token), username=body.username, expires_at=expires)
+    return TokenPublic(token=token, expires_at=expires.isoformat())
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+@router.delete("/sessions", status_code=204)
+def logout(
+    user: CurrentUser,
+    platform: PlatformDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    if credentials is not None:
+        platform.store.revoke_token(token_hash(credentials.credentials))
+
+
+@router.get("/users/me")
+def me(user: CurrentUser) -> UserPublic:
+    return public_user(user)
+
+
+@router.get("/users/{username}")
+def get_user(username: str, _: CurrentUser, platform: PlatformDep) -> UserPublic:
+    user = platform.store.get_user(username)
+    if user is None:
+        raise ApiError.not_found(f"user {username!r}")
+    return public_user(user)

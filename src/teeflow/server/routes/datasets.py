@@ -1,0 +1,132 @@
+"""Datasets: metadata plus a ciphertext the member sealed on its own machine.
+
+Only the owner downloads a dataset's ciphertext; executors get it only for a task the owner
+approved (routes/executors.py). A joint output is never downloadable: it stays sealed to the
+enclave and is only usable as the input of a task all its owners approve.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from fastapi import APIRouter, Header, Request
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from teeflow.server.deps import CurrentUser, PlatformDep
+from teeflow.server.errors import ApiError
+from teeflow.server.routes._streams import receive_blob, send_blob
+from teeflow.server.store import DatasetRecord
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+Kind = Literal["table", "images", "model", "other", "function"]
+
+
+class DatasetCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^/\\\x00]+$")
+    kind: Kind = "other"
+    description: str = Field(default="", max_length=2000)
+
+
+class DatasetPublic(BaseModel):
+    id: str
+    name: str
+    kind: str
+    description: str
+    owner: str
+    joint_owners: list[str] | None
+    state: str
+    ciphertext_sha256: str | None
+    size: int | None
+    produced_by_task: str | None
+    created_at: str
+
+
+def public_dataset(record: DatasetRecord) -> DatasetPublic:
+    return DatasetPublic(
+        id=record.dataset_id,
+        name=record.name,
+        kind=record.kind,
+        description=record.description,
+        owner=record.owner,
+        joint_owners=record.joint_owners,
+        state=record.state,
+        ciphertext_sha256=record.ciphertext_sha256,
+        size=record.size,
+        produced_by_task=record.produced_by_task,
+        created_at=record.created_at.isoformat(),
+    )
+
+
+def dataset_or_404(platform: Any, dataset_id: str) -> DatasetRecord:
+    record: DatasetRecord | None = platform.store.get_dataset(dataset_id)
+    if record is None:
+        raise ApiError.not_found(f"dataset {dataset_id}")
+    return record
+
+
+@router.post("", status_code=201)
+def create_dataset(body: DatasetCreate, user: CurrentUser, platform: PlatformDep) -> DatasetPublic:
+    now = platform.clock()
+    record = platform.store.create_dataset(
+        dataset_id=uuid.uuid4().hex, name=body.name, kind=body.kind,
+        description=body.description, owner=user.username, now=now,
+    )
+    return public_dataset(record)
+
+
+@router.put("/{dataset_id}/content")
+async def upload_content(
+    dataset_id: str,
+    request: Request,
+    user: CurrentUser,
+    platform: PlatformDep,
+    x_content_sha256: str | None = Header(default=None),
+) -> DatasetPublic:
+    record = dataset_or_404(platform, dataset_id)
+    if record.owner != user.username or record.joint_owners:
+        raise ApiError.forbidden("only the dataset's owner uploads its content")
+    if record.state != "pending":
+        raise ApiError.conflict("dataset content is already uploaded; create a new dataset")
+    key = f"datasets/{dataset_id}"
+    sha256, size = await receive_blob(request, platform, key, expected_sha256=x_content_sha256)
+    platform.store.mark_dataset_ready(dataset_id, ciphertext_sha256=sha256, size=size, blob_key=key)
+    platform.store.append_audit(
+        actor=user.username, action="dataset.upload", subject=dataset_id,
+        details={"name": record.name, "kind": record.kind, "ciphertext_sha256": sha256, "size": size},
+        now=platform.clock(),
+    )
+    return public_dataset(dataset_or_404(platform, dataset_id))
+
+
+@router.get("")
+def list_datasets(
+    user: CurrentUser, platform: PlatformDep, owner: str | None = None
+) -> list[DatasetPublic]:
+    """Your datasets (owned or jointly owned), or another member's by ``owner`` (metadata only)."""
+    if owner is None:
+        records = platform.store.list_datasets(visible_to=user.username)
+    else:
+        records = [r for r in platform.store.list_datasets(owner=owner) if not r.joint_owners]
+    return [public_dataset(r) for r in records]
+
+
+@router.get("/{dataset_id}")
+def get_dataset(dataset_id: str, _: CurrentUser, platform: PlatformDep) -> DatasetPublic:
+    return public_dataset(dataset_or_404(platform, dataset_id))
+
+
+@router.get("/{dataset_id}/content")
+def download_content(dataset_id: str, user: CurrentUser, platform: PlatformDep) -> StreamingResponse:
+    record = dataset_or_404(platform, dataset_id)
+    if record.joint_owners:
+        raise ApiError.forbidden(
+            "a joint output never leaves the enclave; use it as the input of a task its owners approve"
+        )
+    if record.owner != user.username:
+        raise ApiError.forbidden("only the dataset's owner can download its ciphertext")
+    if record.state != "ready" or record.blob_key is None:
+        raise ApiError.conflict("dataset content has not been uploaded yet")
+    return send_blob(platform, record.blob_key, filename=f"{dataset_id}.sealed")

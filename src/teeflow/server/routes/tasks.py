@@ -1,0 +1,240 @@
+"""Tasks: propose, show, approve, reject, run, cancel, outputs, receipt, events.
+
+State machine (guarded transitions, each an atomic compare-and-set in the store):
+proposed -> approved (every participant signed) -> queued (creator runs it) -> running (leased)
+-> succeeded | failed; proposed/approved/queued/running -> canceled; proposed -> rejected.
+The enclave re-checks every approval itself: a row edited to "approved" gets it nowhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+from teeflow.crypto import CryptoError, VerifyKey, b64d
+from teeflow.enclave.checks import FUNCTION_SLOT
+from teeflow.enclave.contract import APPROVAL_DOMAIN
+from teeflow.server.app import Platform
+from teeflow.server.contracts import Proposal, build_contract
+from teeflow.server.deps import CurrentUser, PlatformDep
+from teeflow.server.errors import ApiError
+from teeflow.server.routes._streams import send_blob
+from teeflow.server.store import AuditEntry, Conflict, TaskRecord, UserRecord
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+
+class Approval(BaseModel):
+    signature: str = Field(max_length=200)
+    wrapped_keys: dict[str, str] = Field(default_factory=dict)
+
+
+class Rejection(BaseModel):
+    reason: str = Field(default="", max_length=1000)
+
+
+def task_public(platform: Platform, task: TaskRecord) -> dict[str, Any]:
+    approvals = platform.store.list_approvals(task.task_id)
+    return {
+        "id": task.task_id,
+        "status": task.status,
+        "creator": task.creator,
+        "contract": task.contract,
+        "contract_hash": task.contract_hash,
+        "approvals": {a.username: a.decision for a in approvals},
+        "pending": sorted(set(task.participants) - {a.username for a in approvals}),
+        "failure_reason": task.failure_reason,
+        "attempts": task.attempts,
+        "created_at": task.created_at.isoformat(),
+        "updated_at": task.updated_at.isoformat(),
+    }
+
+
+def task_for(platform: Platform, task_id: str, user: UserRecord) -> TaskRecord:
+    task = platform.store.get_task(task_id)
+    if task is None or user.username not in task.participants:
+        raise ApiError.not_found(f"task {task_id}")
+    return task
+
+
+def _audit(user: UserRecord, action: str, task_id: str, **details: Any) -> AuditEntry:
+    return AuditEntry(actor=user.username, action=action, subject=task_id, details=details)
+
+
+@router.post("", status_code=201)
+def propose(body: Proposal, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
+    contract = build_contract(platform, body, creator=user.username)
+    from teeflow.enclave.contract import contract_hash
+
+    chash = contract_hash(contract)
+    task = platform.store.create_task(
+        task_id=contract["task_id"], creator=user.username, contract=contract,
+        contract_hash=chash, participants=sorted(contract["participants"]), now=platform.clock(),
+        audit=_audit(user, "task.propose", contract["task_id"], contract_hash=chash),
+    )
+    return task_public(platform, task)
+
+
+@router.get("")
+def list_tasks(user: CurrentUser, platform: PlatformDep) -> list[dict[str, Any]]:
+    return [task_public(platform, t) for t in platform.store.list_tasks(participant=user.username)]
+
+
+@router.get("/{task_id}")
+def show(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
+    return task_public(platform, task_for(platform, task_id, user))
+
+
+def _expected_slots(contract: dict[str, Any], username: str) -> set[str]:
+    slots = {
+        slot for slot, spec in contract["inputs"].items()
+        if not spec.get("joint") and spec["owners"] == [username]
+    }
+    function = contract["function"]
+    if function.get("sealed") and function.get("owner") == username:
+        slots.add(FUNCTION_SLOT)
+    return slots
+
+
+@router.post("/{task_id}/approve")
+def approve(task_id: str, body: Approval, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
+    task = task_for(platform, task_id, user)
+    if task.status != "proposed":
+        raise ApiError.conflict(f"task is {task.status}; only a proposed task can be approved")
+    try:
+        VerifyKey.from_b64(user.sign_pk).verify(
+            APPROVAL_DOMAIN, task.contract_hash.encode("ascii"), b64d(body.signature)
+        )
+    except CryptoError:
+        raise ApiError.invalid("signature does not verify over this task's contract hash") from None
+    missing = _expected_slots(task.contract, user.username) - set(body.wrapped_keys)
+    if missing:
+        raise ApiError.invalid(f"approval lacks wrapped keys for {sorted(missing)}")
+    now = platform.clock()
+    try:
+        platform.store.add_approval(
+            task_id=task_id, username=user.username, decision="approve",
+            signature=body.signature, wrapped_keys=body.wrapped_keys, now=now,
+            audit=_audit(user, "task.approve", task_id, contract_hash=task.contract_hash,
+                         signature=body.signature),
+        )
+    except Conflict:
+        raise ApiError.conflict("you have already decided on this task") from None
+    approvals = platform.store.list_approvals(task_id)
+    if {a.username for a in approvals if a.decision == "approve"} >= set(task.participants):
+        platform.store.transition(
+            task_id, from_states={"proposed"}, to="approved", now=now,
+            audit=AuditEntry(actor="control-plane", action="task.approved", subject=task_id, details={}),
+        )
+    return task_public(platform, task_for(platform, task_id, user))
+
+
+@router.post("/{task_id}/reject")
+def reject(task_id: str, body: Rejection, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
+    task = task_for(platform, task_id, user)
+    now = platform.clock()
+    try:
+        platform.store.add_approval(
+            task_id=task_id, username=user.username, decision="reject", signature=None,
+            wrapped_keys={}, now=now,
+        )
+    except Conflict:
+        raise ApiError.conflict("you have already decided on this task") from None
+    done = platform.store.transition(
+        task_id, from_states={"proposed"}, to="rejected", now=now,
+        failure_reason=f"rejected by {user.username}: {body.reason}".strip(": "),
+        audit=_audit(user, "task.reject", task_id, reason=body.reason),
+    )
+    if done is None:
+        raise ApiError.conflict(f"task is {task.status}; only a proposed task can be rejected")
+    return task_public(platform, done)
+
+
+@router.post("/{task_id}/run")
+def run(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
+    task = task_for(platform, task_id, user)
+    if task.creator != user.username:
+        raise ApiError.forbidden("only the task's creator can run it")
+    done = platform.store.transition(
+        task_id, from_states={"approved"}, to="queued", now=platform.clock(),
+        audit=_audit(user, "task.run", task_id),
+    )
+    if done is None:
+        raise ApiError.conflict(
+            f"task is {task.status}; it runs only once every participant approved "
+            f"(pending: {task_public(platform, task)['pending']})"
+        )
+    return task_public(platform, done)
+
+
+@router.post("/{task_id}/cancel")
+def cancel(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
+    task = task_for(platform, task_id, user)
+    if task.creator != user.username:
+        raise ApiError.forbidden("only the task's creator can cancel it")
+    done = platform.store.transition(
+        task_id, from_states={"proposed", "approved", "queued", "running"}, to="canceled",
+        now=platform.clock(), audit=_audit(user, "task.cancel", task_id),
+    )
+    if done is None:
+        raise ApiError.conflict(f"task is {task.status} and can no longer be canceled")
+    return task_public(platform, done)
+
+
+@router.get("/{task_id}/outputs")
+def outputs(task_id: str, user: CurrentUser, platform: PlatformDep) -> list[dict[str, Any]]:
+    task_for(platform, task_id, user)
+    return [
+        {
+            "slot": o.slot,
+            "ciphertext_sha256": o.ciphertext_sha256,
+            "size": o.size,
+            "recipients": sorted(k for k in o.wrapped_keys if k != "enclave"),
+            "joint_owners": o.joint_owners,
+            "dataset_id": o.dataset_id,
+            "readable_by_you": user.username in o.wrapped_keys,
+        }
+        for o in platform.store.list_outputs(task_id)
+    ]
+
+
+def _output_for(platform: Platform, task_id: str, slot: str, user: UserRecord) -> Any:
+    task_for(platform, task_id, user)
+    for output in platform.store.list_outputs(task_id):
+        if output.slot == slot:
+            if user.username not in output.wrapped_keys:
+                raise ApiError.forbidden(f"you are not a recipient of output {slot!r}")
+            return output
+    raise ApiError.not_found(f"output {slot!r}")
+
+
+@router.get("/{task_id}/outputs/{slot}/content")
+def output_content(task_id: str, slot: str, user: CurrentUser, platform: PlatformDep) -> StreamingResponse:
+    output = _output_for(platform, task_id, slot, user)
+    return send_blob(platform, output.blob_key, filename=f"{task_id}-{slot}.sealed")
+
+
+@router.get("/{task_id}/outputs/{slot}/key")
+def output_key(task_id: str, slot: str, user: CurrentUser, platform: PlatformDep) -> dict[str, str]:
+    output = _output_for(platform, task_id, slot, user)
+    return {"wrapped_key": output.wrapped_keys[user.username], "ciphertext_sha256": output.ciphertext_sha256}
+
+
+@router.get("/{task_id}/receipt")
+def receipt(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
+    task = task_for(platform, task_id, user)
+    if task.receipt is None:
+        raise ApiError.conflict(f"task is {task.status}; it has no receipt yet")
+    return task.receipt
+
+
+@router.get("/{task_id}/events")
+def events(task_id: str, user: CurrentUser, platform: PlatformDep, after: int = 0) -> list[dict[str, Any]]:
+    task_for(platform, task_id, user)
+    return [
+        {"seq": e.seq, "kind": e.kind, "payload": e.payload, "at": e.created_at.isoformat()}
+        for e in platform.store.list_events(task_id=task_id, recipient=user.username, after_seq=after)
+    ]

@@ -1,0 +1,68 @@
+"""End-to-end fixtures: a real control plane (uvicorn) and real sim executors, each a separate
+process on loopback, and members with their own homes, keys and attestation policies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from teeflow.attestation import Policy, SimQuotingKey, sim_measurement
+from teeflow.client import Client, MemberHome, MemberKeys
+from teeflow.crypto import PrivateKey, SigningKey
+from teeflow.server.launcher import LocalPlatform
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
+    data_dir = tmp_path_factory.mktemp("platform")
+    with LocalPlatform(data_dir, executors=2) as running:
+        yield running
+
+
+def member_policy(platform: LocalPlatform) -> Policy:
+    """A member's own policy: simulation explicitly allowed, the quoting key pinned, and the
+    measurement computed by the member from its own copy of the code."""
+    quoting_key = SimQuotingKey.load_or_create(platform.data_dir / "platform")
+    return Policy(
+        allowed_tees=frozenset({"sim"}),
+        allow_simulated=True,
+        sim_quoting_keys=frozenset({quoting_key.public_key_hex}),
+        allowed_measurements=frozenset({sim_measurement()}),
+        accepted_tcb_statuses=frozenset({"Simulated"}),
+    )
+
+
+MemberFactory = Callable[[str], Client]
+
+
+@pytest.fixture(scope="module")
+def member(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemberFactory]:
+    made: dict[str, Client] = {}
+
+    def make(name: str) -> Client:
+        if name not in made:
+            home = MemberHome(tmp_path_factory.mktemp(f"home-{name}"))
+            keys = MemberKeys(SigningKey.generate(), PrivateKey.generate())
+            client = Client(platform.url, keys=keys, home=home, policy=member_policy(platform))
+            client.register(name, PASSWORD)
+            client.login(name, PASSWORD)
+            made[name] = client
+        return made[name]
+
+    yield make
+    for client in made.values():
+        client.close()
+
+
+def scan_for(root: Path, markers: list[bytes]) -> list[str]:
+    """Every (file, marker) where a marker occurs anywhere under root."""
+    found = []
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            found.extend(f"{path}: {m!r}" for m in markers if m in data)
+    return found
