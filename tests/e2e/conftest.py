@@ -19,7 +19,8 @@ PASSWORD = "correct horse battery staple"
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
     data_dir = tmp_path_factory.mktemp("platform")
-    with LocalPlatform(data_dir, executors=2) as running:
+    # Short leases so a killed executor's task is re-queued within seconds.
+    with LocalPlatform(data_dir, executors=2, env={"TEEFLOW_LEASE_SECONDS": "3"}) as running:
         yield running
 
 
@@ -40,7 +41,9 @@ MemberFactory = Callable[[str], Client]
 
 
 @pytest.fixture(scope="module")
-def member(platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MemberFactory]:
+def member(
+    platform: LocalPlatform, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[MemberFactory]:
     made: dict[str, Client] = {}
 
     def make(name: str) -> Client:

@@ -22,12 +22,18 @@ def _csv(rows: list[tuple[str, int]], marker: str) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-def _run_join_sum(member: MemberFactory, markers: list[bytes]) -> tuple[Client, Client, Client, dict]:
+def _run_join_sum(
+    member: MemberFactory, markers: list[bytes]
+) -> tuple[Client, Client, Client, dict]:
     alice, bank, shop = member("alice"), member("bank"), member("shop")
     bank_marker, shop_marker = f"BANKCANARY{uuid.uuid4().hex}", f"SHOPCANARY{uuid.uuid4().hex}"
     markers += [bank_marker.encode(), shop_marker.encode()]
-    bank_ds = bank.upload_dataset(_csv([("u1", 10), ("u2", 20), ("u3", 30)], bank_marker), name="bank.csv", kind="table")
-    shop_ds = shop.upload_dataset(_csv([("u2", 5), ("u3", 7), ("u9", 1)], shop_marker), name="shop.csv", kind="table")
+    bank_ds = bank.upload_dataset(
+        _csv([("u1", 10), ("u2", 20), ("u3", 30)], bank_marker), name="bank.csv", kind="table"
+    )
+    shop_ds = shop.upload_dataset(
+        _csv([("u2", 5), ("u3", 7), ("u9", 1)], shop_marker), name="shop.csv", kind="table"
+    )
     task = alice.propose(
         "private-join-sum",
         inputs={"bank": bank_ds["id"], "shop": shop_ds["id"]},
@@ -58,7 +64,7 @@ def test_join_sum_reaches_only_its_recipients(member: MemberFactory) -> None:
 
 
 def test_non_participant_cannot_see_approve_run_or_download(member: MemberFactory) -> None:
-    alice, bank, shop, done = _run_join_sum(member, [])
+    _, _, _, done = _run_join_sum(member, [])
     eve = member("eve")
 
     for attempt in (
@@ -78,7 +84,9 @@ def test_non_participant_cannot_see_approve_run_or_download(member: MemberFactor
 def test_task_runs_only_after_every_approval(member: MemberFactory) -> None:
     alice, bank = member("alice"), member("bank")
     ds = bank.upload_dataset(b"id,amount\nx,1\n", name="one.csv", kind="table")
-    task = alice.propose("echo", inputs={"data": ds["id"]}, outputs={"data": {"recipients": ["alice"]}})
+    task = alice.propose(
+        "echo", inputs={"data": ds["id"]}, outputs={"data": {"recipients": ["alice"]}}
+    )
     alice.approve(task["id"])
 
     with pytest.raises(ApiError) as early:
@@ -107,7 +115,9 @@ def test_audit_log_records_the_flow(member: MemberFactory) -> None:
 
     verify_chain(events)
     actions = [e["action"] for e in events if e["subject"] == done["id"]]
-    assert {"task.propose", "task.approve", "task.approved", "task.run", "task.succeeded"} <= set(actions)
+    assert {"task.propose", "task.approve", "task.approved", "task.run", "task.succeeded"} <= set(
+        actions
+    )
     assert canonical_json(events[-1])  # exportable as canonical JSON
 
 

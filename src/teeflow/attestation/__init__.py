@@ -1,0 +1,70 @@
+"""Remote attestation: evidence from a TEE, verified into Claims, accepted by a Policy.
+
+The same Claims -> Policy path runs for every TEE (``sim``, ``sgx``, ``tdx``, ``sev-snp``).
+Verification never reads the wall clock: the caller passes ``now``. Every failure raises
+:class:`AttestationError`.
+
+Typical use::
+
+    claims = verify(evidence, policy, now=datetime.now(UTC), collateral=collateral)
+    check_binding(claims, enclave_public_key_bundle, nonce)
+"""
+
+from teeflow.attestation._binding import check_binding, report_data_for
+from teeflow.attestation._dcap import dcap_tee_of, load_dcap_collateral, verify_dcap
+from teeflow.attestation._errors import AttestationError
+from teeflow.attestation._manifest import render_gramine_manifest
+from teeflow.attestation._model import REPORT_DATA_SIZE, TEE_TYPES, Claims, Evidence, TeeType
+from teeflow.attestation._pccs import CollateralFetch, PccsCache, pccs_fetch
+from teeflow.attestation._policy import SIMULATED_TCB_STATUS, Policy
+from teeflow.attestation._providers import (
+    EvidenceProvider,
+    GramineSgxProvider,
+    SimProvider,
+    TsmProvider,
+    get_provider,
+)
+from teeflow.attestation._roots import INTEL_SGX_ROOT_CA_SHA256
+from teeflow.attestation._sim import (
+    SimQuotingKey,
+    sim_measurement,
+    sim_measurement_inputs,
+    verify_sim,
+)
+from teeflow.attestation._snp import SNP_TCB_STATUS, SnpCollateral, verify_snp
+from teeflow.attestation._verify import verify, verify_evidence
+
+__all__ = [
+    "INTEL_SGX_ROOT_CA_SHA256",
+    "REPORT_DATA_SIZE",
+    "SIMULATED_TCB_STATUS",
+    "SNP_TCB_STATUS",
+    "TEE_TYPES",
+    "AttestationError",
+    "Claims",
+    "CollateralFetch",
+    "Evidence",
+    "EvidenceProvider",
+    "GramineSgxProvider",
+    "PccsCache",
+    "Policy",
+    "SimProvider",
+    "SimQuotingKey",
+    "SnpCollateral",
+    "TeeType",
+    "TsmProvider",
+    "check_binding",
+    "dcap_tee_of",
+    "get_provider",
+    "load_dcap_collateral",
+    "pccs_fetch",
+    "render_gramine_manifest",
+    "report_data_for",
+    "sim_measurement",
+    "sim_measurement_inputs",
+    "verify",
+    "verify_dcap",
+    "verify_evidence",
+    "verify_sim",
+    "verify_snp",
+]

@@ -11,7 +11,6 @@ import io
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -21,13 +20,12 @@ import httpx
 from teeflow.attestation import AttestationError, Claims, Evidence, Policy, check_binding, verify
 from teeflow.client._errors import ClientError, raise_for_error
 from teeflow.client._home import MemberHome
+from teeflow.client.keyring import MemberKeys
 from teeflow.crypto import (
     CryptoError,
     DataKey,
     IntegrityError,
-    PrivateKey,
     PublicKey,
-    SigningKey,
     VerifyKey,
     b64d,
     b64e,
@@ -43,18 +41,17 @@ from teeflow.enclave.checks import FUNCTION_SLOT
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
 from teeflow.enclave.receipt import verify_receipt
 
-__all__ = ["Client", "MemberKeys"]
+__all__ = ["Client", "public_keys"]
 
 TERMINAL = {"succeeded", "failed", "canceled", "rejected"}
 
 
-@dataclass(frozen=True)
-class MemberKeys:
-    signing_key: SigningKey
-    receiving_key: PrivateKey
-
-    def public(self) -> dict[str, str]:
-        return {"sign_pk": self.signing_key.verify_key.b64(), "enc_pk": self.receiving_key.public_key.b64()}
+def public_keys(keys: MemberKeys) -> dict[str, str]:
+    """A member's public keys as the server and contracts spell them."""
+    return {
+        "sign_pk": keys.signing_key.verify_key.b64(),
+        "enc_pk": keys.receiving_key.public_key.b64(),
+    }
 
 
 class Client:
@@ -79,7 +76,9 @@ class Client:
         self._policy = policy
         self._clock = clock
         self._attested: dict[str, Any] | None = None
-        self.http = httpx.Client(base_url=self.server, timeout=httpx.Timeout(120.0, connect=5.0), transport=transport)
+        self.http = httpx.Client(
+            base_url=self.server, timeout=httpx.Timeout(120.0, connect=5.0), transport=transport
+        )
         if token:
             self.http.headers["Authorization"] = f"Bearer {token}"
 
@@ -107,7 +106,7 @@ class Client:
     # -- accounts ---------------------------------------------------------------------------
 
     def register(self, username: str, password: str) -> dict[str, Any]:
-        body = {"username": username, "password": password, **self.keys.public()}
+        body = {"username": username, "password": password, **public_keys(self.keys)}
         result: dict[str, Any] = self._call("POST", "/v1/users", json=body)
         return result
 
@@ -117,8 +116,13 @@ class Client:
         self.http.headers["Authorization"] = f"Bearer {token}"
         self.username = username
         me = self._call("GET", "/v1/users/me")
-        if me["sign_pk"] != self.keys.public()["sign_pk"] or me["enc_pk"] != self.keys.public()["enc_pk"]:
-            raise ClientError("the server holds other public keys for this account than your keyring")
+        if (
+            me["sign_pk"] != public_keys(self.keys)["sign_pk"]
+            or me["enc_pk"] != public_keys(self.keys)["enc_pk"]
+        ):
+            raise ClientError(
+                "the server holds other public keys for this account than your keyring"
+            )
         if remember:
             self.home.save_credentials(server=self.server, username=username, token=token)
         return token
@@ -134,7 +138,8 @@ class Client:
             if not self.home.policy_path.exists():
                 raise ClientError(
                     f"no attestation policy at {self.home.policy_path}: write one, or for a local "
-                    "simulated platform run `teeflow attest trust --simulated` (no hardware protection)"
+                    "simulated platform run `teeflow attest trust --simulated` "
+                    "(no hardware protection)"
                 )
             self._policy = Policy.from_file(self.home.policy_path)
         return self._policy
@@ -160,26 +165,39 @@ class Client:
 
     # -- datasets & functions ---------------------------------------------------------------
 
-    def upload_dataset(self, source: Path | bytes, *, name: str, kind: str = "other", description: str = "") -> dict[str, Any]:
+    def upload_dataset(
+        self, source: Path | bytes, *, name: str, kind: str = "other", description: str = ""
+    ) -> dict[str, Any]:
         """Seal ``source`` locally under a fresh key and upload only the ciphertext."""
         key = DataKey.generate()
-        record = self._call("POST", "/v1/datasets", json={"name": name, "kind": kind, "description": description})
+        record = self._call(
+            "POST", "/v1/datasets", json={"name": name, "kind": kind, "description": description}
+        )
         sealed = _TempSealed(self.home.root / "tmp")
         try:
             with _open_source(source) as handle:
                 info = seal_stream(handle, sealed.handle, key)
             sealed.handle.seek(0)
-            self.home.save_dataset_key(record["id"], key, ciphertext_sha256=info.ciphertext_sha256, name=name)
+            self.home.save_dataset_key(
+                record["id"], key, ciphertext_sha256=info.ciphertext_sha256, name=name
+            )
             result: dict[str, Any] = self._call(
-                "PUT", f"/v1/datasets/{record['id']}/content", content=_chunks(sealed.handle),
-                headers={"X-Content-SHA256": info.ciphertext_sha256, "Content-Length": str(info.ciphertext_size)},
+                "PUT",
+                f"/v1/datasets/{record['id']}/content",
+                content=_chunks(sealed.handle),
+                headers={
+                    "X-Content-SHA256": info.ciphertext_sha256,
+                    "Content-Length": str(info.ciphertext_size),
+                },
             )
         finally:
             sealed.close()
         return result
 
     def datasets(self, *, owner: str | None = None) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", "/v1/datasets", params={"owner": owner} if owner else None)
+        result: list[dict[str, Any]] = self._call(
+            "GET", "/v1/datasets", params={"owner": owner} if owner else None
+        )
         return result
 
     def functions(self) -> list[dict[str, Any]]:
@@ -187,18 +205,30 @@ class Client:
         return result
 
     def upload_function(
-        self, source: str, *, name: str, sealed: bool = True, description: str = "",
-        inputs: list[str] | None = None, outputs: list[str] | None = None, arguments: dict[str, str] | None = None,
+        self,
+        source: str,
+        *,
+        name: str,
+        sealed: bool = True,
+        description: str = "",
+        inputs: list[str] | None = None,
+        outputs: list[str] | None = None,
+        arguments: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Upload Python source; ``sealed`` keeps the code confidential (only the enclave reads it)."""
+        """Upload Python source; ``sealed`` keeps the code confidential to the enclave."""
         code = source.encode("utf-8")
         if sealed:
             dataset = self.upload_dataset(code, name=f"{name}.py", kind="function")
         else:
             dataset = self._upload_plain(code, name=f"{name}.py")
         body = {
-            "name": name, "description": description, "code_sha256": sha256_hex(code), "sealed": sealed,
-            "source_dataset_id": dataset["id"], "inputs": inputs or [], "outputs": outputs or [],
+            "name": name,
+            "description": description,
+            "code_sha256": sha256_hex(code),
+            "sealed": sealed,
+            "source_dataset_id": dataset["id"],
+            "inputs": inputs or [],
+            "outputs": outputs or [],
             "arguments": arguments or {},
         }
         result: dict[str, Any] = self._call("POST", "/v1/functions", json=body)
@@ -207,7 +237,9 @@ class Client:
     def _upload_plain(self, code: bytes, *, name: str) -> dict[str, Any]:
         record = self._call("POST", "/v1/datasets", json={"name": name, "kind": "function"})
         result: dict[str, Any] = self._call(
-            "PUT", f"/v1/datasets/{record['id']}/content", content=code,
+            "PUT",
+            f"/v1/datasets/{record['id']}/content",
+            content=code,
             headers={"X-Content-SHA256": sha256_hex(code)},
         )
         return result
@@ -215,13 +247,22 @@ class Client:
     # -- tasks ------------------------------------------------------------------------------
 
     def propose(
-        self, function: str, *, inputs: Mapping[str, str], outputs: Mapping[str, Mapping[str, list[str]]],
-        arguments: Mapping[str, Any] | None = None, disclosure: Mapping[str, list[str]] | None = None,
+        self,
+        function: str,
+        *,
+        inputs: Mapping[str, str],
+        outputs: Mapping[str, Mapping[str, list[str]]],
+        arguments: Mapping[str, Any] | None = None,
+        disclosure: Mapping[str, list[str]] | None = None,
         description: str = "",
     ) -> dict[str, Any]:
         body = {
-            "function": function, "inputs": dict(inputs), "outputs": {k: dict(v) for k, v in outputs.items()},
-            "arguments": dict(arguments or {}), "disclosure": dict(disclosure or {}), "description": description,
+            "function": function,
+            "inputs": dict(inputs),
+            "outputs": {k: dict(v) for k, v in outputs.items()},
+            "arguments": dict(arguments or {}),
+            "disclosure": dict(disclosure or {}),
+            "description": description,
         }
         result: dict[str, Any] = self._call("POST", "/v1/tasks", json=body)
         return result
@@ -242,7 +283,9 @@ class Client:
         from teeflow.client._review import review_contract
 
         attested = self._attested or self.attest()
-        return review_contract(task, me=self._me(), keys=self.keys, home=self.home, attested=attested)
+        return review_contract(
+            task, me=self._me(), keys=self.keys, home=self.home, attested=attested
+        )
 
     def approve(self, task_id: str) -> dict[str, Any]:
         """Review, sign the contract hash and wrap this member's keys to the attested enclave."""
@@ -257,8 +300,12 @@ class Client:
                 continue
             key = self.home.dataset_key(spec["dataset_id"])
             if key is None:
-                raise ClientError(f"no local key for your dataset {spec['dataset_id']} (input {slot!r})")
-            wrapped[slot] = b64e(hpke_seal(key.raw, enclave_pk, info=key_wrap_info("input", chash, slot)))
+                raise ClientError(
+                    f"no local key for your dataset {spec['dataset_id']} (input {slot!r})"
+                )
+            wrapped[slot] = b64e(
+                hpke_seal(key.raw, enclave_pk, info=key_wrap_info("input", chash, slot))
+            )
         function = contract["function"]
         if function.get("sealed") and function.get("owner") == self._me():
             key = self.home.dataset_key(function["source_dataset_id"])
@@ -268,12 +315,16 @@ class Client:
             wrapped[FUNCTION_SLOT] = b64e(hpke_seal(key.raw, enclave_pk, info=info))
         signature = b64e(self.keys.signing_key.sign(APPROVAL_DOMAIN, chash.encode("ascii")))
         result: dict[str, Any] = self._call(
-            "POST", f"/v1/tasks/{task_id}/approve", json={"signature": signature, "wrapped_keys": wrapped}
+            "POST",
+            f"/v1/tasks/{task_id}/approve",
+            json={"signature": signature, "wrapped_keys": wrapped},
         )
         return result
 
     def reject(self, task_id: str, reason: str = "") -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", f"/v1/tasks/{task_id}/reject", json={"reason": reason})
+        result: dict[str, Any] = self._call(
+            "POST", f"/v1/tasks/{task_id}/reject", json={"reason": reason}
+        )
         return result
 
     def run(self, task_id: str) -> dict[str, Any]:
@@ -301,7 +352,11 @@ class Client:
         return out
 
     def wait(
-        self, task_id: str, *, timeout: float = 600.0, poll: float = 0.2,
+        self,
+        task_id: str,
+        *,
+        timeout: float = 600.0,
+        poll: float = 0.2,
         on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -339,14 +394,20 @@ class Client:
         expected = body.get("outputs", {}).get(slot, {}).get("ciphertext_sha256")
         key_info = self._call("GET", f"/v1/tasks/{task_id}/outputs/{slot}/key")
         try:
-            raw = hpke_open(b64d(key_info["wrapped_key"]), self.keys.receiving_key, info=key_wrap_info("output", chash, slot))
+            raw = hpke_open(
+                b64d(key_info["wrapped_key"]),
+                self.keys.receiving_key,
+                info=key_wrap_info("output", chash, slot),
+            )
         except (IntegrityError, CryptoError) as exc:
             raise ClientError(f"output key does not open for you: {exc}") from exc
         response = self.http.get(f"/v1/tasks/{task_id}/outputs/{slot}/content")
         raise_for_error(response)
         ciphertext = response.content
         if sha256_hex(ciphertext) != expected:
-            raise ClientError(f"output {slot!r} does not match the enclave's receipt; it was altered")
+            raise ClientError(
+                f"output {slot!r} does not match the enclave's receipt; it was altered"
+            )
         plain = io.BytesIO()
         try:
             unseal_stream(io.BytesIO(ciphertext), plain, DataKey(raw))
@@ -396,6 +457,3 @@ def _open_source(source: Path | bytes) -> BinaryIO:
 def _chunks(handle: BinaryIO, size: int = 1 << 20) -> Any:
     while block := handle.read(size):
         yield block
-
-
-

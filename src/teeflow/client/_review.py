@@ -13,7 +13,7 @@ from teeflow.client._home import MemberHome
 from teeflow.enclave.contract import ContractError, contract_hash, validate_contract
 
 if TYPE_CHECKING:
-    from teeflow.client._client import MemberKeys
+    from teeflow.client.keyring import MemberKeys
 
 __all__ = ["review_contract"]
 
@@ -44,14 +44,18 @@ def review_contract(
             "the contract names an enclave other than the one you attested; refuse to approve"
         )
     mine = contract["participants"].get(me)
-    if mine is None or dict(mine) != keys.public():
+    from teeflow.client._client import public_keys
+
+    if mine is None or dict(mine) != public_keys(keys):
         raise ClientError("the contract lists other public keys for you than your keyring holds")
     for slot, spec in contract["inputs"].items():
         if spec.get("joint") or spec["owners"] != [me]:
             continue
         record = home.dataset_record(spec["dataset_id"])
         if record is None:
-            raise ClientError(f"input {slot!r} names dataset {spec['dataset_id']} you hold no key for")
+            raise ClientError(
+                f"input {slot!r} names dataset {spec['dataset_id']} you hold no key for"
+            )
         if record["ciphertext_sha256"] != spec["ciphertext_sha256"]:
             raise ClientError(
                 f"input {slot!r}: the contract's ciphertext hash differs from what you uploaded"
@@ -62,7 +66,9 @@ def review_contract(
 def _warnings(contract: Mapping[str, Any], me: str, attested: Mapping[str, Any]) -> list[str]:
     warnings: list[str] = []
     if attested.get("simulated"):
-        warnings.append("the enclave is SIMULATED: no hardware protects the data (development only)")
+        warnings.append(
+            "the enclave is SIMULATED: no hardware protects the data (development only)"
+        )
     function = contract["function"]
     my_inputs = [s for s, spec in contract["inputs"].items() if me in spec["owners"]]
     owner = function.get("owner")
@@ -77,7 +83,8 @@ def _warnings(contract: Mapping[str, Any], me: str, attested: Mapping[str, Any])
             warnings.append(f"output {slot!r}, computed from your data, goes to {receivers}")
         if owner and owner in receivers and owner != me and my_inputs:
             warnings.append(
-                f"the function's provider {owner!r} receives output {slot!r} computed from your data"
+                f"the function's provider {owner!r} receives output {slot!r}, "
+                "computed from your data"
             )
     for channel, names in contract.get("disclosure", {}).items():
         others = [n for n in names if n != me]

@@ -38,6 +38,8 @@ def b64e(data: bytes) -> str:
 
 def b64d(text: str) -> bytes:
     """Decode standard base64, rejecting anything that is not strictly valid."""
+    if not isinstance(text, str):  # parsed JSON may hold any type where a string belongs
+        raise CryptoError("value is not valid base64")
     try:
         return base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError) as exc:

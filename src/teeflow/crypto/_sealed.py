@@ -16,6 +16,7 @@ bounded by two chunks whatever the file size.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import io
 import os
 import struct
@@ -120,16 +121,24 @@ def _nonce(prefix: bytes, counter: int, final: bool) -> bytes:
     return prefix + struct.pack(">IB", counter, 1 if final else 0)
 
 
-def _read_full(src: BinaryIO, size: int) -> bytes:
-    parts: list[bytes] = []
-    remaining = size
-    while remaining:
-        part = src.read(remaining)
-        if not part:
+def _fill(src: BinaryIO, view: memoryview) -> int:
+    """Read from ``src`` until ``view`` is full or the stream ends; returns the bytes read."""
+    readinto = getattr(src, "readinto", None)
+    filled = 0
+    while filled < len(view):
+        if readinto is not None:
+            got = readinto(view[filled:])
+        else:
+            part = src.read(len(view) - filled)
+            got = None if part is None else len(part)
+            if got:
+                view[filled : filled + got] = part
+        if got is None:
+            raise CryptoError("non-blocking streams are not supported")
+        if got == 0:
             break
-        parts.append(part)
-        remaining -= len(part)
-    return b"".join(parts)
+        filled += got
+    return filled
 
 
 def seal_stream(
@@ -142,11 +151,13 @@ def seal_stream(
 ) -> SealInfo:
     """Seal everything read from ``src`` into ``dst``.
 
-    ``nonce_prefix`` exists for known-answer tests only; leave it unset so it is random.
+    ``dst.write`` receives views of reused buffers: it must consume the bytes before it returns,
+    as every file object does. ``nonce_prefix`` exists for known-answer tests only; leave it
+    unset so it is random.
     """
     if not 0 < chunk_size <= _MAX_CHUNK_SIZE:
         raise CryptoError(f"chunk size must be between 1 and {_MAX_CHUNK_SIZE}")
-    prefix = os.urandom(PREFIX_SIZE) if nonce_prefix is None else nonce_prefix
+    prefix = os.urandom(PREFIX_SIZE) if nonce_prefix is None else bytes(nonce_prefix)
     if len(prefix) != PREFIX_SIZE:
         raise CryptoError(f"nonce prefix must be {PREFIX_SIZE} bytes")
     header = SealedHeader(VERSION, ALG_AES_256_GCM, chunk_size, key.key_id, prefix).to_bytes()
@@ -155,54 +166,67 @@ def seal_stream(
     dst.write(header)
     written = len(header)
     plain_total = 0
+    # Two plaintext buffers: the chunk being sealed and the one after it, read ahead because a
+    # chunk's nonce carries whether it is the last (an empty read-ahead means it is).
+    current, following = memoryview(bytearray(chunk_size)), memoryview(bytearray(chunk_size))
+    block = memoryview(bytearray(chunk_size + TAG_SIZE))
     counter = 0
-    current = _read_full(src, chunk_size)
+    size = _fill(src, current)
     while True:
-        following = _read_full(src, chunk_size) if len(current) == chunk_size else b""
-        final = not following
-        block = aead.encrypt(_nonce(prefix, counter, final), current, header)
-        dst.write(block)
-        digest.update(block)
-        written += len(block)
-        plain_total += len(current)
+        next_size = _fill(src, following) if size == chunk_size else 0
+        final = next_size == 0
+        out = block[: size + TAG_SIZE]
+        aead.encrypt_into(_nonce(prefix, counter, final), current[:size], header, out)
+        dst.write(out)
+        digest.update(out)
+        written += len(out)
+        plain_total += size
         if final:
-            break
-        current = following
+            return SealInfo(digest.hexdigest(), written, plain_total)
+        current, following, size = following, current, next_size
         counter += 1
-    return SealInfo(digest.hexdigest(), written, plain_total)
 
 
 def unseal_stream(src: BinaryIO, dst: BinaryIO, key: DataKey) -> int:
     """Authenticate and decrypt ``src`` into ``dst``; returns the plaintext size.
 
     Chunks are written only after they authenticate, but truncation is detected at the end:
-    on IntegrityError the caller must discard whatever ``dst`` received.
+    on IntegrityError the caller must discard whatever ``dst`` received. ``dst.write`` gets
+    views of a reused buffer and must consume them before it returns.
     """
-    header_bytes = _read_full(src, HEADER_SIZE)
+    header_buf = memoryview(bytearray(HEADER_SIZE))
+    header_bytes = bytes(header_buf[: _fill(src, header_buf)])
     header = SealedHeader.parse(header_bytes)
-    if header.key_id != key.key_id:
+    if not hmac.compare_digest(header.key_id, key.key_id):
         raise IntegrityError("sealed with a different key (key id does not match)")
     aead = AESGCM(key.raw)
     block_size = header.chunk_size + TAG_SIZE
+    current, following = memoryview(bytearray(block_size)), memoryview(bytearray(block_size))
+    plain = memoryview(bytearray(header.chunk_size))
     total = 0
     counter = 0
-    current = _read_full(src, block_size)
+    size = _fill(src, current)
     while True:
-        following = _read_full(src, block_size) if len(current) == block_size else b""
-        final = not following
-        if len(current) < TAG_SIZE:
+        next_size = _fill(src, following) if size == block_size else 0
+        final = next_size == 0
+        if size < TAG_SIZE:
             raise IntegrityError(f"sealed data is truncated at chunk {counter}")
+        out = plain[: size - TAG_SIZE]
         try:
-            plain = aead.decrypt(_nonce(header.nonce_prefix, counter, final), current, header_bytes)
+            aead.decrypt_into(
+                _nonce(header.nonce_prefix, counter, final), current[:size], header_bytes, out
+            )
         except InvalidTag:
+            # decrypt_into has already written unauthenticated plaintext: wipe it.
+            out[:] = bytes(len(out))
             raise IntegrityError(
                 f"chunk {counter} failed authentication (tampered, truncated or reordered)"
             ) from None
-        dst.write(plain)
-        total += len(plain)
+        dst.write(out)
+        total += len(out)
         if final:
             return total
-        current = following
+        current, following, size = following, current, next_size
         counter += 1
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hpke
 
-from teeflow.crypto._errors import IntegrityError
+from teeflow.crypto._errors import CryptoError, IntegrityError
 from teeflow.crypto._keys import PrivateKey, PublicKey
 
 __all__ = ["hpke_open", "hpke_seal", "key_wrap_info"]
@@ -20,10 +20,15 @@ _SUITE = hpke.Suite(hpke.KEM.X25519, hpke.KDF.HKDF_SHA256, hpke.AEAD.AES_256_GCM
 
 
 def key_wrap_info(purpose: str, contract_hash: str, slot: str) -> bytes:
-    """The HPKE ``info`` for a key of ``slot`` in the contract ``contract_hash``."""
-    return b"\x00".join(
-        [b"teeflow/v1/hpke", purpose.encode(), contract_hash.encode(), slot.encode()]
-    )
+    """The HPKE ``info`` for a key of ``slot`` in the contract ``contract_hash``.
+
+    Fields are NUL-separated, so none may contain NUL: otherwise ("a\\x00b", "c") and
+    ("a", "b\\x00c") would give the same context.
+    """
+    fields = [purpose, contract_hash, slot]
+    if any("\x00" in field for field in fields):
+        raise CryptoError("key-wrap context fields must not contain NUL")
+    return b"\x00".join([b"teeflow/v1/hpke", *(field.encode("utf-8") for field in fields)])
 
 
 def hpke_seal(plaintext: bytes, recipient: PublicKey, *, info: bytes) -> bytes:
@@ -36,4 +41,6 @@ def hpke_open(sealed: bytes, recipient: PrivateKey, *, info: bytes) -> bytes:
     try:
         return bytes(_SUITE.decrypt(sealed, recipient.to_cryptography(), info=info))
     except (InvalidTag, ValueError) as exc:
-        raise IntegrityError("wrapped key or message does not open (wrong key, context or data)") from exc
+        raise IntegrityError(
+            "wrapped key or message does not open (wrong key, context or data)"
+        ) from exc

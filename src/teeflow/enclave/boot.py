@@ -11,7 +11,13 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from teeflow.attestation import Evidence, SimProvider, SimQuotingKey, report_data_for, sim_measurement
+from teeflow.attestation import (
+    Evidence,
+    SimProvider,
+    SimQuotingKey,
+    report_data_for,
+    sim_measurement,
+)
 from teeflow.enclave.identity import EnclaveIdentity
 from teeflow.enclave.runtime import EnclaveRuntime
 
@@ -49,7 +55,9 @@ def boot_enclave(*, tee: str, platform_dir: Path) -> BootedEnclave:
         )
     measurement = sim_measurement()
     identity = EnclaveIdentity.load_or_create(
-        platform_dir / "enclave", measurement=measurement, platform_secret=_platform_secret(platform_dir)
+        platform_dir / "enclave",
+        measurement=measurement,
+        platform_secret=_platform_secret(platform_dir),
     )
     provider = SimProvider(SimQuotingKey.load_or_create(platform_dir), measurement=measurement)
     runtime = EnclaveRuntime(identity=identity, tee="sim", measurement=measurement)

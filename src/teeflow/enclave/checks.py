@@ -11,7 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from teeflow.crypto import CryptoError, DataKey, IntegrityError, VerifyKey, b64d, hpke_open, key_wrap_info
+from teeflow.crypto import (
+    CryptoError,
+    DataKey,
+    IntegrityError,
+    VerifyKey,
+    b64d,
+    hpke_open,
+    key_wrap_info,
+)
 from teeflow.enclave.contract import (
     APPROVAL_DOMAIN,
     ContractError,
@@ -128,7 +136,9 @@ def _joint_key(
     try:
         body = verify_receipt(provenance["receipt"], identity.signing_key.verify_key)
     except IntegrityError:
-        raise TaskRejected(f"joint input {slot!r}: receipt was not signed by this enclave") from None
+        raise TaskRejected(
+            f"joint input {slot!r}: receipt was not signed by this enclave"
+        ) from None
     produced = body.get("outputs", {}).get(joint["slot"], {})
     if (
         body.get("status") != "succeeded"
@@ -141,7 +151,9 @@ def _joint_key(
         )
     try:
         info = key_wrap_info("joint-output", joint["contract_hash"], joint["slot"])
-        return DataKey(hpke_open(b64d(provenance["wrapped_key"]), identity.receiving_key, info=info))
+        return DataKey(
+            hpke_open(b64d(provenance["wrapped_key"]), identity.receiving_key, info=info)
+        )
     except CryptoError:
         raise TaskRejected(f"joint input {slot!r}: key does not unwrap") from None
 
@@ -165,4 +177,6 @@ def _function_key(
     if not function.get("sealed"):
         return None
     owner = function.get("owner", "")
-    return _unwrap(identity, bundle.approvals.get(owner, {}), "function", chash, FUNCTION_SLOT, owner)
+    return _unwrap(
+        identity, bundle.approvals.get(owner, {}), "function", chash, FUNCTION_SLOT, owner
+    )

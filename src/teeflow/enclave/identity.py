@@ -73,9 +73,7 @@ class EnclaveIdentity:
     def _from_bytes(cls, raw: bytes) -> EnclaveIdentity:
         if len(raw) != 96:
             raise IntegrityError("sealed enclave identity has the wrong size")
-        return cls(
-            SigningKey.from_bytes(raw[:32]), PrivateKey.from_bytes(raw[32:64]), raw[64:96]
-        )
+        return cls(SigningKey.from_bytes(raw[:32]), PrivateKey.from_bytes(raw[32:64]), raw[64:96])
 
     @classmethod
     def load_or_create(

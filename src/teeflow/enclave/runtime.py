@@ -113,7 +113,9 @@ class EnclaveRuntime:
                 bundle, identity=self.identity, tee=self.tee, measurement=self.measurement
             )
             chash = plan.contract_hash
-            inputs, input_hashes = self._open_inputs(plan.contract_hash, bundle, plan.input_keys, host)
+            inputs, input_hashes = self._open_inputs(
+                plan.contract_hash, bundle, plan.input_keys, host
+            )
             source = self._open_function(plan.function_key, contract, host)
         except TaskRejected as exc:
             return self._failed(contract, chash, input_hashes, str(exc), now)
@@ -133,7 +135,9 @@ class EnclaveRuntime:
                     ", ".join(recipients) or "nobody (the contract discloses errors to no one)"
                 )
                 return self._failed(contract, chash, input_hashes, reason, now)
-            sealed = {slot: self._seal_output(chash, contract, slot, out) for slot, out in outputs.items()}
+            sealed = {
+                slot: self._seal_output(chash, contract, slot, out) for slot, out in outputs.items()
+            }
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         receipt = self._receipt(contract, chash, input_hashes, sealed, "succeeded", "", now)
@@ -221,7 +225,9 @@ class EnclaveRuntime:
             _restored=restored,
         )
 
-    def _run_function(self, contract: Mapping[str, Any], source: str | None, ctx: Context) -> str | None:
+    def _run_function(
+        self, contract: Mapping[str, Any], source: str | None, ctx: Context
+    ) -> str | None:
         """Run the function; return a party-facing error message, or None on success."""
         function = contract["function"]
         try:
@@ -241,12 +247,19 @@ class EnclaveRuntime:
         return None
 
     def _emit(
-        self, chash: str, contract: Mapping[str, Any], channel: str, host: Host, data: dict[str, Any]
+        self,
+        chash: str,
+        contract: Mapping[str, Any],
+        channel: str,
+        host: Host,
+        data: dict[str, Any],
     ) -> None:
         for name in contract.get("disclosure", {}).get(channel, []):
             recipient = PublicKey.from_b64(contract["participants"][name]["enc_pk"])
             info = key_wrap_info("event", chash, name)
-            host.emit_event(name, b64e(hpke_seal(canonical_json(_jsonable(data)), recipient, info=info)))
+            host.emit_event(
+                name, b64e(hpke_seal(canonical_json(_jsonable(data)), recipient, info=info))
+            )
 
     # -- outputs ----------------------------------------------------------------------------
 
@@ -267,7 +280,9 @@ class EnclaveRuntime:
                 recipient = PublicKey.from_b64(contract["participants"][name]["enc_pk"])
                 info = key_wrap_info("output", chash, slot)
                 wrapped[name] = b64e(hpke_seal(key.raw, recipient, info=info))
-        return SealedOutput(ciphertext, sha256_hex(ciphertext), wrapped, list(joint) if joint else None)
+        return SealedOutput(
+            ciphertext, sha256_hex(ciphertext), wrapped, list(joint) if joint else None
+        )
 
     def _receipt(
         self,
@@ -303,7 +318,12 @@ class EnclaveRuntime:
         return sign_receipt(body, self.identity.signing_key)
 
     def _failed(
-        self, contract: Mapping[str, Any], chash: str, inputs: Mapping[str, str], reason: str, now: datetime
+        self,
+        contract: Mapping[str, Any],
+        chash: str,
+        inputs: Mapping[str, str],
+        reason: str,
+        now: datetime,
     ) -> ExecutionResult:
         receipt = self._receipt(contract, chash, inputs, {}, "failed", reason, now)
         return ExecutionResult("failed", {}, receipt, reason)
@@ -331,5 +351,5 @@ def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def _scratch_root() -> str | None:
     """Task scratch space in memory (/dev/shm) where the host has it."""
-    shm = Path("/dev/shm")
+    shm = Path("/dev/shm")  # noqa: S108 - a fresh mkdtemp (0700) inside it, not a fixed name
     return str(shm) if shm.is_dir() else None

@@ -49,10 +49,18 @@ class HttpHost:
         return None if response.status_code == 204 else response.content
 
     def save_checkpoint(self, sealed: bytes, sequence: int) -> None:
-        _check(self._http.put(f"{self._base}/checkpoint", content=sealed, headers={"X-Sequence": str(sequence)}))
+        _check(
+            self._http.put(
+                f"{self._base}/checkpoint", content=sealed, headers={"X-Sequence": str(sequence)}
+            )
+        )
 
     def emit_event(self, recipient: str, payload: str) -> None:
-        _check(self._http.post(f"{self._base}/events", json={"recipient": recipient, "payload": payload}))
+        _check(
+            self._http.post(
+                f"{self._base}/events", json={"recipient": recipient, "payload": payload}
+            )
+        )
 
 
 class Worker:
@@ -86,9 +94,16 @@ class Worker:
         self.executor_id = data["executor_id"]
         self.http.headers["Authorization"] = f"Bearer {data['token']}"
         self._registered_at = time.monotonic()
-        log.info("registered executor %s (%s, measurement %s)", self.executor_id, runtime.tee, runtime.measurement[:16])
+        log.info(
+            "registered executor %s (%s, measurement %s)",
+            self.executor_id,
+            runtime.tee,
+            runtime.measurement[:16],
+        )
 
-    def run_forever(self, *, stop: threading.Event | None = None, max_tasks: int | None = None) -> int:
+    def run_forever(
+        self, *, stop: threading.Event | None = None, max_tasks: int | None = None
+    ) -> int:
         stop = stop or threading.Event()
         done = 0
         while not stop.is_set() and (max_tasks is None or done < max_tasks):
@@ -110,15 +125,21 @@ class Worker:
     def run_one(self, lease: dict[str, Any]) -> None:
         task_id = lease["task_id"]
         bundle = TaskBundle(
-            contract=lease["contract"], approvals=lease["approvals"], joint_inputs=lease.get("joint_inputs", {})
+            contract=lease["contract"],
+            approvals=lease["approvals"],
+            joint_inputs=lease.get("joint_inputs", {}),
         )
         stop_beat = threading.Event()
         beat = threading.Thread(
-            target=self._heartbeat, args=(task_id, float(lease["lease_seconds"]) / 3, stop_beat), daemon=True
+            target=self._heartbeat,
+            args=(task_id, float(lease["lease_seconds"]) / 3, stop_beat),
+            daemon=True,
         )
         beat.start()
         try:
-            result = self.enclave.runtime.execute(bundle, HttpHost(self.http, task_id), now=self.clock())
+            result = self.enclave.runtime.execute(
+                bundle, HttpHost(self.http, task_id), now=self.clock()
+            )
             self._deliver(task_id, result)
             log.info("task %s %s", task_id, result.status)
         except LeaseLost:
@@ -144,7 +165,12 @@ class Worker:
                 "wrapped_keys": out.wrapped_keys,
                 "joint_owners": out.joint_owners,
             }
-        body = {"status": result.status, "reason": result.reason, "receipt": result.receipt, "outputs": outputs}
+        body = {
+            "status": result.status,
+            "reason": result.reason,
+            "receipt": result.receipt,
+            "outputs": outputs,
+        }
         _check(self.http.post(f"{base}/finish", json=body))
 
 

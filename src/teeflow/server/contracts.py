@@ -46,8 +46,12 @@ def _function_entry(platform: Platform, name: str) -> dict[str, Any]:
         return {"kind": "builtin", "name": name, "code_sha256": builtin.code_sha256}
     record = platform.store.get_function(name)
     if record is None:
-        raise ApiError.invalid(f"no built-in or uploaded function {name!r} (`teeflow function list`)")
-    source = platform.store.get_dataset(record.source_dataset_id)
+        raise ApiError.invalid(
+            f"no built-in or uploaded function {name!r} (`teeflow function list`)"
+        )
+    source = (
+        platform.store.get_dataset(record.source_dataset_id) if record.source_dataset_id else None
+    )
     if source is None or source.ciphertext_sha256 is None:
         raise ApiError.invalid(f"function {name!r} has no uploaded source")
     return {
@@ -106,7 +110,9 @@ def build_contract(platform: Platform, proposal: Proposal, *, creator: str) -> d
             outputs[slot] = {"joint_owners": sorted(set(spec.joint_owners))}
         else:
             raise ApiError.invalid(f"output {slot!r} needs either recipients or joint_owners")
-    disclosure = {k: sorted(set(v)) for k, v in proposal.disclosure.items() if k in ("progress", "errors")}
+    disclosure = {
+        k: sorted(set(v)) for k, v in proposal.disclosure.items() if k in ("progress", "errors")
+    }
     disclosure.setdefault("errors", [creator])
     contract: dict[str, Any] = {
         "version": CONTRACT_VERSION,

@@ -1,1 +1,47 @@
 """Registers the platform built-ins: echo, psi, private-join-sum."""
+
+from __future__ import annotations
+
+from teeflow.functions.registry import Builtin, register
+
+__all__: list[str] = []
+
+register(
+    Builtin(
+        name="echo",
+        summary="Copy every input to the output slot of the same name (a platform self-test).",
+        module="teeflow.functions.builtins.echo",
+        inputs="any number of inputs, of any format",
+        outputs=("*",),
+        min_inputs=1,
+    )
+)
+
+register(
+    Builtin(
+        name="psi",
+        summary=(
+            "Private set intersection: each party learns which of its own ids every party holds."
+        ),
+        module="teeflow.functions.builtins.psi",
+        inputs="two or more CSV tables with an id column, or plain lists of ids (one per line)",
+        outputs=("flags:*", "intersection_size"),
+        arguments={"id_column": 'name of the id column (default "id")'},
+        min_inputs=2,
+    )
+)
+
+register(
+    Builtin(
+        name="private-join-sum",
+        summary="Sum the amounts of the ids that every party holds.",
+        module="teeflow.functions.builtins.join_sum",
+        inputs="two or more CSV tables with columns id and amount",
+        outputs=("result",),
+        arguments={
+            "id_column": 'name of the id column (default "id")',
+            "amount_column": 'name of the amount column (default "amount")',
+        },
+        min_inputs=2,
+    )
+)

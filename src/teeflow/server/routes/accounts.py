@@ -36,7 +36,9 @@ class UserCreate(BaseModel):
     @classmethod
     def _username(cls, value: str) -> str:
         if not _USERNAME.match(value):
-            raise ValueError("use 2-32 lowercase letters, digits, '-' or '_', starting with a letter")
+            raise ValueError(
+                "use 2-32 lowercase letters, digits, '-' or '_', starting with a letter"
+            )
         return value
 
 
@@ -59,7 +61,9 @@ class TokenPublic(BaseModel):
 
 def public_user(user: UserRecord) -> UserPublic:
     fp = fingerprint(VerifyKey.from_b64(user.sign_pk), PublicKey.from_b64(user.enc_pk))
-    return UserPublic(username=user.username, sign_pk=user.sign_pk, enc_pk=user.enc_pk, fingerprint=fp)
+    return UserPublic(
+        username=user.username, sign_pk=user.sign_pk, enc_pk=user.enc_pk, fingerprint=fp
+    )
 
 
 @router.post("/users", status_code=201)
@@ -83,8 +87,11 @@ def register(body: UserCreate, platform: PlatformDep) -> UserPublic:
     except Conflict:
         raise ApiError.conflict(f"username {body.username!r} is taken; choose another") from None
     platform.store.append_audit(
-        actor=body.username, action="user.register", subject=body.username,
-        details={"sign_pk": body.sign_pk, "enc_pk": body.enc_pk}, now=now,
+        actor=body.username,
+        action="user.register",
+        subject=body.username,
+        details={"sign_pk": body.sign_pk, "enc_pk": body.enc_pk},
+        now=now,
     )
     return public_user(user)
 
@@ -93,7 +100,10 @@ def register(body: UserCreate, platform: PlatformDep) -> UserPublic:
 def login(body: LoginRequest, platform: PlatformDep) -> TokenPublic:
     store, settings, now = platform.store, platform.settings, platform.clock()
     since = now - timedelta(seconds=settings.login_window_seconds)
-    if store.count_login_failures(username=body.username, since=since) >= settings.login_failures_allowed:
+    if (
+        store.count_login_failures(username=body.username, since=since)
+        >= settings.login_failures_allowed
+    ):
         raise ApiError(429, "rate_limited", "too many failed sign-ins; wait a few minutes")
     user = store.get_user(body.username)
     try:

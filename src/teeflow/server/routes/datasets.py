@@ -51,7 +51,7 @@ def public_dataset(record: DatasetRecord) -> DatasetPublic:
         kind=record.kind,
         description=record.description,
         owner=record.owner,
-        joint_owners=record.joint_owners,
+        joint_owners=list(record.joint_owners) if record.joint_owners else None,
         state=record.state,
         ciphertext_sha256=record.ciphertext_sha256,
         size=record.size,
@@ -71,8 +71,12 @@ def dataset_or_404(platform: Any, dataset_id: str) -> DatasetRecord:
 def create_dataset(body: DatasetCreate, user: CurrentUser, platform: PlatformDep) -> DatasetPublic:
     now = platform.clock()
     record = platform.store.create_dataset(
-        dataset_id=uuid.uuid4().hex, name=body.name, kind=body.kind,
-        description=body.description, owner=user.username, now=now,
+        dataset_id=uuid.uuid4().hex,
+        name=body.name,
+        kind=body.kind,
+        description=body.description,
+        owner=user.username,
+        now=now,
     )
     return public_dataset(record)
 
@@ -94,8 +98,15 @@ async def upload_content(
     sha256, size = await receive_blob(request, platform, key, expected_sha256=x_content_sha256)
     platform.store.mark_dataset_ready(dataset_id, ciphertext_sha256=sha256, size=size, blob_key=key)
     platform.store.append_audit(
-        actor=user.username, action="dataset.upload", subject=dataset_id,
-        details={"name": record.name, "kind": record.kind, "ciphertext_sha256": sha256, "size": size},
+        actor=user.username,
+        action="dataset.upload",
+        subject=dataset_id,
+        details={
+            "name": record.name,
+            "kind": record.kind,
+            "ciphertext_sha256": sha256,
+            "size": size,
+        },
         now=platform.clock(),
     )
     return public_dataset(dataset_or_404(platform, dataset_id))
@@ -119,11 +130,14 @@ def get_dataset(dataset_id: str, _: CurrentUser, platform: PlatformDep) -> Datas
 
 
 @router.get("/{dataset_id}/content")
-def download_content(dataset_id: str, user: CurrentUser, platform: PlatformDep) -> StreamingResponse:
+def download_content(
+    dataset_id: str, user: CurrentUser, platform: PlatformDep
+) -> StreamingResponse:
     record = dataset_or_404(platform, dataset_id)
     if record.joint_owners:
         raise ApiError.forbidden(
-            "a joint output never leaves the enclave; use it as the input of a task its owners approve"
+            "a joint output never leaves the enclave; "
+            "use it as the input of a task its owners approve"
         )
     if record.owner != user.username:
         raise ApiError.forbidden("only the dataset's owner can download its ciphertext")

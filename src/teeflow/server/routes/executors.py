@@ -9,7 +9,7 @@ from __future__ import annotations
 import hmac
 import secrets
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
@@ -39,7 +39,7 @@ class OutputMeta(BaseModel):
 
 
 class Finish(BaseModel):
-    status: str = Field(pattern="^(succeeded|failed)$")
+    status: Literal["succeeded", "failed"]
     reason: str = Field(default="", max_length=4000)
     receipt: dict[str, Any]
     outputs: dict[str, OutputMeta] = Field(default_factory=dict)
@@ -68,7 +68,9 @@ def enclave(_: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
 
 
 @router.get("/v1/audit", tags=["audit"])
-def audit(_: CurrentUser, platform: PlatformDep, after: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
+def audit(
+    _: CurrentUser, platform: PlatformDep, after: int = 0, limit: int = 1000
+) -> list[dict[str, Any]]:
     from teeflow.server.audit import event_to_dict
 
     return [event_to_dict(e) for e in platform.store.list_audit(after_seq=after)][:limit]
@@ -82,11 +84,18 @@ def register(body: Registration, platform: PlatformDep) -> dict[str, str]:
     token = "tfx_" + secrets.token_urlsafe(32)
     now = platform.clock()
     platform.store.register_executor(
-        executor_id=executor_id, tee=body.tee, measurement=body.measurement, evidence=body.evidence,
-        public_keys=body.public_keys, token_hash=token_hash(token), now=now,
+        executor_id=executor_id,
+        tee=body.tee,
+        measurement=body.measurement,
+        evidence=body.evidence,
+        public_keys=body.public_keys,
+        token_hash=token_hash(token),
+        now=now,
     )
     platform.store.append_audit(
-        actor=f"executor:{executor_id}", action="executor.register", subject=executor_id,
+        actor=f"executor:{executor_id}",
+        action="executor.register",
+        subject=executor_id,
         details={"tee": body.tee, "measurement": body.measurement, "public_keys": body.public_keys},
         now=now,
     )
@@ -105,12 +114,21 @@ def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
             continue
         producer = platform.store.get_task(spec["joint"]["task_id"])
         produced = [
-            o for o in platform.store.list_outputs(spec["joint"]["task_id"])
+            o
+            for o in platform.store.list_outputs(spec["joint"]["task_id"])
             if o.slot == spec["joint"]["slot"]
         ]
         if producer is not None and producer.receipt is not None and produced:
-            joint[slot] = {"receipt": producer.receipt, "wrapped_key": produced[0].wrapped_keys.get("enclave")}
-    return {"task_id": task.task_id, "contract": task.contract, "approvals": approvals, "joint_inputs": joint}
+            joint[slot] = {
+                "receipt": producer.receipt,
+                "wrapped_key": produced[0].wrapped_keys.get("enclave"),
+            }
+    return {
+        "task_id": task.task_id,
+        "contract": task.contract,
+        "approvals": approvals,
+        "joint_inputs": joint,
+    }
 
 
 @router.post("/v1/executor/lease", response_model=None)
@@ -118,8 +136,12 @@ def lease(executor: CurrentExecutor, platform: PlatformDep) -> Response | dict[s
     now = platform.clock()
     platform.store.touch_executor(executor.executor_id, now)
     task = platform.store.lease_next(
-        executor_id=executor.executor_id, now=now, lease_seconds=platform.settings.lease_seconds,
-        audit=AuditEntry(actor=f"executor:{executor.executor_id}", action="task.lease", subject="", details={}),
+        executor_id=executor.executor_id,
+        now=now,
+        lease_seconds=platform.settings.lease_seconds,
+        audit=AuditEntry(
+            actor=f"executor:{executor.executor_id}", action="task.lease", subject="", details={}
+        ),
     )
     if task is None:
         return Response(status_code=204)
@@ -136,21 +158,29 @@ def _leased(platform: Platform, task_id: str, executor: ExecutorRecord) -> TaskR
 @router.post("/v1/executor/tasks/{task_id}/heartbeat")
 def heartbeat(task_id: str, executor: CurrentExecutor, platform: PlatformDep) -> dict[str, bool]:
     ok = platform.store.heartbeat(
-        task_id=task_id, executor_id=executor.executor_id, now=platform.clock(),
+        task_id=task_id,
+        executor_id=executor.executor_id,
+        now=platform.clock(),
         lease_seconds=platform.settings.lease_seconds,
     )
     if not ok:
-        raise ApiError(409, "lease_lost", "lease lost (expired, canceled or taken by another executor)")
+        raise ApiError(
+            409, "lease_lost", "lease lost (expired, canceled or taken by another executor)"
+        )
     return {"ok": True}
 
 
 @router.get("/v1/executor/tasks/{task_id}/inputs/{slot}")
-def input_content(task_id: str, slot: str, executor: CurrentExecutor, platform: PlatformDep) -> StreamingResponse:
+def input_content(
+    task_id: str, slot: str, executor: CurrentExecutor, platform: PlatformDep
+) -> StreamingResponse:
     task = _leased(platform, task_id, executor)
     spec = task.contract["inputs"].get(slot)
     if spec is None:
         raise ApiError.not_found(f"input {slot!r}")
-    approved = {a.username for a in platform.store.list_approvals(task_id) if a.decision == "approve"}
+    approved = {
+        a.username for a in platform.store.list_approvals(task_id) if a.decision == "approve"
+    }
     if not set(spec["owners"]) <= approved:
         raise ApiError.forbidden(f"the owners of input {slot!r} have not approved this task")
     dataset = platform.store.get_dataset(spec["dataset_id"])
@@ -160,7 +190,9 @@ def input_content(task_id: str, slot: str, executor: CurrentExecutor, platform: 
 
 
 @router.get("/v1/executor/tasks/{task_id}/function")
-def function_source(task_id: str, executor: CurrentExecutor, platform: PlatformDep) -> StreamingResponse:
+def function_source(
+    task_id: str, executor: CurrentExecutor, platform: PlatformDep
+) -> StreamingResponse:
     task = _leased(platform, task_id, executor)
     dataset_id = task.contract["function"].get("source_dataset_id")
     dataset = platform.store.get_dataset(dataset_id) if dataset_id else None
@@ -180,23 +212,34 @@ def get_checkpoint(task_id: str, executor: CurrentExecutor, platform: PlatformDe
 
 @router.put("/v1/executor/tasks/{task_id}/checkpoint")
 async def put_checkpoint(
-    task_id: str, request: Request, executor: CurrentExecutor, platform: PlatformDep,
+    task_id: str,
+    request: Request,
+    executor: CurrentExecutor,
+    platform: PlatformDep,
     x_sequence: int = Header(default=0),
 ) -> dict[str, str]:
     _leased(platform, task_id, executor)
     key = f"checkpoints/{task_id}/{uuid.uuid4().hex}"
     sha256, _ = await receive_blob(request, platform, key)
-    platform.store.put_checkpoint(task_id=task_id, blob_key=key, epoch=x_sequence, now=platform.clock())
+    platform.store.put_checkpoint(
+        task_id=task_id, blob_key=key, epoch=x_sequence, now=platform.clock()
+    )
     return {"ciphertext_sha256": sha256}
 
 
 @router.post("/v1/executor/tasks/{task_id}/events", status_code=201)
-def add_event(task_id: str, body: Event, executor: CurrentExecutor, platform: PlatformDep) -> dict[str, int]:
+def add_event(
+    task_id: str, body: Event, executor: CurrentExecutor, platform: PlatformDep
+) -> dict[str, int]:
     task = _leased(platform, task_id, executor)
     if body.recipient not in task.participants:
         raise ApiError.invalid("event recipient is not a participant")
     seq = platform.store.add_event(
-        task_id=task_id, recipient=body.recipient, kind=body.kind, payload=body.payload, now=platform.clock()
+        task_id=task_id,
+        recipient=body.recipient,
+        kind=body.kind,
+        payload=body.payload,
+        now=platform.clock(),
     )
     return {"seq": seq}
 
@@ -213,7 +256,9 @@ async def put_output(
 
 
 @router.post("/v1/executor/tasks/{task_id}/finish")
-def finish(task_id: str, body: Finish, executor: CurrentExecutor, platform: PlatformDep) -> dict[str, str]:
+def finish(
+    task_id: str, body: Finish, executor: CurrentExecutor, platform: PlatformDep
+) -> dict[str, str]:
     task = _leased(platform, task_id, executor)
     now = platform.clock()
     for slot, meta in body.outputs.items():
@@ -224,25 +269,43 @@ def finish(task_id: str, body: Finish, executor: CurrentExecutor, platform: Plat
         if meta.joint_owners:
             dataset_id = uuid.uuid4().hex
             platform.store.create_dataset(
-                dataset_id=dataset_id, name=f"{slot} of task {task_id[:8]}", kind="model",
-                description="joint output; sealed to the enclave", owner=meta.joint_owners[0],
-                now=now, produced_by_task=task_id, joint_owners=meta.joint_owners,
+                dataset_id=dataset_id,
+                name=f"{slot} of task {task_id[:8]}",
+                kind="model",
+                description="joint output; sealed to the enclave",
+                owner=meta.joint_owners[0],
+                now=now,
+                produced_by_task=task_id,
+                joint_owners=meta.joint_owners,
                 meta={"contract_hash": task.contract_hash, "slot": slot},
             )
             platform.store.mark_dataset_ready(
-                dataset_id, ciphertext_sha256=meta.ciphertext_sha256,
-                size=platform.blobs.size(key), blob_key=key,
+                dataset_id,
+                ciphertext_sha256=meta.ciphertext_sha256,
+                size=platform.blobs.size(key),
+                blob_key=key,
             )
         platform.store.add_output(
-            task_id=task_id, slot=slot, blob_key=key, ciphertext_sha256=meta.ciphertext_sha256,
-            size=platform.blobs.size(key), wrapped_keys=meta.wrapped_keys,
-            joint_owners=meta.joint_owners, dataset_id=dataset_id,
+            task_id=task_id,
+            slot=slot,
+            blob_key=key,
+            ciphertext_sha256=meta.ciphertext_sha256,
+            size=platform.blobs.size(key),
+            wrapped_keys=meta.wrapped_keys,
+            joint_owners=meta.joint_owners,
+            dataset_id=dataset_id,
         )
     done = platform.store.finish(
-        task_id=task_id, executor_id=executor.executor_id, status=body.status, receipt=body.receipt,
-        failure_reason=body.reason or None, now=now,
+        task_id=task_id,
+        executor_id=executor.executor_id,
+        status=body.status,
+        receipt=body.receipt,
+        failure_reason=body.reason or None,
+        now=now,
         audit=AuditEntry(
-            actor=f"executor:{executor.executor_id}", action=f"task.{body.status}", subject=task_id,
+            actor=f"executor:{executor.executor_id}",
+            action=f"task.{body.status}",
+            subject=task_id,
             details={"receipt": body.receipt, "reason": body.reason},
         ),
     )

@@ -54,23 +54,34 @@ def list_functions(_: CurrentUser, platform: PlatformDep) -> list[dict[str, Any]
 
 
 @router.post("", status_code=201)
-def upload_function(body: FunctionCreate, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
+def upload_function(
+    body: FunctionCreate, user: CurrentUser, platform: PlatformDep
+) -> dict[str, Any]:
     source = platform.store.get_dataset(body.source_dataset_id)
     if source is None or source.owner != user.username or source.state != "ready":
-        raise ApiError.invalid("source_dataset_id must be a ready dataset you own (upload the code first)")
+        raise ApiError.invalid(
+            "source_dataset_id must be a ready dataset you own (upload the code first)"
+        )
     for slot in body.inputs + body.outputs:
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", slot):
             raise ApiError.invalid(f"slot name {slot!r} is not valid")
     now = platform.clock()
     record = platform.store.create_function(
-        function_id=uuid.uuid4().hex, name=body.name, owner=user.username,
-        description=body.description, code_sha256=body.code_sha256, sealed=body.sealed,
+        function_id=uuid.uuid4().hex,
+        name=body.name,
+        owner=user.username,
+        description=body.description,
+        code_sha256=body.code_sha256,
+        sealed=body.sealed,
         source_dataset_id=body.source_dataset_id,
         spec={"inputs": body.inputs, "outputs": body.outputs, "arguments": body.arguments},
         now=now,
     )
     platform.store.append_audit(
-        actor=user.username, action="function.upload", subject=record.function_id,
-        details={"name": body.name, "code_sha256": body.code_sha256, "sealed": body.sealed}, now=now,
+        actor=user.username,
+        action="function.upload",
+        subject=record.function_id,
+        details={"name": body.name, "code_sha256": body.code_sha256, "sealed": body.sealed},
+        now=now,
     )
     return public_function(record)

@@ -71,8 +71,12 @@ def propose(body: Proposal, user: CurrentUser, platform: PlatformDep) -> dict[st
 
     chash = contract_hash(contract)
     task = platform.store.create_task(
-        task_id=contract["task_id"], creator=user.username, contract=contract,
-        contract_hash=chash, participants=sorted(contract["participants"]), now=platform.clock(),
+        task_id=contract["task_id"],
+        creator=user.username,
+        contract=contract,
+        contract_hash=chash,
+        participants=sorted(contract["participants"]),
+        now=platform.clock(),
         audit=_audit(user, "task.propose", contract["task_id"], contract_hash=chash),
     )
     return task_public(platform, task)
@@ -90,7 +94,8 @@ def show(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, An
 
 def _expected_slots(contract: dict[str, Any], username: str) -> set[str]:
     slots = {
-        slot for slot, spec in contract["inputs"].items()
+        slot
+        for slot, spec in contract["inputs"].items()
         if not spec.get("joint") and spec["owners"] == [username]
     }
     function = contract["function"]
@@ -100,7 +105,9 @@ def _expected_slots(contract: dict[str, Any], username: str) -> set[str]:
 
 
 @router.post("/{task_id}/approve")
-def approve(task_id: str, body: Approval, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
+def approve(
+    task_id: str, body: Approval, user: CurrentUser, platform: PlatformDep
+) -> dict[str, Any]:
     task = task_for(platform, task_id, user)
     if task.status != "proposed":
         raise ApiError.conflict(f"task is {task.status}; only a proposed task can be approved")
@@ -116,35 +123,58 @@ def approve(task_id: str, body: Approval, user: CurrentUser, platform: PlatformD
     now = platform.clock()
     try:
         platform.store.add_approval(
-            task_id=task_id, username=user.username, decision="approve",
-            signature=body.signature, wrapped_keys=body.wrapped_keys, now=now,
-            audit=_audit(user, "task.approve", task_id, contract_hash=task.contract_hash,
-                         signature=body.signature),
+            task_id=task_id,
+            username=user.username,
+            decision="approve",
+            signature=body.signature,
+            wrapped_keys=body.wrapped_keys,
+            now=now,
+            audit=_audit(
+                user,
+                "task.approve",
+                task_id,
+                contract_hash=task.contract_hash,
+                signature=body.signature,
+            ),
         )
     except Conflict:
         raise ApiError.conflict("you have already decided on this task") from None
     approvals = platform.store.list_approvals(task_id)
     if {a.username for a in approvals if a.decision == "approve"} >= set(task.participants):
         platform.store.transition(
-            task_id, from_states={"proposed"}, to="approved", now=now,
-            audit=AuditEntry(actor="control-plane", action="task.approved", subject=task_id, details={}),
+            task_id,
+            from_states={"proposed"},
+            to="approved",
+            now=now,
+            audit=AuditEntry(
+                actor="control-plane", action="task.approved", subject=task_id, details={}
+            ),
         )
     return task_public(platform, task_for(platform, task_id, user))
 
 
 @router.post("/{task_id}/reject")
-def reject(task_id: str, body: Rejection, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
+def reject(
+    task_id: str, body: Rejection, user: CurrentUser, platform: PlatformDep
+) -> dict[str, Any]:
     task = task_for(platform, task_id, user)
     now = platform.clock()
     try:
         platform.store.add_approval(
-            task_id=task_id, username=user.username, decision="reject", signature=None,
-            wrapped_keys={}, now=now,
+            task_id=task_id,
+            username=user.username,
+            decision="reject",
+            signature=None,
+            wrapped_keys={},
+            now=now,
         )
     except Conflict:
         raise ApiError.conflict("you have already decided on this task") from None
     done = platform.store.transition(
-        task_id, from_states={"proposed"}, to="rejected", now=now,
+        task_id,
+        from_states={"proposed"},
+        to="rejected",
+        now=now,
         failure_reason=f"rejected by {user.username}: {body.reason}".strip(": "),
         audit=_audit(user, "task.reject", task_id, reason=body.reason),
     )
@@ -159,7 +189,10 @@ def run(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, Any
     if task.creator != user.username:
         raise ApiError.forbidden("only the task's creator can run it")
     done = platform.store.transition(
-        task_id, from_states={"approved"}, to="queued", now=platform.clock(),
+        task_id,
+        from_states={"approved"},
+        to="queued",
+        now=platform.clock(),
         audit=_audit(user, "task.run", task_id),
     )
     if done is None:
@@ -176,8 +209,11 @@ def cancel(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, 
     if task.creator != user.username:
         raise ApiError.forbidden("only the task's creator can cancel it")
     done = platform.store.transition(
-        task_id, from_states={"proposed", "approved", "queued", "running"}, to="canceled",
-        now=platform.clock(), audit=_audit(user, "task.cancel", task_id),
+        task_id,
+        from_states={"proposed", "approved", "queued", "running"},
+        to="canceled",
+        now=platform.clock(),
+        audit=_audit(user, "task.cancel", task_id),
     )
     if done is None:
         raise ApiError.conflict(f"task is {task.status} and can no longer be canceled")
@@ -212,7 +248,9 @@ def _output_for(platform: Platform, task_id: str, slot: str, user: UserRecord) -
 
 
 @router.get("/{task_id}/outputs/{slot}/content")
-def output_content(task_id: str, slot: str, user: CurrentUser, platform: PlatformDep) -> StreamingResponse:
+def output_content(
+    task_id: str, slot: str, user: CurrentUser, platform: PlatformDep
+) -> StreamingResponse:
     output = _output_for(platform, task_id, slot, user)
     return send_blob(platform, output.blob_key, filename=f"{task_id}-{slot}.sealed")
 
@@ -220,7 +258,10 @@ def output_content(task_id: str, slot: str, user: CurrentUser, platform: Platfor
 @router.get("/{task_id}/outputs/{slot}/key")
 def output_key(task_id: str, slot: str, user: CurrentUser, platform: PlatformDep) -> dict[str, str]:
     output = _output_for(platform, task_id, slot, user)
-    return {"wrapped_key": output.wrapped_keys[user.username], "ciphertext_sha256": output.ciphertext_sha256}
+    return {
+        "wrapped_key": output.wrapped_keys[user.username],
+        "ciphertext_sha256": output.ciphertext_sha256,
+    }
 
 
 @router.get("/{task_id}/receipt")
@@ -232,9 +273,13 @@ def receipt(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str,
 
 
 @router.get("/{task_id}/events")
-def events(task_id: str, user: CurrentUser, platform: PlatformDep, after: int = 0) -> list[dict[str, Any]]:
+def events(
+    task_id: str, user: CurrentUser, platform: PlatformDep, after: int = 0
+) -> list[dict[str, Any]]:
     task_for(platform, task_id, user)
     return [
         {"seq": e.seq, "kind": e.kind, "payload": e.payload, "at": e.created_at.isoformat()}
-        for e in platform.store.list_events(task_id=task_id, recipient=user.username, after_seq=after)
+        for e in platform.store.list_events(
+            task_id=task_id, recipient=user.username, after_seq=after
+        )
     ]

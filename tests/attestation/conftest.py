@@ -1,0 +1,29 @@
+"""Shared fixtures: the real attestation vectors in ../shared/testdata/attestation."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+TESTDATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "testdata" / "attestation"
+
+
+@pytest.fixture(scope="session")
+def testdata() -> Path:
+    if not (TESTDATA / "expected.json").is_file():
+        pytest.skip(f"attestation test vectors not found at {TESTDATA} (shared/testdata missing)")
+    return TESTDATA
+
+
+@pytest.fixture(scope="session")
+def expected(testdata: Path) -> dict[str, Any]:
+    return json.loads((testdata / "expected.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def snp_now() -> datetime:
+    return datetime(2026, 3, 1, tzinfo=UTC)

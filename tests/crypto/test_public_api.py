@@ -1,0 +1,40 @@
+"""The public surface of teeflow.crypto is deliberate: a change here is an API change."""
+
+from __future__ import annotations
+
+import teeflow.crypto
+
+EXPECTED = {
+    "CHUNK_SIZE",
+    "CryptoError",
+    "DataKey",
+    "IntegrityError",
+    "PrivateKey",
+    "PublicKey",
+    "SealInfo",
+    "SigningKey",
+    "VerifyKey",
+    "b64d",
+    "b64e",
+    "canonical_hash",
+    "canonical_json",
+    "fingerprint",
+    "hpke_open",
+    "hpke_seal",
+    "key_wrap_info",
+    "seal_bytes",
+    "seal_stream",
+    "sha256_hex",
+    "signed_message",
+    "unseal_bytes",
+    "unseal_stream",
+}
+
+
+def test_exported_names_are_exactly_the_public_api() -> None:
+    assert set(teeflow.crypto.__all__) == EXPECTED
+    assert all(hasattr(teeflow.crypto, name) for name in EXPECTED)
+
+
+def test_integrity_error_is_a_crypto_error() -> None:
+    assert issubclass(teeflow.crypto.IntegrityError, teeflow.crypto.CryptoError)
