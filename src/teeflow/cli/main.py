@@ -4,7 +4,20 @@ from __future__ import annotations
 
 import typer
 
-from teeflow.cli import attest, enclave, files, keys
+from teeflow.cli import (
+    account,
+    attest,
+    attest_trust,
+    audit,
+    dataset,
+    demo,
+    enclave,
+    files,
+    function,
+    keys,
+    server_cmd,
+    task,
+)
 
 app = typer.Typer(
     name="teeflow",
@@ -16,6 +29,14 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(attest.app, name="attest")
 app.add_typer(enclave.app, name="enclave")
 files.register(app)
+attest_trust.register(attest.app)
+app.add_typer(account.app, name="account")
+app.add_typer(dataset.app, name="dataset")
+app.add_typer(function.app, name="function")
+app.add_typer(task.app, name="task")
+app.add_typer(audit.app, name="audit")
+server_cmd.register(app)
+demo.register(app)
 
 if __name__ == "__main__":
     app()

@@ -373,6 +373,11 @@ class Client:
                 raise ClientError(f"task {task_id} still {task['status']} after {timeout:.0f} s")
             time.sleep(poll)
 
+    def outputs(self, task_id: str) -> list[dict[str, Any]]:
+        """The task's outputs: slot, ciphertext hash, recipients or joint owners, dataset id."""
+        result: list[dict[str, Any]] = self._call("GET", f"/v1/tasks/{task_id}/outputs")
+        return result
+
     def receipt(self, task_id: str) -> dict[str, Any]:
         """The enclave-signed receipt, verified against the enclave key in the signed contract."""
         task = self.task(task_id)

@@ -117,8 +117,16 @@ class Worker:
             if response.status_code == 204:
                 stop.wait(self.poll_interval)
                 continue
-            response.raise_for_status()
-            self.run_one(response.json())
+            if response.status_code != 200:
+                log.warning("lease request refused (HTTP %s); retrying", response.status_code)
+                stop.wait(1.0)
+                continue
+            try:
+                self.run_one(response.json())
+            except (httpx.HTTPError, ValueError, KeyError) as exc:
+                # The lease will expire and the task will be retried (or failed after too many
+                # attempts); the executor itself keeps serving.
+                log.error("task delivery failed: %s", type(exc).__name__)
             done += 1
         return done
 

@@ -27,11 +27,15 @@ def free_port() -> int:
         return port
 
 
-def wait_healthy(url: str, *, timeout: float = 60.0, process: subprocess.Popen[bytes] | None = None) -> None:
+def wait_healthy(
+    url: str, *, timeout: float = 60.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"control plane exited with status {process.returncode}; see its log")
+            raise RuntimeError(
+                f"control plane exited with status {process.returncode}; see its log"
+            )
         try:
             if httpx.get(f"{url}/v1/health", timeout=1.0).status_code == 200:
                 return
@@ -66,7 +70,10 @@ class LocalPlatform:
         log = (self._logs / log_name).open("ab")
         try:
             return subprocess.Popen(
-                [sys.executable, *args], stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                [sys.executable, *args],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
                 start_new_session=True,
             )
         finally:
@@ -137,7 +144,10 @@ class LocalPlatform:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 

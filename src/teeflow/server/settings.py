@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = Field(default=12 * 3600, gt=0)
     max_upload_bytes: int = Field(default=8 << 30, gt=0)
     lease_seconds: float = Field(default=15.0, gt=0)
+    max_attempts: int = Field(default=5, gt=0)
+    """Leases of one task before it is failed (each expired lease means an executor died)."""
     login_failures_allowed: int = Field(default=5, gt=0)
     login_window_seconds: int = Field(default=300, gt=0)
 

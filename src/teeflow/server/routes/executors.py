@@ -145,7 +145,29 @@ def lease(executor: CurrentExecutor, platform: PlatformDep) -> Response | dict[s
     )
     if task is None:
         return Response(status_code=204)
+    if task.attempts > platform.settings.max_attempts:
+        # An executor died on this task every time: fail it rather than retry forever.
+        platform.store.finish(
+            task_id=task.task_id,
+            executor_id=executor.executor_id,
+            status="failed",
+            receipt=None,
+            failure_reason=f"no executor finished the task in {task.attempts - 1} attempts",
+            now=now,
+            audit=AuditEntry(
+                actor="control-plane",
+                action="task.abandoned",
+                subject=task.task_id,
+                details={"reason": "attempts exhausted"},
+            ),
+        )
+        return Response(status_code=204)
     return {**_bundle(platform, task), "lease_seconds": platform.settings.lease_seconds}
+
+
+def _output_key(task_id: str, slot: str) -> str:
+    """Blob key of an output: slot names may hold ':' (``flags:bank``), so they are hex-encoded."""
+    return f"outputs/{task_id}/{slot.encode('utf-8').hex()}"
 
 
 def _leased(platform: Platform, task_id: str, executor: ExecutorRecord) -> TaskRecord:
@@ -251,7 +273,7 @@ async def put_output(
     task = _leased(platform, task_id, executor)
     if slot not in task.contract["outputs"]:
         raise ApiError.invalid(f"the contract has no output slot {slot!r}")
-    sha256, size = await receive_blob(request, platform, f"outputs/{task_id}/{slot}")
+    sha256, size = await receive_blob(request, platform, _output_key(task_id, slot))
     return {"ciphertext_sha256": sha256, "size": size}
 
 
@@ -262,7 +284,7 @@ def finish(
     task = _leased(platform, task_id, executor)
     now = platform.clock()
     for slot, meta in body.outputs.items():
-        key = f"outputs/{task_id}/{slot}"
+        key = _output_key(task_id, slot)
         if slot not in task.contract["outputs"] or not platform.blobs.exists(key):
             raise ApiError.invalid(f"output {slot!r} was not uploaded")
         dataset_id = None

@@ -1,0 +1,60 @@
+"""``teeflow dataset upload | list``: seal a file locally, upload only its ciphertext.
+
+The data key stays in $TEEFLOW_HOME/datasets/ and leaves this machine only wrapped to an
+enclave the member attested, when the member approves a task that uses the dataset.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from teeflow.cli._output import emit, fail
+from teeflow.cli._session import JsonOut, PassphraseFile, emit_rows, session
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Your encrypted datasets.", no_args_is_help=True)
+
+COLUMNS = ("id", "name", "kind", "owner", "state", "size", "ciphertext_sha256")
+
+
+class Kind(StrEnum):
+    table = "table"
+    images = "images"
+    model = "model"
+    other = "other"
+
+
+@app.command()
+def upload(
+    file: Annotated[
+        Path, typer.Argument(help="The plaintext file to seal and upload.", dir_okay=False)
+    ],
+    name: Annotated[str, typer.Option("--name", help="Name shown to other members.")],
+    kind: Annotated[Kind, typer.Option("--kind", help="What the data is.")] = Kind.other,
+    description: Annotated[str, typer.Option("--description", help="Free text.")] = "",
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Seal FILE under a fresh data key here, and upload only the ciphertext."""
+    if not file.is_file():
+        fail(f"{file} is not a readable file")
+    with session(passphrase_file) as client:
+        record = client.upload_dataset(file, name=name, kind=kind.value, description=description)
+    emit(record, as_json=as_json, title="Dataset uploaded (sealed)")
+
+
+@app.command("list")
+def list_(
+    owner: Annotated[str | None, typer.Option("--owner", help="Another member's datasets.")] = None,
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """List your datasets, or another member's (metadata only)."""
+    with session(passphrase_file) as client:
+        rows = client.datasets(owner=owner)
+    emit_rows(rows, COLUMNS, as_json=as_json, title="Datasets")

@@ -1,0 +1,97 @@
+"""``teeflow server``: a local platform, the control plane plus sim executors, until Ctrl-C.
+
+Each part is its own OS process (server/launcher.py); their logs go to DATA_DIR/logs/. The
+executors are SIMULATED enclaves: every protocol check is real, no hardware protects the data.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from teeflow.cli._output import fail, warn
+from teeflow.server.launcher import LocalPlatform, wait_healthy
+
+__all__ = ["register"]
+
+
+class _Platform(LocalPlatform):
+    """LocalPlatform with a chosen listen address; executors still dial loopback."""
+
+    def __init__(self, data_dir: Path, *, host: str, port: int | None, executors: int) -> None:
+        super().__init__(data_dir, executors=executors, port=port)
+        self.host = host
+
+    def start(self) -> LocalPlatform:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.server = self._spawn(
+            [
+                "-m",
+                "teeflow.server",
+                "--data-dir",
+                str(self.data_dir),
+                "--host",
+                self.host,
+                "--port",
+                str(self.port),
+            ],
+            "server.log",
+        )
+        wait_healthy(self.url, process=self.server)
+        for _ in range(self.n_executors):
+            self.add_executor()
+        self.wait_executors(self.n_executors)
+        return self
+
+
+def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def server(
+    data_dir: Annotated[
+        Path, typer.Option("--data-dir", help="Database, blobs, keys and logs.", file_okay=False)
+    ],
+    host: Annotated[
+        str, typer.Option("--host", help="Listen address of the control plane.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int | None, typer.Option("--port", help="Listen port (default: a free one).")
+    ] = None,
+    executors: Annotated[
+        int, typer.Option("--executors", min=0, help="Sim executors to start.")
+    ] = 1,
+) -> None:
+    """Run a local platform (control plane + sim executors) until Ctrl-C."""
+    platform = _Platform(data_dir, host=host, port=port, executors=executors)
+    logs = platform.data_dir / "logs"
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    try:
+        platform.start()
+        typer.echo(f"teeflow control plane: {platform.url}  (listening on {host}:{platform.port})")
+        typer.echo(f"data: {platform.data_dir}   logs: {logs}")
+        typer.echo(f"members trust it with: teeflow attest trust --simulated --data-dir {data_dir}")
+        warn(f"{executors} SIMULATED executor(s): no hardware protection; for development only")
+        while True:
+            time.sleep(1.0)
+            if platform.server is not None and platform.server.poll() is not None:
+                fail(f"the control plane exited ({platform.server.returncode}); see {logs}")
+            if any(p.poll() is not None for p in platform.executors):
+                warn(f"an executor exited; see {logs}")
+                platform.executors = [p for p in platform.executors if p.poll() is None]
+    except KeyboardInterrupt:
+        typer.echo("stopping", err=True)
+    except RuntimeError as exc:
+        fail(f"{exc} (logs in {logs})")
+    finally:
+        platform.stop()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the top-level ``server`` command to ``app``."""
+    app.command("server")(server)

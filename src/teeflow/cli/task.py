@@ -1,0 +1,395 @@
+"""``teeflow task ...``: propose, review, approve, run and collect a task.
+
+A task runs only when every participant signed the same contract. ``show`` renders the contract
+for a human together with this member's own review (client/_review.py); ``approve`` repeats that
+review, attests the enclave against the member's policy and only then signs and wraps keys.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from teeflow.cli._output import emit, fail, warn
+from teeflow.cli._session import (
+    JsonOut,
+    PassphraseFile,
+    emit_rows,
+    flat,
+    parse_assignment,
+    parse_names,
+    parse_value,
+    session,
+)
+from teeflow.client import Client, ClientError
+from teeflow.crypto import CryptoError, PublicKey, VerifyKey, fingerprint
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Propose, approve, run and collect tasks.", no_args_is_help=True)
+
+TaskId = Annotated[str, typer.Argument(help="The task id.", metavar="ID")]
+_DISCLOSURE_CHANNELS = ("progress", "errors")
+
+
+def _many(name: str, meaning: str) -> Any:
+    """A repeatable option (typer.Option is untyped; Any keeps mypy strict quiet)."""
+    return typer.Option(name, help=f"{meaning}; repeat for more.")
+
+
+@app.command()
+def propose(
+    function: Annotated[str, typer.Argument(help="A built-in name or an uploaded function's id.")],
+    inputs: Annotated[list[str] | None, _many("--input", "SLOT=DATASET_ID")] = None,
+    outputs: Annotated[list[str] | None, _many("--output", "SLOT=u1,u2: readable by them")] = None,
+    joint_outputs: Annotated[
+        list[str] | None, _many("--joint-output", "SLOT=u1,u2: joint, sealed to the enclave")
+    ] = None,
+    arguments: Annotated[list[str] | None, _many("--arg", "KEY=VALUE (JSON if it parses)")] = None,
+    disclose: Annotated[
+        list[str] | None, _many("--disclose", "progress=u1,u2 or errors=u1: who reads run messages")
+    ] = None,
+    description: Annotated[str, typer.Option("--description", help="Free text.")] = "",
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Propose a task; every participant must then approve the exact contract."""
+    pairs = [parse_assignment(item, "--input") for item in inputs or []]
+    slots = dict(pairs)
+    if len(slots) != len(pairs):
+        fail("an --input slot is given twice")
+    spec: dict[str, dict[str, list[str]]] = {}
+    for option, field, items in (
+        ("--output", "recipients", outputs),
+        ("--joint-output", "joint_owners", joint_outputs),
+    ):
+        for item in items or []:
+            slot, names = parse_assignment(item, option)
+            if slot in spec:
+                fail(f"output {slot!r} is given twice")
+            spec[slot] = {field: parse_names(names)}
+    if not spec:
+        fail("a task needs at least one --output or --joint-output")
+    args = {
+        key: parse_value(value)
+        for key, value in (parse_assignment(a, "--arg") for a in arguments or [])
+    }
+    disclosure: dict[str, list[str]] = {}
+    for item in disclose or []:
+        channel, names = parse_assignment(item, "--disclose")
+        if channel not in _DISCLOSURE_CHANNELS:
+            fail(f"--disclose takes {' or '.join(_DISCLOSURE_CHANNELS)}, not {channel!r}")
+        disclosure[channel] = parse_names(names)
+    with session(passphrase_file) as client:
+        task = client.propose(
+            function,
+            inputs=slots,
+            outputs=spec,
+            arguments=args,
+            disclosure=disclosure,
+            description=description,
+        )
+    if as_json:
+        emit(task, as_json=True, title="")
+        return
+    emit(flat(_summary(task)), as_json=False, title="Task proposed")
+    typer.echo(f"review it with `teeflow task show {task['id']}`", err=True)
+
+
+def _summary(task: Mapping[str, Any]) -> dict[str, Any]:
+    approvals = task.get("approvals", {})
+    return {
+        "id": task["id"],
+        "status": task["status"],
+        "function": task["contract"]["function"]["name"],
+        "creator": task["creator"],
+        "approved": sorted(u for u, d in approvals.items() if d == "approve"),
+        "pending": list(task.get("pending", [])),
+        "contract_hash": task["contract_hash"],
+    }
+
+
+@app.command("list")
+def list_(passphrase_file: PassphraseFile = None, as_json: JsonOut = False) -> None:
+    """List the tasks you take part in."""
+    with session(passphrase_file) as client:
+        tasks = client.tasks()
+    rows = tasks if as_json else [_summary(t) for t in tasks]
+    emit_rows(
+        rows,
+        ("id", "status", "function", "creator", "approved", "pending"),
+        as_json=as_json,
+        title="Tasks",
+    )
+
+
+def _review(client: Client, task: Mapping[str, Any]) -> tuple[list[str], str | None]:
+    """This member's warnings, or the reason it cannot review (no policy, failed attestation...)."""
+    try:
+        return client.review(task), None
+    except ClientError as exc:
+        return [], str(exc)
+
+
+@app.command()
+def show(task_id: TaskId, passphrase_file: PassphraseFile = None, as_json: JsonOut = False) -> None:
+    """Show the contract in readable form, with your review's warnings."""
+    with session(passphrase_file) as client:
+        task = client.task(task_id)
+        warnings, problem = _review(client, task)
+    if as_json:
+        emit({**task, "warnings": warnings, "review_error": problem}, as_json=True, title="")
+        return
+    console = Console(highlight=False, soft_wrap=True)
+    for line in render_contract(task):
+        console.print(line)
+    if problem:
+        console.print(Text.assemble(("DO NOT APPROVE: ", "bold red"), problem))
+    for message in warnings:
+        console.print(Text.assemble(("warning: ", "bold yellow"), message))
+    if not problem and not warnings:
+        console.print("review: no warnings")
+
+
+def _fingerprint(keys: Mapping[str, str]) -> str:
+    try:
+        return fingerprint(VerifyKey.from_b64(keys["sign_pk"]), PublicKey.from_b64(keys["enc_pk"]))
+    except (CryptoError, KeyError, TypeError, ValueError):
+        return "(malformed keys)"
+
+
+def render_contract(task: Mapping[str, Any]) -> list[Text]:
+    """The contract as lines of Rich Text (never markup: every string here came from the server)."""
+    contract = task["contract"]
+    function, executor = contract["function"], contract["executor"]
+    lines = [
+        Text.assemble(
+            ("Task ", "bold"),
+            task["id"],
+            "  status: ",
+            (task["status"], "bold"),
+            f"  creator: {task['creator']}",
+        ),
+        Text(f"contract hash: {task['contract_hash']}"),
+    ]
+    if contract.get("description"):
+        lines.append(Text(f"description: {contract['description']}"))
+    kind = function["kind"]
+    if kind == "uploaded":
+        kind += f", owner {function.get('owner')}, " + (
+            "code SEALED (confidential)" if function.get("sealed") else "code plain"
+        )
+    lines.append(
+        Text(f"function: {function['name']} ({kind})  code sha256 {function['code_sha256']}")
+    )
+    tee = Text(f"enclave: tee {executor['tee']}")
+    if executor["tee"] == "sim":
+        tee.append("  SIMULATED - no hardware protection", style="bold red")
+    lines += [tee, Text(f"  measurement {executor['measurement']}")]
+    lines.append(Text("inputs:", style="bold"))
+    for slot, spec in sorted(contract["inputs"].items()):
+        owners = ", ".join(spec["owners"])
+        joint = "  (joint, sealed to the enclave)" if spec.get("joint") else ""
+        lines.append(
+            Text(
+                f"  {slot}: dataset {spec['dataset_id']} {spec.get('name')!r} owner {owners}{joint}"
+            )
+        )
+        lines.append(Text(f"    ciphertext sha256 {spec['ciphertext_sha256']}"))
+    lines.append(Text("arguments:", style="bold"))
+    lines += [Text(f"  {k} = {v!r}") for k, v in sorted(contract.get("arguments", {}).items())] or [
+        Text("  (none)")
+    ]
+    lines.append(Text("outputs:", style="bold"))
+    for slot, spec in sorted(contract["outputs"].items()):
+        if spec.get("joint_owners"):
+            owners = ", ".join(spec["joint_owners"])
+            lines.append(Text(f"  {slot}: JOINT, owned by {owners}; sealed to the enclave"))
+        else:
+            lines.append(Text(f"  {slot}: readable by {', '.join(spec.get('recipients') or [])}"))
+    lines.append(Text("disclosure:", style="bold"))
+    for channel, names in sorted(contract.get("disclosure", {}).items()):
+        what = {"errors": "error"}.get(channel, channel)
+        lines.append(Text(f"  {what} messages go to {', '.join(names) or 'nobody'}"))
+    lines.append(Text("participants:", style="bold"))
+    approvals = task.get("approvals", {})
+    for name, keys in sorted(contract["participants"].items()):
+        state = {"approve": "approved", "reject": "REJECTED"}.get(
+            approvals.get(name, ""), "pending"
+        )
+        lines.append(Text(f"  {name}: key fingerprint {_fingerprint(keys)}  [{state}]"))
+    return lines
+
+
+@app.command()
+def approve(
+    task_id: TaskId,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Approve without asking (after reviewing).")
+    ] = False,
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Review the contract, then sign it and wrap your data keys to the attested enclave."""
+    with session(passphrase_file) as client:
+        task = client.task(task_id)
+        warnings = client.review(task)  # blocking problems fail here, before any prompt
+        for message in warnings:
+            warn(message)
+        if not yes:
+            if not sys.stdin.isatty():
+                fail("not approving unconfirmed: review `teeflow task show ID`, then pass --yes")
+            if not typer.confirm(f"Approve task {task_id} ({len(warnings)} warning(s))?", err=True):
+                fail("not approved")
+        result = client.approve(task_id)
+    emit(result if as_json else flat(_summary(result)), as_json=as_json, title="Approved")
+
+
+@app.command()
+def reject(
+    task_id: TaskId,
+    reason: Annotated[str, typer.Option("--reason", help="Why, for the other parties.")] = "",
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Reject a proposed task; it can then never run."""
+    with session(passphrase_file) as client:
+        result = client.reject(task_id, reason)
+    emit(result if as_json else flat(_summary(result)), as_json=as_json, title="Rejected")
+
+
+@app.command()
+def run(task_id: TaskId, passphrase_file: PassphraseFile = None, as_json: JsonOut = False) -> None:
+    """Queue an approved task for an enclave executor."""
+    with session(passphrase_file) as client:
+        result = client.run(task_id)
+    emit(result if as_json else flat(_summary(result)), as_json=as_json, title="Queued")
+
+
+@app.command()
+def cancel(
+    task_id: TaskId, passphrase_file: PassphraseFile = None, as_json: JsonOut = False
+) -> None:
+    """Cancel a task that has not finished."""
+    with session(passphrase_file) as client:
+        result = client.cancel(task_id)
+    emit(result if as_json else flat(_summary(result)), as_json=as_json, title="Canceled")
+
+
+@contextmanager
+def _progress_view(enabled: bool) -> Iterator[Any]:
+    """Yield ``on_event(event)``: a live bar on a terminal, one line per event otherwise."""
+    if not enabled:
+        yield lambda _event: None
+        return
+    if not sys.stderr.isatty():
+
+        def print_progress(event: Mapping[str, Any]) -> None:
+            if event.get("kind") == "progress":  # errors are reported once, at the end
+                typer.echo(f"progress: {_metrics(event)}", err=True)
+
+        yield print_progress
+        return
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[metrics]}"),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+    with bar:
+        job = bar.add_task("running", total=None, metrics="")
+
+        def on_event(event: Mapping[str, Any]) -> None:
+            if event.get("kind") != "progress":
+                return
+            epoch, epochs = event.get("epoch"), event.get("epochs")
+            if isinstance(epoch, int | float) and isinstance(epochs, int | float) and epochs > 0:
+                bar.update(
+                    job, completed=epoch, total=epochs, description=f"epoch {epoch}/{epochs}"
+                )
+            bar.update(job, metrics=_metrics(event))
+
+        yield on_event
+
+
+def _metrics(event: Mapping[str, Any]) -> str:
+    return "  ".join(f"{k}={v}" for k, v in event.items() if k not in ("seq", "kind"))
+
+
+@app.command()
+def wait(
+    task_id: TaskId,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Give up after this many seconds.")
+    ] = 600.0,
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Wait for a task, showing progress disclosed to you; non-zero unless it succeeded."""
+    events: list[dict[str, Any]] = []
+    with session(passphrase_file) as client, _progress_view(not as_json) as show_event:
+
+        def on_event(event: dict[str, Any]) -> None:
+            events.append(event)
+            show_event(event)
+
+        task = client.wait(task_id, timeout=timeout, on_event=on_event)
+    errors = [str(e.get("message", e)) for e in events if e.get("kind") == "error"]
+    result = {**_summary(task), "failure_reason": task.get("failure_reason"), "errors": errors}
+    if as_json:
+        emit({**result, "events": events}, as_json=True, title="")
+    elif task["status"] == "succeeded":
+        emit(flat(result), as_json=False, title="Task finished")
+    if task["status"] != "succeeded":
+        for message in errors:
+            warn(f"enclave error (decrypted, disclosed to you): {message}")
+        fail(f"task {task_id} {task['status']}: {task.get('failure_reason') or 'no reason given'}")
+
+
+@app.command()
+def output(
+    task_id: TaskId,
+    slot: Annotated[str, typer.Argument(help="The output slot.")],
+    out: Annotated[
+        Path, typer.Option("--out", help="Where to write the plaintext.", dir_okay=False)
+    ],
+    force: Annotated[bool, typer.Option("--force", help="Replace OUT if it exists.")] = False,
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Download an output addressed to you, check it against the receipt, decrypt it here."""
+    if out.exists() and not force:
+        fail(f"{out} exists; use --force to replace it")
+    with session(passphrase_file) as client:
+        client.output(task_id, slot, destination=out)
+    result = {"task": task_id, "slot": slot, "file": str(out), "size": out.stat().st_size}
+    emit(result, as_json=as_json, title="Output decrypted")
+
+
+@app.command()
+def receipt(
+    task_id: TaskId, passphrase_file: PassphraseFile = None, as_json: JsonOut = False
+) -> None:
+    """Show the enclave's signed receipt, verified against the contract's enclave key."""
+    with session(passphrase_file) as client:
+        verified = client.receipt(task_id)
+    if as_json:
+        emit({**verified, "verified": True}, as_json=True, title="")
+        return
+    body = dict(verified["body"])
+    body["inputs"] = ", ".join(f"{k}={v}" for k, v in sorted(body.get("inputs", {}).items()))
+    body["outputs"] = ", ".join(
+        f"{k}={v.get('ciphertext_sha256')}" for k, v in sorted(body.get("outputs", {}).items())
+    )
+    emit({"verified": True, **body}, as_json=False, title="Receipt (signature verified)")
+    if body.get("simulated"):
+        warn("the receipt comes from a SIMULATED enclave: no hardware protection")

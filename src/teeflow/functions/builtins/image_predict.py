@@ -1,0 +1,57 @@
+"""``image-classify-predict``: classify images with an ``image-classify-train`` model.
+
+Inputs: ``model`` and ``images`` (a ``.npz`` with ``images`` or ``test_images``, or a zip of image
+files, PNG/JPEG/DICOM). Output: ``predictions``, a CSV with ``index``, ``name`` (file name in the
+zip, or the array index), ``predicted`` class and one ``p_<class>`` probability column per class.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from teeflow.functions.api import Context, FunctionError
+from teeflow.functions.dl.args import check_known, output_slots
+from teeflow.functions.dl.images import load_unlabelled
+from teeflow.functions.dl.metrics import softmax
+from teeflow.functions.dl.modelfile import ModelBlob, load_weights
+from teeflow.functions.dl.networks import build_image_model
+from teeflow.functions.dl.training import predict_logits
+
+ARGUMENTS: dict[str, str] = {}
+
+
+def _match_channels(images: np.ndarray, channels: int) -> np.ndarray:
+    if images.shape[1] == channels:
+        return images
+    if channels == 3 and images.shape[1] == 1:
+        return np.repeat(images, 3, axis=1)
+    if channels == 1 and images.shape[1] == 3:
+        return np.asarray(images.mean(axis=1, keepdims=True), dtype=np.float32)
+    raise FunctionError(f"the model takes {channels}-channel images, got {images.shape[1]}")
+
+
+def run(ctx: Context) -> None:
+    check_known(ctx, ARGUMENTS)
+    outputs = output_slots(ctx, allowed=("predictions",), required_any=("predictions",))
+    for slot in ("model", "images"):
+        if slot not in ctx.inputs:
+            raise FunctionError(f"image-classify-predict needs an input slot named {slot!r}")
+    blob = ModelBlob.from_bytes(ctx.inputs["model"].read_bytes(), kind="image")
+    config = blob.config
+    images, names = load_unlabelled(ctx.inputs["images"].read_bytes(), what="input 'images'")
+    images = _match_channels(images, int(config["channels"]))
+    if list(images.shape[2:]) != list(config["image_size"]):
+        raise FunctionError(
+            f"the model takes {config['image_size'][0]}x{config['image_size'][1]} images, "
+            f"got {images.shape[2]}x{images.shape[3]}; resize them first"
+        )
+    model = build_image_model(config)
+    load_weights(model, blob.weights)
+    probabilities = softmax(predict_logits(model, images))
+    classes = [str(name) for name in config["class_names"]]
+    table = pd.DataFrame({"index": np.arange(len(images)), "name": names})
+    table["predicted"] = [classes[i] for i in probabilities.argmax(axis=1)]
+    for i, name in enumerate(classes):
+        table[f"p_{name}"] = probabilities[:, i].round(6)
+    outputs["predictions"].write(table.to_csv(index=False).encode("utf-8"))

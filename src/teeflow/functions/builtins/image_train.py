@@ -1,0 +1,147 @@
+"""``image-classify-train``: train an image classifier on every input slot's images, pooled.
+
+Inputs: one or more image datasets (MedMNIST ``.npz``, or a zip of class-named folders of
+PNG/JPEG/DICOM), one per party. Outputs: ``model`` (a teeflow model blob with a Paddle inference
+export) and ``metrics`` (per-epoch loss/accuracy and test-split accuracy, confusion matrix,
+per-class recall and AUC; aggregates only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from teeflow.functions.api import Context, FunctionError
+from teeflow.functions.dl.args import (
+    check_known,
+    choice_arg,
+    float_arg,
+    int_arg,
+    output_slots,
+)
+from teeflow.functions.dl.images import ImageSet, load_images, split_holdout
+from teeflow.functions.dl.metrics import multiclass_metrics, softmax
+from teeflow.functions.dl.modelfile import ModelBlob
+from teeflow.functions.dl.networks import IMAGE_MODELS, build_image_model
+from teeflow.functions.dl.state import fingerprint, tensor_arrays
+from teeflow.functions.dl.training import TrainConfig, fit, predict_logits
+
+ARGUMENTS = {
+    "model": "cnn (small CNN, default) or resnet18",
+    "epochs": "training epochs (default 5)",
+    "batch_size": "mini-batch size (default 64)",
+    "learning_rate": "Adam learning rate (default 0.001)",
+    "seed": "random seed for initialisation, shuffling and splits (default 0)",
+    "test_fraction": "held-out share for zips of folders, which have no split (default 0.2)",
+}
+
+
+def _class_order(names: set[str]) -> list[str]:
+    return sorted(names, key=lambda n: (not n.isdigit(), int(n) if n.isdigit() else 0, n))
+
+
+def _pool(
+    sets: list[ImageSet], *, test_fraction: float, seed: int
+) -> tuple[dict[str, tuple[np.ndarray, np.ndarray]], list[str]]:
+    """Concatenate every input's train / val / test split, labels remapped to shared classes."""
+    classes = _class_order({name for item in sets for name in item.class_names})
+    parts: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {"train": [], "val": [], "test": []}
+    for item in sets:
+        remap = np.array([classes.index(name) for name in item.class_names], dtype=np.int64)
+        splits = dict(item.splits)
+        if "all" in splits:
+            splits["train"], splits["test"] = split_holdout(
+                *splits.pop("all"), fraction=test_fraction, seed=seed
+            )
+        for split, (images, labels) in splits.items():
+            parts[split].append((images, remap[labels]))
+    shapes = {images.shape[1:] for chunks in parts.values() for images, _ in chunks}
+    if len(shapes) != 1:
+        raise FunctionError(
+            f"the inputs' images differ in shape (channels, height, width): {sorted(shapes)}"
+        )
+    pooled = {
+        split: (np.concatenate([x for x, _ in chunks]), np.concatenate([y for _, y in chunks]))
+        for split, chunks in parts.items()
+        if chunks
+    }
+    if "test" not in pooled:
+        raise FunctionError("no input has a test split (test_images / test_labels)")
+    return pooled, classes
+
+
+def run(ctx: Context) -> None:
+    check_known(ctx, ARGUMENTS)
+    outputs = output_slots(ctx, allowed=("model", "metrics"), required_any=("model", "metrics"))
+    if not ctx.inputs:
+        raise FunctionError("image-classify-train needs at least one image dataset input")
+    name = choice_arg(ctx, "model", "cnn", IMAGE_MODELS)
+    epochs = int_arg(ctx, "epochs", 5, low=1, high=1000)
+    batch_size = int_arg(ctx, "batch_size", 64, low=1, high=65536)
+    learning_rate = float_arg(ctx, "learning_rate", 1e-3, low=1e-7, high=10.0)
+    seed = int_arg(ctx, "seed", 0, low=0, high=2**31 - 1)
+    test_fraction = float_arg(ctx, "test_fraction", 0.2, low=0.01, high=0.9)
+
+    slots = sorted(ctx.inputs)
+    sets = [load_images(ctx.inputs[slot].read_bytes(), what=f"input {slot!r}") for slot in slots]
+    data, classes = _pool(sets, test_fraction=test_fraction, seed=seed)
+    if len(classes) < 2:
+        raise FunctionError("the images cover only one class; a classifier needs at least two")
+    train_x, train_y = data["train"]
+    channels, height, width = (int(size) for size in train_x.shape[1:])
+    net_config: dict[str, Any] = {
+        "kind": "image",
+        "model": name,
+        "channels": channels,
+        "num_classes": len(classes),
+        "class_names": classes,
+        "image_size": [height, width],
+    }
+    digest = hashlib.sha256()
+    for slot in slots:
+        digest.update(hashlib.sha256(ctx.inputs[slot].read_bytes()).digest())
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        binary=False,
+        fingerprint=fingerprint({**net_config, **dict(ctx.args), "data": digest.hexdigest()}),
+    )
+    result = fit(
+        ctx,
+        build_model=lambda: build_image_model(net_config),
+        features=train_x,
+        labels=train_y,
+        config=config,
+    )
+
+    test_x, test_y = data["test"]
+    metrics: dict[str, Any] = {
+        "function": "image-classify-train",
+        "model": name,
+        "epochs": result.history,
+        "n_train": len(train_x),
+        "n_test": len(test_x),
+        "test": multiclass_metrics(
+            test_y, softmax(predict_logits(result.model, test_x)), class_names=classes
+        ),
+    }
+    if "val" in data:
+        val_x, val_y = data["val"]
+        val_predicted = predict_logits(result.model, val_x).argmax(axis=1)
+        metrics["val_accuracy"] = round(float((val_predicted == val_y).mean()), 6)
+    metrics["test_accuracy"] = metrics["test"]["accuracy"]
+
+    if "model" in outputs:
+        extra = ModelBlob.export_inference(
+            result.model, input_shape=[None, channels, height, width], scratch=ctx.scratch
+        )
+        blob = ModelBlob(
+            config=net_config, weights=tensor_arrays(result.model.state_dict()), extra=extra
+        )
+        outputs["model"].write(blob.to_bytes())
+    if "metrics" in outputs:
+        outputs["metrics"].write_json(metrics)

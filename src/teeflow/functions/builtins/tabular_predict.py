@@ -1,0 +1,41 @@
+"""``tabular-predict``: score tables with a ``tabular-train`` model.
+
+Inputs: ``model`` and one or more tables (every other slot; column-partitioned tables are joined on
+the model's id column as in training). Output: ``predictions``, a CSV with the id column (or
+``row`` when the table has none), ``probability`` of the positive class and the 0/1 ``label`` at the
+threshold (the model's, unless the ``threshold`` argument overrides it).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from teeflow.functions.api import Context
+from teeflow.functions.dl.args import check_known, float_arg, output_slots
+from teeflow.functions.dl.scoring import score_inputs
+
+ARGUMENTS = {
+    "threshold": "probability above which a row is labelled 1 (default: the model's, 0.5)",
+    "partition": "auto (default), rows or columns: how several tables combine",
+}
+
+
+def run(ctx: Context) -> None:
+    check_known(ctx, ARGUMENTS)
+    outputs = output_slots(ctx, allowed=("predictions",), required_any=("predictions",))
+    scored = score_inputs(ctx)
+    threshold = float_arg(ctx, "threshold", float(scored.config["threshold"]), low=0.0, high=1.0)
+    id_column = scored.config.get("id_column")
+    if id_column and id_column in scored.frame.columns:
+        ids = scored.frame[id_column].to_numpy()
+        key = str(id_column)
+    else:
+        ids, key = range(len(scored.frame)), "row"
+    table = pd.DataFrame(
+        {
+            key: ids,
+            "probability": scored.probability.round(6),
+            "label": (scored.probability >= threshold).astype(int),
+        }
+    )
+    outputs["predictions"].write(table.to_csv(index=False).encode("utf-8"))

@@ -1,0 +1,157 @@
+"""``tabular-train``: logistic regression or an MLP on tables from several parties, combined inside.
+
+Inputs: every slot is a table (CSV or Parquet). Row-partitioned tables are concatenated;
+column-partitioned ones are inner-joined on ``id_column``. Outputs (each optional, at least one):
+``model`` (weights + preprocessing), ``metrics`` (AUC, KS, accuracy, confusion matrix, per-epoch
+loss, sizes, which columns each party contributed) and ``metrics_public`` (AUC, KS and accuracy
+only, for a party that must not receive the model). No output carries a row's values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import train_test_split
+
+from teeflow.functions.api import Context, FunctionError
+from teeflow.functions.dl.args import (
+    check_known,
+    choice_arg,
+    float_arg,
+    int_arg,
+    int_list_arg,
+    output_slots,
+    str_arg,
+)
+from teeflow.functions.dl.metrics import binary_metrics, sigmoid
+from teeflow.functions.dl.modelfile import ModelBlob
+from teeflow.functions.dl.networks import TABULAR_MODELS, build_tabular_model
+from teeflow.functions.dl.scoring import binary_target
+from teeflow.functions.dl.state import fingerprint, tensor_arrays
+from teeflow.functions.dl.tables import PARTITIONS, Preprocessor, combine_tables, read_tables
+from teeflow.functions.dl.training import TrainConfig, fit, predict_logits
+
+ARGUMENTS = {
+    "label_column": "the 0/1 target column (required)",
+    "id_column": "the column that identifies a row and joins column-partitioned tables",
+    "partition": "auto (default), rows or columns",
+    "positive_label": "label value of the positive class when the label is not 0/1",
+    "model": "logistic (default) or mlp",
+    "hidden": 'mlp hidden layer sizes, e.g. [32] (default) or "64,32"',
+    "epochs": "training epochs (default 20)",
+    "batch_size": "mini-batch size (default 32)",
+    "learning_rate": "Adam learning rate (default 0.01)",
+    "seed": "random seed for initialisation, shuffling and the split (default 0)",
+    "test_fraction": "held-out share for the metrics, stratified by label (default 0.2)",
+    "threshold": "probability above which a row is predicted positive (default 0.5)",
+}
+OUTPUTS = ("model", "metrics", "metrics_public")
+_MAX_CATEGORIES = 100
+
+
+def run(ctx: Context) -> None:
+    check_known(ctx, ARGUMENTS)
+    outputs = output_slots(ctx, allowed=OUTPUTS, required_any=OUTPUTS)
+    if not ctx.inputs:
+        raise FunctionError("tabular-train needs at least one table input")
+    label = str_arg(ctx, "label_column")
+    if not label:
+        raise FunctionError("argument 'label_column' is required; name the target column")
+    id_column = str_arg(ctx, "id_column")
+    partition = choice_arg(ctx, "partition", "auto", PARTITIONS)
+    positive = ctx.arg("positive_label")
+    name = choice_arg(ctx, "model", "logistic", TABULAR_MODELS)
+    hidden = int_list_arg(ctx, "hidden", [32]) if name == "mlp" else []
+    epochs = int_arg(ctx, "epochs", 20, low=1, high=10000)
+    batch_size = int_arg(ctx, "batch_size", 32, low=1, high=1 << 20)
+    learning_rate = float_arg(ctx, "learning_rate", 0.01, low=1e-7, high=10.0)
+    seed = int_arg(ctx, "seed", 0, low=0, high=2**31 - 1)
+    test_fraction = float_arg(ctx, "test_fraction", 0.2, low=0.05, high=0.9)
+    threshold = float_arg(ctx, "threshold", 0.5, low=0.0, high=1.0)
+
+    slots = sorted(ctx.inputs)
+    tables = read_tables(ctx.inputs, slots)
+    combined = combine_tables(tables, partition=partition, id_column=id_column)
+    frame = combined.frame
+    if label not in frame.columns:
+        raise FunctionError(f"label column {label!r} is in none of the inputs")
+    id_column = combined.id_column
+    target = binary_target(
+        frame[label], column=label, positive_label=None if positive is None else str(positive)
+    )
+    feature_columns = [c for c in frame.columns if c not in (label, id_column)]
+    if not feature_columns:
+        raise FunctionError("the inputs hold no feature columns besides the label and id")
+    if min(np.bincount(target, minlength=2)) < 2:
+        raise FunctionError("both label classes need at least two rows")
+    train_rows, test_rows = train_test_split(
+        np.arange(len(frame)), test_size=test_fraction, stratify=target, random_state=seed
+    )
+    train_frame = frame.iloc[train_rows]
+    preprocessor = Preprocessor.fit(train_frame, feature_columns)
+    for column, categories in preprocessor.categorical.items():
+        if len(categories) > max(_MAX_CATEGORIES, len(train_rows) // 2):
+            raise FunctionError(
+                f"column {column!r} has too many distinct text values to one-hot encode; if it "
+                "identifies rows, pass it as 'id_column'"
+            )
+    x_train = preprocessor.transform(train_frame)
+    x_test = preprocessor.transform(frame.iloc[test_rows])
+    net_config: dict[str, Any] = {
+        "kind": "tabular",
+        "model": name,
+        "hidden": hidden,
+        "in_features": preprocessor.width,
+        "preprocessing": preprocessor.to_dict(),
+        "label_column": label,
+        "id_column": id_column,
+        "positive_label": None if positive is None else str(positive),
+        "threshold": threshold,
+    }
+    digest = hashlib.sha256()
+    for slot in slots:
+        digest.update(hashlib.sha256(ctx.inputs[slot].read_bytes()).digest())
+    config = TrainConfig(
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        binary=True,
+        fingerprint=fingerprint({**net_config, **dict(ctx.args), "data": digest.hexdigest()}),
+    )
+    result = fit(
+        ctx,
+        build_model=lambda: build_tabular_model(net_config),
+        features=x_train,
+        labels=target[train_rows],
+        config=config,
+    )
+    probability = sigmoid(predict_logits(result.model, x_test)[:, 0])
+    test = binary_metrics(target[test_rows], probability, threshold=threshold)
+
+    public = {key: test[key] for key in ("auc", "ks", "accuracy")}
+    if "model" in outputs:
+        blob = ModelBlob(config=net_config, weights=tensor_arrays(result.model.state_dict()))
+        outputs["model"].write(blob.to_bytes())
+    if "metrics" in outputs:
+        outputs["metrics"].write_json(
+            {
+                "function": "tabular-train",
+                "model": name,
+                **public,
+                "test": test,
+                "epochs": result.history,
+                "n_train": len(train_rows),
+                "n_test": len(test_rows),
+                "n_features_encoded": preprocessor.width,
+                "partition": combined.partition,
+                "rows_per_input": {slot: len(tables[slot]) for slot in slots},
+                "columns_per_input": combined.contributions,
+                "label_column": label,
+                "id_column": id_column,
+            }
+        )
+    if "metrics_public" in outputs:
+        outputs["metrics_public"].write_json(public)

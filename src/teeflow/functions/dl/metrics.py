@@ -1,0 +1,88 @@
+"""Evaluation metrics, as JSON-ready aggregates that never carry a row's values.
+
+Binary (credit risk, screening): AUC, KS (max distance between the score distributions of the two
+classes, i.e. max(TPR - FPR)), accuracy at a threshold, confusion matrix. Multiclass (images):
+accuracy, confusion matrix, per-class recall, one-vs-rest macro AUC over the classes that occur.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
+
+__all__ = ["binary_metrics", "multiclass_metrics", "sigmoid", "softmax"]
+
+_DIGITS = 6
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    result: np.ndarray = 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
+    return result
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    result: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)
+    return result
+
+
+def _auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
+    if len(np.unique(y_true)) < 2:
+        return None  # undefined with one class present
+    return round(float(roc_auc_score(y_true, score)), _DIGITS)
+
+
+def binary_metrics(
+    y_true: np.ndarray, probability: np.ndarray, *, threshold: float = 0.5
+) -> dict[str, Any]:
+    """AUC, KS, accuracy and confusion matrix ``[[tn, fp], [fn, tp]]`` for 0/1 labels."""
+    y_true = np.asarray(y_true).astype(np.int64)
+    predicted = (probability >= threshold).astype(np.int64)
+    ks: float | None = None
+    if len(np.unique(y_true)) == 2:
+        fpr, tpr, _ = roc_curve(y_true, probability)
+        ks = round(float(np.max(tpr - fpr)), _DIGITS)
+    matrix = confusion_matrix(y_true, predicted, labels=[0, 1])
+    return {
+        "auc": _auc(y_true, probability),
+        "ks": ks,
+        "accuracy": round(float((predicted == y_true).mean()) if len(y_true) else 0.0, _DIGITS),
+        "confusion_matrix": matrix.astype(int).tolist(),
+        "threshold": threshold,
+        "n": len(y_true),
+    }
+
+
+def multiclass_metrics(
+    y_true: np.ndarray, probabilities: np.ndarray, *, class_names: list[str]
+) -> dict[str, Any]:
+    y_true = np.asarray(y_true).astype(np.int64)
+    k = len(class_names)
+    predicted = probabilities.argmax(axis=1)
+    matrix = confusion_matrix(y_true, predicted, labels=list(range(k)))
+    support = matrix.sum(axis=1)
+    recall = {
+        class_names[i]: (round(float(matrix[i, i] / support[i]), _DIGITS) if support[i] else None)
+        for i in range(k)
+    }
+    if k == 2:
+        auc = _auc(y_true, probabilities[:, 1])
+    else:
+        per_class = [
+            _auc((y_true == i).astype(np.int64), probabilities[:, i])
+            for i in range(k)
+            if 0 < support[i] < len(y_true)
+        ]
+        scored = [value for value in per_class if value is not None]
+        auc = round(float(np.mean(scored)), _DIGITS) if scored else None
+    return {
+        "accuracy": round(float((predicted == y_true).mean()) if len(y_true) else 0.0, _DIGITS),
+        "auc": auc,
+        "auc_kind": "binary" if k == 2 else "one-vs-rest macro",
+        "confusion_matrix": matrix.astype(int).tolist(),
+        "per_class_recall": recall,
+        "class_names": class_names,
+        "n": len(y_true),
+    }

@@ -1,0 +1,97 @@
+"""The model blob a trainer writes and a predictor reads: one zip, no pickles.
+
+Layout::
+
+    config.json        kind ("image" | "tabular"), architecture, classes, preprocessing
+    weights.npz        the network's state dict (what predictors load)
+    inference/...      optional Paddle inference export (``paddle.jit.save``), for outside use
+
+Predictors rebuild the network from ``config.json`` and load ``weights.npz``; they never execute
+anything from the blob, which may come from another party.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from teeflow.functions.api import FunctionError
+from teeflow.functions.dl.state import arrays_from_npz, arrays_to_npz, read_zip, write_zip
+
+__all__ = ["MODEL_FORMAT", "ModelBlob", "load_weights"]
+
+MODEL_FORMAT = "teeflow-model/1"
+
+
+@dataclass
+class ModelBlob:
+    config: dict[str, Any]
+    weights: dict[str, np.ndarray]
+    extra: dict[str, bytes] = field(default_factory=dict)
+
+    def to_bytes(self) -> bytes:
+        members = {
+            "config.json": json.dumps(
+                {**self.config, "format": MODEL_FORMAT}, indent=2, sort_keys=True
+            ).encode("utf-8"),
+            "weights.npz": arrays_to_npz(self.weights),
+        }
+        members.update(self.extra)
+        return write_zip(members)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, kind: str) -> ModelBlob:
+        members = read_zip(data, what="the model input")
+        not_a_model = "the model input is not a teeflow model (no config.json / weights.npz)"
+        try:
+            config = json.loads(members.pop("config.json"))
+        except (KeyError, ValueError) as exc:
+            raise FunctionError(not_a_model) from exc
+        if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
+            raise FunctionError(f"the model input is not in format {MODEL_FORMAT!r}")
+        if config.get("kind") != kind:
+            raise FunctionError(
+                f"the model input is a {config.get('kind')!r} model; this function needs a "
+                f"{kind!r} model"
+            )
+        try:
+            weights = arrays_from_npz(members.pop("weights.npz"))
+        except (KeyError, ValueError) as exc:
+            raise FunctionError(not_a_model) from exc
+        return cls(config=config, weights=weights, extra=members)
+
+    @staticmethod
+    def export_inference(
+        model: Any, *, input_shape: list[int | None], scratch: Path
+    ) -> dict[str, bytes]:
+        """``paddle.jit.save`` the model into scratch and return the files under ``inference/``."""
+        import paddle
+
+        target = scratch / "inference"
+        target.mkdir(parents=True, exist_ok=True)
+        spec = paddle.static.InputSpec(shape=input_shape, dtype="float32", name="x")
+        paddle.jit.save(model, str(target / "model"), input_spec=[spec])
+        return {
+            f"inference/{path.name}": path.read_bytes()
+            for path in sorted(target.iterdir())
+            if path.is_file()
+        }
+
+
+def load_weights(model: Any, weights: Mapping[str, np.ndarray]) -> None:
+    """Load ``weights`` into ``model``, failing with a party-facing error on any mismatch."""
+    import paddle
+
+    expected = model.state_dict()
+    if set(expected) != set(weights):
+        raise FunctionError("the model's weights do not match its declared architecture")
+    for name, tensor in expected.items():
+        if tuple(tensor.shape) != tuple(weights[name].shape):
+            raise FunctionError(f"the model's weight {name!r} has the wrong shape")
+    model.set_state_dict({name: paddle.to_tensor(value) for name, value in weights.items()})
+    model.eval()

@@ -1,0 +1,90 @@
+"""The networks the built-ins train: small CNN and ResNet-18 for images, logistic / MLP for tables.
+
+Each is built from a JSON-able config so that a predictor can rebuild it from a model blob. No layer
+uses dropout or other randomness during training, which keeps resumed runs bit-identical.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import paddle
+from paddle import nn
+
+from teeflow.functions.api import FunctionError
+
+__all__ = ["IMAGE_MODELS", "TABULAR_MODELS", "build_image_model", "build_tabular_model"]
+
+IMAGE_MODELS = ("cnn", "resnet18")
+TABULAR_MODELS = ("logistic", "mlp")
+
+
+class SmallCNN(nn.Layer):
+    """Two conv blocks and a linear head; works from 8x8 (digits) to 224x224 inputs."""
+
+    def __init__(self, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2D(in_channels, 32, 3, padding=1),
+            nn.BatchNorm2D(32),
+            nn.ReLU(),
+            nn.Conv2D(32, 64, 3, padding=1),
+            nn.BatchNorm2D(64),
+            nn.ReLU(),
+            nn.MaxPool2D(2),
+            nn.AdaptiveAvgPool2D(4),
+        )
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(64 * 16, 128), nn.ReLU(), nn.Linear(128, num_classes)
+        )
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        result: paddle.Tensor = self.head(self.features(x))
+        return result
+
+
+def _resnet18(in_channels: int, num_classes: int) -> nn.Layer:
+    from paddle.vision.models import resnet18
+
+    model = resnet18(num_classes=num_classes)
+    if in_channels != 3:
+        # Grey-scale scans: replace the stem so the network takes their one channel as is.
+        model.conv1 = nn.Conv2D(in_channels, 64, 7, stride=2, padding=3, bias_attr=False)
+    return model
+
+
+def build_image_model(config: dict[str, Any]) -> nn.Layer:
+    name, channels, classes = config["model"], int(config["channels"]), int(config["num_classes"])
+    if name == "cnn":
+        return SmallCNN(channels, classes)
+    if name == "resnet18":
+        return _resnet18(channels, classes)
+    raise FunctionError(f"unknown image model {name!r}; choose one of {', '.join(IMAGE_MODELS)}")
+
+
+class MLP(nn.Layer):
+    def __init__(self, in_features: int, hidden: list[int]) -> None:
+        super().__init__()
+        layers: list[nn.Layer] = []
+        width = in_features
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.ReLU()]
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        result: paddle.Tensor = self.net(x)
+        return result
+
+
+def build_tabular_model(config: dict[str, Any]) -> nn.Layer:
+    """One output logit: ``logistic`` is a single linear layer, ``mlp`` adds ReLU hidden layers."""
+    name, width = config["model"], int(config["in_features"])
+    if name == "logistic":
+        return MLP(width, [])
+    if name == "mlp":
+        return MLP(width, [int(size) for size in config["hidden"]])
+    raise FunctionError(
+        f"unknown tabular model {name!r}; choose one of {', '.join(TABULAR_MODELS)}"
+    )

@@ -1,0 +1,142 @@
+"""Pickle-free (de)serialisation of Paddle state and the per-epoch training checkpoint.
+
+Model weights and checkpoints are zips of ``.npz`` arrays plus JSON. Paddle's own ``paddle.save`` /
+``paddle.load`` use pickle, and a model blob may come from another party: unpickling it inside the
+enclave would run that party's code. ``np.load(..., allow_pickle=False)`` cannot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from teeflow.functions.api import FunctionError
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "TrainState",
+    "arrays_from_npz",
+    "arrays_to_npz",
+    "fingerprint",
+    "read_zip",
+    "tensor_arrays",
+    "write_zip",
+]
+
+CHECKPOINT_FORMAT = "teeflow-train-checkpoint/1"
+_FIXED_TIME = (1980, 1, 1, 0, 0, 0)
+
+
+def arrays_to_npz(arrays: Mapping[str, Any]) -> bytes:
+    """Paddle tensors or numpy arrays, by name, as ``.npz`` bytes."""
+    buffer = io.BytesIO()
+    plain = {
+        name: np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+        for name, value in arrays.items()
+    }
+    np.savez(buffer, **plain)  # type: ignore[arg-type]
+    return buffer.getvalue()
+
+
+def tensor_arrays(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """A Paddle state dict (model or optimizer) as copied numpy arrays, by name."""
+    arrays: dict[str, np.ndarray] = {}
+    for name, value in state.items():
+        if not hasattr(value, "numpy"):
+            raise FunctionError(f"cannot save non-tensor state entry {name!r}")
+        arrays[name] = np.array(value.numpy(), copy=True)
+    return arrays
+
+
+def arrays_from_npz(data: bytes) -> dict[str, np.ndarray]:
+    """Arrays from ``.npz`` bytes; never unpickles. Raises ValueError on anything malformed."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        raise ValueError("not a valid .npz archive") from exc
+
+
+def write_zip(members: Mapping[str, bytes]) -> bytes:
+    """A zip with fixed timestamps and sorted members, so equal content gives equal bytes."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        for name in sorted(members):
+            archive.writestr(zipfile.ZipInfo(name, date_time=_FIXED_TIME), members[name])
+    return buffer.getvalue()
+
+
+def read_zip(data: bytes, *, what: str) -> dict[str, bytes]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            return {name: archive.read(name) for name in archive.namelist()}
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise FunctionError(f"{what} is not a valid zip archive") from exc
+
+
+def fingerprint(config: Mapping[str, Any]) -> str:
+    """A short hash of the settings a checkpoint is only valid for."""
+    canonical = json.dumps(config, sort_keys=True, default=str).encode("utf-8")
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue training exactly where an epoch ended."""
+
+    epoch: int
+    """Epochs completed."""
+    model: dict[str, np.ndarray]
+    optimizer: dict[str, np.ndarray]
+    rng: dict[str, Any]
+    """``numpy.random.RandomState.get_state(legacy=False)`` of the shuffling RNG."""
+    history: list[dict[str, Any]] = field(default_factory=list)
+    config_fingerprint: str = ""
+
+    def to_bytes(self) -> bytes:
+        rng = dict(self.rng)
+        keys = np.asarray(rng.pop("state")["key"], dtype=np.uint32)
+        pos = int(self.rng["state"]["pos"])
+        meta = {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "history": self.history,
+            "config_fingerprint": self.config_fingerprint,
+            "rng": {**rng, "pos": pos},
+        }
+        return write_zip(
+            {
+                "meta.json": json.dumps(meta, sort_keys=True).encode("utf-8"),
+                "model.npz": arrays_to_npz(self.model),
+                "optimizer.npz": arrays_to_npz(self.optimizer),
+                "rng.npz": arrays_to_npz({"key": keys}),
+            }
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> TrainState:
+        members = read_zip(data, what="the checkpoint")
+        try:
+            meta = json.loads(members["meta.json"])
+            if meta.get("format") != CHECKPOINT_FORMAT:
+                raise FunctionError("the checkpoint has an unknown format; start the task afresh")
+            rng_meta = dict(meta["rng"])
+            pos = rng_meta.pop("pos")
+            rng_meta["state"] = {"key": arrays_from_npz(members["rng.npz"])["key"], "pos": pos}
+            return cls(
+                epoch=int(meta["epoch"]),
+                model=arrays_from_npz(members["model.npz"]),
+                optimizer=arrays_from_npz(members["optimizer.npz"]),
+                rng=rng_meta,
+                history=list(meta["history"]),
+                config_fingerprint=str(meta["config_fingerprint"]),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise FunctionError("the checkpoint is incomplete; start the task afresh") from exc

@@ -1,0 +1,156 @@
+"""Tables from several parties, combined inside the enclave; the preprocessing saved with a model.
+
+Row-partitioned inputs (same columns, e.g. two hospitals) are concatenated; column-partitioned
+inputs (a shared id column, e.g. a bank and a credit bureau) are inner-joined on the id. The
+:class:`Preprocessor` one-hot encodes text columns (categories sorted, so the encoding does not
+depend on row order) and standardises numeric columns with statistics of the training split only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from teeflow.functions.api import FunctionError, InputData
+
+__all__ = ["Combined", "Preprocessor", "combine_tables", "read_tables"]
+
+PARTITIONS = ("auto", "rows", "columns")
+
+
+def read_tables(inputs: Mapping[str, InputData], slots: list[str]) -> dict[str, pd.DataFrame]:
+    tables: dict[str, pd.DataFrame] = {}
+    for slot in slots:
+        try:
+            tables[slot] = inputs[slot].to_pandas()
+        except (ValueError, UnicodeDecodeError, OSError) as exc:
+            raise FunctionError(f"input {slot!r} is not a readable CSV or Parquet table") from exc
+        if tables[slot].empty:
+            raise FunctionError(f"input {slot!r} holds no rows")
+    return tables
+
+
+@dataclass
+class Combined:
+    frame: pd.DataFrame
+    partition: str
+    contributions: dict[str, list[str]]
+    """Slot -> the columns that slot contributed (names only, never values)."""
+    id_column: str | None
+
+
+def _id_column(tables: dict[str, pd.DataFrame], id_column: str | None) -> str:
+    if id_column is not None:
+        missing = [slot for slot, frame in tables.items() if id_column not in frame.columns]
+        if missing:
+            raise FunctionError(f"id column {id_column!r} is missing from input(s) {missing}")
+        return id_column
+    shared = set.intersection(*(set(frame.columns) for frame in tables.values()))
+    if len(shared) != 1:
+        raise FunctionError(
+            "cannot tell which column joins the tables; set the argument 'id_column'"
+        )
+    return str(shared.pop())
+
+
+def combine_tables(
+    tables: dict[str, pd.DataFrame], *, partition: str, id_column: str | None
+) -> Combined:
+    """Concatenate (rows) or inner-join on ``id_column`` (columns); ``auto`` picks by schema."""
+    slots = list(tables)
+    same_columns = all(set(tables[s].columns) == set(tables[slots[0]].columns) for s in slots)
+    if partition == "auto":
+        partition = "rows" if same_columns else "columns"
+    if partition == "rows":
+        if not same_columns:
+            raise FunctionError("row-partitioned inputs must have the same columns")
+        columns = list(tables[slots[0]].columns)
+        frame = pd.concat([tables[s][columns] for s in slots], ignore_index=True)
+        return Combined(frame, "rows", {s: columns for s in slots}, id_column)
+    key = _id_column(tables, id_column)
+    frame, contributions, seen = tables[slots[0]].iloc[0:0], {}, {key}
+    for index, slot in enumerate(slots):
+        table = tables[slot]
+        if table[key].duplicated().any():
+            raise FunctionError(f"input {slot!r} repeats values of id column {key!r}")
+        overlap = (set(table.columns) & seen) - {key}
+        if overlap:
+            raise FunctionError(
+                f"column(s) {sorted(overlap)} of input {slot!r} also come from "
+                "another input; rename them"
+            )
+        contributions[slot] = [c for c in table.columns if c != key]
+        seen |= set(table.columns)
+        frame = table if index == 0 else frame.merge(table, on=key, how="inner")
+    if frame.empty:
+        raise FunctionError(f"the inputs share no value of id column {key!r}")
+    frame = frame.sort_values(key, kind="mergesort").reset_index(drop=True)
+    return Combined(frame, "columns", contributions, key)
+
+
+@dataclass
+class Preprocessor:
+    """Column encoding fitted on the training split; saved with the model as JSON."""
+
+    numeric: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Column -> (mean, std) of the training split; missing values become the mean."""
+    categorical: dict[str, list[str]] = field(default_factory=dict)
+    """Column -> categories in one-hot order; an unseen category encodes as all zeros."""
+
+    @classmethod
+    def fit(cls, frame: pd.DataFrame, columns: list[str]) -> Preprocessor:
+        result = cls()
+        for column in columns:
+            values = frame[column]
+            if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
+                mean = float(values.mean()) if values.notna().any() else 0.0
+                std = float(values.std(ddof=0)) if values.notna().any() else 0.0
+                result.numeric[column] = (mean, std if std > 0 else 1.0)
+            else:
+                result.categorical[column] = sorted(values.dropna().astype(str).unique())
+        return result
+
+    @property
+    def columns(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    @property
+    def width(self) -> int:
+        return len(self.numeric) + sum(len(c) for c in self.categorical.values())
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        missing = [column for column in self.columns if column not in frame.columns]
+        if missing:
+            raise FunctionError(f"the table lacks the model's feature column(s) {missing}")
+        blocks = []
+        for column, (mean, std) in self.numeric.items():
+            try:
+                values = pd.to_numeric(frame[column]).astype(float).fillna(mean).to_numpy()
+            except (ValueError, TypeError) as exc:
+                raise FunctionError(f"column {column!r} must be numeric") from exc
+            blocks.append(((values - mean) / std)[:, None])
+        for column, categories in self.categorical.items():
+            text = frame[column].astype(str).to_numpy()
+            blocks.append(text[:, None] == np.array(categories, dtype=object)[None, :])
+        if not blocks:
+            return np.zeros((len(frame), 0), dtype=np.float32)
+        return np.hstack(blocks).astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "numeric": {c: list(v) for c, v in self.numeric.items()},
+            "categorical": self.categorical,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Preprocessor:
+        try:
+            numeric = {str(c): (float(v[0]), float(v[1])) for c, v in data["numeric"].items()}
+            categorical = {str(c): [str(x) for x in v] for c, v in data["categorical"].items()}
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise FunctionError("the model's preprocessing config is malformed") from exc
+        return cls(numeric=numeric, categorical=categorical)

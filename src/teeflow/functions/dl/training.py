@@ -1,0 +1,179 @@
+"""The one training loop every built-in trainer uses: seeded, checkpointed each epoch, resumable.
+
+Determinism: ``paddle.seed`` fixes weight initialisation, a ``numpy.random.RandomState`` seeded from
+the task's seed shuffles the batches, and no layer draws random numbers while training (no dropout),
+so the RNG state that matters is the shuffler's, which every checkpoint carries. A run resumed from
+the checkpoint of epoch ``k`` therefore repeats epochs ``k+1..n`` exactly (bit-equal on CPU).
+
+Paddle names parameters and optimizer accumulators from a process-wide counter; model and optimizer
+are built under ``unique_name.guard()`` so the names, and thus the optimizer state keys in a
+checkpoint, are the same in every run.
+"""
+
+from __future__ import annotations
+
+import random
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import paddle
+
+from teeflow.functions.api import Context, FunctionError
+from teeflow.functions.dl.state import TrainState, tensor_arrays
+
+__all__ = ["TrainConfig", "TrainResult", "fit", "predict_logits", "seed_everything"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    seed: int
+    binary: bool
+    """One logit and binary cross-entropy (tabular) or one logit per class and softmax (images)."""
+    fingerprint: str
+    """Hash of every setting and input a checkpoint is only valid for."""
+
+
+@dataclass
+class TrainResult:
+    model: paddle.nn.Layer
+    history: list[dict[str, Any]]
+    resumed_from_epoch: int
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
+@contextmanager
+def _fresh_names() -> Iterator[None]:
+    with paddle.utils.unique_name.guard():
+        yield
+
+
+def _loss(logits: paddle.Tensor, labels: paddle.Tensor, binary: bool) -> paddle.Tensor:
+    if binary:
+        return paddle.nn.functional.binary_cross_entropy_with_logits(
+            logits.squeeze(-1), labels.astype("float32")
+        )
+    return paddle.nn.functional.cross_entropy(logits, labels.astype("int64"))
+
+
+def _correct(logits: paddle.Tensor, labels: np.ndarray, binary: bool) -> int:
+    values = logits.numpy()
+    predicted = (values[:, 0] > 0).astype(np.int64) if binary else values.argmax(axis=1)
+    return int((predicted == labels).sum())
+
+
+def fit(
+    ctx: Context,
+    *,
+    build_model: Callable[[], paddle.nn.Layer],
+    features: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+) -> TrainResult:
+    """Train ``build_model()`` on ``features``/``labels``, resuming from ``ctx.restore()``.
+
+    Reports ``ctx.progress(epoch, epochs, loss, accuracy)`` and writes ``ctx.checkpoint`` after
+    every epoch.
+    """
+    seed_everything(config.seed)
+    with _fresh_names():
+        model = build_model()
+        optimizer = paddle.optimizer.Adam(
+            learning_rate=config.learning_rate, parameters=model.parameters()
+        )
+        shuffler = np.random.RandomState(config.seed)
+        history: list[dict[str, Any]] = []
+        start = 0
+        restored = ctx.restore()
+        if restored is not None:
+            state = TrainState.from_bytes(restored)
+            if state.config_fingerprint != config.fingerprint:
+                raise FunctionError(
+                    "the checkpoint belongs to a different training setup; start the task afresh"
+                )
+            model.set_state_dict({k: paddle.to_tensor(v) for k, v in state.model.items()})
+            optimizer.set_state_dict({k: paddle.to_tensor(v) for k, v in state.optimizer.items()})
+            shuffler.set_state(state.rng)
+            history, start = list(state.history), state.epoch
+        for epoch in range(start + 1, config.epochs + 1):
+            loss, accuracy = _one_epoch(model, optimizer, shuffler, features, labels, config)
+            record = {"epoch": epoch, "loss": round(loss, 6), "accuracy": round(accuracy, 6)}
+            history.append(record)
+            ctx.progress(epochs=config.epochs, **record)
+            ctx.checkpoint(
+                TrainState(
+                    epoch=epoch,
+                    model=tensor_arrays(model.state_dict()),
+                    optimizer=tensor_arrays(optimizer.state_dict()),
+                    rng=shuffler.get_state(legacy=False),
+                    history=history,
+                    config_fingerprint=config.fingerprint,
+                ).to_bytes()
+            )
+    model.eval()
+    return TrainResult(model=model, history=history, resumed_from_epoch=start)
+
+
+def _one_epoch(
+    model: paddle.nn.Layer,
+    optimizer: paddle.optimizer.Optimizer,
+    shuffler: np.random.RandomState,
+    features: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+) -> tuple[float, float]:
+    model.train()
+    with warnings.catch_warnings():
+        # Paddle's BatchNorm warns on every training-mode forward that it tracks running
+        # statistics (paddle/nn/layer/norm.py); that is the behaviour we want.
+        warnings.filterwarnings("ignore", "When training, we now always track", UserWarning)
+        return _batches(model, optimizer, shuffler, features, labels, config)
+
+
+def _batches(
+    model: paddle.nn.Layer,
+    optimizer: paddle.optimizer.Optimizer,
+    shuffler: np.random.RandomState,
+    features: np.ndarray,
+    labels: np.ndarray,
+    config: TrainConfig,
+) -> tuple[float, float]:
+    order = shuffler.permutation(len(features))
+    total_loss, correct = 0.0, 0
+    for begin in range(0, len(order), config.batch_size):
+        index = order[begin : begin + config.batch_size]
+        batch_x = paddle.to_tensor(features[index])
+        batch_y = labels[index]
+        logits = model(batch_x)
+        loss = _loss(logits, paddle.to_tensor(batch_y), config.binary)
+        loss.backward()
+        optimizer.step()
+        optimizer.clear_grad()
+        total_loss += float(loss.numpy()) * len(index)
+        correct += _correct(logits.detach(), batch_y, config.binary)
+    return total_loss / len(order), correct / len(order)
+
+
+def predict_logits(
+    model: paddle.nn.Layer, features: np.ndarray, batch_size: int = 256
+) -> np.ndarray:
+    """Model outputs for ``features`` in evaluation mode, as float64 numpy."""
+    model.eval()
+    chunks = []
+    with paddle.no_grad():
+        for begin in range(0, len(features), batch_size):
+            chunks.append(model(paddle.to_tensor(features[begin : begin + batch_size])).numpy())
+    if not chunks:
+        return np.zeros((0, 1))
+    return np.concatenate(chunks).astype(np.float64)

@@ -1,0 +1,124 @@
+"""Engines and schema migrations for the control plane's SQL store.
+
+One code path for both deployments: SQLite (embedded, one machine) and PostgreSQL (production).
+
+SQLite connections get ``journal_mode=WAL`` (readers never block the writer), a ``busy_timeout``
+(writers queue instead of failing at once) and ``foreign_keys=ON``. The pysqlite driver's own
+transaction handling is switched off so that SQLAlchemy emits ``BEGIN`` itself; a connection with
+the execution option ``sqlite_begin="IMMEDIATE"`` takes the database write lock when its transaction
+starts, which is how the store serialises its read-modify-write transactions (see the SQLAlchemy
+"pysqlite serializable isolation" recipe).
+
+The schema comes only from the Alembic revisions in ``server/migrations``; :func:`upgrade` runs them
+from a :class:`alembic.config.Config` built in code, so it works from an installed package.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import StaticPool
+
+__all__ = [
+    "MIGRATIONS_DIR",
+    "SQLITE_BEGIN_OPTION",
+    "alembic_config",
+    "current_revision",
+    "is_sqlite",
+    "make_engine",
+    "upgrade",
+    "write_engine",
+]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BEGIN_OPTION = "sqlite_begin"
+# Any fixed 64-bit key: serialises concurrent `upgrade` calls on one PostgreSQL database.
+_MIGRATION_LOCK_KEY = 0x7465_6566_6C6F_7701
+
+
+def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) -> Engine:
+    """Create an engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
+
+    No connection is opened here; nothing happens at import time.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, echo=echo, pool_pre_ping=True)
+
+    kwargs: dict[str, Any] = {"connect_args": {"check_same_thread": False}}
+    if parsed.database in (None, "", ":memory:"):
+        # One shared connection, or every checkout would see its own empty database.
+        kwargs["poolclass"] = StaticPool
+    engine = create_engine(parsed, echo=echo, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN (see _on_begin)
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA synchronous = NORMAL")  # durable with WAL except on power loss
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+        if mode not in ("DEFERRED", "IMMEDIATE", "EXCLUSIVE"):
+            raise ValueError(f"unknown SQLite BEGIN mode {mode!r}")
+        connection.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def write_engine(engine: Engine) -> Engine:
+    """The engine to use for read-modify-write transactions.
+
+    On SQLite its transactions start with ``BEGIN IMMEDIATE`` (take the write lock up front, so two
+    writers never both read and then both fail to upgrade their lock); elsewhere it is ``engine``.
+    """
+    if is_sqlite(engine):
+        return engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+    return engine
+
+
+def alembic_config() -> Config:
+    """An Alembic config pointing at the packaged migrations; no ini file needed."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def upgrade(target: str | Engine, revision: str = "head") -> None:
+    """Run ``alembic upgrade <revision>`` on ``target`` (a URL or an engine)."""
+    engine = make_engine(target) if isinstance(target, str) else target
+    try:
+        with write_engine(engine).begin() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY}
+                )
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, revision)
+    finally:
+        if isinstance(target, str):
+            engine.dispose()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision ``engine``'s database is at, or None before the first migration."""
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()

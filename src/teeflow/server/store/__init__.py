@@ -1,0 +1,41 @@
+"""The control plane's SQL store.
+
+The control plane is untrusted: the store holds ciphertext references, wrapped keys, signatures and
+metadata, and the enclave re-checks all of it. ``Store`` is the only entry point; it returns frozen
+records and raises :class:`Conflict` / :class:`NotFound` (both :class:`StoreError`).
+"""
+
+from teeflow.server.audit import AuditEntry, AuditRecord
+from teeflow.server.store._records import (
+    TASK_STATES,
+    ApprovalRecord,
+    Conflict,
+    DatasetRecord,
+    EventRecord,
+    ExecutorRecord,
+    FunctionRecord,
+    NotFound,
+    OutputRecord,
+    StoreError,
+    TaskRecord,
+    UserRecord,
+)
+from teeflow.server.store._store import Store
+
+__all__ = [
+    "TASK_STATES",
+    "ApprovalRecord",
+    "AuditEntry",
+    "AuditRecord",
+    "Conflict",
+    "DatasetRecord",
+    "EventRecord",
+    "ExecutorRecord",
+    "FunctionRecord",
+    "NotFound",
+    "OutputRecord",
+    "Store",
+    "StoreError",
+    "TaskRecord",
+    "UserRecord",
+]

@@ -1,0 +1,118 @@
+"""Transactions and the audit append shared by every part of the store."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from teeflow.server.audit import GENESIS_HASH, AuditEntry, AuditRecord, entry_hash, format_ts
+from teeflow.server.db import write_engine
+from teeflow.server.models import AuditRow
+from teeflow.server.store._records import Conflict
+
+__all__ = ["StoreBase", "require_aware", "to_audit_record"]
+
+# Any fixed 64-bit key: PostgreSQL transactions that append to the audit log hold it until commit.
+_AUDIT_LOCK_KEY = 0x7465_6566_6C6F_7702
+
+
+def require_aware(now: datetime, name: str = "now") -> datetime:
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"{name} must be a timezone-aware UTC datetime")
+    return now.astimezone(UTC)
+
+
+def to_audit_record(row: AuditRow) -> AuditRecord:
+    return AuditRecord(
+        seq=row.seq,
+        ts=row.ts,
+        actor=row.actor,
+        action=row.action,
+        subject=row.subject,
+        details=dict(row.details),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+class StoreBase:
+    """Owns the engine; every public method runs in one short transaction of its own."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._writer = write_engine(engine)
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self._engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def _read(self) -> Iterator[Session]:
+        with Session(self._engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    @contextmanager
+    def _write(self, conflict: str = "the write conflicts with existing data") -> Iterator[Session]:
+        """A read-modify-write transaction (SQLite: ``BEGIN IMMEDIATE``).
+
+        A unique or foreign-key violation rolls it back and becomes :class:`Conflict`.
+        """
+        try:
+            with Session(self._writer, expire_on_commit=False) as session, session.begin():
+                yield session
+        except IntegrityError as exc:
+            raise Conflict(conflict) from exc
+
+    def _append_audit(self, session: Session, entry: AuditEntry, now: datetime) -> AuditRecord:
+        """Append ``entry`` to the chain inside ``session``'s transaction.
+
+        Call it last in a write transaction, after every other row lock is taken: appends are
+        serialised by a transaction-scoped advisory lock on PostgreSQL and by ``BEGIN IMMEDIATE`` on
+        SQLite, so two appends never read the same head and the chain never forks.
+        """
+        now = require_aware(now)
+        if self.is_postgresql:
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY})
+        last = session.execute(
+            select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
+        ).first()
+        seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+        details: dict[str, Any] = dict(entry.details)
+        fields = {
+            "seq": seq,
+            "ts": format_ts(now),
+            "actor": entry.actor,
+            "action": entry.action,
+            "subject": entry.subject,
+            "details": details,
+        }
+        row = AuditRow(
+            seq=seq,
+            ts=now,
+            actor=entry.actor,
+            action=entry.action,
+            subject=entry.subject,
+            details=details,
+            prev_hash=prev_hash,
+            hash=entry_hash(prev_hash, fields),
+        )
+        session.add(row)
+        session.flush()
+        return to_audit_record(row)
+
+    def _maybe_audit(
+        self, session: Session, entry: AuditEntry | None, now: datetime, **override: Any
+    ) -> None:
+        if entry is not None:
+            self._append_audit(session, dataclasses.replace(entry, **override), now)

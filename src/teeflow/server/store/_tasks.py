@@ -1,0 +1,326 @@
+"""Tasks: contract, guarded status transitions, approvals, outputs, events and checkpoints."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from teeflow.server.audit import AuditEntry
+from teeflow.server.models import (
+    ApprovalRow,
+    CheckpointRow,
+    EventRow,
+    OutputRow,
+    TaskParticipantRow,
+    TaskRow,
+)
+from teeflow.server.store._base import StoreBase, require_aware
+from teeflow.server.store._records import (
+    TASK_STATES,
+    ApprovalRecord,
+    Conflict,
+    EventRecord,
+    NotFound,
+    OutputRecord,
+    TaskRecord,
+)
+
+__all__ = ["TasksMixin", "task_record"]
+
+_TRANSITION_FIELDS = frozenset({"failure_reason", "receipt"})
+
+
+def task_record(session: Session, row: TaskRow) -> TaskRecord:
+    participants = session.scalars(
+        select(TaskParticipantRow.username)
+        .where(TaskParticipantRow.task_id == row.task_id)
+        .order_by(TaskParticipantRow.position)
+    )
+    return TaskRecord(
+        task_id=row.task_id,
+        creator=row.creator,
+        contract=dict(row.contract),
+        contract_hash=row.contract_hash,
+        participants=tuple(participants),
+        status=row.status,
+        failure_reason=row.failure_reason,
+        receipt=dict(row.receipt) if row.receipt is not None else None,
+        lease_owner=row.lease_owner,
+        lease_expires_at=row.lease_expires_at,
+        attempts=row.attempts,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _lock_task(session: Session, task_id: str) -> TaskRow:
+    row = session.get(TaskRow, task_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"task {task_id!r} does not exist")
+    return row
+
+
+class TasksMixin(StoreBase):
+    def create_task(
+        self,
+        *,
+        task_id: str,
+        creator: str,
+        contract: dict[str, Any],
+        contract_hash: str,
+        participants: list[str],
+        now: datetime,
+        audit: AuditEntry | None = None,
+    ) -> TaskRecord:
+        """Record a proposed task; :class:`Conflict` on a reused id or an unknown creator."""
+        now = require_aware(now)
+        with self._write(f"task {task_id!r} cannot be created") as session:
+            row = TaskRow(
+                task_id=task_id,
+                creator=creator,
+                contract=dict(contract),
+                contract_hash=contract_hash,
+                status="proposed",
+                attempts=0,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+            session.flush()
+            for position, username in enumerate(dict.fromkeys(participants)):
+                session.add(
+                    TaskParticipantRow(task_id=task_id, username=username, position=position)
+                )
+            session.flush()
+            self._maybe_audit(session, audit, now)
+            return task_record(session, row)
+
+    def get_task(self, task_id: str) -> TaskRecord | None:
+        with self._read() as session:
+            row = session.get(TaskRow, task_id)
+            return task_record(session, row) if row else None
+
+    def list_tasks(self, *, participant: str) -> list[TaskRecord]:
+        """Tasks the user created or takes part in, oldest first."""
+        among = select(TaskParticipantRow.task_id).where(TaskParticipantRow.username == participant)
+        query = (
+            select(TaskRow)
+            .where(or_(TaskRow.creator == participant, TaskRow.task_id.in_(among)))
+            .order_by(TaskRow.created_at, TaskRow.task_id)
+        )
+        with self._read() as session:
+            return [task_record(session, row) for row in session.scalars(query).all()]
+
+    def transition(
+        self,
+        task_id: str,
+        *,
+        from_states: set[str],
+        to: str,
+        now: datetime,
+        audit: AuditEntry | None = None,
+        **fields: Any,
+    ) -> TaskRecord | None:
+        """Atomically move a task from one of ``from_states`` to ``to`` (compare-and-set).
+
+        ``fields`` may set ``failure_reason`` and ``receipt``. Returns the updated task, or None
+        when the task does not exist or was not in one of ``from_states`` (nothing changes then).
+        """
+        now = require_aware(now)
+        unknown = (set(from_states) | {to}) - TASK_STATES
+        if unknown:
+            raise ValueError(f"unknown task states: {sorted(unknown)}")
+        extra = set(fields) - _TRANSITION_FIELDS
+        if extra:
+            raise TypeError(f"transition() cannot set {sorted(extra)}")
+        with self._write() as session:
+            result = session.execute(
+                update(TaskRow)
+                .where(TaskRow.task_id == task_id, TaskRow.status.in_(sorted(from_states)))
+                .values(status=to, updated_at=now, **fields)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount == 0:  # type: ignore[attr-defined]
+                return None
+            row = session.get(TaskRow, task_id, populate_existing=True)
+            if row is None:  # pragma: no cover - the UPDATE just matched it
+                return None
+            self._maybe_audit(session, audit, now)
+            return task_record(session, row)
+
+    # -- approvals -------------------------------------------------------------------------------
+
+    def add_approval(
+        self,
+        *,
+        task_id: str,
+        username: str,
+        decision: Literal["approve", "reject"],
+        signature: str | None,
+        wrapped_keys: dict[str, str],
+        now: datetime,
+        audit: AuditEntry | None = None,
+    ) -> ApprovalRecord:
+        """Record one user's decision; :class:`Conflict` on a second one for the same task,
+        :class:`NotFound` if the task does not exist."""
+        now = require_aware(now)
+        if decision not in ("approve", "reject"):
+            raise ValueError("decision must be 'approve' or 'reject'")
+        with self._write(f"{username!r} has already decided on task {task_id!r}") as session:
+            _lock_task(session, task_id)
+            row = ApprovalRow(
+                task_id=task_id,
+                username=username,
+                decision=decision,
+                signature=signature,
+                wrapped_keys=dict(wrapped_keys),
+                created_at=now,
+            )
+            session.add(row)
+            session.flush()
+            self._maybe_audit(session, audit, now)
+            return _approval(row)
+
+    def list_approvals(self, task_id: str) -> list[ApprovalRecord]:
+        with self._read() as session:
+            rows = session.scalars(
+                select(ApprovalRow)
+                .where(ApprovalRow.task_id == task_id)
+                .order_by(ApprovalRow.created_at, ApprovalRow.username)
+            )
+            return [_approval(row) for row in rows]
+
+    # -- outputs ---------------------------------------------------------------------------------
+
+    def add_output(
+        self,
+        *,
+        task_id: str,
+        slot: str,
+        blob_key: str,
+        ciphertext_sha256: str,
+        size: int,
+        wrapped_keys: dict[str, str],
+        joint_owners: list[str] | None,
+        dataset_id: str | None,
+    ) -> OutputRecord:
+        """Record a sealed output; :class:`Conflict` if the slot already has one."""
+        with self._write(f"task {task_id!r} already has an output {slot!r}") as session:
+            _lock_task(session, task_id)
+            row = OutputRow(
+                task_id=task_id,
+                slot=slot,
+                blob_key=blob_key,
+                ciphertext_sha256=ciphertext_sha256,
+                size=size,
+                wrapped_keys=dict(wrapped_keys),
+                joint_owners=list(joint_owners) if joint_owners is not None else None,
+                dataset_id=dataset_id,
+            )
+            session.add(row)
+            session.flush()
+            return _output(row)
+
+    def list_outputs(self, task_id: str) -> list[OutputRecord]:
+        with self._read() as session:
+            rows = session.scalars(
+                select(OutputRow).where(OutputRow.task_id == task_id).order_by(OutputRow.slot)
+            )
+            return [_output(row) for row in rows]
+
+    # -- events ----------------------------------------------------------------------------------
+
+    def add_event(
+        self, *, task_id: str, recipient: str, kind: str, payload: str, now: datetime
+    ) -> int:
+        """Append an (encrypted) event for ``recipient``; returns its seq (per task, from 1)."""
+        now = require_aware(now)
+        with self._write() as session:
+            _lock_task(session, task_id)  # serialises seq allocation per task
+            last = session.scalar(select(func.max(EventRow.seq)).where(EventRow.task_id == task_id))
+            seq = (last or 0) + 1
+            session.add(
+                EventRow(
+                    task_id=task_id,
+                    seq=seq,
+                    recipient=recipient,
+                    kind=kind,
+                    payload=payload,
+                    created_at=now,
+                )
+            )
+            return seq
+
+    def list_events(self, *, task_id: str, recipient: str, after_seq: int = 0) -> list[EventRecord]:
+        with self._read() as session:
+            rows = session.scalars(
+                select(EventRow)
+                .where(
+                    EventRow.task_id == task_id,
+                    EventRow.recipient == recipient,
+                    EventRow.seq > after_seq,
+                )
+                .order_by(EventRow.seq)
+            )
+            return [
+                EventRecord(
+                    task_id=row.task_id,
+                    seq=row.seq,
+                    recipient=row.recipient,
+                    kind=row.kind,
+                    payload=row.payload,
+                    created_at=row.created_at,
+                )
+                for row in rows
+            ]
+
+    # -- checkpoints -----------------------------------------------------------------------------
+
+    def put_checkpoint(self, *, task_id: str, blob_key: str, epoch: int, now: datetime) -> None:
+        """Store the task's latest sealed checkpoint; :class:`Conflict` if ``epoch`` is older than
+        the one stored (a stale executor must not roll a task back)."""
+        now = require_aware(now)
+        with self._write() as session:
+            _lock_task(session, task_id)
+            row = session.get(CheckpointRow, task_id)
+            if row is None:
+                session.add(
+                    CheckpointRow(task_id=task_id, blob_key=blob_key, epoch=epoch, updated_at=now)
+                )
+                return
+            if epoch < row.epoch:
+                raise Conflict(f"task {task_id!r} already has a checkpoint of epoch {row.epoch}")
+            row.blob_key, row.epoch, row.updated_at = blob_key, epoch, now
+
+    def get_checkpoint(self, task_id: str) -> tuple[str, int] | None:
+        """``(blob_key, epoch)`` of the latest checkpoint, or None."""
+        with self._read() as session:
+            row = session.get(CheckpointRow, task_id)
+            return (row.blob_key, row.epoch) if row else None
+
+
+def _approval(row: ApprovalRow) -> ApprovalRecord:
+    return ApprovalRecord(
+        task_id=row.task_id,
+        username=row.username,
+        decision=row.decision,
+        signature=row.signature,
+        wrapped_keys=dict(row.wrapped_keys),
+        created_at=row.created_at,
+    )
+
+
+def _output(row: OutputRow) -> OutputRecord:
+    return OutputRecord(
+        task_id=row.task_id,
+        slot=row.slot,
+        blob_key=row.blob_key,
+        ciphertext_sha256=row.ciphertext_sha256,
+        size=row.size,
+        wrapped_keys=dict(row.wrapped_keys),
+        joint_owners=tuple(row.joint_owners) if row.joint_owners is not None else None,
+        dataset_id=row.dataset_id,
+    )

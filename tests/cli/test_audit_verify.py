@@ -1,0 +1,170 @@
+"""client/audit_verify.py on a small signed log built here: each kind of tampering is named."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from teeflow.client.audit_verify import verify_audit_log
+from teeflow.crypto import SigningKey, b64d, b64e
+from teeflow.enclave.receipt import sign_receipt
+from teeflow.server.audit import GENESIS_HASH, entry_hash, format_ts
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def chain(entries: list[tuple[str, str, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Hash-chain (actor, action, subject, details) tuples the way the store does."""
+    events, prev = [], GENESIS_HASH
+    for seq, (actor, action, subject, details) in enumerate(entries, start=1):
+        event = {
+            "seq": seq,
+            "ts": format_ts(T0 + timedelta(seconds=seq)),
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "details": details,
+        }
+        event["prev_hash"] = prev
+        event["hash"] = prev = entry_hash(prev, event)
+        events.append(event)
+    return events
+
+
+def rechain(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What an operator rewriting the whole log would do: recompute every hash."""
+    return chain([(e["actor"], e["action"], e["subject"], e["details"]) for e in events])
+
+
+def receipt(key: SigningKey, task_id: str, status: str = "succeeded") -> dict[str, Any]:
+    body = {"version": 1, "task_id": task_id, "contract_hash": "ab" * 32, "status": status}
+    return sign_receipt(body, key)
+
+
+ENCLAVE = SigningKey.generate()
+
+
+def good_log() -> list[dict[str, Any]]:
+    keys = {"ed25519": ENCLAVE.verify_key.b64(), "x25519": "unused"}
+    return chain(
+        [
+            ("alice", "user.register", "alice", {}),
+            ("executor:e1", "executor.register", "e1", {"tee": "sim", "public_keys": keys}),
+            ("alice", "task.propose", "t1", {"contract_hash": "ab" * 32}),
+            (
+                "executor:e1",
+                "task.succeeded",
+                "t1",
+                {"receipt": receipt(ENCLAVE, "t1"), "reason": ""},
+            ),
+            ("alice", "task.propose", "t2", {}),
+            ("executor:e1", "task.failed", "t2", {"receipt": receipt(ENCLAVE, "t2", "failed")}),
+        ]
+    )
+
+
+def test_a_good_log_verifies() -> None:
+    report = verify_audit_log(good_log())
+
+    assert report.ok, report.problem
+    assert report.entries == 6 and report.receipts_verified == 2
+    assert report.tasks == {"t1": "succeeded", "t2": "failed"}
+    assert report.enclave_keys == (ENCLAVE.verify_key.b64(),)
+
+
+def test_an_empty_log_verifies() -> None:
+    assert verify_audit_log([]).ok
+
+
+def test_head_detects_entries_cut_off_the_end() -> None:
+    events = good_log()
+
+    report = verify_audit_log(events[:-1], head=events[-1]["hash"])
+
+    assert not report.ok
+
+
+@pytest.mark.parametrize(
+    ("tamper", "seq"),
+    [
+        (lambda ev: ev[2]["details"].update(contract_hash="cd" * 32), 3),
+        (lambda ev: ev.pop(3), 5),
+        (lambda ev: ev.insert(1, ev.pop(2)), 3),
+        (lambda ev: ev[4].update(actor="mallory"), 5),
+    ],
+    ids=["edit-detail", "delete", "swap", "edit-actor"],
+)
+def test_chain_tampering_names_the_entry(tamper: Any, seq: int) -> None:
+    events = good_log()
+    tamper(events)
+
+    report = verify_audit_log(events)
+
+    assert report.problem is not None and report.problem.seq == seq
+
+
+def _flip_signature(event: dict[str, Any]) -> None:
+    signature = bytearray(b64d(event["details"]["receipt"]["signature"]))
+    signature[0] ^= 1
+    event["details"]["receipt"]["signature"] = b64e(bytes(signature))
+
+
+def test_a_rewritten_log_with_a_forged_receipt_fails_at_it() -> None:
+    events = good_log()
+    _flip_signature(events[3])
+
+    report = verify_audit_log(rechain(events))
+
+    assert report.problem is not None and report.problem.seq == 4
+    assert "signature" in report.problem.reason
+
+
+def test_a_receipt_signed_by_an_unannounced_key_fails() -> None:
+    events = good_log()
+    events[3]["details"]["receipt"] = receipt(SigningKey.generate(), "t1")
+
+    report = verify_audit_log(rechain(events))
+
+    assert report.problem is not None and report.problem.seq == 4
+
+
+def test_a_receipt_before_its_key_was_announced_fails() -> None:
+    events = good_log()
+    events.insert(0, events.pop(3))  # the receipt now precedes executor.register
+
+    report = verify_audit_log(rechain(events))
+
+    assert report.problem is not None and report.problem.seq == 1
+
+
+def test_a_receipt_moved_to_another_task_fails() -> None:
+    events = good_log()
+    events[5]["details"]["receipt"] = copy.deepcopy(events[3]["details"]["receipt"])
+    events[5]["action"] = "task.succeeded"
+
+    report = verify_audit_log(rechain(events))
+
+    assert report.problem is not None and report.problem.seq == 6
+    assert "'t1'" in report.problem.reason
+
+
+def test_a_receipt_whose_status_disagrees_with_the_entry_fails() -> None:
+    events = good_log()
+    events[3]["action"] = "task.failed"
+
+    report = verify_audit_log(rechain(events))
+
+    assert report.problem is not None and report.problem.seq == 4
+
+
+def test_a_finished_task_without_a_receipt_fails() -> None:
+    events = good_log()
+    del events[3]["details"]["receipt"]
+
+    report = verify_audit_log(rechain(events))
+
+    assert report.problem is not None and report.problem.seq == 4
+    assert report.to_dict()["problem"] == {"seq": 4, "reason": report.problem.reason}
