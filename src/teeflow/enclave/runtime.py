@@ -200,17 +200,21 @@ class EnclaveRuntime:
     ) -> Context:
         checkpoint_key = derive_key(self.identity.secret, purpose="checkpoint", context=chash)
         restored: bytes | None = None
+        counter = [0]
         sealed = host.load_checkpoint()
         if sealed is not None:
             try:
-                restored = unseal_bytes(sealed, checkpoint_key)
+                payload = unseal_bytes(sealed, checkpoint_key)
             except IntegrityError as exc:
                 raise TaskRejected(f"checkpoint does not decrypt: {exc}") from None
-        counter = [0]
+            # The sequence travels inside the sealed checkpoint, so a resumed run keeps counting
+            # where the crashed one stopped.
+            counter[0], restored = int.from_bytes(payload[:8], "big"), payload[8:]
 
         def save(state: bytes) -> None:
             counter[0] += 1
-            host.save_checkpoint(seal_bytes(state, checkpoint_key), counter[0])
+            payload = counter[0].to_bytes(8, "big") + state
+            host.save_checkpoint(seal_bytes(payload, checkpoint_key), counter[0])
 
         def progress(metrics: Mapping[str, Any]) -> None:
             self._emit(chash, contract, "progress", host, {"kind": "progress", **metrics})

@@ -19,7 +19,7 @@ from teeflow.server.app import Platform
 from teeflow.server.deps import CurrentExecutor, CurrentUser, PlatformDep, token_hash
 from teeflow.server.errors import ApiError
 from teeflow.server.routes._streams import receive_blob, send_blob
-from teeflow.server.store import AuditEntry, ExecutorRecord, TaskRecord
+from teeflow.server.store import AuditEntry, Conflict, ExecutorRecord, TaskRecord
 
 router = APIRouter(tags=["executors"])
 
@@ -243,9 +243,13 @@ async def put_checkpoint(
     _leased(platform, task_id, executor)
     key = f"checkpoints/{task_id}/{uuid.uuid4().hex}"
     sha256, _ = await receive_blob(request, platform, key)
-    platform.store.put_checkpoint(
-        task_id=task_id, blob_key=key, epoch=x_sequence, now=platform.clock()
-    )
+    try:
+        platform.store.put_checkpoint(
+            task_id=task_id, blob_key=key, epoch=x_sequence, now=platform.clock()
+        )
+    except Conflict:
+        platform.blobs.delete(key)
+        raise ApiError.conflict("a newer checkpoint of this task is already stored") from None
     return {"ciphertext_sha256": sha256}
 
 
