@@ -3,6 +3,8 @@ process on loopback, and members with their own homes, keys and attestation poli
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -69,3 +71,20 @@ def scan_for(root: Path, markers: list[bytes]) -> list[str]:
             data = path.read_bytes()
             found.extend(f"{path}: {m!r}" for m in markers if m in data)
     return found
+
+
+def lease_holder(platform: LocalPlatform, task_id: str, timeout: float = 30.0) -> int:
+    """Index of the executor process that holds the task's lease (from its log)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with sqlite3.connect(platform.data_dir / "teeflow.db") as db:
+            row = db.execute(
+                "SELECT lease_owner FROM tasks WHERE task_id = ?", (task_id,)
+            ).fetchone()
+        if row and row[0]:
+            for index in range(len(platform.executors)):
+                log = (platform.data_dir / "logs" / f"executor-{index}.log").read_text()
+                if row[0] in log and platform.executors[index].poll() is None:
+                    return index
+        time.sleep(0.05)
+    raise AssertionError("task was never leased")

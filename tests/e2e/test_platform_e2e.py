@@ -130,3 +130,21 @@ def test_attestation_policy_must_accept_the_enclave(member: MemberFactory) -> No
 
     with strict, pytest.raises(ClientError, match="SIMULATED"):
         strict.attest()
+
+
+def test_late_rejection_is_refused_and_changes_nothing(member: MemberFactory) -> None:
+    alice, bank = member("alice"), member("bank")
+    ds = bank.upload_dataset(b"id,amount\ny,2\n", name="two.csv", kind="table")
+    task = alice.propose(
+        "echo", inputs={"data": ds["id"]}, outputs={"data": {"recipients": ["alice"]}}
+    )
+    alice.approve(task["id"])
+    bank.approve(task["id"])
+
+    with pytest.raises(ApiError) as late:
+        alice.reject(task["id"], "changed my mind")
+
+    assert late.value.status == 409
+    after = alice.task(task["id"])
+    assert after["status"] == "approved"
+    assert after["approvals"] == {"alice": "approve", "bank": "approve"}

@@ -9,8 +9,7 @@ import time
 from teeflow.functions.datasets import breast_cancer_hospitals
 from teeflow.server.launcher import LocalPlatform
 
-from .conftest import MemberFactory
-from .test_executor_crash import _lease_holder
+from .conftest import MemberFactory, lease_holder
 
 ARGS = {
     "label_column": "malignant",
@@ -50,7 +49,7 @@ def test_training_resumes_on_another_executor_with_identical_result(
     reference = _train(alice, bank, dataset["id"])
     assert alice.wait(reference["id"], timeout=300)["status"] == "succeeded"
     interrupted = _train(alice, bank, dataset["id"])
-    victim = _lease_holder(platform, interrupted["id"])
+    victim = lease_holder(platform, interrupted["id"])
     deadline = time.monotonic() + 120
     while _checkpoint_sequence(platform, interrupted["id"]) < 5:
         assert time.monotonic() < deadline, "training never checkpointed"

@@ -15,38 +15,9 @@ from typing import Annotated
 import typer
 
 from teeflow.cli._output import fail, warn
-from teeflow.server.launcher import LocalPlatform, wait_healthy
+from teeflow.server.launcher import LocalPlatform
 
 __all__ = ["register"]
-
-
-class _Platform(LocalPlatform):
-    """LocalPlatform with a chosen listen address; executors still dial loopback."""
-
-    def __init__(self, data_dir: Path, *, host: str, port: int | None, executors: int) -> None:
-        super().__init__(data_dir, executors=executors, port=port)
-        self.host = host
-
-    def start(self) -> LocalPlatform:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.server = self._spawn(
-            [
-                "-m",
-                "teeflow.server",
-                "--data-dir",
-                str(self.data_dir),
-                "--host",
-                self.host,
-                "--port",
-                str(self.port),
-            ],
-            "server.log",
-        )
-        wait_healthy(self.url, process=self.server)
-        for _ in range(self.n_executors):
-            self.add_executor()
-        self.wait_executors(self.n_executors)
-        return self
 
 
 def _stop_on_sigterm(_signum: int, _frame: FrameType | None) -> None:
@@ -68,7 +39,7 @@ def server(
     ] = 1,
 ) -> None:
     """Run a local platform (control plane + sim executors) until Ctrl-C."""
-    platform = _Platform(data_dir, host=host, port=port, executors=executors)
+    platform = LocalPlatform(data_dir, host=host, port=port, executors=executors)
     logs = platform.data_dir / "logs"
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:

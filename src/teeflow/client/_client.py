@@ -8,7 +8,7 @@ and decrypts outputs locally after checking them against the enclave's signed re
 from __future__ import annotations
 
 import io
-import os
+import json
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -20,7 +20,7 @@ import httpx
 from teeflow.attestation import AttestationError, Claims, Evidence, Policy, check_binding, verify
 from teeflow.client._errors import ClientError, raise_for_error
 from teeflow.client._home import MemberHome
-from teeflow.client.keyring import MemberKeys
+from teeflow.client.keyring import MemberKeys, write_private_file
 from teeflow.crypto import (
     CryptoError,
     DataKey,
@@ -337,8 +337,9 @@ class Client:
 
     def events(self, task_id: str, *, after: int = 0) -> list[dict[str, Any]]:
         """Progress and error messages the enclave addressed to this member, decrypted."""
-        task = self.task(task_id)
-        chash = contract_hash(task["contract"])
+        return self._events(task_id, contract_hash(self.task(task_id)["contract"]), after=after)
+
+    def _events(self, task_id: str, chash: str, *, after: int) -> list[dict[str, Any]]:
         out = []
         for event in self._call("GET", f"/v1/tasks/{task_id}/events", params={"after": after}):
             info = key_wrap_info("event", chash, self._me())
@@ -346,8 +347,6 @@ class Client:
                 data = hpke_open(b64d(event["payload"]), self.keys.receiving_key, info=info)
             except (IntegrityError, CryptoError):
                 continue  # not from the enclave for this task: ignore it
-            import json
-
             out.append({"seq": event["seq"], **json.loads(data)})
         return out
 
@@ -364,7 +363,8 @@ class Client:
         while True:
             task = self.task(task_id)
             if on_event is not None:
-                for event in self.events(task_id, after=seen):
+                chash = contract_hash(task["contract"])
+                for event in self._events(task_id, chash, after=seen):
                     seen = max(seen, int(event["seq"]))
                     on_event(event)
             if task["status"] in TERMINAL:
@@ -380,7 +380,10 @@ class Client:
 
     def receipt(self, task_id: str) -> dict[str, Any]:
         """The enclave-signed receipt, verified against the enclave key in the signed contract."""
-        task = self.task(task_id)
+        return self._verified_receipt(self.task(task_id))
+
+    def _verified_receipt(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        task_id = task["id"]
         receipt = self._call("GET", f"/v1/tasks/{task_id}/receipt")
         enclave_key = VerifyKey.from_b64(task["contract"]["executor"]["public_keys"]["ed25519"])
         try:
@@ -395,7 +398,7 @@ class Client:
         """Download, check against the receipt, and decrypt an output addressed to this member."""
         task = self.task(task_id)
         chash = contract_hash(task["contract"])
-        body = self.receipt(task_id)["body"]
+        body = self._verified_receipt(task)["body"]
         expected = body.get("outputs", {}).get(slot, {}).get("ciphertext_sha256")
         key_info = self._call("GET", f"/v1/tasks/{task_id}/outputs/{slot}/key")
         try:
@@ -420,11 +423,7 @@ class Client:
             raise ClientError(f"output {slot!r} does not decrypt: {exc}") from exc
         if destination is None:
             return plain.getvalue()
-        tmp = destination.with_name(f".{destination.name}.part")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(plain.getvalue())
-        tmp.replace(destination)
+        write_private_file(destination, plain.getvalue(), overwrite=True)
         return destination
 
     def audit(self, *, after: int = 0) -> list[dict[str, Any]]:

@@ -7,28 +7,18 @@ Everything here is written with mode 0600 under the member's home ($TEEFLOW_HOME
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from teeflow.client.keyring import default_home, write_private_file
 from teeflow.crypto import DataKey, b64d, b64e
 
 __all__ = ["MemberHome", "default_home"]
 
 
-def default_home() -> Path:
-    return Path(os.environ.get("TEEFLOW_HOME") or Path.home() / ".teeflow")
-
-
 def _write_private(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    write_private_file(path, data, overwrite=True)
 
 
 class MemberHome:

@@ -20,14 +20,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from teeflow.crypto import (
-    CryptoError,
     DataKey,
     IntegrityError,
     PublicKey,
-    b64d,
     b64e,
     canonical_json,
-    hpke_open,
     hpke_seal,
     key_wrap_info,
     seal_bytes,
@@ -331,14 +328,6 @@ class EnclaveRuntime:
     ) -> ExecutionResult:
         receipt = self._receipt(contract, chash, inputs, {}, "failed", reason, now)
         return ExecutionResult("failed", {}, receipt, reason)
-
-    def unwrap_joint_key(self, wrapped_b64: str, *, contract_hash: str, slot: str) -> DataKey:
-        """Open the key of a joint output this enclave sealed for itself."""
-        info = key_wrap_info("joint-output", contract_hash, slot)
-        try:
-            return DataKey(hpke_open(b64d(wrapped_b64), self.identity.receiving_key, info=info))
-        except (IntegrityError, CryptoError) as exc:
-            raise TaskRejected(f"joint input key does not unwrap: {exc}") from None
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:

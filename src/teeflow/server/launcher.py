@@ -54,9 +54,11 @@ class LocalPlatform:
         *,
         executors: int = 1,
         port: int | None = None,
+        host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.host = host  # the control plane's listen address; executors dial loopback
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.n_executors = executors
@@ -79,13 +81,19 @@ class LocalPlatform:
         finally:
             log.close()
 
-    def start(self) -> LocalPlatform:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+    def _start_server(self) -> None:
         self.server = self._spawn(
-            ["-m", "teeflow.server", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            [
+                *("-m", "teeflow.server", "--data-dir", str(self.data_dir)),
+                *("--host", self.host, "--port", str(self.port)),
+            ],
             "server.log",
         )
         wait_healthy(self.url, process=self.server)
+
+    def start(self) -> LocalPlatform:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._start_server()
         for _ in range(self.n_executors):
             self.add_executor()
         self.wait_executors(self.n_executors)
@@ -128,11 +136,7 @@ class LocalPlatform:
     def restart_server(self) -> None:
         if self.server is not None:
             _stop(self.server)
-        self.server = self._spawn(
-            ["-m", "teeflow.server", "--data-dir", str(self.data_dir), "--port", str(self.port)],
-            "server.log",
-        )
-        wait_healthy(self.url, process=self.server)
+        self._start_server()
 
     def stop(self) -> None:
         for process in self.executors:

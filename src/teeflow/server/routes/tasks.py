@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from teeflow.crypto import CryptoError, VerifyKey, b64d
 from teeflow.enclave.checks import FUNCTION_SLOT
-from teeflow.enclave.contract import APPROVAL_DOMAIN
+from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
 from teeflow.server.app import Platform
 from teeflow.server.contracts import Proposal, build_contract
 from teeflow.server.deps import CurrentUser, PlatformDep
@@ -67,8 +67,6 @@ def _audit(user: UserRecord, action: str, task_id: str, **details: Any) -> Audit
 @router.post("", status_code=201)
 def propose(body: Proposal, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
     contract = build_contract(platform, body, creator=user.username)
-    from teeflow.enclave.contract import contract_hash
-
     chash = contract_hash(contract)
     task = platform.store.create_task(
         task_id=contract["task_id"],
@@ -158,6 +156,8 @@ def reject(
     task_id: str, body: Rejection, user: CurrentUser, platform: PlatformDep
 ) -> dict[str, Any]:
     task = task_for(platform, task_id, user)
+    if task.status != "proposed":
+        raise ApiError.conflict(f"task is {task.status}; only a proposed task can be rejected")
     now = platform.clock()
     try:
         platform.store.add_approval(
