@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.teeflow-installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test test-stress lint bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,12 +29,19 @@ lint: install
 test: lint
 	$(BIN)/pytest
 
-# Benchmarks print ratios measured in the same run; they are not tests.
+# Fault and load tests (executor kills, control-plane restarts, 100 members at once), left out of
+# `make test`. About 15 minutes on 2 cores; the load test also runs on PostgreSQL when
+# TEEFLOW_TEST_POSTGRES_URL is set.
+test-stress: install
+	$(BIN)/pytest -m stress
+
+# Benchmarks: every figure compares plain and teeflow measured in the same run; the report goes to
+# bench/results/report.{md,json}. About 15 minutes on 2 cores; `make bench-quick` checks the pipeline.
 bench: install
-	$(BIN)/python bench/bench_sealed.py
-	$(BIN)/python bench/bench_attestation.py
-	$(BIN)/python bench/bench_task_latency.py --runs 50
-	$(BIN)/python bench/plain_baselines.py
+	$(BIN)/python bench/run_all.py
+
+bench-quick: install
+	$(BIN)/python bench/run_all.py --quick --out bench/results/quick
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

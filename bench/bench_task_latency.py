@@ -1,9 +1,15 @@
-"""Latency of a trivial `echo` task through the whole platform, over N runs.
+"""P4 / P5: a trivial `echo` task through the whole platform: latency, and throughput.
 
-propose -> every approval (each signs, wraps its key to the attested enclave) -> run -> wait ->
-output (download, check against the receipt, decrypt). Real HTTP, real executor processes.
+Latency (P4), one flow at a time: propose -> every approval (each signs and wraps its key to the
+attested enclave) -> run -> wait -> output (download, check against the receipt, decrypt). Real
+HTTP, real executor processes. Beside it: a bare authenticated HTTP round trip to the same server,
+the floor any request pays.
 
-    .venv/bin/python bench/bench_task_latency.py [--runs 50] [--executors 1]
+Throughput (P5): ``--tasks`` echo tasks are proposed and approved first (untimed: approvals are a
+person's act); then the clock runs from the first `run` to the last task succeeded, with the
+creator starting them from 4 threads. Both with 1 and with 2 executors.
+
+    .venv/bin/python bench/bench_task_latency.py [--runs 50] [--tasks 200] [--json PATH]
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ import argparse
 import statistics
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from _report import Figure, write_json
 from teeflow.attestation import Policy, SimQuotingKey, sim_measurement
 from teeflow.client import Client, MemberHome, MemberKeys
 from teeflow.crypto import PrivateKey, SigningKey
@@ -28,46 +36,122 @@ def _member(platform: LocalPlatform, root: Path, name: str, policy: Policy) -> C
     return client
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--executors", type=int, default=1)
-    args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="teeflow-bench-"))
-    with LocalPlatform(root / "platform", executors=args.executors) as platform:
-        quoting = SimQuotingKey.load_or_create(platform.data_dir / "platform")
-        policy = Policy(
-            allowed_tees=frozenset({"sim"}),
-            allow_simulated=True,
-            sim_quoting_keys=frozenset({quoting.public_key_hex}),
-            allowed_measurements=frozenset({sim_measurement()}),
-        )
-        creator, owner = (_member(platform, root, n, policy) for n in ("creator", "owner"))
-        dataset = owner.upload_dataset(b"id,amount\nu1,1\n", name="tiny.csv", kind="table")
-        owner.attest()
-        creator.attest()
-        latencies = []
-        for _ in range(args.runs):
-            start = time.perf_counter()
-            task = creator.propose(
-                "echo", inputs={"data": dataset["id"]}, outputs={"data": {"recipients": ["owner"]}}
-            )
-            creator.approve(task["id"])
-            owner.approve(task["id"])
-            creator.run(task["id"])
-            done = creator.wait(task["id"], poll=0.01)
-            assert done["status"] == "succeeded", done["failure_reason"]
-            owner.output(task["id"], "data")
-            latencies.append((time.perf_counter() - start) * 1000)
-        creator.close()
-        owner.close()
-    latencies.sort()
-    p95 = latencies[int(0.95 * (len(latencies) - 1))]
-    print(
-        f"echo task, {args.runs} runs, {args.executors} executor(s): "
-        f"p50 {statistics.median(latencies):.0f} ms, p95 {p95:.0f} ms, "
-        f"min {latencies[0]:.0f} ms, max {latencies[-1]:.0f} ms"
+def _policy(platform: LocalPlatform) -> Policy:
+    quoting = SimQuotingKey.load_or_create(platform.data_dir / "platform")
+    return Policy(
+        allowed_tees=frozenset({"sim"}),
+        allow_simulated=True,
+        sim_quoting_keys=frozenset({quoting.public_key_hex}),
+        allowed_measurements=frozenset({sim_measurement()}),
     )
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[round(q * (len(ordered) - 1))]
+
+
+def measure(executors: int, runs: int, tasks: int) -> dict[str, float]:
+    root = Path(tempfile.mkdtemp(prefix="teeflow-bench-"))
+    with LocalPlatform(root / "platform", executors=executors) as platform:
+        policy = _policy(platform)
+        creator, owner = (_member(platform, root, n, policy) for n in ("creator", "owner"))
+        try:
+            dataset = owner.upload_dataset(b"id,amount\nu1,1\n", name="tiny.csv", kind="table")
+            owner.attest()
+            creator.attest()
+
+            def propose_and_approve() -> str:
+                task = creator.propose(
+                    "echo",
+                    inputs={"data": dataset["id"]},
+                    outputs={"data": {"recipients": ["owner"]}},
+                )
+                creator.approve(task["id"])
+                owner.approve(task["id"])
+                return str(task["id"])
+
+            floor = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                creator.http.get("/v1/users/me").raise_for_status()
+                floor.append((time.perf_counter() - start) * 1000)
+
+            latencies = []
+            for _ in range(runs):
+                start = time.perf_counter()
+                task_id = propose_and_approve()
+                creator.run(task_id)
+                done = creator.wait(task_id)
+                assert done["status"] == "succeeded", done["failure_reason"]
+                owner.output(task_id, "data")
+                latencies.append((time.perf_counter() - start) * 1000)
+
+            batch = [propose_and_approve() for _ in range(tasks)]
+            start = time.perf_counter()
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(creator.run, batch))
+            for task_id in batch:
+                done = creator.wait(task_id)
+                assert done["status"] == "succeeded", done["failure_reason"]
+            elapsed = time.perf_counter() - start
+        finally:
+            creator.close()
+            owner.close()
+    return {
+        "floor_p50": statistics.median(floor),
+        "p50": statistics.median(latencies),
+        "p95": _percentile(latencies, 0.95),
+        "throughput": tasks / elapsed,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--tasks", type=int, default=200)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    figures = []
+    for executors in (1, 2):
+        m = measure(executors, args.runs, args.tasks)
+        label = f"{executors} executor{'s' if executors > 1 else ''}"
+        note = f"{args.runs} sequential flows; plain = one authenticated HTTP round trip"
+        figures += [
+            Figure(
+                f"P4-p50-{executors}x",
+                f"echo task latency p50, {label}",
+                m["floor_p50"],
+                m["p50"],
+                "ms",
+                target_on="teeflow",
+                target="<= 150",
+                note=note,
+            ),
+            Figure(
+                f"P4-p95-{executors}x",
+                f"echo task latency p95, {label}",
+                m["floor_p50"],
+                m["p95"],
+                "ms",
+                target_on="teeflow",
+                note=note,
+            ),
+            Figure(
+                f"P5-{executors}x",
+                f"echo task throughput, {label}",
+                None,
+                m["throughput"],
+                "tasks/s",
+                target_on="teeflow",
+                target=">= 50",
+                note=f"{args.tasks} approved tasks run at once; run -> all succeeded",
+            ),
+        ]
+    for f in figures:
+        plain = "-" if f.plain is None else f"{f.plain:.1f}"
+        print(f"{f.id:10} {f.name:42} {f.teeflow:8.1f} {f.unit:7} (plain {plain}) {f.target}")
+    write_json(figures, args.json)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,10 @@ PASSWORD = "correct horse battery staple"
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPlatform]:
     data_dir = tmp_path_factory.mktemp("platform")
     # Short leases so a killed executor's task is re-queued within seconds.
-    with LocalPlatform(data_dir, executors=2, env={"TEEFLOW_LEASE_SECONDS": "3"}) as running:
+    # Checkpoint after every epoch (the default paces them to one a second): the resume tests
+    # kill an executor after a given checkpoint.
+    env = {"TEEFLOW_LEASE_SECONDS": "3", "TEEFLOW_CHECKPOINT_INTERVAL_S": "0"}
+    with LocalPlatform(data_dir, executors=2, env=env) as running:
         yield running
 
 

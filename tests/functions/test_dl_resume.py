@@ -32,7 +32,9 @@ def _crash_and_resume(name: str, inputs: dict[str, bytes], args: dict, tmp_path:
     )
 
     assert [p["epoch"] for p in resumed.progress] == [3]
-    assert resumed.checkpoints[-1] == straight.checkpoints[-1]
+    # Every epoch but the last is checkpointed (the last one's state is the model itself).
+    assert len(straight.checkpoints) == 2
+    assert resumed.checkpoints == []
     assert resumed.outputs["metrics"] == straight.outputs["metrics"]
     expected, actual = _weights(straight.outputs["model"]), _weights(resumed.outputs["model"])
     assert expected.keys() == actual.keys()

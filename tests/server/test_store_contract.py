@@ -104,8 +104,13 @@ def test_tokens(users: Store) -> None:
 
     assert users.get_token("t1") == ("alice", T0 + timedelta(hours=1))
     assert users.get_token("unknown") is None
+    found = users.user_for_token("t1")
+    assert found is not None
+    assert (found[0].username, found[1]) == ("alice", T0 + timedelta(hours=1))
+    assert users.user_for_token("unknown") is None
     users.revoke_token("t1")
     assert users.get_token("t1") is None
+    assert users.user_for_token("t1") is None
     users.revoke_token("unknown")  # no error
     with pytest.raises(Conflict):
         users.add_token(token_hash="t2", username="nobody", expires_at=T0)

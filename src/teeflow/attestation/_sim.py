@@ -147,7 +147,8 @@ def _parse(raw: bytes) -> tuple[dict[str, Any], bytes]:
         if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
             raise ValueError("format")
         return doc, signature
-    except (ValueError, TypeError, KeyError, CryptoError) as exc:
+    except (ValueError, TypeError, KeyError, RecursionError, CryptoError) as exc:
+        # RecursionError: JSON nested deeper than the parser's recursion limit.
         raise AttestationError("sim evidence is malformed; request a new quote") from exc
 
 

@@ -7,6 +7,7 @@ review, attests the enclave against the member's policy and only then signs and 
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -393,3 +394,36 @@ def receipt(
     emit({"verified": True, **body}, as_json=False, title="Receipt (signature verified)")
     if body.get("simulated"):
         warn("the receipt comes from a SIMULATED enclave: no hardware protection")
+
+
+@app.command()
+def infer(
+    task_id: TaskId,
+    input_file: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            help='Rows to score: a CSV table, or JSON ({"rows": [...]} or a list of rows).',
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Give up after this many seconds.")
+    ] = 60.0,
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Send rows to a running inference session: sealed to its enclave and signed here, answered
+    sealed to you alone (docs/inference.md)."""
+    data = input_file.read_bytes()
+    rows: Any = data
+    if data.lstrip()[:1] == b"[":  # a bare JSON list of rows
+        try:
+            rows = json.loads(data)
+        except ValueError:
+            fail(f"{input_file} is not valid JSON")
+    with session(passphrase_file) as client:
+        predictions = client.infer(task_id, rows, timeout=timeout)
+    columns = list(predictions[0]) if predictions else []
+    emit_rows(predictions, columns, as_json=as_json, title="Predictions (decrypted here)")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import httpx
 
@@ -41,9 +41,14 @@ from teeflow.enclave.checks import FUNCTION_SLOT
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
 from teeflow.enclave.receipt import verify_receipt
 
+if TYPE_CHECKING:
+    from teeflow.client._inference import SessionClient
+
 __all__ = ["Client", "public_keys"]
 
 TERMINAL = {"succeeded", "failed", "canceled", "rejected"}
+_LONG_POLL_SECONDS = 20.0  # under the HTTP read timeout; the server caps it at 30
+WRAPPED_KEY_HEADER = "X-Teeflow-Wrapped-Key"
 
 
 def public_keys(keys: MemberKeys) -> dict[str, str]:
@@ -355,23 +360,42 @@ class Client:
         task_id: str,
         *,
         timeout: float = 600.0,
-        poll: float = 0.2,
         on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
+        """Block until the task ends (long-polling the control plane); report events on the way."""
         deadline = time.monotonic() + timeout
         seen = 0
+        status: str | None = None
         while True:
-            task = self.task(task_id)
+            params: dict[str, Any] = {}
+            if status is not None:
+                params = {"wait": min(max(deadline - time.monotonic(), 0.0), _LONG_POLL_SECONDS)}
+                params["status"] = status
+                if on_event is not None:
+                    params["events_after"] = seen
+            task: dict[str, Any] = self._call("GET", f"/v1/tasks/{task_id}", params=params)
+            status = task["status"]
             if on_event is not None:
                 chash = contract_hash(task["contract"])
                 for event in self._events(task_id, chash, after=seen):
                     seen = max(seen, int(event["seq"]))
                     on_event(event)
-            if task["status"] in TERMINAL:
+            if status in TERMINAL:
                 return task
             if time.monotonic() > deadline:
-                raise ClientError(f"task {task_id} still {task['status']} after {timeout:.0f} s")
-            time.sleep(poll)
+                raise ClientError(f"task {task_id} still {status} after {timeout:.0f} s")
+
+    def open_session(self, task_id: str) -> SessionClient:
+        """A running inference session's client: reviews its contract (attesting the enclave)
+        once, then seals, signs and sends requests and opens their answers."""
+        from teeflow.client._inference import SessionClient
+
+        return SessionClient.open(self, task_id)
+
+    def infer(self, task_id: str, rows: Any, *, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Predictions of inference session ``task_id`` for ``rows`` (a list of
+        ``{column: value}``, a DataFrame or CSV bytes); see :meth:`open_session` for many."""
+        return self.open_session(task_id).infer(rows, timeout=timeout)
 
     def outputs(self, task_id: str) -> list[dict[str, Any]]:
         """The task's outputs: slot, ciphertext hash, recipients or joint owners, dataset id."""
@@ -383,8 +407,7 @@ class Client:
         return self._verified_receipt(self.task(task_id))
 
     def _verified_receipt(self, task: Mapping[str, Any]) -> dict[str, Any]:
-        task_id = task["id"]
-        receipt = self._call("GET", f"/v1/tasks/{task_id}/receipt")
+        receipt = task.get("receipt") or self._call("GET", f"/v1/tasks/{task['id']}/receipt")
         enclave_key = VerifyKey.from_b64(task["contract"]["executor"]["public_keys"]["ed25519"])
         try:
             body = dict(verify_receipt(receipt, enclave_key))
@@ -400,17 +423,17 @@ class Client:
         chash = contract_hash(task["contract"])
         body = self._verified_receipt(task)["body"]
         expected = body.get("outputs", {}).get(slot, {}).get("ciphertext_sha256")
-        key_info = self._call("GET", f"/v1/tasks/{task_id}/outputs/{slot}/key")
-        try:
-            raw = hpke_open(
-                b64d(key_info["wrapped_key"]),
-                self.keys.receiving_key,
-                info=key_wrap_info("output", chash, slot),
-            )
-        except (IntegrityError, CryptoError) as exc:
-            raise ClientError(f"output key does not open for you: {exc}") from exc
         response = self.http.get(f"/v1/tasks/{task_id}/outputs/{slot}/content")
         raise_for_error(response)
+        wrapped = response.headers.get(WRAPPED_KEY_HEADER)
+        if wrapped is None:
+            wrapped = self._call("GET", f"/v1/tasks/{task_id}/outputs/{slot}/key")["wrapped_key"]
+        try:
+            raw = hpke_open(
+                b64d(wrapped), self.keys.receiving_key, info=key_wrap_info("output", chash, slot)
+            )
+        except (IntegrityError, CryptoError, ValueError) as exc:
+            raise ClientError(f"output key does not open for you: {exc}") from exc
         ciphertext = response.content
         if sha256_hex(ciphertext) != expected:
             raise ClientError(

@@ -3,14 +3,15 @@
 Hierarchy::
 
     ClientError          a member-side check failed, or the request could not be made
-     └── ApiError        the control plane answered with an error (status, code, message)
+     ├── ApiError        the control plane answered with an error (status, code, message)
+     └── InferenceError  the enclave answered an inference request with an error, sealed to you
 """
 
 from __future__ import annotations
 
 import httpx
 
-__all__ = ["ApiError", "ClientError", "raise_for_error"]
+__all__ = ["ApiError", "ClientError", "InferenceError", "raise_for_error"]
 
 
 class ClientError(Exception):
@@ -23,6 +24,11 @@ class ApiError(ClientError):
         self.status = status
         self.code = code
         self.message = message
+
+
+class InferenceError(ClientError):
+    """The session's enclave refused or could not answer a request; the message says why (only
+    you could read it)."""
 
 
 def raise_for_error(response: httpx.Response) -> None:

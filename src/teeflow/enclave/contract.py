@@ -12,13 +12,14 @@ A contract is a JSON object hashed as canonical JSON (RFC 8785) with SHA-256::
       "participants": {"alice": {"sign_pk": "<b64>", "enc_pk": "<b64>"}, …},
       "inputs":  {"<slot>": {"dataset_id": "…", "owners": ["bob"], "ciphertext_sha256": "…",
                              "joint": null | {"task_id": "…", "contract_hash": "…", "slot": "…"}}},
-      "arguments": {…},
+      "arguments": {…, "requesters": ["alice"] (an inference session's requesters)},
       "outputs": {"<slot>": {"recipients": ["alice"]} | {"joint_owners": ["bob", "dave"]}},
       "disclosure": {"progress": ["alice"], "errors": ["alice", "bob"]}
     }
 
 An input with several owners is a joint output of an earlier task: its key is wrapped to the
-enclave, and every owner must sign the contract that uses it.
+enclave, and every owner must sign the contract that uses it. The ``requesters`` of an inference
+session (enclave/session.py) receive its answers, so they sign too.
 """
 
 from __future__ import annotations
@@ -78,6 +79,9 @@ def validate_contract(contract: Mapping[str, Any]) -> None:
     if not isinstance(function, Mapping) or function.get("kind") not in ("builtin", "uploaded"):
         raise ContractError("contract function must have kind 'builtin' or 'uploaded'")
     _hex64(function.get("code_sha256"), "function.code_sha256")
+    owner = function.get("owner")
+    if owner is not None and (not isinstance(owner, str) or not owner):
+        raise ContractError("contract function owner must be a username")
     executor = contract.get("executor")
     if not isinstance(executor, Mapping) or not isinstance(executor.get("public_keys"), Mapping):
         raise ContractError("contract executor must name its tee, measurement and public keys")
@@ -92,21 +96,26 @@ def validate_contract(contract: Mapping[str, Any]) -> None:
     if not isinstance(inputs, Mapping) or not isinstance(outputs, Mapping) or not outputs:
         raise ContractError("contract must have inputs and at least one output")
     for slot, spec in inputs.items():
-        if not _SLOT.match(slot) or not isinstance(spec, Mapping):
+        if not isinstance(slot, str) or not _SLOT.match(slot) or not isinstance(spec, Mapping):
             raise ContractError(f"input slot {slot!r} is not a valid slot")
         _names(spec.get("owners"), f"inputs[{slot}].owners")
         _hex64(spec.get("ciphertext_sha256"), f"inputs[{slot}].ciphertext_sha256")
     for slot, spec in outputs.items():
-        if not _SLOT.match(slot) or not isinstance(spec, Mapping):
+        if not isinstance(slot, str) or not _SLOT.match(slot) or not isinstance(spec, Mapping):
             raise ContractError(f"output slot {slot!r} is not a valid slot")
         if ("recipients" in spec) == ("joint_owners" in spec):
             raise ContractError(f"output {slot!r} needs exactly one of recipients / joint_owners")
         _names(spec.get("recipients") or spec.get("joint_owners"), f"outputs[{slot}]")
     if not isinstance(contract.get("arguments"), Mapping):
         raise ContractError("contract arguments must be an object")
+    if "requesters" in contract["arguments"]:
+        _names(contract["arguments"]["requesters"], "arguments.requesters")
     disclosure = contract.get("disclosure", {})
     if not isinstance(disclosure, Mapping):
         raise ContractError("contract disclosure must be an object")
+    for kind, names in disclosure.items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ContractError(f"disclosure[{kind!r}] must be a list of usernames")
     missing = required_signers(contract) - set(participants)
     if missing:
         raise ContractError(f"contract names users who are not participants: {sorted(missing)}")
@@ -114,7 +123,7 @@ def validate_contract(contract: Mapping[str, Any]) -> None:
 
 def required_signers(contract: Mapping[str, Any]) -> set[str]:
     """Everyone whose approval the task needs: creator, function owner, every input owner, every
-    output recipient or joint owner, and everyone a disclosure names."""
+    output recipient or joint owner, everyone a disclosure names, and every session requester."""
     signers = {contract["creator"]}
     owner = contract["function"].get("owner")
     if owner:
@@ -125,4 +134,7 @@ def required_signers(contract: Mapping[str, Any]) -> set[str]:
         signers.update(spec.get("recipients") or spec.get("joint_owners") or [])
     for names in contract.get("disclosure", {}).values():
         signers.update(names)
+    requesters = contract.get("arguments", {}).get("requesters")
+    if isinstance(requesters, list):
+        signers.update(name for name in requesters if isinstance(name, str))
     return signers

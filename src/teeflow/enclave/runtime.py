@@ -10,10 +10,13 @@ enclave itself); the result carries a receipt signed with the enclave key.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import shutil
 import tempfile
+import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -36,7 +39,15 @@ from teeflow.enclave.identity import EnclaveIdentity, derive_key
 from teeflow.enclave.receipt import sign_receipt
 from teeflow.functions.api import Context, FunctionError, InputData, OutputData
 
-__all__ = ["EnclaveRuntime", "ExecutionResult", "Host", "SealedOutput", "TaskBundle"]
+__all__ = [
+    "EnclaveRuntime",
+    "ExecutionResult",
+    "Host",
+    "OpenRefused",
+    "OpenedTask",
+    "SealedOutput",
+    "TaskBundle",
+]
 
 
 class Host(Protocol):
@@ -81,6 +92,99 @@ class ExecutionResult:
     receipt: dict[str, Any]
     reason: str
     """Public failure reason (never function data); empty on success."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """Seconds spent per phase (see :class:`PhaseTimer`); for the executor's log and benchmarks."""
+
+
+@dataclass(frozen=True)
+class OpenedTask:
+    """A task that passed every check, its inputs decrypted in enclave memory."""
+
+    contract_hash: str
+    inputs: dict[str, InputData]
+    input_hashes: dict[str, str]
+    """slot -> the ciphertext SHA-256 that was checked (for the receipt)."""
+    source: str | None
+    """Uploaded function source; None for a built-in."""
+
+
+class OpenRefused(TaskRejected):
+    """:meth:`EnclaveRuntime.open_task` refused the task; says how far the checks got."""
+
+    def __init__(self, reason: str, *, contract_hash: str, input_hashes: dict[str, str]) -> None:
+        super().__init__(reason)
+        self.contract_hash = contract_hash
+        self.input_hashes = input_hashes
+
+
+class PhaseTimer:
+    """Wall time per phase of one task: checks, io (host calls), crypto, function.
+
+    Phases nest: time in an inner phase (a checkpoint sealed and saved from inside the function)
+    counts for the inner phase only, so the phases add up to the task's wall time.
+    """
+
+    def __init__(self) -> None:
+        self.totals: dict[str, float] = {}
+        self._stack: list[tuple[str, float]] = []
+
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        now = time.perf_counter()
+        if self._stack:
+            outer, since = self._stack[-1]
+            self.totals[outer] = self.totals.get(outer, 0.0) + now - since
+        self._stack.append((name, now))
+        try:
+            yield
+        finally:
+            end = time.perf_counter()
+            _, since = self._stack.pop()
+            self.totals[name] = self.totals.get(name, 0.0) + end - since
+            if self._stack:
+                self._stack[-1] = (self._stack[-1][0], end)
+
+
+class _Pace:
+    """Lets something happen at most once per ``interval`` seconds (always when it is 0)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last = -float("inf")
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.interval
+
+    def mark(self) -> None:
+        self._last = time.monotonic()
+
+
+class _TimedHost:
+    """The host, with every call counted as ``io``."""
+
+    def __init__(self, host: Host, timer: PhaseTimer) -> None:
+        self._host = host
+        self._timer = timer
+
+    def read_input(self, slot: str) -> bytes:
+        with self._timer.phase("io"):
+            return self._host.read_input(slot)
+
+    def read_function_source(self) -> bytes:
+        with self._timer.phase("io"):
+            return self._host.read_function_source()
+
+    def load_checkpoint(self) -> bytes | None:
+        with self._timer.phase("io"):
+            return self._host.load_checkpoint()
+
+    def save_checkpoint(self, sealed: bytes, sequence: int) -> None:
+        with self._timer.phase("io"):
+            self._host.save_checkpoint(sealed, sequence)
+
+    def emit_event(self, recipient: str, payload: str) -> None:
+        with self._timer.phase("io"):
+            self._host.emit_event(recipient, payload)
 
 
 class EnclaveRuntime:
@@ -93,48 +197,57 @@ class EnclaveRuntime:
         tee: str,
         measurement: str,
         function_timeout_s: float = 3600.0,
+        checkpoint_interval_s: float = 1.0,
+        progress_interval_s: float = 1.0,
     ) -> None:
         self.identity = identity
         self.tee = tee
         self.measurement = measurement
         self.function_timeout_s = function_timeout_s
+        self.checkpoint_interval_s = checkpoint_interval_s
+        """Functions that ask ``ctx.checkpoint_due()`` save at most this often (0: every time):
+        an epoch longer than this is always checkpointed, shorter ones are batched, so a crash
+        redoes at most one epoch or this many seconds of training, whichever is more."""
+        self.progress_interval_s = progress_interval_s
+        """Progress events leave at most this often; the latest one is always sent at the end."""
 
     def execute(self, bundle: TaskBundle, host: Host, *, now: datetime) -> ExecutionResult:
         """Check and run one task. Never raises for a task-level problem: it returns a failed
         result with a public reason and a signed receipt."""
+        timer = PhaseTimer()
+        with timer.phase("other"):
+            result = self._execute(bundle, _TimedHost(host, timer), now, timer)
+        return dataclasses.replace(result, timings=dict(timer.totals))
+
+    def _execute(
+        self, bundle: TaskBundle, host: Host, now: datetime, timer: PhaseTimer
+    ) -> ExecutionResult:
         contract = bundle.contract
-        chash = ""
-        input_hashes: dict[str, str] = {}
         try:
-            plan = check_bundle(
-                bundle, identity=self.identity, tee=self.tee, measurement=self.measurement
-            )
-            chash = plan.contract_hash
-            inputs, input_hashes = self._open_inputs(
-                plan.contract_hash, bundle, plan.input_keys, host
-            )
-            source = self._open_function(plan.function_key, contract, host)
-        except TaskRejected as exc:
-            return self._failed(contract, chash, input_hashes, str(exc), now)
+            opened = self._open_task(bundle, host, timer)
+        except OpenRefused as exc:
+            return self._failed(contract, exc.contract_hash, exc.input_hashes, str(exc), now)
+        chash, inputs, input_hashes = opened.contract_hash, opened.inputs, opened.input_hashes
+        source = opened.source
         scratch = Path(tempfile.mkdtemp(prefix="teeflow-task-", dir=_scratch_root()))
         try:
             outputs = {slot: OutputData(slot) for slot in contract["outputs"]}
-            ctx = self._context(chash, contract, inputs, outputs, scratch, host)
-            error = self._run_function(contract, source, ctx)
+            ctx = self._context(chash, contract, inputs, outputs, scratch, host, timer)
+            with timer.phase("function"):
+                error = self._run_function(contract, source, ctx)
+            ctx.progress()  # flush the latest progress held back by the pacing
             if error is None:
                 missing = [slot for slot, out in outputs.items() if not out.written]
                 if missing:
                     error = f"function did not write output(s) {missing}"
             if error is not None:
-                self._emit(chash, contract, "errors", host, {"kind": "error", "message": error})
-                recipients = contract.get("disclosure", {}).get("errors", [])
-                reason = "function failed; its error was sent encrypted to: " + (
-                    ", ".join(recipients) or "nobody (the contract discloses errors to no one)"
-                )
+                reason = self._disclose_error(chash, contract, host, timer, error)
                 return self._failed(contract, chash, input_hashes, reason, now)
-            sealed = {
-                slot: self._seal_output(chash, contract, slot, out) for slot, out in outputs.items()
-            }
+            with timer.phase("crypto"):
+                sealed = {
+                    slot: self._seal_output(chash, contract, slot, out)
+                    for slot, out in outputs.items()
+                }
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         receipt = self._receipt(contract, chash, input_hashes, sealed, "succeeded", "", now)
@@ -142,23 +255,49 @@ class EnclaveRuntime:
 
     # -- inputs -----------------------------------------------------------------------------
 
+    def open_task(self, bundle: TaskBundle, host: Host) -> OpenedTask:
+        """Every check :meth:`execute` makes, then the inputs decrypted in memory, for code that
+        runs the function its own way (an inference session). Raises :class:`OpenRefused`."""
+        return self._open_task(bundle, host, PhaseTimer())
+
+    def _open_task(self, bundle: TaskBundle, host: Host, timer: PhaseTimer) -> OpenedTask:
+        chash = ""
+        input_hashes: dict[str, str] = {}
+        try:
+            with timer.phase("checks"):
+                plan = check_bundle(
+                    bundle, identity=self.identity, tee=self.tee, measurement=self.measurement
+                )
+            chash = plan.contract_hash
+            inputs, input_hashes = self._open_inputs(chash, bundle, plan.input_keys, host, timer)
+            source = self._open_function(plan.function_key, bundle.contract, host)
+        except TaskRejected as exc:
+            raise OpenRefused(str(exc), contract_hash=chash, input_hashes=input_hashes) from None
+        return OpenedTask(chash, inputs, input_hashes, source)
+
     def _open_inputs(
-        self, chash: str, bundle: TaskBundle, keys: Mapping[str, DataKey], host: Host
+        self,
+        chash: str,
+        bundle: TaskBundle,
+        keys: Mapping[str, DataKey],
+        host: Host,
+        timer: PhaseTimer,
     ) -> tuple[dict[str, InputData], dict[str, str]]:
         inputs: dict[str, InputData] = {}
         hashes: dict[str, str] = {}
         for slot, spec in bundle.contract["inputs"].items():
             ciphertext = host.read_input(slot)
-            digest = sha256_hex(ciphertext)
-            if digest != spec["ciphertext_sha256"]:
-                raise TaskRejected(
-                    f"input {slot!r}: ciphertext hash {digest[:16]}… differs from the approved "
-                    f"{spec['ciphertext_sha256'][:16]}… (the dataset changed after approval)"
-                )
-            try:
-                plaintext = unseal_bytes(ciphertext, keys[slot])
-            except IntegrityError as exc:
-                raise TaskRejected(f"input {slot!r} does not decrypt: {exc}") from None
+            with timer.phase("crypto"):
+                digest = sha256_hex(ciphertext)
+                if digest != spec["ciphertext_sha256"]:
+                    raise TaskRejected(
+                        f"input {slot!r}: ciphertext hash {digest[:16]}… differs from the approved"
+                        f" {spec['ciphertext_sha256'][:16]}… (the dataset changed after approval)"
+                    )
+                try:
+                    plaintext = unseal_bytes(ciphertext, keys[slot])
+                except IntegrityError as exc:
+                    raise TaskRejected(f"input {slot!r} does not decrypt: {exc}") from None
             inputs[slot] = InputData(slot, plaintext, owner=",".join(spec["owners"]))
             hashes[slot] = digest
         return inputs, hashes
@@ -194,6 +333,7 @@ class EnclaveRuntime:
         outputs: dict[str, OutputData],
         scratch: Path,
         host: Host,
+        timer: PhaseTimer,
     ) -> Context:
         checkpoint_key = derive_key(self.identity.secret, purpose="checkpoint", context=chash)
         restored: bytes | None = None
@@ -208,13 +348,27 @@ class EnclaveRuntime:
             # where the crashed one stopped.
             counter[0], restored = int.from_bytes(payload[:8], "big"), payload[8:]
 
+        checkpoint_pace = _Pace(self.checkpoint_interval_s)
+        progress_pace = _Pace(self.progress_interval_s)
+        held: list[Mapping[str, Any]] = []
+
         def save(state: bytes) -> None:
             counter[0] += 1
-            payload = counter[0].to_bytes(8, "big") + state
-            host.save_checkpoint(seal_bytes(payload, checkpoint_key), counter[0])
+            with timer.phase("crypto"):
+                sealed = seal_bytes(counter[0].to_bytes(8, "big") + state, checkpoint_key)
+            host.save_checkpoint(sealed, counter[0])
+            checkpoint_pace.mark()
 
         def progress(metrics: Mapping[str, Any]) -> None:
-            self._emit(chash, contract, "progress", host, {"kind": "progress", **metrics})
+            # Called with no metrics: send what is held back. Otherwise the latest metrics win.
+            if metrics:
+                held[:] = [metrics]
+                if not progress_pace.due():
+                    return
+            if held:
+                data = {"kind": "progress", **held.pop()}
+                self._emit(chash, contract, "progress", host, timer, data)
+                progress_pace.mark()
 
         return Context(
             inputs=inputs,
@@ -223,6 +377,7 @@ class EnclaveRuntime:
             scratch=scratch,
             _progress=progress,
             _checkpoint=save,
+            _checkpoint_due=checkpoint_pace.due,
             _restored=restored,
         )
 
@@ -253,16 +408,39 @@ class EnclaveRuntime:
         contract: Mapping[str, Any],
         channel: str,
         host: Host,
+        timer: PhaseTimer,
         data: dict[str, Any],
     ) -> None:
         for name in contract.get("disclosure", {}).get(channel, []):
             recipient = PublicKey.from_b64(contract["participants"][name]["enc_pk"])
             info = key_wrap_info("event", chash, name)
-            host.emit_event(
-                name, b64e(hpke_seal(canonical_json(_jsonable(data)), recipient, info=info))
-            )
+            with timer.phase("crypto"):
+                payload = b64e(hpke_seal(canonical_json(_jsonable(data)), recipient, info=info))
+            host.emit_event(name, payload)
+
+    def disclose_error(
+        self, chash: str, contract: Mapping[str, Any], host: Host, error: str
+    ) -> str:
+        """Send a function's ``error`` sealed to the parties the contract discloses errors to;
+        return the public failure reason, which names them and nothing else."""
+        return self._disclose_error(chash, contract, host, PhaseTimer(), error)
+
+    def _disclose_error(
+        self, chash: str, contract: Mapping[str, Any], host: Host, timer: PhaseTimer, error: str
+    ) -> str:
+        self._emit(chash, contract, "errors", host, timer, {"kind": "error", "message": error})
+        recipients = contract.get("disclosure", {}).get("errors", [])
+        return "function failed; its error was sent encrypted to: " + (
+            ", ".join(recipients) or "nobody (the contract discloses errors to no one)"
+        )
 
     # -- outputs ----------------------------------------------------------------------------
+
+    def seal_output(
+        self, chash: str, contract: Mapping[str, Any], slot: str, out: OutputData
+    ) -> SealedOutput:
+        """Seal what was written to ``out`` for the recipients (or joint owners) of ``slot``."""
+        return self._seal_output(chash, contract, slot, out)
 
     def _seal_output(
         self, chash: str, contract: Mapping[str, Any], slot: str, out: OutputData
@@ -294,7 +472,9 @@ class EnclaveRuntime:
         status: str,
         reason: str,
         now: datetime,
+        extra: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """The signed receipt; ``extra`` adds fields (an inference session's request counts)."""
         body = {
             "version": 1,
             "task_id": contract.get("task_id", ""),
@@ -315,8 +495,36 @@ class EnclaveRuntime:
                 for slot, out in outputs.items()
             },
             "finished_at": now.isoformat(),
+            **(extra or {}),
         }
         return sign_receipt(body, self.identity.signing_key)
+
+    def receipt(
+        self,
+        contract: Mapping[str, Any],
+        chash: str,
+        inputs: Mapping[str, str],
+        outputs: Mapping[str, SealedOutput],
+        *,
+        status: str,
+        reason: str,
+        now: datetime,
+        extra: Mapping[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """A receipt signed with the enclave key, binding contract, inputs and outputs."""
+        return self._receipt(contract, chash, inputs, outputs, status, reason, now, extra)
+
+    def failed(
+        self,
+        contract: Mapping[str, Any],
+        chash: str,
+        inputs: Mapping[str, str],
+        reason: str,
+        *,
+        now: datetime,
+    ) -> ExecutionResult:
+        """A failed result with a public ``reason`` and its signed receipt."""
+        return self._failed(contract, chash, inputs, reason, now)
 
     def _failed(
         self,

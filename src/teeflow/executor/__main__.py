@@ -11,6 +11,7 @@ from pathlib import Path
 
 from teeflow.enclave.boot import boot_enclave
 from teeflow.executor.worker import Worker, read_secret
+from teeflow.functions.registry import preload_builtins
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,15 +22,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--tee", default="sim")
     parser.add_argument("--max-tasks", type=int, default=None)
+    parser.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=float(os.environ.get("TEEFLOW_CHECKPOINT_INTERVAL_S", "1.0")),
+        help="seconds between training checkpoints (0: after every epoch); "
+        "env TEEFLOW_CHECKPOINT_INTERVAL_S",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=os.environ.get("TEEFLOW_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
     )
     enclave = boot_enclave(tee=args.tee, platform_dir=args.data_dir / "platform")
+    enclave.runtime.checkpoint_interval_s = args.checkpoint_interval
     secret = os.environ.get("TEEFLOW_EXECUTOR_SECRET") or read_secret(args.data_dir)
     worker = Worker(enclave=enclave, server_url=args.server, secret=secret)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Import the built-ins (PaddlePaddle: seconds) before taking work, so no task pays for it.
+    preload_builtins()
     worker.register()
     worker.run_forever(stop=stop, max_tasks=args.max_tasks)
     return 0

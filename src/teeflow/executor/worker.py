@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from teeflow.crypto import b64d, b64e
 from teeflow.enclave.boot import BootedEnclave
 from teeflow.enclave.runtime import ExecutionResult, TaskBundle
+from teeflow.enclave.session import is_session_contract
 
 __all__ = ["HttpHost", "Worker"]
 
 log = logging.getLogger("teeflow.executor")
 
 
+# How long one call to the control plane is retried while it is unreachable or answers 5xx (a
+# restart, a gateway hiccup) before the executor gives the task up.
+RETRY_SECONDS = 30.0
+
+
 class LeaseLost(Exception):
     """The control plane says this executor no longer holds the task."""
+
+
+class HostUnavailable(Exception):
+    """A call to the control plane failed during the task, so the task's result is not the
+    function's own: the executor gives it back (the lease lapses, another attempt resumes it)."""
 
 
 def _check(response: httpx.Response) -> httpx.Response:
@@ -31,36 +44,69 @@ def _check(response: httpx.Response) -> httpx.Response:
     return response
 
 
+def _send(http: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
+    """One request (bytes or JSON body), retried with backoff on transport errors and 5xx."""
+    deadline = time.monotonic() + RETRY_SECONDS
+    pause = 0.25
+    while True:
+        try:
+            response = http.request(method, url, **kwargs)
+        except httpx.TransportError:
+            if time.monotonic() + pause > deadline:
+                raise
+        else:
+            if response.status_code < 500 or time.monotonic() + pause > deadline:
+                return _check(response)
+        time.sleep(pause)
+        pause = min(pause * 2, 2.0)
+
+
 class HttpHost:
     """The enclave's untrusted I/O for one leased task, over the control plane's HTTP API."""
 
-    def __init__(self, http: httpx.Client, task_id: str) -> None:
+    def __init__(
+        self,
+        http: httpx.Client,
+        task_id: str,
+        *,
+        has_checkpoint: bool = True,
+        inline_inputs: Mapping[str, bytes] | None = None,
+    ) -> None:
         self._http = http
         self._base = f"/v1/executor/tasks/{task_id}"
+        self._has_checkpoint = has_checkpoint
+        self._inline = dict(inline_inputs or {})
+        self.failed = False
+        """Set once a call failed: the function may have failed because of it, not itself."""
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if self.failed:
+            raise HostUnavailable("an earlier call to the control plane failed")
+        try:
+            return _send(self._http, method, f"{self._base}{path}", **kwargs)
+        except (httpx.HTTPError, LeaseLost):
+            self.failed = True
+            raise
 
     def read_input(self, slot: str) -> bytes:
-        return _check(self._http.get(f"{self._base}/inputs/{slot}")).content
+        if slot in self._inline:  # small inputs came with the lease (the enclave checks hashes)
+            return self._inline.pop(slot)
+        return self._call("GET", f"/inputs/{slot}").content
 
     def read_function_source(self) -> bytes:
-        return _check(self._http.get(f"{self._base}/function")).content
+        return self._call("GET", "/function").content
 
     def load_checkpoint(self) -> bytes | None:
-        response = _check(self._http.get(f"{self._base}/checkpoint"))
+        if not self._has_checkpoint:
+            return None
+        response = self._call("GET", "/checkpoint")
         return None if response.status_code == 204 else response.content
 
     def save_checkpoint(self, sealed: bytes, sequence: int) -> None:
-        _check(
-            self._http.put(
-                f"{self._base}/checkpoint", content=sealed, headers={"X-Sequence": str(sequence)}
-            )
-        )
+        self._call("PUT", "/checkpoint", content=sealed, headers={"X-Sequence": str(sequence)})
 
     def emit_event(self, recipient: str, payload: str) -> None:
-        _check(
-            self._http.post(
-                f"{self._base}/events", json={"recipient": recipient, "payload": payload}
-            )
-        )
+        self._call("POST", "/events", json={"recipient": recipient, "payload": payload})
 
 
 class Worker:
@@ -70,16 +116,17 @@ class Worker:
         enclave: BootedEnclave,
         server_url: str,
         secret: str,
-        poll_interval: float = 0.2,
+        lease_wait: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.enclave = enclave
         self.http = httpx.Client(base_url=server_url, timeout=httpx.Timeout(60.0, connect=5.0))
         self.secret = secret
-        self.poll_interval = poll_interval
+        self.lease_wait = lease_wait
         self.clock = clock
         self.executor_id = ""
         self._registered_at = 0.0
+        self._stop = threading.Event()
 
     def register(self) -> None:
         runtime = self.enclave.runtime
@@ -104,18 +151,18 @@ class Worker:
     def run_forever(
         self, *, stop: threading.Event | None = None, max_tasks: int | None = None
     ) -> int:
-        stop = stop or threading.Event()
+        stop = self._stop = stop or self._stop
         done = 0
         while not stop.is_set() and (max_tasks is None or done < max_tasks):
             if time.monotonic() - self._registered_at > 1800:
                 self.register()  # fresh evidence before the old one expires
             try:
-                response = self.http.post("/v1/executor/lease")
+                # Long poll: the control plane answers as soon as a task is queued.
+                response = self.http.post("/v1/executor/lease", params={"wait": self.lease_wait})
             except httpx.TransportError:
                 stop.wait(1.0)
                 continue
             if response.status_code == 204:
-                stop.wait(self.poll_interval)
                 continue
             if response.status_code != 200:
                 log.warning("lease request refused (HTTP %s); retrying", response.status_code)
@@ -131,6 +178,12 @@ class Worker:
         return done
 
     def run_one(self, lease: dict[str, Any]) -> None:
+        if is_session_contract(lease["contract"]):
+            # An inference session serves requests until it ends (executor/session.py).
+            from teeflow.executor.session import serve_session
+
+            serve_session(self, lease, stop=self._stop)
+            return
         task_id = lease["task_id"]
         bundle = TaskBundle(
             contract=lease["contract"],
@@ -145,13 +198,29 @@ class Worker:
         )
         beat.start()
         try:
-            result = self.enclave.runtime.execute(
-                bundle, HttpHost(self.http, task_id), now=self.clock()
+            host = HttpHost(
+                self.http,
+                task_id,
+                has_checkpoint=lease.get("has_checkpoint", True),
+                inline_inputs={k: b64d(v) for k, v in lease.get("inline_inputs", {}).items()},
             )
-            self._deliver(task_id, result)
-            log.info("task %s %s", task_id, result.status)
+            result = self.enclave.runtime.execute(bundle, host, now=self.clock())
+            if host.failed:
+                raise HostUnavailable("a call to the control plane failed during the task")
+            started = time.perf_counter()
+            self._deliver(task_id, result, inline_limit=int(lease.get("inline_limit", 0)))
+            timings = {**result.timings, "deliver": time.perf_counter() - started}
+            # Phase durations only (no task data): what benchmarks split a task's time by.
+            log.info(
+                "task %s %s; timings %s",
+                task_id,
+                result.status,
+                json.dumps({k: round(v, 6) for k, v in sorted(timings.items())}),
+            )
         except LeaseLost:
             log.warning("task %s: lease lost; another executor will take it", task_id)
+        except HostUnavailable as exc:
+            log.warning("task %s given back (%s); it will be retried", task_id, exc)
         finally:
             stop_beat.set()
             beat.join()
@@ -163,23 +232,28 @@ class Worker:
             except httpx.HTTPError:
                 log.warning("heartbeat for %s failed", task_id)
 
-    def _deliver(self, task_id: str, result: ExecutionResult) -> None:
+    def _deliver(self, task_id: str, result: ExecutionResult, *, inline_limit: int = 0) -> None:
+        """Upload the outputs and finish; outputs up to ``inline_limit`` bytes (the control
+        plane's, from the lease) ride inside the finish request."""
         base = f"/v1/executor/tasks/{task_id}"
         outputs = {}
         for slot, out in result.outputs.items():
-            _check(self.http.put(f"{base}/outputs/{slot}", content=out.ciphertext))
             outputs[slot] = {
                 "ciphertext_sha256": out.ciphertext_sha256,
                 "wrapped_keys": out.wrapped_keys,
                 "joint_owners": out.joint_owners,
             }
+            if len(out.ciphertext) <= inline_limit:
+                outputs[slot]["content"] = b64e(out.ciphertext)  # rides in the finish request
+            else:
+                _send(self.http, "PUT", f"{base}/outputs/{slot}", content=out.ciphertext)
         body = {
             "status": result.status,
             "reason": result.reason,
             "receipt": result.receipt,
             "outputs": outputs,
         }
-        _check(self.http.post(f"{base}/finish", json=body))
+        _send(self.http, "POST", f"{base}/finish", json=body)
 
 
 def read_secret(data_dir: Path) -> str:

@@ -107,6 +107,10 @@ def _drop_checkpoint(_: bytes) -> None:
     return None
 
 
+def _always() -> bool:
+    return True
+
+
 @dataclass
 class Context:
     """What a function sees of its task."""
@@ -118,6 +122,7 @@ class Context:
     """A private directory for temporary files (in enclave memory under a real TEE)."""
     _progress: ProgressSink = _drop_progress
     _checkpoint: CheckpointSink = _drop_checkpoint
+    _checkpoint_due: Callable[[], bool] = _always
     _restored: bytes | None = None
 
     def progress(self, **metrics: Any) -> None:
@@ -127,6 +132,11 @@ class Context:
     def checkpoint(self, state: bytes) -> None:
         """Save resumable state; another executor resumes from the latest one after a crash."""
         self._checkpoint(state)
+
+    def checkpoint_due(self) -> bool:
+        """Whether a checkpoint is worth its cost now (the executor paces them; by default one
+        a second). Ask before building the state; a crash redoes the work since the last one."""
+        return self._checkpoint_due()
 
     def restore(self) -> bytes | None:
         """The latest checkpoint of this task, or None on a fresh start."""

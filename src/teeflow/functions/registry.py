@@ -9,16 +9,19 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from teeflow.functions.api import Context
+from teeflow.functions.serving import OpenSession
 
-__all__ = ["Builtin", "builtin_catalogue", "get_builtin"]
+__all__ = ["Builtin", "builtin_catalogue", "get_builtin", "preload_builtins"]
 
 RunFn = Callable[[Context], None]
+_IMPORT_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -37,11 +40,23 @@ class Builtin:
     """Argument name -> human description (with default)."""
     min_inputs: int = 1
     max_inputs: int | None = None
+    session: bool = False
+    """Serves an inference session (``open_session(ctx)``, see functions/serving.py) instead of
+    running once; the executor hands it requests until the session ends."""
 
     def load(self) -> RunFn:
         module = importlib.import_module(self.module)
         run: RunFn = module.run
         return run
+
+    def load_session(self) -> OpenSession:
+        """The ``open_session`` of a session built-in (see functions/serving.py)."""
+        if not self.session:
+            raise KeyError(f"built-in {self.name!r} does not serve inference sessions")
+        with _IMPORT_LOCK:
+            module = importlib.import_module(self.module)
+        open_session: OpenSession = module.open_session
+        return open_session
 
     @property
     def code_sha256(self) -> str:
@@ -60,6 +75,7 @@ class Builtin:
             "arguments": dict(self.arguments),
             "min_inputs": self.min_inputs,
             "max_inputs": self.max_inputs,
+            "session": self.session,
             "code_sha256": self.code_sha256,
             "kind": "builtin",
         }
@@ -85,3 +101,14 @@ def get_builtin(name: str) -> Builtin:
     except KeyError:
         known = ", ".join(sorted(catalogue))
         raise KeyError(f"no built-in function named {name!r}; known: {known}") from None
+
+
+def preload_builtins() -> None:
+    """Import every built-in's code now (PaddlePaddle included: seconds), so that a task does not
+    pay for it. An executor calls this once at start, before it takes work.
+
+    Call it from the thread that will run the functions: PaddlePaddle keeps its mode (dynamic
+    graph) per thread and sets it in the importing thread only.
+    """
+    for builtin in builtin_catalogue().values():
+        builtin.load()

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from teeflow.server.blobs import LocalBlobStore
+from teeflow.server.blobs import BlobStore, open_blob_store
 from teeflow.server.errors import install_error_handlers
+from teeflow.server.notify import Notifier
+from teeflow.server.relay import SessionRelay
 from teeflow.server.settings import Settings
 from teeflow.server.store import Store
 
@@ -28,9 +30,12 @@ class Platform:
 
     settings: Settings
     store: Store
-    blobs: LocalBlobStore
+    blobs: BlobStore
     executor_secret: str
     clock: Callable[[], datetime] = utcnow
+    notifier: Notifier = field(default_factory=Notifier)
+    relay: SessionRelay = field(default_factory=SessionRelay)
+    """Inference-session requests and answers in flight (in memory, sealed end to end)."""
 
 
 def load_executor_secret(settings: Settings) -> str:
@@ -45,7 +50,7 @@ def load_executor_secret(settings: Settings) -> str:
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
-    from teeflow.server.routes import accounts, datasets, executors, functions, tasks
+    from teeflow.server.routes import accounts, datasets, executors, functions, sessions, tasks
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store.from_url(settings.resolved_database_url)
@@ -53,7 +58,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
     platform = Platform(
         settings=settings,
         store=store,
-        blobs=LocalBlobStore(settings.blob_dir),
+        blobs=open_blob_store(settings),
         executor_secret=load_executor_secret(settings),
         clock=clock,
     )
@@ -64,7 +69,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
     )
     app.state.platform = platform
     install_error_handlers(app)
-    for module in (accounts, datasets, functions, tasks, executors):
+    for module in (accounts, datasets, functions, tasks, sessions, executors):
         app.include_router(module.router)
 
     @app.get("/v1/health", tags=["health"])

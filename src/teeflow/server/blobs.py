@@ -4,7 +4,9 @@ The control plane stores only ciphertext here; integrity comes from the sealed-f
 ciphertext hashes the contract pins, not from this store. What this store guarantees is that a blob
 is either absent or complete: writers stream into a temporary file in the destination directory,
 hash as they go, and only on a clean exit fsync and atomically rename it into place. An exception,
-an oversize upload or an interruption leaves no file under the key.
+an oversize upload or an interruption leaves no file under the key. :mod:`teeflow.server.s3_blobs`
+keeps the same guarantee in an S3-compatible object store; :func:`open_blob_store` picks the store
+the settings select.
 
 Keys are relative paths of segments made of ``[A-Za-z0-9._-]`` separated by ``/``; no empty, ``.``
 or ``..`` segment, no segment starting with ``.`` (temporary files do), no absolute path. Anything
@@ -24,9 +26,13 @@ import hashlib
 import os
 import re
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, Protocol
+from typing import TYPE_CHECKING, BinaryIO, Protocol
+
+if TYPE_CHECKING:
+    from teeflow.server.settings import Settings
 
 __all__ = [
     "BlobError",
@@ -35,6 +41,7 @@ __all__ = [
     "BlobTooLarge",
     "BlobWriter",
     "LocalBlobStore",
+    "open_blob_store",
     "validate_key",
 ]
 
@@ -223,6 +230,19 @@ class LocalBlobStore:
             raise ValueError("max_bytes must not be negative")
         return _LocalWriter(self._path(key), max_bytes)
 
+    def sweep_temporary(self, *, older_than_s: float) -> int:
+        """Delete temporary files of uploads that never finished (the writer crashed) and were
+        last written more than ``older_than_s`` seconds ago; return how many. A control plane
+        calls it when it starts; a live upload elsewhere keeps its file fresh."""
+        cutoff = time.time() - older_than_s
+        swept = 0
+        for path in self._root.rglob(f"{_TEMP_PREFIX}*"):
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_file() and path.stat().st_mtime <= cutoff:
+                    path.unlink()
+                    swept += 1
+        return swept
+
     def open(self, key: str) -> BinaryIO:
         try:
             return self._path(key).open("rb")
@@ -246,3 +266,24 @@ class LocalBlobStore:
         if not path.is_file():
             raise BlobNotFound(f"no blob {key!r}")
         return path.stat().st_size
+
+
+def open_blob_store(settings: Settings) -> BlobStore:
+    """The blob store ``settings.blob_store`` selects; an S3 bucket is checked to be reachable."""
+    if settings.blob_store == "local":
+        local = LocalBlobStore(settings.blob_dir)
+        local.sweep_temporary(older_than_s=settings.stale_upload_seconds)
+        return local
+    # Imported here so that boto3 is loaded only where S3 is selected.
+    from teeflow.server.s3_blobs import S3BlobStore
+
+    if not settings.s3_bucket:
+        raise BlobError("TEEFLOW_BLOB_STORE=s3 needs a bucket: set TEEFLOW_S3_BUCKET")
+    store = S3BlobStore.connect(
+        bucket=settings.s3_bucket,
+        prefix=settings.s3_prefix,
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+    )
+    store.check()
+    return store

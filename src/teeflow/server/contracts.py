@@ -11,8 +11,9 @@ import secrets
 import uuid
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from teeflow.crypto import CryptoError, canonical_json
 from teeflow.enclave.contract import (
     CONTRACT_VERSION,
     ContractError,
@@ -23,7 +24,36 @@ from teeflow.functions.registry import builtin_catalogue
 from teeflow.server.app import Platform
 from teeflow.server.errors import ApiError
 
-__all__ = ["Proposal", "build_contract"]
+__all__ = ["MAX_JSON_DEPTH", "Proposal", "build_contract", "plain_json"]
+
+
+MAX_JSON_DEPTH = 32
+
+
+def plain_json(value: Any) -> Any:
+    """Return ``value`` if canonical JSON (RFC 8785) can hash it and it nests at most
+    :data:`MAX_JSON_DEPTH` levels; raise ValueError otherwise.
+
+    Python's JSON parser accepts NaN, infinities, integers beyond 2**53 and lone surrogates, none
+    of which RFC 8785 can hash: stored, such a value would break every contract or audit entry
+    that holds it, and every response that shows it.
+    """
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    try:
+        canonical_json(value)
+    except CryptoError:
+        raise ValueError(
+            "must be plain JSON: finite numbers, integers within +/-2**53, valid Unicode"
+        ) from None
+    return value
 
 
 class OutputSpec(BaseModel):
@@ -38,6 +68,12 @@ class Proposal(BaseModel):
     outputs: dict[str, OutputSpec]
     disclosure: dict[str, list[str]] = Field(default_factory=dict)
     description: str = Field(default="", max_length=2000)
+
+    @field_validator("arguments")
+    @classmethod
+    def _plain_arguments(cls, value: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = plain_json(value)
+        return result
 
 
 def _function_entry(platform: Platform, name: str) -> dict[str, Any]:

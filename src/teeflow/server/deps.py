@@ -12,16 +12,20 @@ from teeflow.server.app import Platform
 from teeflow.server.errors import ApiError
 from teeflow.server.store import ExecutorRecord, UserRecord
 
-__all__ = ["CurrentExecutor", "CurrentUser", "PlatformDep", "token_hash"]
+__all__ = ["MAX_SEQUENCE", "CurrentExecutor", "CurrentUser", "PlatformDep", "token_hash"]
 
 _bearer = HTTPBearer(auto_error=False)
+
+# Sequence numbers (audit, events, checkpoints) are 32-bit SQL INTEGERs on every backend; a
+# larger number in a request is refused (422) rather than overflowing the database driver.
+MAX_SEQUENCE = 2**31 - 1
 
 
 def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
-def get_platform(request: Request) -> Platform:
+async def get_platform(request: Request) -> Platform:
     platform: Platform = request.app.state.platform
     return platform
 
@@ -37,15 +41,12 @@ def _unauthorized(message: str) -> ApiError:
 def get_current_user(platform: PlatformDep, credentials: Credentials) -> UserRecord:
     if credentials is None:
         raise _unauthorized("sign in first: `teeflow account login`")
-    found = platform.store.get_token(token_hash(credentials.credentials))
+    found = platform.store.user_for_token(token_hash(credentials.credentials))
     if found is None:
         raise _unauthorized("token is invalid or signed out; sign in again")
-    username, expires_at = found
+    user, expires_at = found
     if expires_at <= platform.clock():
         raise _unauthorized("token expired; sign in again")
-    user = platform.store.get_user(username)
-    if user is None:
-        raise _unauthorized("account no longer exists")
     return user
 
 

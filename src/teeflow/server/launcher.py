@@ -99,10 +99,12 @@ class LocalPlatform:
         self.wait_executors(self.n_executors)
         return self
 
-    def add_executor(self) -> subprocess.Popen[bytes]:
+    def add_executor(self, *, server_url: str | None = None) -> subprocess.Popen[bytes]:
+        """Start one more executor; ``server_url`` points it elsewhere (e.g. at a proxy)."""
         index = len(self.executors)
+        url = server_url or self.url
         process = self._spawn(
-            ["-m", "teeflow.executor", "--server", self.url, "--data-dir", str(self.data_dir)],
+            ["-m", "teeflow.executor", "--server", url, "--data-dir", str(self.data_dir)],
             f"executor-{index}.log",
         )
         self.executors.append(process)
@@ -113,7 +115,11 @@ class LocalPlatform:
         from teeflow.server.settings import Settings
         from teeflow.server.store import Store
 
-        store = Store.from_url(Settings(data_dir=self.data_dir).resolved_database_url)
+        # The server's database, as its environment selects it (TEEFLOW_DATABASE_URL in ``env``).
+        settings = Settings(
+            data_dir=self.data_dir, database_url=self.env.get("TEEFLOW_DATABASE_URL") or None
+        )
+        store = Store.from_url(settings.resolved_database_url)
         try:
             deadline = time.monotonic() + timeout
             while len(store.list_executors()) < count:

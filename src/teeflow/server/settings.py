@@ -7,8 +7,9 @@ configured to do cannot make the enclave run an unapproved task.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, Self
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -27,6 +28,25 @@ class Settings(BaseSettings):
     """Leases of one task before it is failed (each expired lease means an executor died)."""
     login_failures_allowed: int = Field(default=5, gt=0)
     login_window_seconds: int = Field(default=300, gt=0)
+    stale_upload_seconds: float = Field(default=3600.0, ge=0)
+    """At start, temporary files of uploads untouched this long are deleted (a crash left them).
+    0 suits one control plane alone; several sharing a blob directory need the margin."""
+    blob_store: Literal["local", "s3"] = "local"
+    """Where ciphertext blobs live: ``DATA_DIR/blobs`` or an S3-compatible bucket."""
+    s3_endpoint_url: str | None = None
+    """For a store other than AWS (MinIO, Ceph ...); default: AWS's endpoint for the region."""
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    """Object keys are ``PREFIX/KEY``, so several deployments can share a bucket."""
+    s3_region: str | None = None
+    # S3 credentials are deliberately not settings: boto3's standard chain (AWS_ACCESS_KEY_ID ...,
+    # a profile or an instance role) provides them, so they never sit in teeflow's configuration.
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Self:
+        if self.blob_store == "s3" and not self.s3_bucket:
+            raise ValueError("TEEFLOW_BLOB_STORE=s3 needs a bucket: set TEEFLOW_S3_BUCKET")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

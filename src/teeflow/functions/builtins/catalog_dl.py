@@ -109,3 +109,42 @@ register(
         min_inputs=2,
     )
 )
+
+register(
+    Builtin(
+        name="tabular-serve",
+        summary="Online inference session: answers each requester's sealed rows with a "
+        "tabular-train model loaded once.",
+        module=f"{_PACKAGE}.tabular_serve",
+        inputs="'model' (from tabular-train) only",
+        outputs=("usage",),
+        arguments={
+            "requesters": "participants who may send requests (required)",
+            "max_requests": "requests the session answers before it ends (default 100000)",
+            "max_seconds": "seconds the session serves before it ends (default 3600)",
+            "threshold": "probability above which a row is labelled 1 (default: the model's)",
+        },
+        min_inputs=1,
+        max_inputs=1,
+        session=True,
+    )
+)
+
+register(
+    Builtin(
+        name="image-serve",
+        summary="Online inference session: classifies each requester's sealed images with an "
+        "image-classify-train model loaded once.",
+        module=f"{_PACKAGE}.image_serve",
+        inputs="'model' (from image-classify-train) only",
+        outputs=("usage",),
+        arguments={
+            "requesters": "participants who may send requests (required)",
+            "max_requests": "requests the session answers before it ends (default 100000)",
+            "max_seconds": "seconds the session serves before it ends (default 3600)",
+        },
+        min_inputs=1,
+        max_inputs=1,
+        session=True,
+    )
+)

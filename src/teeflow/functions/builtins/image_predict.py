@@ -31,27 +31,40 @@ def _match_channels(images: np.ndarray, channels: int) -> np.ndarray:
     raise FunctionError(f"the model takes {channels}-channel images, got {images.shape[1]}")
 
 
+class ImageModel:
+    """An ``image-classify-train`` model, loaded once (``image-serve`` keeps it for a session)."""
+
+    def __init__(self, data: bytes) -> None:
+        blob = ModelBlob.from_bytes(data, kind="image")
+        self.config = blob.config
+        self.classes = [str(name) for name in self.config["class_names"]]
+        self.network = build_image_model(self.config)
+        load_weights(self.network, blob.weights)
+
+    def classify(self, images: np.ndarray, names: list[str]) -> pd.DataFrame:
+        """``index``, ``name``, ``predicted`` and one ``p_<class>`` column per class."""
+        images = _match_channels(images, int(self.config["channels"]))
+        size = self.config["image_size"]
+        if list(images.shape[2:]) != list(size):
+            raise FunctionError(
+                f"the model takes {size[0]}x{size[1]} images, "
+                f"got {images.shape[2]}x{images.shape[3]}; resize them first"
+            )
+        probabilities = softmax(predict_logits(self.network, images))
+        table = pd.DataFrame({"index": np.arange(len(images)), "name": names})
+        table["predicted"] = [self.classes[i] for i in probabilities.argmax(axis=1)]
+        for i, name in enumerate(self.classes):
+            table[f"p_{name}"] = probabilities[:, i].round(6)
+        return table
+
+
 def run(ctx: Context) -> None:
     check_known(ctx, ARGUMENTS)
     outputs = output_slots(ctx, allowed=("predictions",), required_any=("predictions",))
     for slot in ("model", "images"):
         if slot not in ctx.inputs:
             raise FunctionError(f"image-classify-predict needs an input slot named {slot!r}")
-    blob = ModelBlob.from_bytes(ctx.inputs["model"].read_bytes(), kind="image")
-    config = blob.config
+    model = ImageModel(ctx.inputs["model"].read_bytes())
     images, names = load_unlabelled(ctx.inputs["images"].read_bytes(), what="input 'images'")
-    images = _match_channels(images, int(config["channels"]))
-    if list(images.shape[2:]) != list(config["image_size"]):
-        raise FunctionError(
-            f"the model takes {config['image_size'][0]}x{config['image_size'][1]} images, "
-            f"got {images.shape[2]}x{images.shape[3]}; resize them first"
-        )
-    model = build_image_model(config)
-    load_weights(model, blob.weights)
-    probabilities = softmax(predict_logits(model, images))
-    classes = [str(name) for name in config["class_names"]]
-    table = pd.DataFrame({"index": np.arange(len(images)), "name": names})
-    table["predicted"] = [classes[i] for i in probabilities.argmax(axis=1)]
-    for i, name in enumerate(classes):
-        table[f"p_{name}"] = probabilities[:, i].round(6)
+    table = model.classify(images, names)
     outputs["predictions"].write(table.to_csv(index=False).encode("utf-8"))

@@ -12,7 +12,7 @@ import pandas as pd
 
 from teeflow.functions.api import Context
 from teeflow.functions.dl.args import check_known, float_arg, output_slots
-from teeflow.functions.dl.scoring import score_inputs
+from teeflow.functions.dl.scoring import prediction_columns, score_inputs
 
 ARGUMENTS = {
     "threshold": "probability above which a row is labelled 1 (default: the model's, 0.5)",
@@ -32,10 +32,6 @@ def run(ctx: Context) -> None:
     else:
         ids, key = range(len(scored.frame)), "row"
     table = pd.DataFrame(
-        {
-            key: ids,
-            "probability": scored.probability.round(6),
-            "label": (scored.probability >= threshold).astype(int),
-        }
+        prediction_columns(ids, scored.probability, id_name=key, threshold=threshold)
     )
     outputs["predictions"].write(table.to_csv(index=False).encode("utf-8"))

@@ -8,7 +8,9 @@ depend on row order) and standardises numeric columns with statistics of the tra
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,6 +142,37 @@ class Preprocessor:
             return np.zeros((len(frame), 0), dtype=np.float32)
         return np.hstack(blocks).astype(np.float32)
 
+    def transform_records(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """:meth:`transform` of ``pd.DataFrame.from_records(rows)``, without building the frame.
+
+        The same encoding value for value (float64 arithmetic, then float32), at a fraction of the
+        cost for the few rows of an online request. A key missing from some rows is a missing
+        value; a feature column missing from every row is an error, as in :meth:`transform`.
+        """
+        present = {key for row in rows for key in row}
+        missing = [column for column in self.columns if column not in present]
+        if missing:
+            raise FunctionError(f"the table lacks the model's feature column(s) {missing}")
+        numeric = list(self.numeric.items())
+        lookups = [
+            ({category: i for i, category in enumerate(categories)}, column, len(categories))
+            for column, categories in self.categorical.items()
+        ]
+        encoded: list[list[float]] = []
+        for row in rows:
+            values = [(_number(row.get(c), c, mean) - mean) / std for c, (mean, std) in numeric]
+            for lookup, column, width in lookups:
+                one_hot = [0.0] * width
+                value = row.get(column)
+                # str() as pandas' astype(str) spells it; a missing value matches no category.
+                hit = None if _missing(value) else lookup.get(str(value))
+                if hit is not None:
+                    one_hot[hit] = 1.0
+                values += one_hot
+            encoded.append(values)
+        # float64 arithmetic, then float32, as transform() does
+        return np.array(encoded, dtype=np.float32).reshape(len(rows), self.width)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "numeric": {c: list(v) for c, v in self.numeric.items()},
@@ -154,3 +187,25 @@ class Preprocessor:
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise FunctionError("the model's preprocessing config is malformed") from exc
         return cls(numeric=numeric, categorical=categorical)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _number(value: Any, column: str, mean: float) -> float:
+    """One value as ``pd.to_numeric(...).astype(float).fillna(mean)`` reads it."""
+    if type(value) is float:  # the common case first: this runs for every feature of a request
+        return mean if value != value else value
+    try:
+        if isinstance(value, numbers.Real):  # int, bool, numpy scalars
+            number = float(value)
+            return mean if math.isnan(number) else number
+        if value is None or value == "":
+            return mean
+        text = value.strip().lower() if isinstance(value, str) else ""
+        if text and text.lstrip("+-") != "nan" and "_" not in text:
+            return float(text)
+    except (ValueError, OverflowError):
+        pass
+    raise FunctionError(f"column {column!r} must be numeric")

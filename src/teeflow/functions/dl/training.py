@@ -83,8 +83,8 @@ def fit(
 ) -> TrainResult:
     """Train ``build_model()`` on ``features``/``labels``, resuming from ``ctx.restore()``.
 
-    Reports ``ctx.progress(epoch, epochs, loss, accuracy)`` and writes ``ctx.checkpoint`` after
-    every epoch.
+    Reports ``ctx.progress(epoch, epochs, loss, accuracy)`` after every epoch, and writes
+    ``ctx.checkpoint`` after an epoch whenever the executor says one is due.
     """
     seed_everything(config.seed)
     with _fresh_names():
@@ -111,6 +111,8 @@ def fit(
             record = {"epoch": epoch, "loss": round(loss, 6), "accuracy": round(accuracy, 6)}
             history.append(record)
             ctx.progress(epochs=config.epochs, **record)
+            if epoch == config.epochs or not ctx.checkpoint_due():
+                continue  # the last epoch's state is the model itself
             ctx.checkpoint(
                 TrainState(
                     epoch=epoch,

@@ -3,18 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
 
 from teeflow.server.app import Platform
 from teeflow.server.blobs import BlobTooLarge
 from teeflow.server.errors import ApiError
 
-__all__ = ["receive_blob", "send_blob"]
+__all__ = ["BLOB_RESPONSE", "UPLOAD_BODY", "receive_blob", "send_blob"]
 
 _READ = 1 << 20
+
+
+# A download route declares ``response_class=Response`` (no media type of its own), so the
+# schema lists 200 as octet-stream only and its errors as JSON.
+BLOB_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The ciphertext (a sealed file)",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+
+
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "description": "The ciphertext, streamed (with or without a Content-Length)",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
 
 
 def _too_large(limit: int) -> ApiError:
@@ -29,21 +49,32 @@ async def receive_blob(
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)
+    # Opening and committing may be network calls (S3), so they run off the event loop too.
+    writer = platform.blobs.writer(key, max_bytes=limit)
+    await run_in_threadpool(writer.__enter__)
     try:
-        with platform.blobs.writer(key, max_bytes=limit) as writer:
-            async for chunk in request.stream():
-                if chunk:
-                    await run_in_threadpool(writer.write, chunk)
-            if expected_sha256 is not None and writer.hexdigest() != expected_sha256:
-                raise ApiError.invalid(
-                    "uploaded bytes do not match the declared SHA-256; upload again"
-                )
-    except BlobTooLarge:
-        raise _too_large(limit) from None
+        async for chunk in request.stream():
+            if chunk:
+                await run_in_threadpool(writer.write, chunk)
+        if expected_sha256 is not None and writer.hexdigest() != expected_sha256:
+            raise ApiError.invalid("uploaded bytes do not match the declared SHA-256; upload again")
+    except BaseException as exc:
+        writer.__exit__(type(exc), exc, exc.__traceback__)  # discard; nothing is stored
+        if isinstance(exc, BlobTooLarge):
+            raise _too_large(limit) from None
+        if isinstance(exc, ClientDisconnect):
+            # The client gave up mid-upload: nothing was stored; say so instead of crashing.
+            raise ApiError(
+                400, "upload_interrupted", "the upload was interrupted; nothing was stored"
+            ) from None
+        raise
+    await run_in_threadpool(writer.__exit__, None, None, None)
     return writer.sha256, writer.size
 
 
-def send_blob(platform: Platform, key: str, *, filename: str) -> StreamingResponse:
+def send_blob(
+    platform: Platform, key: str, *, filename: str, headers: dict[str, str] | None = None
+) -> StreamingResponse:
     if not platform.blobs.exists(key):
         raise ApiError.not_found("content")
     size = platform.blobs.size(key)
@@ -59,5 +90,6 @@ def send_blob(platform: Platform, key: str, *, filename: str) -> StreamingRespon
         headers={
             "Content-Length": str(size),
             "Content-Disposition": f'attachment; filename="{filename}"',
+            **(headers or {}),
         },
     )

@@ -15,22 +15,26 @@ from argon2.exceptions import VerificationError
 from fastapi import APIRouter, Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, field_validator
+from pydantic.config import JsonDict
 
 from teeflow.crypto import CryptoError, PublicKey, VerifyKey, fingerprint
 from teeflow.server.deps import CurrentUser, PlatformDep, token_hash
-from teeflow.server.errors import ApiError
+from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.store import Conflict, UserRecord
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 _hasher = PasswordHasher()
 _USERNAME = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
+# Documented in the schema; checked by the handlers, which say what to do instead.
+_USERNAME_SCHEMA: JsonDict = {"pattern": _USERNAME.pattern}
+_KEY_SCHEMA: JsonDict = {"pattern": r"^[A-Za-z0-9+/]{43}=$"}
 
 
 class UserCreate(BaseModel):
-    username: str = Field(min_length=2, max_length=32)
+    username: str = Field(min_length=2, max_length=32, json_schema_extra=_USERNAME_SCHEMA)
     password: str = Field(min_length=8, max_length=1024)
-    sign_pk: str = Field(max_length=64)
-    enc_pk: str = Field(max_length=64)
+    sign_pk: str = Field(max_length=64, json_schema_extra=_KEY_SCHEMA)
+    enc_pk: str = Field(max_length=64, json_schema_extra=_KEY_SCHEMA)
 
     @field_validator("username")
     @classmethod
@@ -66,7 +70,7 @@ def public_user(user: UserRecord) -> UserPublic:
     )
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, responses=error_responses(409, 422))
 def register(body: UserCreate, platform: PlatformDep) -> UserPublic:
     try:
         VerifyKey.from_b64(body.sign_pk)
@@ -96,7 +100,7 @@ def register(body: UserCreate, platform: PlatformDep) -> UserPublic:
     return public_user(user)
 
 
-@router.post("/sessions")
+@router.post("/sessions", responses=error_responses(401, 422, 429))
 def login(body: LoginRequest, platform: PlatformDep) -> TokenPublic:
     store, settings, now = platform.store, platform.settings, platform.clock()
     since = now - timedelta(seconds=settings.login_window_seconds)
@@ -123,7 +127,7 @@ def login(body: LoginRequest, platform: PlatformDep) -> TokenPublic:
 _bearer = HTTPBearer(auto_error=False)
 
 
-@router.delete("/sessions", status_code=204)
+@router.delete("/sessions", status_code=204, responses=error_responses(401))
 def logout(
     user: CurrentUser,
     platform: PlatformDep,
@@ -133,12 +137,12 @@ def logout(
         platform.store.revoke_token(token_hash(credentials.credentials))
 
 
-@router.get("/users/me")
+@router.get("/users/me", responses=error_responses(401))
 def me(user: CurrentUser) -> UserPublic:
     return public_user(user)
 
 
-@router.get("/users/{username}")
+@router.get("/users/{username}", responses=error_responses(401, 404, 422))
 def get_user(username: str, _: CurrentUser, platform: PlatformDep) -> UserPublic:
     user = platform.store.get_user(username)
     if user is None:

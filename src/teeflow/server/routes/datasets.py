@@ -10,13 +10,18 @@ from __future__ import annotations
 import uuid
 from typing import Any, Literal
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from teeflow.server.deps import CurrentUser, PlatformDep
-from teeflow.server.errors import ApiError
-from teeflow.server.routes._streams import receive_blob, send_blob
+from teeflow.server.errors import ApiError, error_responses
+from teeflow.server.routes._streams import (
+    BLOB_RESPONSE,
+    UPLOAD_BODY,
+    receive_blob,
+    send_blob,
+)
 from teeflow.server.store import DatasetRecord
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
@@ -67,7 +72,7 @@ def dataset_or_404(platform: Any, dataset_id: str) -> DatasetRecord:
     return record
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=error_responses(401, 422))
 def create_dataset(body: DatasetCreate, user: CurrentUser, platform: PlatformDep) -> DatasetPublic:
     now = platform.clock()
     record = platform.store.create_dataset(
@@ -81,7 +86,11 @@ def create_dataset(body: DatasetCreate, user: CurrentUser, platform: PlatformDep
     return public_dataset(record)
 
 
-@router.put("/{dataset_id}/content")
+@router.put(
+    "/{dataset_id}/content",
+    responses=error_responses(401, 403, 404, 409, 413, 422),
+    openapi_extra=UPLOAD_BODY,
+)
 async def upload_content(
     dataset_id: str,
     request: Request,
@@ -112,7 +121,7 @@ async def upload_content(
     return public_dataset(dataset_or_404(platform, dataset_id))
 
 
-@router.get("")
+@router.get("", responses=error_responses(401, 422))
 def list_datasets(
     user: CurrentUser, platform: PlatformDep, owner: str | None = None
 ) -> list[DatasetPublic]:
@@ -124,12 +133,16 @@ def list_datasets(
     return [public_dataset(r) for r in records]
 
 
-@router.get("/{dataset_id}")
+@router.get("/{dataset_id}", responses=error_responses(401, 404, 422))
 def get_dataset(dataset_id: str, _: CurrentUser, platform: PlatformDep) -> DatasetPublic:
     return public_dataset(dataset_or_404(platform, dataset_id))
 
 
-@router.get("/{dataset_id}/content")
+@router.get(
+    "/{dataset_id}/content",
+    response_class=Response,
+    responses={**BLOB_RESPONSE, **error_responses(401, 403, 404, 409, 422)},
+)
 def download_content(
     dataset_id: str, user: CurrentUser, platform: PlatformDep
 ) -> StreamingResponse:

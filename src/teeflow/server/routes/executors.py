@@ -6,20 +6,42 @@ ciphertext only for a task they hold the lease on, and only when its owner appro
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import secrets
 import uuid
 from typing import Any, Literal
 
-from fastapi import APIRouter, Header, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from teeflow.crypto import b64d, b64e, sha256_hex
 from teeflow.server.app import Platform
-from teeflow.server.deps import CurrentExecutor, CurrentUser, PlatformDep, token_hash
-from teeflow.server.errors import ApiError
-from teeflow.server.routes._streams import receive_blob, send_blob
-from teeflow.server.store import AuditEntry, Conflict, ExecutorRecord, TaskRecord
+from teeflow.server.contracts import plain_json
+from teeflow.server.deps import (
+    MAX_SEQUENCE,
+    CurrentExecutor,
+    CurrentUser,
+    PlatformDep,
+    token_hash,
+)
+from teeflow.server.errors import ApiError, error_responses
+from teeflow.server.notify import QUEUE, task_key, wait_for
+from teeflow.server.routes._streams import (
+    BLOB_RESPONSE,
+    UPLOAD_BODY,
+    receive_blob,
+    send_blob,
+)
+from teeflow.server.store import (
+    AuditEntry,
+    Conflict,
+    DatasetRecord,
+    ExecutorRecord,
+    TaskRecord,
+)
 
 router = APIRouter(tags=["executors"])
 
@@ -31,11 +53,27 @@ class Registration(BaseModel):
     evidence: dict[str, Any]
     public_keys: dict[str, str]
 
+    @field_validator("evidence")
+    @classmethod
+    def _plain_evidence(cls, value: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = plain_json(value)
+        return result
+
+
+INLINE_BYTES = 64 << 10
+"""Ciphertexts up to this size travel inside the lease / finish bodies (base64), saving a round
+trip each; larger ones stream through their own requests."""
+
 
 class OutputMeta(BaseModel):
-    ciphertext_sha256: str
+    ciphertext_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     wrapped_keys: dict[str, str]
     joint_owners: list[str] | None = None
+    content: str | None = Field(
+        default=None,
+        max_length=(INLINE_BYTES * 4) // 3 + 4,
+        description="the ciphertext, base64, instead of a separate upload (small outputs only)",
+    )
 
 
 class Finish(BaseModel):
@@ -44,14 +82,20 @@ class Finish(BaseModel):
     receipt: dict[str, Any]
     outputs: dict[str, OutputMeta] = Field(default_factory=dict)
 
+    @field_validator("receipt")
+    @classmethod
+    def _plain_receipt(cls, value: dict[str, Any]) -> dict[str, Any]:
+        result: dict[str, Any] = plain_json(value)
+        return result
+
 
 class Event(BaseModel):
-    recipient: str
+    recipient: str = Field(max_length=128)
     payload: str = Field(max_length=1 << 20)
-    kind: str = "sealed"
+    kind: str = Field(default="sealed", max_length=64)  # the width of events.kind
 
 
-@router.get("/v1/enclave", tags=["attestation"])
+@router.get("/v1/enclave", tags=["attestation"], responses=error_responses(401, 503))
 def enclave(_: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
     """The registered executors' evidence, for members to verify against their own policy."""
     executors = sorted(platform.store.list_executors(), key=lambda e: e.registered_at)
@@ -67,18 +111,22 @@ def enclave(_: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/audit", tags=["audit"])
+@router.get("/v1/audit", tags=["audit"], responses=error_responses(401, 422))
 def audit(
-    _: CurrentUser, platform: PlatformDep, after: int = 0, limit: int = 1000
+    _: CurrentUser,
+    platform: PlatformDep,
+    after: int = Query(0, ge=0, le=MAX_SEQUENCE),
+    limit: int = Query(1000, ge=0, le=10_000),
 ) -> list[dict[str, Any]]:
     from teeflow.server.audit import event_to_dict
 
-    return [event_to_dict(e) for e in platform.store.list_audit(after_seq=after)][:limit]
+    return [event_to_dict(e) for e in platform.store.list_audit(after_seq=after, limit=limit)]
 
 
-@router.post("/v1/executors", status_code=201)
+@router.post("/v1/executors", status_code=201, responses=error_responses(401, 422))
 def register(body: Registration, platform: PlatformDep) -> dict[str, str]:
-    if not hmac.compare_digest(body.secret, platform.executor_secret):
+    # As bytes: compare_digest refuses non-ASCII str, and a hostile secret may hold any text.
+    if not hmac.compare_digest(body.secret.encode(), platform.executor_secret.encode()):
         raise ApiError(401, "unauthorized", "wrong executor registration secret")
     executor_id = uuid.uuid4().hex
     token = "tfx_" + secrets.token_urlsafe(32)
@@ -123,18 +171,63 @@ def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
                 "receipt": producer.receipt,
                 "wrapped_key": produced[0].wrapped_keys.get("enclave"),
             }
+    inline: dict[str, str] = {}
+    for slot in task.contract["inputs"]:
+        dataset = _input_dataset(platform, task, slot, set(approvals))
+        if dataset is not None and dataset.size is not None and dataset.size <= INLINE_BYTES:
+            with platform.blobs.open(dataset.blob_key or "") as handle:
+                inline[slot] = b64e(handle.read(INLINE_BYTES + 1))
     return {
         "task_id": task.task_id,
         "contract": task.contract,
         "approvals": approvals,
         "joint_inputs": joint,
+        "inline_inputs": inline,
+        "inline_limit": INLINE_BYTES,
+        # Lets the executor skip asking for a checkpoint that is not there. The host is untrusted
+        # either way: hiding a checkpoint only makes the enclave start over.
+        "has_checkpoint": platform.store.get_checkpoint(task.task_id) is not None,
     }
 
 
-@router.post("/v1/executor/lease", response_model=None)
-def lease(executor: CurrentExecutor, platform: PlatformDep) -> Response | dict[str, Any]:
+MAX_LEASE_WAIT_SECONDS = 30.0
+
+
+@router.post(
+    "/v1/executor/lease",
+    response_model=None,
+    responses={204: {"description": "No task was queued"}, **error_responses(401, 422)},
+)
+async def lease(
+    request: Request,
+    executor: CurrentExecutor,
+    platform: PlatformDep,
+    wait: float = Query(
+        0.0, ge=0.0, le=MAX_LEASE_WAIT_SECONDS, description="long-poll up to seconds for work"
+    ),
+) -> Response | dict[str, Any]:
+    """Lease the next queued task (200), or 204 if none came within ``wait`` seconds.
+
+    The wait is capped at half the lease time, so that leases which expire while every executor
+    waits are still found and re-queued promptly.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + min(wait, platform.settings.lease_seconds / 2)
+    while True:
+        with platform.notifier.subscribe(QUEUE) as woken:
+            if await request.is_disconnected():
+                # A dead executor's pending long-poll must not take work it can never run.
+                return Response(status_code=204)
+            leased = await run_in_threadpool(_lease_once, executor, platform)
+            remaining = deadline - loop.time()
+            if leased is not None or remaining <= 0 or not await wait_for(woken, remaining):
+                return leased if leased is not None else Response(status_code=204)
+
+
+def _lease_once(executor: ExecutorRecord, platform: Platform) -> dict[str, Any] | None:
     now = platform.clock()
-    platform.store.touch_executor(executor.executor_id, now)
+    if (now - executor.last_seen_at).total_seconds() >= 1.0:
+        platform.store.touch_executor(executor.executor_id, now)  # at most one write a second
     task = platform.store.lease_next(
         executor_id=executor.executor_id,
         now=now,
@@ -144,7 +237,8 @@ def lease(executor: CurrentExecutor, platform: PlatformDep) -> Response | dict[s
         ),
     )
     if task is None:
-        return Response(status_code=204)
+        return None
+    platform.notifier.notify(task_key(task.task_id))
     if task.attempts > platform.settings.max_attempts:
         # An executor died on this task every time: fail it rather than retry forever.
         platform.store.finish(
@@ -161,7 +255,8 @@ def lease(executor: CurrentExecutor, platform: PlatformDep) -> Response | dict[s
                 details={"reason": "attempts exhausted"},
             ),
         )
-        return Response(status_code=204)
+        platform.notifier.notify(task_key(task.task_id), QUEUE)
+        return None
     return {**_bundle(platform, task), "lease_seconds": platform.settings.lease_seconds}
 
 
@@ -177,7 +272,7 @@ def _leased(platform: Platform, task_id: str, executor: ExecutorRecord) -> TaskR
     return task
 
 
-@router.post("/v1/executor/tasks/{task_id}/heartbeat")
+@router.post("/v1/executor/tasks/{task_id}/heartbeat", responses=error_responses(401, 409, 422))
 def heartbeat(task_id: str, executor: CurrentExecutor, platform: PlatformDep) -> dict[str, bool]:
     ok = platform.store.heartbeat(
         task_id=task_id,
@@ -192,26 +287,47 @@ def heartbeat(task_id: str, executor: CurrentExecutor, platform: PlatformDep) ->
     return {"ok": True}
 
 
-@router.get("/v1/executor/tasks/{task_id}/inputs/{slot}")
+@router.get(
+    "/v1/executor/tasks/{task_id}/inputs/{slot}",
+    response_class=Response,
+    responses={**BLOB_RESPONSE, **error_responses(401, 403, 404, 409, 422)},
+)
 def input_content(
     task_id: str, slot: str, executor: CurrentExecutor, platform: PlatformDep
 ) -> StreamingResponse:
     task = _leased(platform, task_id, executor)
-    spec = task.contract["inputs"].get(slot)
-    if spec is None:
+    if slot not in task.contract["inputs"]:
         raise ApiError.not_found(f"input {slot!r}")
     approved = {
         a.username for a in platform.store.list_approvals(task_id) if a.decision == "approve"
     }
+    dataset = _input_dataset(platform, task, slot, approved)
+    if dataset is None:
+        raise ApiError.forbidden(
+            f"input {slot!r} is not available: its owners have not approved this task, "
+            "or its dataset is gone"
+        )
+    return send_blob(platform, dataset.blob_key or "", filename=f"{slot}.sealed")
+
+
+def _input_dataset(
+    platform: Platform, task: TaskRecord, slot: str, approved: set[str]
+) -> DatasetRecord | None:
+    """The dataset behind an input slot, if every one of its owners approved the task."""
+    spec = task.contract["inputs"][slot]
     if not set(spec["owners"]) <= approved:
-        raise ApiError.forbidden(f"the owners of input {slot!r} have not approved this task")
+        return None
     dataset = platform.store.get_dataset(spec["dataset_id"])
     if dataset is None or dataset.blob_key is None:
-        raise ApiError.not_found(f"dataset of input {slot!r}")
-    return send_blob(platform, dataset.blob_key, filename=f"{slot}.sealed")
+        return None
+    return dataset
 
 
-@router.get("/v1/executor/tasks/{task_id}/function")
+@router.get(
+    "/v1/executor/tasks/{task_id}/function",
+    response_class=Response,
+    responses={**BLOB_RESPONSE, **error_responses(401, 404, 409, 422)},
+)
 def function_source(
     task_id: str, executor: CurrentExecutor, platform: PlatformDep
 ) -> StreamingResponse:
@@ -223,7 +339,16 @@ def function_source(
     return send_blob(platform, dataset.blob_key, filename="function.sealed")
 
 
-@router.get("/v1/executor/tasks/{task_id}/checkpoint", response_model=None)
+@router.get(
+    "/v1/executor/tasks/{task_id}/checkpoint",
+    response_model=None,
+    response_class=Response,
+    responses={
+        **BLOB_RESPONSE,
+        204: {"description": "No checkpoint yet"},
+        **error_responses(401, 404, 409, 422),
+    },
+)
 def get_checkpoint(task_id: str, executor: CurrentExecutor, platform: PlatformDep) -> Response:
     _leased(platform, task_id, executor)
     found = platform.store.get_checkpoint(task_id)
@@ -232,13 +357,17 @@ def get_checkpoint(task_id: str, executor: CurrentExecutor, platform: PlatformDe
     return send_blob(platform, found[0], filename="checkpoint.sealed")
 
 
-@router.put("/v1/executor/tasks/{task_id}/checkpoint")
+@router.put(
+    "/v1/executor/tasks/{task_id}/checkpoint",
+    responses=error_responses(401, 409, 413, 422),
+    openapi_extra=UPLOAD_BODY,
+)
 async def put_checkpoint(
     task_id: str,
     request: Request,
     executor: CurrentExecutor,
     platform: PlatformDep,
-    x_sequence: int = Header(default=0),
+    x_sequence: int = Header(default=0, ge=0, le=MAX_SEQUENCE),
 ) -> dict[str, str]:
     _leased(platform, task_id, executor)
     key = f"checkpoints/{task_id}/{uuid.uuid4().hex}"
@@ -248,12 +377,14 @@ async def put_checkpoint(
             task_id=task_id, blob_key=key, epoch=x_sequence, now=platform.clock()
         )
     except Conflict:
-        platform.blobs.delete(key)
+        await run_in_threadpool(platform.blobs.delete, key)
         raise ApiError.conflict("a newer checkpoint of this task is already stored") from None
     return {"ciphertext_sha256": sha256}
 
 
-@router.post("/v1/executor/tasks/{task_id}/events", status_code=201)
+@router.post(
+    "/v1/executor/tasks/{task_id}/events", status_code=201, responses=error_responses(401, 409, 422)
+)
 def add_event(
     task_id: str, body: Event, executor: CurrentExecutor, platform: PlatformDep
 ) -> dict[str, int]:
@@ -267,10 +398,15 @@ def add_event(
         payload=body.payload,
         now=platform.clock(),
     )
+    platform.notifier.notify(task_key(task_id))
     return {"seq": seq}
 
 
-@router.put("/v1/executor/tasks/{task_id}/outputs/{slot}")
+@router.put(
+    "/v1/executor/tasks/{task_id}/outputs/{slot}",
+    responses=error_responses(401, 409, 413, 422),
+    openapi_extra=UPLOAD_BODY,
+)
 async def put_output(
     task_id: str, slot: str, request: Request, executor: CurrentExecutor, platform: PlatformDep
 ) -> dict[str, Any]:
@@ -281,16 +417,34 @@ async def put_output(
     return {"ciphertext_sha256": sha256, "size": size}
 
 
-@router.post("/v1/executor/tasks/{task_id}/finish")
+def _store_inline_output(platform: Platform, task_id: str, slot: str, meta: OutputMeta) -> None:
+    try:
+        ciphertext = b64d(meta.content or "")
+    except ValueError:
+        raise ApiError.invalid(f"output {slot!r}: content is not base64") from None
+    if len(ciphertext) > INLINE_BYTES or sha256_hex(ciphertext) != meta.ciphertext_sha256:
+        raise ApiError.invalid(f"output {slot!r}: inline content does not match its SHA-256")
+    with platform.blobs.writer(_output_key(task_id, slot)) as writer:
+        writer.write(ciphertext)
+
+
+@router.post("/v1/executor/tasks/{task_id}/finish", responses=error_responses(401, 409, 422))
 def finish(
     task_id: str, body: Finish, executor: CurrentExecutor, platform: PlatformDep
 ) -> dict[str, str]:
     task = _leased(platform, task_id, executor)
     now = platform.clock()
+    # Check every output before recording any, so a refused finish leaves nothing half-written.
+    for slot, meta in body.outputs.items():
+        spec = task.contract["outputs"].get(slot)
+        if spec is not None and meta.content is not None:
+            _store_inline_output(platform, task_id, slot, meta)
+        if spec is None or not platform.blobs.exists(_output_key(task_id, slot)):
+            raise ApiError.invalid(f"output {slot!r} was not uploaded")
+        if sorted(meta.joint_owners or []) != sorted(spec.get("joint_owners") or []):
+            raise ApiError.invalid(f"output {slot!r}: joint owners differ from the contract")
     for slot, meta in body.outputs.items():
         key = _output_key(task_id, slot)
-        if slot not in task.contract["outputs"] or not platform.blobs.exists(key):
-            raise ApiError.invalid(f"output {slot!r} was not uploaded")
         dataset_id = None
         if meta.joint_owners:
             dataset_id = uuid.uuid4().hex
@@ -337,4 +491,5 @@ def finish(
     )
     if not done:
         raise ApiError(409, "lease_lost", "lease lost before finish; the task will be retried")
+    platform.notifier.notify(task_key(task_id))
     return {"status": body.status}

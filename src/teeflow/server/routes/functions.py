@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 
 from teeflow.functions.registry import builtin_catalogue
 from teeflow.server.deps import CurrentUser, PlatformDep
-from teeflow.server.errors import ApiError
+from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.store import FunctionRecord
 
 router = APIRouter(prefix="/v1/functions", tags=["functions"])
@@ -46,14 +46,14 @@ def public_function(record: FunctionRecord) -> dict[str, Any]:
     }
 
 
-@router.get("")
+@router.get("", responses=error_responses(401))
 def list_functions(_: CurrentUser, platform: PlatformDep) -> list[dict[str, Any]]:
     builtins = [b.describe() for b in builtin_catalogue().values()]
     uploaded = [public_function(r) for r in platform.store.list_functions()]
     return sorted(builtins, key=lambda f: f["name"]) + uploaded
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=error_responses(401, 422))
 def upload_function(
     body: FunctionCreate, user: CurrentUser, platform: PlatformDep
 ) -> dict[str, Any]:

@@ -8,9 +8,11 @@ The enclave re-checks every approval itself: a row edited to "approved" gets it 
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -19,12 +21,15 @@ from teeflow.enclave.checks import FUNCTION_SLOT
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
 from teeflow.server.app import Platform
 from teeflow.server.contracts import Proposal, build_contract
-from teeflow.server.deps import CurrentUser, PlatformDep
-from teeflow.server.errors import ApiError
-from teeflow.server.routes._streams import send_blob
+from teeflow.server.deps import MAX_SEQUENCE, CurrentUser, PlatformDep
+from teeflow.server.errors import ApiError, error_responses
+from teeflow.server.notify import QUEUE, task_key, wait_for
+from teeflow.server.routes._streams import BLOB_RESPONSE, send_blob
 from teeflow.server.store import AuditEntry, Conflict, TaskRecord, UserRecord
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+WRAPPED_KEY_HEADER = "X-Teeflow-Wrapped-Key"
 
 
 class Approval(BaseModel):
@@ -48,6 +53,7 @@ def task_public(platform: Platform, task: TaskRecord) -> dict[str, Any]:
         "pending": sorted(set(task.participants) - {a.username for a in approvals}),
         "failure_reason": task.failure_reason,
         "attempts": task.attempts,
+        "receipt": task.receipt,
         "created_at": task.created_at.isoformat(),
         "updated_at": task.updated_at.isoformat(),
     }
@@ -64,7 +70,7 @@ def _audit(user: UserRecord, action: str, task_id: str, **details: Any) -> Audit
     return AuditEntry(actor=user.username, action=action, subject=task_id, details=details)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=error_responses(401, 422, 503))
 def propose(body: Proposal, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
     contract = build_contract(platform, body, creator=user.username)
     chash = contract_hash(contract)
@@ -80,14 +86,52 @@ def propose(body: Proposal, user: CurrentUser, platform: PlatformDep) -> dict[st
     return task_public(platform, task)
 
 
-@router.get("")
+@router.get("", responses=error_responses(401))
 def list_tasks(user: CurrentUser, platform: PlatformDep) -> list[dict[str, Any]]:
     return [task_public(platform, t) for t in platform.store.list_tasks(participant=user.username)]
 
 
-@router.get("/{task_id}")
-def show(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
-    return task_public(platform, task_for(platform, task_id, user))
+MAX_WAIT_SECONDS = 30.0
+
+
+@router.get("/{task_id}", responses=error_responses(401, 404, 422))
+async def show(
+    task_id: str,
+    user: CurrentUser,
+    platform: PlatformDep,
+    wait: float = Query(0.0, ge=0.0, le=MAX_WAIT_SECONDS, description="long-poll up to seconds"),
+    status: str | None = Query(None, description="with wait: return once the status differs"),
+    events_after: int | None = Query(
+        None,
+        ge=0,
+        le=MAX_SEQUENCE,
+        description="with wait: return once an event after this seq is addressed to you",
+    ),
+) -> dict[str, Any]:
+    """The task. With ``wait``, held until its status differs from ``status``, an event after
+    ``events_after`` arrives for the caller, or ``wait`` seconds pass; then returned as it is."""
+
+    def current() -> tuple[dict[str, Any], bool]:
+        public = task_public(platform, task_for(platform, task_id, user))
+        changed = status is None or public["status"] != status
+        if events_after is not None and not changed:
+            changed = bool(
+                platform.store.list_events(
+                    task_id=task_id, recipient=user.username, after_seq=events_after
+                )
+            )
+        return public, changed
+
+    if wait <= 0:
+        return (await run_in_threadpool(current))[0]
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    while True:
+        with platform.notifier.subscribe(task_key(task_id)) as woken:
+            public, changed = await run_in_threadpool(current)
+            remaining = deadline - loop.time()
+            if changed or remaining <= 0 or not await wait_for(woken, remaining):
+                return public
 
 
 def _expected_slots(contract: dict[str, Any], username: str) -> set[str]:
@@ -102,7 +146,7 @@ def _expected_slots(contract: dict[str, Any], username: str) -> set[str]:
     return slots
 
 
-@router.post("/{task_id}/approve")
+@router.post("/{task_id}/approve", responses=error_responses(401, 404, 409, 422))
 def approve(
     task_id: str, body: Approval, user: CurrentUser, platform: PlatformDep
 ) -> dict[str, Any]:
@@ -148,10 +192,11 @@ def approve(
                 actor="control-plane", action="task.approved", subject=task_id, details={}
             ),
         )
+    platform.notifier.notify(task_key(task_id))
     return task_public(platform, task_for(platform, task_id, user))
 
 
-@router.post("/{task_id}/reject")
+@router.post("/{task_id}/reject", responses=error_responses(401, 404, 409, 422))
 def reject(
     task_id: str, body: Rejection, user: CurrentUser, platform: PlatformDep
 ) -> dict[str, Any]:
@@ -178,12 +223,13 @@ def reject(
         failure_reason=f"rejected by {user.username}: {body.reason}".strip(": "),
         audit=_audit(user, "task.reject", task_id, reason=body.reason),
     )
+    platform.notifier.notify(task_key(task_id))
     if done is None:
         raise ApiError.conflict(f"task is {task.status}; only a proposed task can be rejected")
     return task_public(platform, done)
 
 
-@router.post("/{task_id}/run")
+@router.post("/{task_id}/run", responses=error_responses(401, 403, 404, 409, 422))
 def run(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
     task = task_for(platform, task_id, user)
     if task.creator != user.username:
@@ -195,6 +241,7 @@ def run(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, Any
         now=platform.clock(),
         audit=_audit(user, "task.run", task_id),
     )
+    platform.notifier.notify(task_key(task_id), QUEUE)
     if done is None:
         raise ApiError.conflict(
             f"task is {task.status}; it runs only once every participant approved "
@@ -203,7 +250,7 @@ def run(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, Any
     return task_public(platform, done)
 
 
-@router.post("/{task_id}/cancel")
+@router.post("/{task_id}/cancel", responses=error_responses(401, 403, 404, 409, 422))
 def cancel(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
     task = task_for(platform, task_id, user)
     if task.creator != user.username:
@@ -215,12 +262,13 @@ def cancel(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, 
         now=platform.clock(),
         audit=_audit(user, "task.cancel", task_id),
     )
+    platform.notifier.notify(task_key(task_id))
     if done is None:
         raise ApiError.conflict(f"task is {task.status} and can no longer be canceled")
     return task_public(platform, done)
 
 
-@router.get("/{task_id}/outputs")
+@router.get("/{task_id}/outputs", responses=error_responses(401, 404, 422))
 def outputs(task_id: str, user: CurrentUser, platform: PlatformDep) -> list[dict[str, Any]]:
     task_for(platform, task_id, user)
     return [
@@ -247,15 +295,25 @@ def _output_for(platform: Platform, task_id: str, slot: str, user: UserRecord) -
     raise ApiError.not_found(f"output {slot!r}")
 
 
-@router.get("/{task_id}/outputs/{slot}/content")
+@router.get(
+    "/{task_id}/outputs/{slot}/content",
+    response_class=Response,
+    responses={**BLOB_RESPONSE, **error_responses(401, 403, 404, 422)},
+)
 def output_content(
     task_id: str, slot: str, user: CurrentUser, platform: PlatformDep
 ) -> StreamingResponse:
     output = _output_for(platform, task_id, slot, user)
-    return send_blob(platform, output.blob_key, filename=f"{task_id}-{slot}.sealed")
+    # The caller's wrapped key rides along, saving a round trip; it opens only for the caller.
+    return send_blob(
+        platform,
+        output.blob_key,
+        filename=f"{task_id}-{slot}.sealed",
+        headers={WRAPPED_KEY_HEADER: output.wrapped_keys[user.username]},
+    )
 
 
-@router.get("/{task_id}/outputs/{slot}/key")
+@router.get("/{task_id}/outputs/{slot}/key", responses=error_responses(401, 403, 404, 422))
 def output_key(task_id: str, slot: str, user: CurrentUser, platform: PlatformDep) -> dict[str, str]:
     output = _output_for(platform, task_id, slot, user)
     return {
@@ -264,7 +322,7 @@ def output_key(task_id: str, slot: str, user: CurrentUser, platform: PlatformDep
     }
 
 
-@router.get("/{task_id}/receipt")
+@router.get("/{task_id}/receipt", responses=error_responses(401, 404, 409, 422))
 def receipt(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
     task = task_for(platform, task_id, user)
     if task.receipt is None:
@@ -272,9 +330,12 @@ def receipt(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str,
     return task.receipt
 
 
-@router.get("/{task_id}/events")
+@router.get("/{task_id}/events", responses=error_responses(401, 404, 422))
 def events(
-    task_id: str, user: CurrentUser, platform: PlatformDep, after: int = 0
+    task_id: str,
+    user: CurrentUser,
+    platform: PlatformDep,
+    after: int = Query(0, ge=0, le=MAX_SEQUENCE),
 ) -> list[dict[str, Any]]:
     task_for(platform, task_id, user)
     return [

@@ -86,6 +86,17 @@ class AccountsMixin(StoreBase):
                 return None
             return row.username, row.expires_at
 
+    def user_for_token(self, token_hash: str) -> tuple[UserRecord, datetime] | None:
+        """``(user, token expiry)`` in one query (every request authenticates); None if the
+        token is unknown or revoked. The caller checks expiry."""
+        with self._read() as session:
+            found = session.execute(
+                select(UserRow, TokenRow.expires_at)
+                .join(TokenRow, TokenRow.username == UserRow.username)
+                .where(TokenRow.token_hash == token_hash, TokenRow.revoked.is_(False))
+            ).first()
+            return (_user(found[0]), found[1]) if found else None
+
     def revoke_token(self, token_hash: str) -> None:
         """Revoke a token; revoking an unknown or already revoked token does nothing."""
         with self._write() as session:

@@ -1,0 +1,301 @@
+"""P1 and P6: the same Paddle training run plainly and as a teeflow task through the whole platform.
+
+For each workload, the same model, data, seed and epochs run (a) as a plain Paddle script in its
+own process (bench/plain_baselines.py's independent training code) and (b) as a teeflow task: two
+hospitals seal and upload their data, the creator proposes, every participant approves (signing and
+wrapping keys to the attested enclave), the task runs in a fresh sim-enclave executor process, and
+the recipient downloads and decrypts the model and metrics. Runs alternate plain / teeflow so a
+change in machine load hits both; figures are medians over ``--repeats``.
+
+Split of the teeflow time (seconds, medians):
+- function: the built-in inside the enclave (the executor's phase timer), checkpoints excluded;
+- crypto: enclave signature checks, input decryption, output / checkpoint / event sealing, plus the
+  members' own sealing of inputs and unsealing of outputs (timed on the same bytes);
+- scheduling: everything else: HTTP, database, blob store, approvals, queueing, uploads.
+
+P6 is the executor process's peak RSS (VmHWM) over the plain script's.
+
+    .venv/bin/python bench/bench_training.py [--repeats 3] [--cnn-epochs 30] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from _report import Figure, write_json
+
+BENCH = Path(__file__).resolve().parent
+SEED = 0
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    title: str
+    builtin: str
+    args: dict[str, Any]
+    outputs: tuple[str, ...] = ("model", "metrics")
+    files: dict[str, bytes] = field(default_factory=dict)
+
+
+def workloads(cnn_epochs: int, mlp_epochs: int) -> list[Workload]:
+    from teeflow.functions.datasets import breast_cancer_hospitals, digits_hospitals
+
+    bc = breast_cancer_hospitals()
+    dg = digits_hospitals()
+    return [
+        Workload(
+            "mlp",
+            f"tabular MLP, breast cancer, 2 hospitals, {mlp_epochs} epochs",
+            "tabular-train",
+            {
+                "label_column": "malignant",
+                "id_column": "patient_id",
+                "model": "mlp",
+                "hidden": [32],
+                "epochs": mlp_epochs,
+                "batch_size": 32,
+                "learning_rate": 0.01,
+                "seed": SEED,
+            },
+            files={"hospital_a": bc["hospital_a.csv"], "hospital_b": bc["hospital_b.csv"]},
+        ),
+        Workload(
+            "cnn",
+            f"CNN, digits images, 2 hospitals, {cnn_epochs} epochs",
+            "image-classify-train",
+            {
+                "model": "cnn",
+                "epochs": cnn_epochs,
+                "batch_size": 64,
+                "learning_rate": 1e-3,
+                "seed": SEED,
+            },
+            files={"hospital_a": dg["hospital_a.npz"], "hospital_b": dg["hospital_b.npz"]},
+        ),
+    ]
+
+
+# ------------------------------------------------------------------------------------- plain
+
+
+def vm_hwm_kib(pid: int | str = "self") -> int:
+    """Peak resident set of a process (VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/<pid>/status")
+
+
+def plain_worker(key: str, cnn_epochs: int, mlp_epochs: int) -> None:
+    """Child process: run the plain Paddle script for one workload, print JSON."""
+    warnings.filterwarnings("ignore")
+    import pandas as pd
+
+    from plain_baselines import plain_digits, plain_tabular
+
+    work = {w.key: w for w in workloads(cnn_epochs, mlp_epochs)}[key]
+    start = time.perf_counter()
+    if key == "mlp":
+        pooled = pd.concat(
+            [pd.read_csv(io.BytesIO(b)) for b in work.files.values()], ignore_index=True
+        )
+        metrics = plain_tabular(
+            pooled,
+            label="malignant",
+            id_col="patient_id",
+            hidden=[32],
+            epochs=mlp_epochs,
+            bs=32,
+            lr=0.01,
+        )
+    else:
+        metrics = plain_digits(list(work.files.values()), epochs=cnn_epochs, bs=64, lr=1e-3)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"seconds": seconds, "rss_kib": vm_hwm_kib(), "metrics": metrics}))
+
+
+def run_plain(key: str, cnn_epochs: int, mlp_epochs: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--plain-worker",
+            key,
+            "--cnn-epochs",
+            str(cnn_epochs),
+            "--mlp-epochs",
+            str(mlp_epochs),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=BENCH,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+# ------------------------------------------------------------------------------------ teeflow
+
+
+def _timings(log: Path, task_id: str) -> dict[str, float]:
+    pattern = re.compile(rf"task {task_id} (\w+); timings (\{{.*\}})")
+    for line in log.read_text(errors="replace").splitlines():
+        match = pattern.search(line)
+        if match:
+            timings: dict[str, float] = json.loads(match.group(2))
+            return timings
+    raise RuntimeError(f"the executor logged no timings for task {task_id}")
+
+
+def run_teeflow(work: Workload) -> dict[str, Any]:
+    from bench_task_latency import _member
+    from teeflow.attestation import Policy, SimQuotingKey, sim_measurement
+    from teeflow.crypto import DataKey, seal_bytes, unseal_bytes
+    from teeflow.server.launcher import LocalPlatform
+
+    root = Path(tempfile.mkdtemp(prefix="teeflow-bench-train-"))
+    with LocalPlatform(root / "platform", executors=1) as platform:
+        quoting = SimQuotingKey.load_or_create(platform.data_dir / "platform")
+        policy = Policy(
+            allowed_tees=frozenset({"sim"}),
+            allow_simulated=True,
+            sim_quoting_keys=frozenset({quoting.public_key_hex}),
+            allowed_measurements=frozenset({sim_measurement()}),
+        )
+        owners = {slot: _member(platform, root, slot, policy) for slot in work.files}
+        creator = _member(platform, root, "researcher", policy)
+        members = [*owners.values(), creator]
+        try:
+            start = time.perf_counter()
+            datasets = {
+                slot: owners[slot].upload_dataset(data, name=f"{slot}.bin", kind="table")
+                for slot, data in work.files.items()
+            }
+            task = creator.propose(
+                work.builtin,
+                inputs={slot: d["id"] for slot, d in datasets.items()},
+                outputs={slot: {"recipients": ["researcher"]} for slot in work.outputs},
+                arguments=work.args,
+            )
+            for member in members:
+                member.approve(task["id"])
+            creator.run(task["id"])
+            done = creator.wait(task["id"], timeout=3600)
+            if done["status"] != "succeeded":
+                raise RuntimeError(f"task failed: {done['failure_reason']}")
+            outputs = {slot: creator.output(task["id"], slot) for slot in work.outputs}
+            total = time.perf_counter() - start
+            rss_kib = vm_hwm_kib(platform.executors[0].pid)
+            enclave = _timings(platform.data_dir / "logs" / "executor-0.log", task["id"])
+        finally:
+            for member in members:
+                member.close()
+
+    # The members' own crypto, timed again on the same bytes (the client does not split it out).
+    key = DataKey.generate()
+    member_crypto = 0.0
+    for data in work.files.values():
+        began = time.perf_counter()
+        seal_bytes(data, key)
+        member_crypto += time.perf_counter() - began
+    for data in outputs.values():
+        assert isinstance(data, bytes)
+        sealed = seal_bytes(data, key)
+        began = time.perf_counter()
+        unseal_bytes(sealed, key)
+        member_crypto += time.perf_counter() - began
+    function = enclave.get("function", 0.0)
+    crypto = enclave.get("crypto", 0.0) + enclave.get("checks", 0.0) + member_crypto
+    metrics = json.loads(outputs["metrics"]) if "metrics" in outputs else {}
+    return {
+        "seconds": total,
+        "function": function,
+        "crypto": crypto,
+        "scheduling": total - function - crypto,
+        "rss_kib": rss_kib,
+        "metrics": metrics,
+    }
+
+
+# --------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cnn-epochs", type=int, default=30)
+    parser.add_argument("--mlp-epochs", type=int, default=200)
+    parser.add_argument("--only", choices=["cnn", "mlp"], default=None)
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--plain-worker", choices=["cnn", "mlp"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plain_worker:
+        plain_worker(args.plain_worker, args.cnn_epochs, args.mlp_epochs)
+        return
+
+    figures: list[Figure] = []
+    for work in workloads(args.cnn_epochs, args.mlp_epochs):
+        if args.only and work.key != args.only:
+            continue
+        plain_runs, tee_runs = [], []
+        for _ in range(args.repeats):
+            plain_runs.append(run_plain(work.key, args.cnn_epochs, args.mlp_epochs))
+            tee_runs.append(run_teeflow(work))
+
+        def med(runs: list[dict[str, Any]], name: str) -> float:
+            return float(statistics.median(r[name] for r in runs))
+
+        plain_s, tee_s = med(plain_runs, "seconds"), med(tee_runs, "seconds")
+        split = ", ".join(
+            f"{part} {med(tee_runs, part):.2f} s" for part in ("function", "crypto", "scheduling")
+        )
+        figures.append(
+            Figure(
+                id=f"P1-{work.key}",
+                name=f"training time: {work.title}",
+                plain=plain_s,
+                teeflow=tee_s,
+                unit="s",
+                target="<= 1.05",
+                note=f"teeflow split: {split}; {args.repeats} runs each",
+            )
+        )
+        figures.append(
+            Figure(
+                id=f"P6-{work.key}",
+                name=f"peak RSS while training: {work.title}",
+                plain=med(plain_runs, "rss_kib") / 1024,
+                teeflow=med(tee_runs, "rss_kib") / 1024,
+                unit="MiB",
+                target="<= 1.15",
+                note="executor process VmHWM vs the plain script's",
+            )
+        )
+        print(f"{work.title}: plain metrics {plain_runs[-1]['metrics']}", flush=True)
+        print(f"{work.title}: teeflow metrics {tee_runs[-1]['metrics'].get('test')}", flush=True)
+
+    for f in figures:
+        ratio = f"{f.ratio:.3f}" if f.ratio is not None else "-"
+        print(
+            f"{f.id:8} {f.name:60} plain {f.plain:9.2f} {f.unit:3} teeflow {f.teeflow:9.2f} "
+            f"{f.unit:3} ratio {ratio} (target {f.target}) {f.note}"
+        )
+    write_json(figures, args.json)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""``image-serve``: an online inference session over an ``image-classify-train`` model.
+
+Input: ``model`` only. The enclave loads the model once and answers each requester's sealed
+requests (see enclave/session.py) until the session is canceled or reaches a limit. Output:
+``usage``, written by the enclave when the session ends (request counts, never contents).
+
+A request is what ``image-classify-predict`` takes as ``images``: a ``.npz`` with ``images`` (or
+``test_images``), or a zip of PNG/JPEG/DICOM files. The answer is
+``{"predictions": [{"index": i, "name": …, "predicted": class, "p_<class>": p, ...}, ...]}``: the
+rows ``image-classify-predict`` writes for those images.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from teeflow.functions.api import Context, FunctionError
+from teeflow.functions.builtins.image_predict import ImageModel
+from teeflow.functions.dl.args import check_known
+from teeflow.functions.dl.images import load_unlabelled
+
+ARGUMENTS = {
+    "requesters": "participants who may send requests (required)",
+    "max_requests": "requests the session answers before it ends (default 100000)",
+    "max_seconds": "seconds the session serves before it ends (default 3600)",
+}
+
+
+def run(ctx: Context) -> None:
+    raise FunctionError(
+        "image-serve runs as an inference session: run the task and send it requests "
+        "(Client.open_session(...).request)"
+    )
+
+
+def open_session(ctx: Context) -> ImagePredictor:
+    """Check the arguments and load the model once (see functions/serving.py)."""
+    check_known(ctx, ARGUMENTS)
+    if set(ctx.inputs) != {"model"}:
+        raise FunctionError("image-serve takes exactly one input, the slot 'model'")
+    return ImagePredictor(ImageModel(ctx.inputs["model"].read_bytes()))
+
+
+class ImagePredictor:
+    """Classifies the images of one request with the model it holds."""
+
+    def __init__(self, model: ImageModel) -> None:
+        self.model = model
+
+    def predict(self, request: bytes) -> dict[str, Any]:
+        images, names = load_unlabelled(request, what="the request")
+        table = self.model.classify(images, names)
+        return {"predictions": table.to_dict("records")}
