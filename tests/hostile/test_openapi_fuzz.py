@@ -42,9 +42,12 @@ class Fuzzed:
 
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
-    # Short leases cap the executor long-poll (half a lease), so fuzzed `wait`s stay short.
+    # Long-polls are held at most half a second, so fuzzed `wait`s stay short.
     with open_api(
-        tmp_path_factory.mktemp("fuzz"), max_upload_bytes=1 << 16, lease_seconds=0.5
+        tmp_path_factory.mktemp("fuzz"),
+        max_upload_bytes=1 << 16,
+        lease_seconds=0.5,
+        max_wait_seconds=0.5,
     ) as api:
         alice = api.member("alice")
         executor_token = api.register_executor()

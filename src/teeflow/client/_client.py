@@ -365,14 +365,14 @@ class Client:
         """Block until the task ends (long-polling the control plane); report events on the way."""
         deadline = time.monotonic() + timeout
         seen = 0
-        status: str | None = None
         while True:
-            params: dict[str, Any] = {}
-            if status is not None:
-                params = {"wait": min(max(deadline - time.monotonic(), 0.0), _LONG_POLL_SECONDS)}
-                params["status"] = status
-                if on_event is not None:
-                    params["events_after"] = seen
+            # Held by the control plane until the task ends or (with on_event) an event arrives.
+            params: dict[str, Any] = {
+                "wait": min(max(deadline - time.monotonic(), 0.0), _LONG_POLL_SECONDS),
+                "until_done": True,
+            }
+            if on_event is not None:
+                params["events_after"] = seen
             task: dict[str, Any] = self._call("GET", f"/v1/tasks/{task_id}", params=params)
             status = task["status"]
             if on_event is not None:

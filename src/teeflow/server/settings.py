@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     """Leases of one task before it is failed (each expired lease means an executor died)."""
     login_failures_allowed: int = Field(default=5, gt=0)
     login_window_seconds: int = Field(default=300, gt=0)
+    max_wait_seconds: float = Field(default=30.0, ge=0)
+    """Longest a long-poll (task wait, lease, inference answer) is held; keep it under the idle
+    timeout of any proxy in front of the control plane."""
     stale_upload_seconds: float = Field(default=3600.0, ge=0)
     """At start, temporary files of uploads untouched this long are deleted (a crash left them).
     0 suits one control plane alone; several sharing a blob directory need the margin."""

@@ -92,6 +92,7 @@ def list_tasks(user: CurrentUser, platform: PlatformDep) -> list[dict[str, Any]]
 
 
 MAX_WAIT_SECONDS = 30.0
+TERMINAL_STATES = frozenset({"succeeded", "failed", "canceled", "rejected"})
 
 
 @router.get("/{task_id}", responses=error_responses(401, 404, 422))
@@ -101,6 +102,9 @@ async def show(
     platform: PlatformDep,
     wait: float = Query(0.0, ge=0.0, le=MAX_WAIT_SECONDS, description="long-poll up to seconds"),
     status: str | None = Query(None, description="with wait: return once the status differs"),
+    until_done: bool = Query(
+        False, description="with wait: return once the task has ended (succeeded, failed, ...)"
+    ),
     events_after: int | None = Query(
         None,
         ge=0,
@@ -113,7 +117,10 @@ async def show(
 
     def current() -> tuple[dict[str, Any], bool]:
         public = task_public(platform, task_for(platform, task_id, user))
-        changed = status is None or public["status"] != status
+        if until_done:
+            changed = public["status"] in TERMINAL_STATES
+        else:
+            changed = status is None or public["status"] != status
         if events_after is not None and not changed:
             changed = bool(
                 platform.store.list_events(
@@ -125,7 +132,7 @@ async def show(
     if wait <= 0:
         return (await run_in_threadpool(current))[0]
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + wait
+    deadline = loop.time() + min(wait, platform.settings.max_wait_seconds)
     while True:
         with platform.notifier.subscribe(task_key(task_id)) as woken:
             public, changed = await run_in_threadpool(current)
