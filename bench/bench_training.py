@@ -15,7 +15,8 @@ Split of the teeflow time (seconds, medians):
 
 P6 is the executor process's peak RSS (VmHWM) over the plain script's.
 
-    .venv/bin/python bench/bench_training.py [--repeats 3] [--cnn-epochs 30] [--json PATH]
+    .venv/bin/python bench/bench_training.py [--repeats 3] [--cnn-epochs 40] [--mlp-epochs 2000]
+        [--only cnn|mlp] [--json PATH]
 """
 
 from __future__ import annotations
@@ -237,8 +238,8 @@ def run_teeflow(work: Workload) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--cnn-epochs", type=int, default=30)
-    parser.add_argument("--mlp-epochs", type=int, default=200)
+    parser.add_argument("--cnn-epochs", type=int, default=40)
+    parser.add_argument("--mlp-epochs", type=int, default=2000)
     parser.add_argument("--only", choices=["cnn", "mlp"], default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plain-worker", choices=["cnn", "mlp"], help=argparse.SUPPRESS)

@@ -13,22 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
 
+from postgres_admin import POSTGRES_ENV, admin_execute
 from teeflow.server.store import Store
-
-POSTGRES_ENV = "TEEFLOW_TEST_POSTGRES_URL"
-
-
-def _admin_execute(admin_url: URL, *statements: str) -> None:
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            for statement in statements:
-                connection.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture(scope="session")
@@ -47,12 +35,12 @@ def postgres_url(postgres_admin_url: URL) -> Iterator[str]:
     its migrations see nothing else (a schema is much cheaper than a database per test).
     """
     schema = f"teeflow_t_{uuid.uuid4().hex[:12]}"
-    _admin_execute(postgres_admin_url, f'CREATE SCHEMA "{schema}"')
+    admin_execute(postgres_admin_url, f'CREATE SCHEMA "{schema}"')
     try:
         url = postgres_admin_url.update_query_dict({"options": f"-csearch_path={schema}"})
         yield url.render_as_string(hide_password=False)
     finally:
-        _admin_execute(postgres_admin_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin_execute(postgres_admin_url, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

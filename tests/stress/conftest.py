@@ -18,15 +18,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import make_url
 
 from e2e.conftest import PASSWORD, member_policy
+from postgres_admin import POSTGRES_ENV, admin_execute
 from teeflow.client import Client, MemberHome, MemberKeys
 from teeflow.crypto import PrivateKey, SigningKey
 from teeflow.server.launcher import LocalPlatform
-
-POSTGRES_ENV = "TEEFLOW_TEST_POSTGRES_URL"
 
 # uvicorn's access log: 127.0.0.1:PORT - "GET /v1/tasks/ab12 HTTP/1.1" 200 OK
 _ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3})')
@@ -101,16 +99,6 @@ def sqlite_row(platform: LocalPlatform, query: str, *args: object) -> tuple[obje
         return row
 
 
-def _admin_execute(admin_url: URL, *statements: str) -> None:
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as connection:
-            for statement in statements:
-                connection.exec_driver_sql(statement)
-    finally:
-        engine.dispose()
-
-
 @pytest.fixture
 def postgres_database_url() -> Iterator[str]:
     """A SQLAlchemy URL of a fresh, empty schema in the configured PostgreSQL, dropped after.
@@ -123,9 +111,9 @@ def postgres_database_url() -> Iterator[str]:
         pytest.skip(f"PostgreSQL not configured: set {POSTGRES_ENV} (.ci/run does this)")
     admin = make_url(raw)
     schema = f"teeflow_s_{uuid.uuid4().hex[:12]}"
-    _admin_execute(admin, f'CREATE SCHEMA "{schema}"')
+    admin_execute(admin, f'CREATE SCHEMA "{schema}"')
     try:
         url = admin.update_query_dict({"options": f"-csearch_path={schema}"})
         yield url.render_as_string(hide_password=False)
     finally:
-        _admin_execute(admin, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin_execute(admin, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -250,7 +250,9 @@ class EnclaveRuntime:
                 }
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-        receipt = self._receipt(contract, chash, input_hashes, sealed, "succeeded", "", now)
+        receipt = self.receipt(
+            contract, chash, input_hashes, sealed, status="succeeded", reason="", now=now
+        )
         return ExecutionResult("succeeded", sealed, receipt, "")
 
     # -- inputs -----------------------------------------------------------------------------
@@ -463,18 +465,20 @@ class EnclaveRuntime:
             ciphertext, sha256_hex(ciphertext), wrapped, list(joint) if joint else None
         )
 
-    def _receipt(
+    def receipt(
         self,
         contract: Mapping[str, Any],
         chash: str,
         inputs: Mapping[str, str],
         outputs: Mapping[str, SealedOutput],
+        *,
         status: str,
         reason: str,
         now: datetime,
         extra: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """The signed receipt; ``extra`` adds fields (an inference session's request counts)."""
+        """A receipt signed with the enclave key, binding contract, inputs and outputs; ``extra``
+        adds fields (an inference session's request counts)."""
         body = {
             "version": 1,
             "task_id": contract.get("task_id", ""),
@@ -499,21 +503,6 @@ class EnclaveRuntime:
         }
         return sign_receipt(body, self.identity.signing_key)
 
-    def receipt(
-        self,
-        contract: Mapping[str, Any],
-        chash: str,
-        inputs: Mapping[str, str],
-        outputs: Mapping[str, SealedOutput],
-        *,
-        status: str,
-        reason: str,
-        now: datetime,
-        extra: Mapping[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        """A receipt signed with the enclave key, binding contract, inputs and outputs."""
-        return self._receipt(contract, chash, inputs, outputs, status, reason, now, extra)
-
     def failed(
         self,
         contract: Mapping[str, Any],
@@ -534,7 +523,7 @@ class EnclaveRuntime:
         reason: str,
         now: datetime,
     ) -> ExecutionResult:
-        receipt = self._receipt(contract, chash, inputs, {}, "failed", reason, now)
+        receipt = self.receipt(contract, chash, inputs, {}, status="failed", reason=reason, now=now)
         return ExecutionResult("failed", {}, receipt, reason)
 
 
