@@ -301,7 +301,7 @@ def main() -> None:
     if args.quick:
         args.rows, args.requests = 100_000, 200
     warnings.filterwarnings("ignore")
-    from teeflow.attestation import Policy, SimQuotingKey, sim_measurement
+    from bench_task_latency import sim_policy
     from teeflow.client import Client, MemberHome, MemberKeys
     from teeflow.crypto import PrivateKey, SigningKey
     from teeflow.server.launcher import LocalPlatform
@@ -315,13 +315,7 @@ def main() -> None:
 
     root = Path(tempfile.mkdtemp(prefix="teeflow-bench-inference-"))
     with LocalPlatform(root / "platform", executors=1) as platform:
-        quoting = SimQuotingKey.load_or_create(platform.data_dir / "platform")
-        policy = Policy(
-            allowed_tees=frozenset({"sim"}),
-            allow_simulated=True,
-            sim_quoting_keys=frozenset({quoting.public_key_hex}),
-            allowed_measurements=frozenset({sim_measurement()}),
-        )
+        policy = sim_policy(platform)
         keys = MemberKeys(SigningKey.generate(), PrivateKey.generate())
         owner = Client(platform.url, keys=keys, home=MemberHome(root / "owner"), policy=policy)
         with owner:

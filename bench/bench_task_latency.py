@@ -36,7 +36,8 @@ def _member(platform: LocalPlatform, root: Path, name: str, policy: Policy) -> C
     return client
 
 
-def _policy(platform: LocalPlatform) -> Policy:
+def sim_policy(platform: LocalPlatform) -> Policy:
+    """A member policy that trusts this platform's simulated TEE at the current measurement."""
     quoting = SimQuotingKey.load_or_create(platform.data_dir / "platform")
     return Policy(
         allowed_tees=frozenset({"sim"}),
@@ -54,7 +55,7 @@ def _percentile(values: list[float], q: float) -> float:
 def measure(executors: int, runs: int, tasks: int) -> dict[str, float]:
     root = Path(tempfile.mkdtemp(prefix="teeflow-bench-"))
     with LocalPlatform(root / "platform", executors=executors) as platform:
-        policy = _policy(platform)
+        policy = sim_policy(platform)
         creator, owner = (_member(platform, root, n, policy) for n in ("creator", "owner"))
         try:
             dataset = owner.upload_dataset(b"id,amount\nu1,1\n", name="tiny.csv", kind="table")

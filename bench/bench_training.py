@@ -163,20 +163,13 @@ def _timings(log: Path, task_id: str) -> dict[str, float]:
 
 
 def run_teeflow(work: Workload) -> dict[str, Any]:
-    from bench_task_latency import _member
-    from teeflow.attestation import Policy, SimQuotingKey, sim_measurement
+    from bench_task_latency import _member, sim_policy
     from teeflow.crypto import DataKey, seal_bytes, unseal_bytes
     from teeflow.server.launcher import LocalPlatform
 
     root = Path(tempfile.mkdtemp(prefix="teeflow-bench-train-"))
     with LocalPlatform(root / "platform", executors=1) as platform:
-        quoting = SimQuotingKey.load_or_create(platform.data_dir / "platform")
-        policy = Policy(
-            allowed_tees=frozenset({"sim"}),
-            allow_simulated=True,
-            sim_quoting_keys=frozenset({quoting.public_key_hex}),
-            allowed_measurements=frozenset({sim_measurement()}),
-        )
+        policy = sim_policy(platform)
         owners = {slot: _member(platform, root, slot, policy) for slot in work.files}
         creator = _member(platform, root, "researcher", policy)
         members = [*owners.values(), creator]
