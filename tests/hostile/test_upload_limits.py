@@ -130,3 +130,46 @@ def test_oversized_executor_uploads_are_413_and_store_nothing(
     assert _files(api.data_dir / "blobs") == before
     assert not [p for p in before if task_id in str(p)]  # no output, no checkpoint
     assert checkpoint.status_code == 204
+
+
+JSON_LIMIT = 8192
+
+
+@pytest.fixture(scope="module")
+def json_small(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Api, Member]]:
+    with open_api(
+        tmp_path_factory.mktemp("json-limits"), max_json_bytes=JSON_LIMIT, max_upload_bytes=1 << 20
+    ) as api:
+        yield api, api.member("alice")
+
+
+@pytest.mark.parametrize("how", ["content-length", "chunked"])
+def test_oversized_json_body_is_413_and_creates_nothing(
+    json_small: tuple[Api, Member], how: str
+) -> None:
+    _, alice = json_small
+    body = b'{"name": "huge", "kind": "table", "description": "' + b"x" * JSON_LIMIT + b'"}'
+    before = alice.http.get("/v1/datasets").json()
+
+    response = alice.http.post(
+        "/v1/datasets",
+        content=_as_sent(body, how),
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "too_large"
+    assert "TEEFLOW_MAX_JSON_BYTES" in response.json()["error"]["message"]
+    assert alice.http.get("/v1/datasets").json() == before
+
+
+def test_json_limit_leaves_small_bodies_and_streamed_uploads_alone(
+    json_small: tuple[Api, Member],
+) -> None:
+    _, alice = json_small
+    dataset = _create(alice, "table")  # a small JSON body passes
+
+    ciphertext = b"y" * (4 * JSON_LIMIT)  # over the JSON limit, under the upload limit
+    response = alice.http.put(f"/v1/datasets/{dataset['id']}/content", content=ciphertext)
+
+    assert response.status_code == 200, response.text

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from fastapi import FastAPI
 
 from teeflow.server.blobs import BlobStore, open_blob_store
+from teeflow.server.body_limit import JsonBodyLimit
 from teeflow.server.errors import install_error_handlers
 from teeflow.server.notify import Notifier
 from teeflow.server.relay import SessionRelay
@@ -68,6 +69,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         summary="Untrusted control plane: it stores ciphertext, wrapped keys and signatures only.",
     )
     app.state.platform = platform
+    app.add_middleware(JsonBodyLimit, limit=settings.max_json_bytes)
     install_error_handlers(app)
     for module in (accounts, datasets, functions, tasks, sessions, executors):
         app.include_router(module.router)

@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     """SQLAlchemy URL; default: SQLite in the data directory."""
     token_ttl_seconds: int = Field(default=12 * 3600, gt=0)
     max_upload_bytes: int = Field(default=8 << 30, gt=0)
+    max_json_bytes: int = Field(default=32 << 20, gt=0)
+    """Largest body of a request that is not a streamed upload (JSON read whole into memory)."""
     lease_seconds: float = Field(default=15.0, gt=0)
     max_attempts: int = Field(default=5, gt=0)
     """Leases of one task before it is failed (each expired lease means an executor died)."""
