@@ -22,6 +22,7 @@ EXPECTED = {
     "hpke_open",
     "hpke_seal",
     "key_wrap_info",
+    "read_or_create_secret",
     "seal_bytes",
     "seal_stream",
     "sha256_hex",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import stat
 from datetime import datetime, timedelta
 from importlib import metadata
@@ -19,7 +18,15 @@ from typing import Any
 from teeflow.attestation._errors import AttestationError
 from teeflow.attestation._model import REPORT_DATA_SIZE, Claims, Evidence, require_aware
 from teeflow.attestation._policy import SIMULATED_TCB_STATUS
-from teeflow.crypto import CryptoError, SigningKey, VerifyKey, b64d, b64e, canonical_json
+from teeflow.crypto import (
+    CryptoError,
+    SigningKey,
+    VerifyKey,
+    b64d,
+    b64e,
+    canonical_json,
+    read_or_create_secret,
+)
 
 __all__ = [
     "ENCLAVE_DEPENDENCIES",
@@ -81,16 +88,10 @@ class SimQuotingKey:
         """Load ``data_dir/sim-quoting-key`` or create it with mode 0600."""
         path = Path(data_dir) / _KEY_FILE
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return cls._load(path)
+            read_or_create_secret(path, lambda: SigningKey.generate().to_bytes())
         except OSError as exc:
             raise AttestationError(f"cannot create {path}: {exc.strerror}", code="config") from exc
-        key = SigningKey.generate()
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(key.to_bytes())
-        return cls(key)
+        return cls._load(path)
 
     @classmethod
     def _load(cls, path: Path) -> SimQuotingKey:

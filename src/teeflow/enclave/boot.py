@@ -18,6 +18,7 @@ from teeflow.attestation import (
     report_data_for,
     sim_measurement,
 )
+from teeflow.crypto import read_or_create_secret
 from teeflow.enclave.identity import EnclaveIdentity
 from teeflow.enclave.runtime import EnclaveRuntime
 
@@ -36,15 +37,7 @@ class BootedEnclave:
 
 
 def _platform_secret(platform_dir: Path) -> bytes:
-    path = platform_dir / "sealing-secret"
-    platform_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes()
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(os.urandom(32))
-    return path.read_bytes()
+    return read_or_create_secret(platform_dir / "sealing-secret", lambda: os.urandom(32))
 
 
 def boot_enclave(*, tee: str, platform_dir: Path) -> BootedEnclave:

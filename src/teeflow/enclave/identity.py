@@ -21,6 +21,7 @@ from teeflow.crypto import (
     PrivateKey,
     SigningKey,
     canonical_json,
+    read_or_create_secret,
     seal_bytes,
     sha256_hex,
     unseal_bytes,
@@ -86,18 +87,8 @@ class EnclaveIdentity:
         """
         sealing_key = derive_key(platform_secret, purpose="seal-identity", context=measurement)
         path = directory / f"identity-{measurement[:16]}.sealed"
-        if path.exists():
-            return cls._from_bytes(unseal_bytes(path.read_bytes(), sealing_key))
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        identity = cls.generate()
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(seal_bytes(identity._to_bytes(), sealing_key))
-        try:
-            os.link(tmp, path)  # first writer wins; a racing executor loads the winner's identity
-        except FileExistsError:
-            tmp.unlink()
-            return cls._from_bytes(unseal_bytes(path.read_bytes(), sealing_key))
-        tmp.unlink()
-        return identity
+        # First writer wins; a racing executor loads the winner's identity.
+        sealed = read_or_create_secret(
+            path, lambda: seal_bytes(cls.generate()._to_bytes(), sealing_key)
+        )
+        return cls._from_bytes(unseal_bytes(sealed, sealing_key))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,6 +9,7 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
+from teeflow.crypto import read_or_create_secret
 from teeflow.server.blobs import BlobStore, open_blob_store
 from teeflow.server.body_limit import JsonBodyLimit
 from teeflow.server.errors import install_error_handlers
@@ -41,13 +41,10 @@ class Platform:
 
 def load_executor_secret(settings: Settings) -> str:
     """The operator's secret that executors present to register (created on first start)."""
-    path = settings.executor_secret_path
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    made = read_or_create_secret(
+        settings.executor_secret_path, lambda: secrets.token_urlsafe(32).encode()
+    )
+    return made.decode().strip()
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:

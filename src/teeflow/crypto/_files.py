@@ -1,0 +1,35 @@
+"""Secret files created once, atomically, by whichever of several racing processes comes first."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["read_or_create_secret"]
+
+
+def read_or_create_secret(path: Path, make: Callable[[], bytes]) -> bytes:
+    """The contents of ``path``; if it does not exist, ``make()`` is written there (mode 0600).
+
+    The bytes go to a private temporary file first and are linked into place, so a process racing
+    to create the same file never reads it half-written: the first link wins and every process
+    returns the winner's bytes.
+    """
+    path = Path(path)
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(make())
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # another process won the race: use its secret
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path.read_bytes()
