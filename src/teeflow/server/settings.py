@@ -53,6 +53,13 @@ class Settings(BaseSettings):
             raise ValueError("TEEFLOW_BLOB_STORE=s3 needs a bucket: set TEEFLOW_S3_BUCKET")
         return self
 
+    def long_poll_seconds(self, wait: float, *, executor: bool = False) -> float:
+        """How long a long-poll asking for ``wait`` seconds is held: at most
+        ``max_wait_seconds``, and for an executor at most half a lease, so that leases which
+        expire while every executor waits are found and re-queued promptly."""
+        held = min(wait, self.max_wait_seconds)
+        return min(held, self.lease_seconds / 2) if executor else held
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:

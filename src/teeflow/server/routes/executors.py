@@ -212,9 +212,7 @@ async def lease(
     waits are still found and re-queued promptly.
     """
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + min(
-        wait, platform.settings.lease_seconds / 2, platform.settings.max_wait_seconds
-    )
+    deadline = loop.time() + platform.settings.long_poll_seconds(wait, executor=True)
     while True:
         with platform.notifier.subscribe(QUEUE) as woken:
             if await request.is_disconnected():

@@ -105,7 +105,7 @@ async def _await_answer(
 ) -> Response | dict[str, Any]:
     """The answer, once it is there; ``checked``: the session was just found open."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + min(wait, platform.settings.max_wait_seconds)
+    deadline = loop.time() + platform.settings.long_poll_seconds(wait)
     key = answer_key(task_id, user.username, request_id)
     task_changed = not checked
     while True:
@@ -216,9 +216,7 @@ async def next_requests(
     if limit == 0:
         return Response(status_code=204)
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + min(
-        wait, platform.settings.lease_seconds / 2, platform.settings.max_wait_seconds
-    )
+    deadline = loop.time() + platform.settings.long_poll_seconds(wait, executor=True)
     check_lease = True
     while True:
         with (

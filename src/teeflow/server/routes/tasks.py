@@ -132,7 +132,7 @@ async def show(
     if wait <= 0:
         return (await run_in_threadpool(current))[0]
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + min(wait, platform.settings.max_wait_seconds)
+    deadline = loop.time() + platform.settings.long_poll_seconds(wait)
     while True:
         with platform.notifier.subscribe(task_key(task_id)) as woken:
             public, changed = await run_in_threadpool(current)
