@@ -1,6 +1,7 @@
 """The control plane restarted while tasks are in every state: nothing is lost, nothing is stuck.
 
-Before the restart: a training task is running (one executor, checkpointing each epoch), an echo
+Before the restart: a training task is running (one executor, checkpointing each epoch, paused
+by SIGSTOP once it has checkpointed so that how fast the machine trains does not matter), an echo
 task is queued behind it, one is approved but not run, one is proposed with one of two approvals
 and one with none. After it: every task, approval, dataset and audit entry is still there, the audit
 log verifies and extends the one seen before, the members' tokens still work (they are stored,
@@ -64,7 +65,9 @@ def _wait_for_checkpoint(platform: LocalPlatform, task_id: str, epoch: int) -> N
 
 @pytest.mark.stress
 def test_restart_with_tasks_in_every_state(tmp_path: Path) -> None:
-    env = {"TEEFLOW_LEASE_SECONDS": "5"}
+    # Checkpoint every epoch (the default paces them to one a second, and a fast machine finishes
+    # training before the first); the lease outlives the pause and the restart.
+    env = {"TEEFLOW_LEASE_SECONDS": "60", "TEEFLOW_CHECKPOINT_INTERVAL_S": "0"}
     with LocalPlatform(tmp_path / "platform", executors=1, env=env) as platform:
         members = {n: new_member(platform, tmp_path / n, n) for n in ("alice", "bank", "carol")}
         alice, bank, carol = members["alice"], members["bank"], members["carol"]
@@ -86,6 +89,7 @@ def test_restart_with_tasks_in_every_state(tmp_path: Path) -> None:
                 client.approve(training)
             alice.run(training)
             _wait_for_checkpoint(platform, training, 5)
+            platform.pause_executor(0)  # still "running", whatever the machine's speed
             queued = _echo(carol, {"notes": notes[carol]})
             carol.approve(queued)
             carol.run(queued)
@@ -107,6 +111,7 @@ def test_restart_with_tasks_in_every_state(tmp_path: Path) -> None:
             before, audit_before = _snapshot(members), alice.audit()
 
             platform.restart_server()
+            platform.resume_executor(0)
 
             # Tokens issued before the restart still work: no member signs in again.
             after, audit_after = _snapshot(members), alice.audit()

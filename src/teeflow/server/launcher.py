@@ -139,6 +139,14 @@ class LocalPlatform:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
 
+    def pause_executor(self, index: int) -> None:
+        """SIGSTOP one executor (its process group): it holds its lease and does nothing, as a
+        host that stalls would, until :meth:`resume_executor`."""
+        os.killpg(self.executors[index].pid, signal.SIGSTOP)
+
+    def resume_executor(self, index: int) -> None:
+        os.killpg(self.executors[index].pid, signal.SIGCONT)
+
     def restart_server(self) -> None:
         if self.server is not None:
             _stop(self.server)
