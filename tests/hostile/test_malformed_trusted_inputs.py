@@ -27,6 +27,7 @@ from teeflow.attestation import (
     load_dcap_collateral,
     verify,
 )
+from teeflow.attestation._quote_layout import quote_layout
 from teeflow.crypto import DataKey, IntegrityError, seal_bytes, unseal_bytes
 from teeflow.enclave.contract import ContractError, validate_contract
 
@@ -183,8 +184,13 @@ def _hardware_cases() -> list[tuple[str, str, Any, datetime]]:
 
 @pytest.fixture(scope="module")
 def hardware() -> list[tuple[str, bytes, Any, datetime]]:
+    def exact(tee: str, raw: bytes) -> bytes:
+        # DCAP evidence must be exactly one quote; the TDX sample is zero-padded.
+        return raw if tee == "sev-snp" else raw[: quote_layout(raw).length]
+
     return [
-        (tee, (TESTDATA / f).read_bytes(), coll, now) for tee, f, coll, now in _hardware_cases()
+        (tee, exact(tee, (TESTDATA / f).read_bytes()), coll, now)
+        for tee, f, coll, now in _hardware_cases()
     ]
 
 
@@ -229,6 +235,7 @@ def test_mutated_hardware_evidence_is_refused(
         verify(Evidence(tee=tee, raw=raw), ANY_GENUINE, now=now, collateral=collateral)
     except AttestationError:
         return
+    assert edit != "extend", "bytes appended to evidence must be refused"
     # A few bytes are not covered by any signature (e.g. trailing data after a DCAP quote's
     # certification data); such evidence may verify, but must then say the same as the original.
     original = verify(Evidence(tee=tee, raw=quote), ANY_GENUINE, now=now, collateral=collateral)

@@ -18,6 +18,7 @@ import dcap_qvl
 
 from teeflow.attestation._errors import AttestationError
 from teeflow.attestation._model import Claims, TeeType, require_aware
+from teeflow.attestation._quote_layout import BODY_NAMES, check_single_quote
 from teeflow.attestation._roots import INTEL_SGX_ROOT_CA_DER
 
 __all__ = ["DcapCollateral", "dcap_tee_of", "load_dcap_collateral", "verify_dcap"]
@@ -25,6 +26,8 @@ __all__ = ["DcapCollateral", "dcap_tee_of", "load_dcap_collateral", "verify_dcap
 DcapCollateral = dcap_qvl.QuoteCollateralV3
 _TEE_TYPE = {"sgx": 0x00, "tdx": 0x81}  # quote header tee_type (Intel DCAP quote format)
 _VERSIONS = {"sgx": frozenset({3, 4}), "tdx": frozenset({4, 5})}
+# dcap-qvl's name for each report body -> the quote v5 body type it corresponds to.
+_BODY_KIND = {"SgxEnclave": 1, "TD10": 2, "TD15": 3}
 _FLAG_NAMES = ("dynamic_platform", "cached_keys", "smt_enabled")
 
 
@@ -70,6 +73,18 @@ def _translate(message: str) -> AttestationError:
             "revoked by Intel's collateral - update the platform or the collateral",
             code="collateral",
         )
+    if "debug mode" in lowered or "sept_ve_disable" in lowered:
+        return AttestationError(
+            f"DCAP quote refused ({message}): the TD or enclave runs in DEBUG mode or without "
+            "SEPT_VE_DISABLE, so the host can read or disturb its memory; launch it without debug",
+            code="policy",
+        )
+    if "service td" in lowered:
+        return AttestationError(
+            f"DCAP quote refused ({message}): the TD is bound to a service TD (MRSERVICETD is "
+            "not zero), which teeflow does not accept yet; launch the TD without a service TD",
+            code="policy",
+        )
     return AttestationError(f"DCAP quote verification failed ({message})", code="evidence")
 
 
@@ -86,7 +101,11 @@ def _flags(pck: Mapping[str, Any]) -> dict[str, bool]:
 
 
 def verify_dcap(raw: bytes, tee: TeeType, collateral: object, *, now: datetime) -> Claims:
-    """Verify an Intel DCAP quote against explicit collateral at ``now``; return Claims."""
+    """Verify an Intel DCAP quote against explicit collateral at ``now``; return Claims.
+
+    ``raw`` must be exactly one quote (v3/v4 SGX, v4/v5 TDX with a TDX 1.0 or 1.5 TD
+    report): trailing bytes are refused. Every failure raises AttestationError.
+    """
     if tee not in _TEE_TYPE:
         raise AttestationError(f"DCAP verifies sgx and tdx quotes, not {tee}", code="config")
     if not isinstance(collateral, dcap_qvl.QuoteCollateralV3):
@@ -96,6 +115,19 @@ def verify_dcap(raw: bytes, tee: TeeType, collateral: object, *, now: datetime) 
             code="collateral",
         )
     now_secs = int(require_aware(now).timestamp())
+    layout = check_single_quote(raw)
+    if layout.tee_type != _TEE_TYPE[tee]:
+        raise AttestationError(
+            f"quote is not a {tee} quote (header tee_type {layout.tee_type:#x}); pass the "
+            "right --tee",
+            code="evidence",
+        )
+    if layout.version not in _VERSIONS[tee]:
+        raise AttestationError(
+            f"unsupported {tee} quote version {layout.version} "
+            f"(supported: {', '.join(map(str, sorted(_VERSIONS[tee])))})",
+            code="evidence",
+        )
     try:
         verifier = dcap_qvl.QuoteVerifier(INTEL_SGX_ROOT_CA_DER)
         policy = dcap_qvl.QuotePolicy.claims_only(now_secs)
@@ -104,20 +136,41 @@ def verify_dcap(raw: bytes, tee: TeeType, collateral: object, *, now: datetime) 
         )
     except ValueError as exc:
         raise _translate(str(exc)) from exc
-    header = result["header"]
-    if header["tee_type"] != _TEE_TYPE[tee]:
+    try:
+        return _claims(tee, layout.body_type, result)
+    except (KeyError, TypeError, ValueError) as exc:
         raise AttestationError(
-            f"quote is not a {tee} quote (header tee_type {header['tee_type']:#x}); pass the "
-            "right --tee",
+            f"dcap-qvl returned claims teeflow cannot read ({type(exc).__name__}: {exc}); "
+            "check the installed dcap-qvl version",
+            code="evidence",
+        ) from exc
+
+
+def _report_fields(
+    body_type: int, reports: Mapping[str, Any]
+) -> tuple[Mapping[str, Any], dict[str, str]]:
+    """The report body dcap-qvl verified, flattened, plus the TDX 1.5 extras.
+
+    dcap-qvl names the body ``SgxEnclave``, ``TD10`` or ``TD15``; a TD15 body nests the
+    TDX 1.0 fields under ``base`` and adds ``tee_tcb_svn2`` and ``mr_service_td``.
+    """
+    ((kind, report),) = reports.items()
+    if _BODY_KIND.get(kind) != body_type:
+        raise AttestationError(
+            f"dcap-qvl decoded a {kind} report where the quote declares body type "
+            f"{body_type} ({BODY_NAMES[body_type]})",
             code="evidence",
         )
-    if header["version"] not in _VERSIONS[tee]:
-        raise AttestationError(f"unsupported {tee} quote version {header['version']}")
-    (report,) = result["report"].values()
-    return _claims(tee, result, report)
+    if kind != "TD15":
+        return report, {}
+    extras = {"mr_servicetd": str(report["mr_service_td"]),
+              "tee_tcb_svn2": str(report["tee_tcb_svn2"])}  # fmt: skip
+    return report["base"], extras
 
 
-def _claims(tee: TeeType, result: Mapping[str, Any], report: Mapping[str, Any]) -> Claims:
+def _claims(tee: TeeType, body_type: int, result: Mapping[str, Any]) -> Claims:
+    report, td15 = _report_fields(body_type, result["report"])
+    details: dict[str, str] = {"report_body": BODY_NAMES[body_type]}
     if tee == "sgx":
         measurements = {
             "mrenclave": report["mr_enclave"],
@@ -131,7 +184,15 @@ def _claims(tee: TeeType, result: Mapping[str, Any], report: Mapping[str, Any]) 
             "mr_td": report["mr_td"],
             **{f"rtmr{i}": report[f"rt_mr{i}"] for i in range(4)},
             "mr_seam": report["mr_seam"],
+            "mr_config_id": report["mr_config_id"],
+            "mr_owner": report["mr_owner"],
+            "mr_owner_config": report["mr_owner_config"],
         }
+        if td15:
+            measurements["mr_servicetd"] = td15["mr_servicetd"]
+            details["tee_tcb_svn2"] = td15["tee_tcb_svn2"]
+        details["tee_tcb_svn"] = str(report["tee_tcb_svn"])
+        details["td_attributes"] = str(report["td_attributes"])
         debug = bool(bytes.fromhex(report["td_attributes"])[0] & 0x01)  # TDATTRIBUTES.DEBUG
     tcb, platform, qe = result["tcb"], result["platform"], result["qe"]
     pck = platform["pck"]
@@ -158,6 +219,7 @@ def _claims(tee: TeeType, result: Mapping[str, Any], report: Mapping[str, Any]) 
             "platform_status": str(platform["tcb_level"]["tcbStatus"]),
             "tcb_date": str(platform["tcb_level"]["tcbDate"]),
             "tcb_eval_data_number": str(tcb["eval_data_number"]),
+            **details,
         },
     )
 
