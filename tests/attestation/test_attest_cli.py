@@ -93,7 +93,7 @@ def test_verify_sev_snp_with_vcek_and_chain(testdata, tmp_path):
     ]
     policy = _policy(
         tmp_path, allowed_measurements=[measurement], accepted_tcb_statuses=["NotEvaluated"],
-        allow_debug=True,
+        allow_debug=True, allow_smt=True,  # the sample's guest runs with SMT enabled
     )  # fmt: skip
 
     result = runner.invoke(

@@ -75,7 +75,7 @@ def test_policy_accepts_sample_only_when_debug_and_status_allowed(
     strict = Policy(
         allowed_measurements={snp_case["measurement"]}, accepted_tcb_statuses={SNP_TCB_STATUS}
     )
-    relaxed = Policy(**{**strict.__dict__, "allow_debug": True})
+    relaxed = Policy(**{**strict.__dict__, "allow_debug": True, "allow_smt": True})
 
     with pytest.raises(AttestationError, match="DEBUG"):
         verify(report, strict, now=snp_now, collateral=collateral)

@@ -73,6 +73,14 @@ class Claims:
     ``mrsigner``, ``isv_prod_id``, ``isv_svn``; TDX ``mr_td``, ``rtmr0``..``rtmr3``,
     ``mr_seam``; SEV-SNP and sim ``measurement``. ``platform_flags`` are the PCK
     certificate's ``dynamic_platform``/``cached_keys``/``smt_enabled`` where defined.
+    certificate's ``dynamic_platform``/``cached_keys``/``smt_enabled`` where defined; for
+    SEV-SNP the report's PLATFORM_INFO (``smt_enabled``, ``tsme_enabled``, ``ecc_enabled``,
+    ``rapl_disabled``, ``ciphertext_hiding_enabled``, ``alias_check_complete``).
+    ``guest_policy`` is the SEV-SNP guest POLICY (``smt_allowed``, ``migrate_ma``,
+    ``debug``, ``single_socket``, ``cxl_allowed``, ``mem_aes_256_xts``, ``rapl_disabled``,
+    ``ciphertext_hiding``, ``page_swap_disabled``); ``reported_tcb`` the SEV-SNP
+    REPORTED_TCB security patch levels (``bootloader``, ``tee``, ``snp``, ``microcode``);
+    ``vmpl`` the VMPL that requested the report. All three are empty/None for other TEEs.
     ``collateral_valid_from``/``_until`` bound the instant the evidence was verified at.
     ``details`` carries informative extras (FMSPC, QE status, reported TCB, ...).
     """
@@ -88,6 +96,9 @@ class Claims:
     collateral_valid_until: datetime
     platform_flags: Mapping[str, bool] = field(default_factory=dict)
     details: Mapping[str, str] = field(default_factory=dict)
+    guest_policy: Mapping[str, bool] = field(default_factory=dict)
+    reported_tcb: Mapping[str, int] = field(default_factory=dict)
+    vmpl: int | None = None
 
     def __post_init__(self) -> None:
         check_tee(self.tee)
@@ -101,6 +112,8 @@ class Claims:
         object.__setattr__(self, "measurements", MappingProxyType(dict(self.measurements)))
         object.__setattr__(self, "platform_flags", MappingProxyType(dict(self.platform_flags)))
         object.__setattr__(self, "details", MappingProxyType(dict(self.details)))
+        object.__setattr__(self, "guest_policy", MappingProxyType(dict(self.guest_policy)))
+        object.__setattr__(self, "reported_tcb", MappingProxyType(dict(self.reported_tcb)))
 
     @property
     def measurement(self) -> str:
@@ -122,6 +135,9 @@ class Claims:
             "collateral_valid_from": self.collateral_valid_from.isoformat(),
             "collateral_valid_until": self.collateral_valid_until.isoformat(),
             "details": dict(self.details),
+            "guest_policy": dict(self.guest_policy),
+            "reported_tcb": dict(self.reported_tcb),
+            "vmpl": self.vmpl,
         }
 
 

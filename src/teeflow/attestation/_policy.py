@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from teeflow.attestation._errors import AttestationError
 from teeflow.attestation._model import TEE_TYPES, Claims, TeeType, check_tee
+from teeflow.attestation._snp_report import TCB_FIELDS
 
 __all__ = ["SIMULATED_TCB_STATUS", "Policy"]
 
@@ -27,6 +29,39 @@ _PLATFORM_FLAGS = {
     "cached_keys": "allow_cached_keys",
     "smt_enabled": "allow_smt",
 }
+_SET_FIELDS = frozenset(
+    {
+        "allowed_tees",
+        "allowed_measurements",
+        "accepted_tcb_statuses",
+        "denied_advisories",
+        "sim_quoting_keys",
+    }
+)
+_BOOL_FIELDS = (
+    "allow_debug", "allow_simulated", *_PLATFORM_FLAGS.values(), "allow_migration_agent",
+    "require_single_socket",
+)  # fmt: skip
+_MAX_VMPL = 3
+
+
+def _tcb_minimum(value: object) -> Mapping[str, int]:
+    if not isinstance(value, Mapping):
+        raise AttestationError(
+            "policy field min_snp_tcb must be a table such as {snp = 8, microcode = 115}",
+            code="config",
+        )
+    for name, level in value.items():
+        if name not in TCB_FIELDS:
+            raise AttestationError(
+                f"min_snp_tcb has unknown component {name!r}; use {', '.join(TCB_FIELDS)}",
+                code="config",
+            )
+        if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= 255:
+            raise AttestationError(
+                f"min_snp_tcb.{name} must be an integer 0..255, got {level!r}", code="config"
+            )
+    return MappingProxyType(dict(sorted(value.items())))
 
 
 def _hex_set(values: Iterable[str], what: str) -> frozenset[str]:
@@ -47,6 +82,11 @@ class Policy:
 
     ``allowed_measurements`` are matched against ``Claims.measurement`` (the primary one).
     ``sim_quoting_keys`` pins the hex Ed25519 public keys whose sim quotes are trusted.
+    SEV-SNP only: ``min_snp_tcb`` sets a minimum REPORTED_TCB security patch level per
+    component (``bootloader``, ``tee``, ``snp``, ``microcode``); ``allow_migration_agent``
+    accepts a guest policy with MIGRATE_MA; ``require_single_socket`` demands
+    SINGLE_SOCKET; ``max_vmpl`` (0..3) is the least privileged VMPL accepted.
+    ``allow_smt`` covers both the PCK flag (DCAP) and PLATFORM_INFO.SMT_EN (SEV-SNP).
     """
 
     allowed_tees: frozenset[TeeType] = frozenset(TEE_TYPES)
@@ -59,6 +99,10 @@ class Policy:
     allow_cached_keys: bool = False
     allow_smt: bool = False
     sim_quoting_keys: frozenset[str] = frozenset()
+    allow_migration_agent: bool = False
+    require_single_socket: bool = False
+    max_vmpl: int = 0
+    min_snp_tcb: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Normalise whatever iterables the caller passed into frozensets of canonical values.
@@ -68,9 +112,15 @@ class Policy:
         set_(self, "accepted_tcb_statuses", frozenset(self.accepted_tcb_statuses))
         set_(self, "denied_advisories", frozenset(a.upper() for a in self.denied_advisories))
         set_(self, "sim_quoting_keys", _hex_set(self.sim_quoting_keys, "sim_quoting_keys"))
-        for name in ("allow_debug", "allow_simulated", *_PLATFORM_FLAGS.values()):
+        set_(self, "min_snp_tcb", _tcb_minimum(self.min_snp_tcb))
+        for name in _BOOL_FIELDS:
             if not isinstance(getattr(self, name), bool):
                 raise AttestationError(f"policy field {name} must be true or false", code="config")
+        vmpl = self.max_vmpl
+        if isinstance(vmpl, bool) or not isinstance(vmpl, int) or not 0 <= vmpl <= _MAX_VMPL:
+            raise AttestationError(
+                f"policy field max_vmpl must be an integer 0..{_MAX_VMPL}", code="config"
+            )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Policy:
@@ -84,12 +134,12 @@ class Policy:
             )
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
-            if isinstance(value, list | tuple | set | frozenset):
+            if key not in _SET_FIELDS:
+                kwargs[key] = value  # checked by __post_init__
+            elif isinstance(value, list | tuple | set | frozenset):
                 kwargs[key] = frozenset(str(v) for v in value)
-            elif isinstance(value, str) and not key.startswith("allow_"):
-                raise AttestationError(f"policy field {key} must be a list", code="config")
             else:
-                kwargs[key] = value
+                raise AttestationError(f"policy field {key} must be a list", code="config")
         return cls(**kwargs)
 
     @classmethod
@@ -112,7 +162,11 @@ class Policy:
         out: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
-            out[f.name] = sorted(value) if isinstance(value, frozenset) else value
+            if isinstance(value, frozenset):
+                value = sorted(value)
+            elif isinstance(value, Mapping):
+                value = dict(value)
+            out[f.name] = value
         return out
 
     def check(self, claims: Claims, *, now: datetime) -> None:
@@ -148,11 +202,35 @@ class Policy:
         for flag, allow_field in _PLATFORM_FLAGS.items():
             if claims.platform_flags.get(flag) and not getattr(self, allow_field):
                 _reject(f"platform has {flag}=true; set {allow_field} to accept it")
+        if claims.tee == "sev-snp":
+            self._check_snp(claims)
         if claims.measurement not in self.allowed_measurements:
             _reject(
                 f"measurement {claims.measurement} is not in allowed_measurements; "
                 "add it only after reviewing what that build runs"
             )
+
+    def _check_snp(self, claims: Claims) -> None:
+        guest = claims.guest_policy
+        if guest.get("migrate_ma", True) and not self.allow_migration_agent:
+            _reject(
+                "SEV-SNP guest policy allows a migration agent (MIGRATE_MA), which can export "
+                "the guest; set allow_migration_agent only if you trust that agent"
+            )
+        if self.require_single_socket and not guest.get("single_socket", False):
+            _reject("SEV-SNP guest policy does not set SINGLE_SOCKET (require_single_socket)")
+        if claims.vmpl is None or claims.vmpl > self.max_vmpl:
+            _reject(
+                f"SEV-SNP report was requested at VMPL {claims.vmpl}, above max_vmpl "
+                f"{self.max_vmpl}; it may come from less privileged guest software"
+            )
+        for name, minimum in self.min_snp_tcb.items():
+            level = claims.reported_tcb.get(name)
+            if level is None or level < minimum:
+                _reject(
+                    f"SEV-SNP reported TCB {name} SPL is {level}, below min_snp_tcb.{name} = "
+                    f"{minimum}; update the platform firmware (or lower the minimum)"
+                )
 
 
 def _reject(reason: str) -> None:

@@ -10,7 +10,6 @@ ECDSA P-384 / SHA-384 over bytes 0..0x2A0 with r and s stored little-endian.
 from __future__ import annotations
 
 import hashlib
-import struct
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,19 +24,19 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from teeflow.attestation._errors import AttestationError
 from teeflow.attestation._model import Claims, require_aware
 from teeflow.attestation._roots import AMD_ARK_SPKI_SHA256
+from teeflow.attestation._snp_report import SIGNED_END, SnpReport, parse_report
 
 __all__ = ["SNP_TCB_STATUS", "SnpCollateral", "verify_snp"]
 
 # AMD publishes no TCB status for a VCEK; a policy must accept this status explicitly.
 SNP_TCB_STATUS = "NotEvaluated"
-_REPORT_SIZE = 0x4A0
-_SIGNED_END = 0x2A0
+_PRODUCT_OID = "1.3.6.1.4.1.3704.1.2"
 _HWID_OID = "1.3.6.1.4.1.3704.1.4"
-# SPL extension OID suffix -> byte index inside REPORTED_TCB (Milan/Genoa layout).
-_SPL = {"1.3.6.1.4.1.3704.1.3.1": 0, "1.3.6.1.4.1.3704.1.3.2": 1,
-        "1.3.6.1.4.1.3704.1.3.3": 6, "1.3.6.1.4.1.3704.1.3.8": 7}  # fmt: skip
-_SPL_NAMES = ("bootloader", "tee", "", "", "", "", "snp", "microcode")
-_POLICY_DEBUG = 1 << 19
+# SPL extension OID -> the REPORTED_TCB field it must equal.
+_SPL = {"1.3.6.1.4.1.3704.1.3.1": "bootloader", "1.3.6.1.4.1.3704.1.3.2": "tee",
+        "1.3.6.1.4.1.3704.1.3.3": "snp", "1.3.6.1.4.1.3704.1.3.8": "microcode"}  # fmt: skip
+_SUPPORTED = ("Milan",)
+_TURIN_FAMILY = 0x1A
 
 
 def _load_der(data: bytes, what: str) -> x509.Certificate:
@@ -115,36 +114,79 @@ def _check_chain(coll: SnpCollateral, now: datetime) -> None:
             )
 
 
-def _der_value(ext: x509.Extension[x509.ExtensionType], tag: int) -> bytes:
-    # The AMD extensions are a single short-form DER INTEGER or OCTET STRING, or raw bytes.
-    value = ext.value
-    raw = value.value if isinstance(value, x509.UnrecognizedExtension) else b""
-    if len(raw) >= 2 and raw[0] == tag and raw[1] == len(raw) - 2:
-        return raw[2:]
-    return raw
+def _der_uint(raw: bytes, name: str) -> int:
+    # The SPL extensions are one DER INTEGER each (AMD 57230, "VCEK certificate").
+    minimal = len(raw) == 3 or (len(raw) > 3 and not (raw[2] == 0 and raw[3] < 0x80))
+    if not minimal or raw[0] != 0x02 or raw[1] != len(raw) - 2 or raw[2] & 0x80:
+        raise AttestationError(
+            f"VCEK {name} SPL extension is not a DER INTEGER; use the VCEK AMD KDS serves",
+            code="chain",
+        )
+    return int.from_bytes(raw[2:], "big")
 
 
-def _check_vcek_binding(vcek: x509.Certificate, chip_id: bytes, reported_tcb: bytes) -> None:
-    exts = {e.oid.dotted_string: e for e in vcek.extensions}
-    if _HWID_OID not in exts or _der_value(exts[_HWID_OID], 0x04) != chip_id:
+def _product_name(exts: dict[str, x509.Extension[x509.ExtensionType]]) -> str | None:
+    # productName (1.3.6.1.4.1.3704.1.2) is a DER IA5String such as "Milan-B0".
+    raw = _raw(exts.get(_PRODUCT_OID))
+    if raw is None or len(raw) < 2 or raw[0] != 0x16 or raw[1] != len(raw) - 2:
+        return None
+    return raw[2:].decode("ascii", errors="replace")
+
+
+def _raw(ext: x509.Extension[x509.ExtensionType] | None) -> bytes | None:
+    if ext is None or not isinstance(ext.value, x509.UnrecognizedExtension):
+        return None
+    return ext.value.value
+
+
+def _vcek_extensions(vcek: x509.Certificate) -> dict[str, x509.Extension[x509.ExtensionType]]:
+    try:
+        return {e.oid.dotted_string: e for e in vcek.extensions}
+    except ValueError as exc:  # duplicate or malformed extensions
+        raise AttestationError(
+            "VCEK extensions are malformed; use the VCEK AMD KDS serves", code="chain"
+        ) from exc
+
+
+def _check_product(report: SnpReport, vcek: x509.Certificate) -> None:
+    """Refuse products other than Milan before any check whose failure would mislead."""
+    product = _product_name(_vcek_extensions(vcek))
+    from_vcek = product.split("-")[0] if product else None
+    if report.cpuid_family == _TURIN_FAMILY or from_vcek not in (None, *_SUPPORTED):
+        named = report.product if report.cpuid_family == _TURIN_FAMILY else product
+        raise AttestationError(
+            f"unsupported SEV-SNP product {named}: teeflow verifies "
+            f"{', '.join(_SUPPORTED)} reports only (its ARK is the one pinned, and Turin "
+            "changes the TCB layout and VCEK hwID); verify this report with AMD's tools",
+            code="evidence",
+        )
+
+
+def _check_vcek_binding(vcek: x509.Certificate, report: SnpReport) -> None:
+    exts = _vcek_extensions(vcek)
+    # hwID is the 64-byte CHIP_ID itself as the extension value (no inner DER wrapper in
+    # AMD's VCEKs): compare raw bytes, never strip what merely looks like a DER header.
+    if _raw(exts.get(_HWID_OID)) != report.chip_id:
         raise AttestationError(
             "VCEK hwID does not match the report's CHIP_ID: wrong VCEK for this chip",
             code="chain",
         )
-    for oid, index in _SPL.items():
-        if (
-            oid not in exts
-            or int.from_bytes(_der_value(exts[oid], 0x02), "big") != (reported_tcb[index])
-        ):
+    for oid, name in _SPL.items():
+        raw = _raw(exts.get(oid))
+        if raw is None or _der_uint(raw, name) != report.tcb_levels[name]:
             raise AttestationError(
-                f"VCEK {_SPL_NAMES[index]} SPL does not match REPORTED_TCB; fetch the VCEK "
-                "for the reported TCB from AMD KDS",
+                f"VCEK {name} SPL does not match REPORTED_TCB; fetch the VCEK for the "
+                "reported TCB from AMD KDS",
                 code="chain",
             )
 
 
 def verify_snp(raw: bytes, collateral: object, *, now: datetime) -> Claims:
-    """Verify an SEV-SNP attestation report with its VCEK and AMD chain at ``now``."""
+    """Verify an SEV-SNP attestation report with its VCEK and AMD chain at ``now``.
+
+    ``raw`` is the 1184-byte ATTESTATION_REPORT (version 2 or later, Milan). Returns Claims
+    with the guest policy, platform info, VMPL and reported TCB; raises AttestationError.
+    """
     if not isinstance(collateral, SnpCollateral):
         raise AttestationError(
             "sev-snp verification needs SnpCollateral (the VCEK and AMD cert_chain); pass "
@@ -152,45 +194,59 @@ def verify_snp(raw: bytes, collateral: object, *, now: datetime) -> Claims:
             code="collateral",
         )
     require_aware(now)
-    if len(raw) != _REPORT_SIZE:
-        raise AttestationError(f"SEV-SNP report must be {_REPORT_SIZE} bytes, got {len(raw)}")
-    version, _svn, policy, vmpl, sig_algo = struct.unpack_from("<IIQ16x16xII", raw, 0)
-    if version < 2 or sig_algo != 1:
-        raise AttestationError(f"unsupported SEV-SNP report (version {version}, algo {sig_algo})")
+    report = parse_report(raw)
+    _check_product(report, collateral.vcek)
     _check_chain(collateral, now)
-    chip_id, reported_tcb = raw[0x1A0:0x1E0], raw[0x180:0x188]
-    _check_vcek_binding(collateral.vcek, chip_id, reported_tcb)
-    key = collateral.vcek.public_key()
+    _check_vcek_binding(collateral.vcek, report)
+    try:
+        key = collateral.vcek.public_key()
+    except (ValueError, TypeError) as exc:
+        raise AttestationError("VCEK public key cannot be read", code="chain") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp384r1":
         raise AttestationError("VCEK does not hold an ECDSA P-384 key", code="chain")
     r = int.from_bytes(raw[0x2A0:0x2E8], "little")
     s = int.from_bytes(raw[0x2E8:0x330], "little")
     try:
-        key.verify(encode_dss_signature(r, s), raw[:_SIGNED_END], ec.ECDSA(hashes.SHA384()))
+        key.verify(encode_dss_signature(r, s), raw[:SIGNED_END], ec.ECDSA(hashes.SHA384()))
     except InvalidSignature as exc:
         raise AttestationError(
             "SEV-SNP report signature is invalid: the report was altered or signed by another chip",
             code="signature",
         ) from exc
+    return _claims(report, collateral)
+
+
+def _claims(report: SnpReport, collateral: SnpCollateral) -> Claims:
     windows = [(c.not_valid_before_utc, c.not_valid_after_utc) for c in
                (collateral.ark, collateral.ask, collateral.vcek)]  # fmt: skip
+    guest_policy = report.guest_policy
+    tcb = report.tcb_levels
     return Claims(
         tee="sev-snp",
-        measurements={"measurement": raw[0x90:0xC0].hex()},
-        report_data=raw[0x50:0x90],
+        measurements={"measurement": report.measurement.hex()},
+        report_data=report.report_data,
         tcb_status=SNP_TCB_STATUS,
         advisory_ids=(),
-        debug=bool(policy & _POLICY_DEBUG),
+        debug=guest_policy["debug"],
         simulated=False,
         collateral_valid_from=max(w[0] for w in windows),
         collateral_valid_until=min(w[1] for w in windows),
+        platform_flags=report.platform_flags,
+        guest_policy=guest_policy,
+        reported_tcb=tcb,
+        vmpl=report.vmpl,
         details={
-            "report_version": str(version),
-            "policy": hex(policy),
-            "vmpl": str(vmpl),
-            "host_data": raw[0xC0:0xE0].hex(),
-            "chip_id": chip_id.hex(),
-            "reported_tcb": hex(int.from_bytes(reported_tcb, "little")),
-            **{f"tcb_{n}": str(reported_tcb[i]) for i, n in enumerate(_SPL_NAMES) if n},
+            "report_version": str(report.version),
+            "policy": hex(report.policy),
+            "platform_info": hex(report.platform_info),
+            "vmpl": str(report.vmpl),
+            "guest_svn": str(report.guest_svn),
+            "host_data": report.host_data.hex(),
+            "chip_id": report.chip_id.hex(),
+            "reported_tcb": hex(int.from_bytes(report.reported_tcb, "little")),
+            "current_tcb": hex(int.from_bytes(report.current_tcb, "little")),
+            "committed_tcb": hex(int.from_bytes(report.committed_tcb, "little")),
+            "launch_tcb": hex(int.from_bytes(report.launch_tcb, "little")),
+            **{f"tcb_{name}": str(level) for name, level in tcb.items()},
         },
     )
