@@ -24,6 +24,7 @@ from teeflow.attestation._providers import (
     TsmProvider,
     get_provider,
 )
+from teeflow.attestation._quote_layout import strip_quote_padding
 from teeflow.attestation._roots import INTEL_SGX_ROOT_CA_SHA256
 from teeflow.attestation._sim import (
     SimQuotingKey,
@@ -62,6 +63,7 @@ __all__ = [
     "report_data_for",
     "sim_measurement",
     "sim_measurement_inputs",
+    "strip_quote_padding",
     "verify",
     "verify_dcap",
     "verify_evidence",
