@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from teeflow.attestation import Evidence, SnpCollateral
+
 TESTDATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "testdata" / "attestation"
 
 
@@ -27,3 +29,21 @@ def expected(testdata: Path) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def snp_now() -> datetime:
     return datetime(2026, 3, 1, tzinfo=UTC)
+
+
+# The real Milan SEV-SNP sample (go-sev-guest) and its VCEK + AMD chain.
+@pytest.fixture
+def snp_case(expected: dict[str, Any]) -> dict[str, Any]:
+    return expected["snp_cases"][0]
+
+
+@pytest.fixture
+def report(testdata: Path, snp_case: dict[str, Any]) -> Evidence:
+    return Evidence(tee="sev-snp", raw=(testdata / snp_case["report"]).read_bytes())
+
+
+@pytest.fixture
+def collateral(testdata: Path, snp_case: dict[str, Any]) -> SnpCollateral:
+    return SnpCollateral.from_files(
+        vcek=testdata / snp_case["vcek"], chain=testdata / snp_case["ask_ark"]
+    )

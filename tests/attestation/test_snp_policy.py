@@ -8,7 +8,6 @@ microcode 68 (README.md in ../shared/testdata/attestation).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,29 +16,10 @@ from teeflow.attestation import (
     SNP_TCB_STATUS,
     AttestationError,
     Claims,
-    Evidence,
     Policy,
-    SnpCollateral,
     verify,
     verify_evidence,
 )
-
-
-@pytest.fixture
-def snp_case(expected: dict[str, Any]) -> dict[str, Any]:
-    return expected["snp_cases"][0]
-
-
-@pytest.fixture
-def report(testdata: Path, snp_case: dict[str, Any]) -> Evidence:
-    return Evidence(tee="sev-snp", raw=(testdata / snp_case["report"]).read_bytes())
-
-
-@pytest.fixture
-def collateral(testdata: Path, snp_case: dict[str, Any]) -> SnpCollateral:
-    return SnpCollateral.from_files(
-        vcek=testdata / snp_case["vcek"], chain=testdata / snp_case["ask_ark"]
-    )
 
 
 def _accepting(snp_case: dict[str, Any], **overrides: Any) -> Policy:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 import pytest
 from cryptography import x509
@@ -21,23 +19,6 @@ from teeflow.attestation import (
     verify,
     verify_evidence,
 )
-
-
-@pytest.fixture
-def snp_case(expected: dict[str, Any]) -> dict[str, Any]:
-    return expected["snp_cases"][0]
-
-
-@pytest.fixture
-def report(testdata: Path, snp_case: dict[str, Any]) -> Evidence:
-    return Evidence(tee="sev-snp", raw=(testdata / snp_case["report"]).read_bytes())
-
-
-@pytest.fixture
-def collateral(testdata: Path, snp_case: dict[str, Any]) -> SnpCollateral:
-    return SnpCollateral.from_files(
-        vcek=testdata / snp_case["vcek"], chain=testdata / snp_case["ask_ark"]
-    )
 
 
 def _self_signed(name: str) -> x509.Certificate:
