@@ -18,6 +18,7 @@ import struct
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -109,11 +110,20 @@ def forge_tdx(
     now: datetime,
     version: int,
     td15: tuple[bytes, bytes] | None = None,
+    qe_tcb_levels: list[dict[str, Any]] | None = None,
+    td_attributes: bytes | None = None,
 ) -> Forged:
     """Re-sign the real v4 TDX quote as ``version`` 4 or 5; ``td15`` = (tee_tcb_svn2,
-    mr_servicetd) turns its body into a TDX 1.5 TD report (v5 body type 3)."""
+    mr_servicetd) turns its body into a TDX 1.5 TD report (v5 body type 3);
+    ``qe_tcb_levels`` replaces the QE identity's TCB levels (then re-signed);
+    ``td_attributes`` replaces TDATTRIBUTES (8 bytes at offset 120 of the TD report)."""
     header, body, qe_report, auth, (leaf, inter, root) = _split_v4(quote_path.read_bytes())
+    if td_attributes is not None:
+        body = body[:120] + td_attributes + body[128:]
     real = json.loads(collateral_path.read_text())
+    if qe_tcb_levels is not None:
+        identity = json.loads(real["qe_identity"])
+        real["qe_identity"] = json.dumps({**identity, "tcbLevels": qe_tcb_levels})
     keys = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("root", "inter", "pck", "tcb")}
     root_cert = _cert(root.subject, root.subject, keys["root"], keys["root"], ca=True)
     inter_cert = _cert(inter.subject, root.subject, keys["inter"], keys["root"], ca=True)

@@ -122,3 +122,64 @@ def test_td15_quote_with_bytes_appended_is_refused(testdata, case, monkeypatch):
 
     with pytest.raises(AttestationError, match="after the signed quote"):
         _verify(forged, monkeypatch, forged.quote + bytes(8))
+
+
+# The QE's own TCB level counts too: dcap-qvl folds it into the status and advisories the
+# policy sees (platform UpToDate here, QE OutOfDate).
+QE_OUT_OF_DATE = [
+    {"tcb": {"isvsvn": 99}, "tcbDate": "2025-06-01T00:00:00Z", "tcbStatus": "UpToDate"},
+    {
+        "tcb": {"isvsvn": 4},
+        "tcbDate": "2024-03-13T00:00:00Z",
+        "tcbStatus": "OutOfDate",
+        "advisoryIDs": ["INTEL-SA-00999"],
+    },
+]
+
+
+def test_out_of_date_qe_makes_the_status_out_of_date(testdata, case, monkeypatch):
+    forged = _forge(testdata, case, version=5, qe_tcb_levels=QE_OUT_OF_DATE)
+    monkeypatch.setattr(dcap, "INTEL_SGX_ROOT_CA_DER", forged.root_der)
+    evidence = Evidence(tee="tdx", raw=forged.quote)
+    collateral = load_dcap_collateral(forged.collateral_json)
+    fields: dict[str, Any] = {
+        "allowed_measurements": {case["mr_td"]},
+        "allow_dynamic_platform": True,
+        "allow_cached_keys": True,
+        "allow_smt": True,
+    }
+
+    claims = verify_evidence(evidence, now=NOW, collateral=collateral)
+    with pytest.raises(AttestationError, match="TCB status OutOfDate is not accepted"):
+        verify(evidence, Policy(**fields), now=NOW, collateral=collateral)
+    with pytest.raises(AttestationError, match="INTEL-SA-00999"):
+        verify(
+            evidence,
+            Policy(
+                **fields,
+                accepted_tcb_statuses={"OutOfDate"},
+                denied_advisories={"intel-sa-00999"},
+            ),
+            now=NOW,
+            collateral=collateral,
+        )
+
+    assert (claims.details["platform_status"], claims.details["qe_status"]) == (
+        "UpToDate",
+        "OutOfDate",
+    )
+    assert claims.advisory_ids == ("INTEL-SA-00999",)
+
+
+@pytest.mark.parametrize(
+    ("attributes", "message"),
+    [("0100001000000000", "DEBUG mode"), ("0000000000000000", "SEPT_VE_DISABLE")],
+)
+def test_debug_td_is_refused_as_a_policy_failure(testdata, case, monkeypatch, attributes, message):
+    forged = _forge(testdata, case, version=5, td_attributes=bytes.fromhex(attributes))
+
+    with pytest.raises(AttestationError, match=message) as info:
+        _verify(forged, monkeypatch)
+
+    assert info.value.code == "policy"
+    assert "launch it without debug" in str(info.value)
