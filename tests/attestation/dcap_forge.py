@@ -51,7 +51,7 @@ def _cert(
     signer: ec.EllipticCurvePrivateKey,
     *,
     ca: bool,
-    extensions: list[x509.Extension[x509.ExtensionType]] = (),  # type: ignore[assignment]
+    extensions: tuple[x509.Extension[x509.ExtensionType], ...] = (),
 ) -> x509.Certificate:
     builder = (
         x509.CertificateBuilder()
@@ -129,7 +129,7 @@ def forge_tdx(
     inter_cert = _cert(inter.subject, root.subject, keys["inter"], keys["root"], ca=True)
     sgx_ext = leaf.extensions.get_extension_for_oid(x509.ObjectIdentifier(SGX_EXTENSION_OID))
     pck = _cert(leaf.subject, inter.subject, keys["pck"], keys["inter"], ca=False,
-                extensions=[sgx_ext])  # fmt: skip
+                extensions=(sgx_ext,))  # fmt: skip
     tcb_subject = x509.load_pem_x509_certificates(real["tcb_info_issuer_chain"].encode())[0].subject
     tcb_cert = _cert(tcb_subject, root.subject, keys["tcb"], keys["root"], ca=False)
 

@@ -236,8 +236,9 @@ def test_mutated_hardware_evidence_is_refused(
     except AttestationError:
         return
     assert edit != "extend", "bytes appended to evidence must be refused"
-    # A few bytes are not covered by any signature (e.g. trailing data after a DCAP quote's
-    # certification data); such evidence may verify, but must then say the same as the original.
+    # Appended bytes are always refused (evidence is exactly one quote), but a few bytes inside
+    # a quote are covered by no signature (e.g. the text around its PEM certificates); such
+    # evidence may verify, but must then say the same as the original.
     original = verify(Evidence(tee=tee, raw=quote), ANY_GENUINE, now=now, collateral=collateral)
     again = verify(Evidence(tee=tee, raw=raw), ANY_GENUINE, now=now, collateral=collateral)
     assert (again.measurement, again.report_data) == (original.measurement, original.report_data)

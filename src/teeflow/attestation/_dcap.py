@@ -1,7 +1,8 @@
 """SGX (quote v3/v4) and TDX (quote v4/v5) verification with Intel DCAP, via ``dcap-qvl``.
 
-dcap-qvl checks the quote signature, the QE report, the PCK chain up to the pinned Intel
-SGX Root CA, CRLs, and the TCB-info / QE-identity signatures and dates at the given time.
+The evidence must be exactly one quote (``_quote_layout``); then dcap-qvl checks the quote
+signature, the QE report, the PCK chain up to the pinned Intel SGX Root CA, CRLs, and the
+TCB-info / QE-identity signatures and dates at the given time.
 It reports every TCB status except ``Revoked`` as success, so this module only *extracts*
 the status and advisories; :class:`~teeflow.attestation.Policy` decides on them.
 """

@@ -1,10 +1,11 @@
 """AMD SEV-SNP attestation report verification with ``cryptography``.
 
 Checks, per the SEV-SNP ABI spec (AMD 56860, "ATTESTATION_REPORT", Table 23) and the VCEK
-spec (AMD 57230): the ARK is one of the pinned AMD roots; ARK -> ASK -> VCEK signatures
-(RSASSA-PSS SHA-384); every certificate is valid at ``now``; the VCEK's hwID equals the
-report's CHIP_ID and its SPL extensions equal REPORTED_TCB; the report signature is
-ECDSA P-384 / SHA-384 over bytes 0..0x2A0 with r and s stored little-endian.
+spec (AMD 57230): the product is Milan (Turin/Genoa are refused as unsupported); the ARK is
+one of the pinned AMD roots; ARK -> ASK -> VCEK signatures (RSASSA-PSS SHA-384); every
+certificate is valid at ``now``; the VCEK's hwID is the report's CHIP_ID, byte for byte, and
+its SPL extensions equal REPORTED_TCB; the report signature is ECDSA P-384 / SHA-384 over
+bytes 0..0x2A0 with r and s stored little-endian. Report fields: ``_snp_report``.
 """
 
 from __future__ import annotations
