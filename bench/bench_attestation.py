@@ -22,6 +22,7 @@ from teeflow.attestation import (
     load_dcap_collateral,
     report_data_for,
     sim_measurement,
+    strip_quote_padding,
     verify_evidence,
 )
 
@@ -48,7 +49,9 @@ def main() -> None:
     rounds = args.rounds
     sgx = Evidence(tee="sgx", raw=(TESTDATA / "sgx/phala_sgx_quote_v3.bin").read_bytes())
     sgx_coll = load_dcap_collateral(TESTDATA / "sgx/phala_sgx_quote_v3.collateral.json")
-    tdx = Evidence(tee="tdx", raw=(TESTDATA / "tdx/phala_tdx_quote_v4.bin").read_bytes())
+    # The sample is zero-padded after the quote; evidence must be exactly one quote.
+    tdx_raw = strip_quote_padding((TESTDATA / "tdx/phala_tdx_quote_v4.bin").read_bytes())
+    tdx = Evidence(tee="tdx", raw=tdx_raw)
     tdx_coll = load_dcap_collateral(TESTDATA / "tdx/phala_tdx_quote_v4.collateral.json")
     snp = Evidence(
         tee="sev-snp", raw=(TESTDATA / "sev-snp/gosev_milan_attestation_report.bin").read_bytes()
