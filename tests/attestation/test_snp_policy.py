@@ -135,6 +135,7 @@ def test_snp_policy_fields_load_from_toml_and_round_trip(tmp_path):
     assert dict(policy.min_snp_tcb) == {"microcode": 115, "snp": 8}
     assert policy.max_vmpl == 1 and policy.require_single_socket
     assert Policy.from_dict(json.loads(json.dumps(policy.to_dict()))) == policy
+    assert hash(Policy.from_dict(policy.to_dict())) == hash(policy)  # still a value object
 
 
 @pytest.mark.parametrize(

@@ -122,6 +122,15 @@ class Policy:
                 f"policy field max_vmpl must be an integer 0..{_MAX_VMPL}", code="config"
             )
 
+    def __hash__(self) -> int:
+        # A value object like before min_snp_tcb: hash the mapping by its items.
+        return hash(
+            tuple(
+                tuple(sorted(v.items())) if isinstance(v, Mapping) else v
+                for v in (getattr(self, f.name) for f in fields(self))
+            )
+        )
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Policy:
         """Build from a dict; unknown keys are an error (a typo must not loosen a policy)."""
