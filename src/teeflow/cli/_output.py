@@ -28,15 +28,19 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
-__all__ = ["PROGRESS_THRESHOLD", "emit", "fail", "progress", "warn"]
+from teeflow.cli._escape import safe
+
+__all__ = ["PROGRESS_THRESHOLD", "cell", "emit", "fail", "joined", "progress", "warn"]
 
 PROGRESS_THRESHOLD = 4 << 20
 """Inputs smaller than this (bytes) get no progress bar: it would only flicker."""
 
 
 def _one_line(message: str) -> str:
-    return " ".join(message.split())
+    # Escape first: a newline or ESC in a server's message becomes visible text, not a new line.
+    return " ".join(safe(message).split())
 
 
 def emit(data: Mapping[str, object], *, as_json: bool, title: str) -> None:
@@ -48,14 +52,24 @@ def emit(data: Mapping[str, object], *, as_json: bool, title: str) -> None:
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")  # fold, never cut: values get copied
     for name, value in data.items():
-        table.add_row(name.replace("_", " "), _cell(value))
+        table.add_row(Text(safe(name.replace("_", " "))), Text(cell(value)))
     Console(highlight=False, soft_wrap=False).print(table)
 
 
-def _cell(value: object) -> str:
+def joined(value: object) -> str:
+    """A value as one string, not yet escaped: lists joined by commas, mappings as ``k=v``."""
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v}" for k, v in value.items())
     return "" if value is None else str(value)
+
+
+def cell(value: object) -> str:
+    """One table cell: :func:`joined`, escaped (cli/_escape.py) as it is about to be printed."""
+    return safe(joined(value))
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -25,9 +25,11 @@ import httpx
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from teeflow.attestation import AttestationError
-from teeflow.cli._output import fail
+from teeflow.cli._escape import safe
+from teeflow.cli._output import cell, fail, joined
 from teeflow.cli.keys import read_passphrase
 from teeflow.client import ApiError, Client, ClientError, Keyring, MemberHome, MemberKeys
 from teeflow.client.keyring import KeyringError
@@ -136,7 +138,7 @@ def parse_assignment(text: str, option: str) -> tuple[str, str]:
     """``KEY=VALUE`` -> (key, value); exits with a one-line error naming ``option`` otherwise."""
     key, sep, value = text.partition("=")
     if not sep or not key.strip() or not value.strip():
-        fail(f"{option} expects KEY=VALUE, got {text!r}")
+        fail(f"{option} expects KEY=VALUE, got {safe(text)!r}")
     return key.strip(), value.strip()
 
 
@@ -168,23 +170,13 @@ def emit_rows(
     for column in columns:
         table.add_column(column.replace("_", " "), overflow="fold")
     for row in rows:
-        table.add_row(*(_cell(row.get(column)) for column in columns))
+        table.add_row(*(Text(cell(row.get(column))) for column in columns))
     Console(highlight=False, soft_wrap=False).print(table)
 
 
 def flat(data: Mapping[str, Any]) -> dict[str, Any]:
     """``data`` with lists joined by commas and mappings as ``k=v``, for a two-column table."""
     return {
-        key: _cell(value) if isinstance(value, list | dict) else value
+        key: joined(value) if isinstance(value, list | dict) else value
         for key, value in data.items()
     }
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
-    if isinstance(value, dict):
-        return ", ".join(f"{k}={v}" for k, v in value.items())
-    return "" if value is None else str(value)

@@ -24,6 +24,7 @@ from teeflow.attestation import (
     sim_measurement_inputs,
     verify_evidence,
 )
+from teeflow.cli._escape import safe
 
 app = typer.Typer(help="Verify TEE evidence and show measurements.", no_args_is_help=True)
 
@@ -113,12 +114,12 @@ def _emit(as_json: bool, claims: Claims | None, error: AttestationError | None) 
         for key, value in claims.to_dict().items():
             if isinstance(value, dict):
                 for sub, item in value.items():
-                    typer.echo(f"{key}.{sub}: {item}")
+                    typer.echo(f"{safe(key)}.{safe(sub)}: {safe(item)}")
             else:
-                typer.echo(f"{key}: {value}")
+                typer.echo(f"{safe(key)}: {safe(value)}")
         if claims.simulated:
             typer.echo("WARNING: SIMULATED evidence - no hardware protection")
-    typer.echo(f"REJECTED: {error}" if error else "ACCEPTED")
+    typer.echo(f"REJECTED: {safe(error)}" if error else "ACCEPTED")
 
 
 @app.command("verify")

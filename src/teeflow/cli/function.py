@@ -7,12 +7,14 @@ its SHA-256, so every party signs the exact code that runs even when it cannot r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from teeflow.cli._escape import safe
 from teeflow.cli._output import emit, fail, warn
 from teeflow.cli._session import JsonOut, PassphraseFile, emit_rows, flat, session
+from teeflow.functions.outputs import KINDS
 
 __all__ = ["app"]
 
@@ -40,7 +42,12 @@ def upload(
         list[str] | None, typer.Option("--input", help="An input slot the function reads (repeat).")
     ] = None,
     outputs: Annotated[
-        list[str] | None, typer.Option("--output", help="An output slot it writes (repeat).")
+        list[str] | None,
+        typer.Option(
+            "--output",
+            help="An output it writes, SLOT:KIND[:MAX_BYTES] with KIND metrics, table, model or "
+            "bytes (repeat). Members see it; the enclave refuses an output that breaks it.",
+        ),
     ] = None,
     description: Annotated[str, typer.Option("--description", help="Free text.")] = "",
     passphrase_file: PassphraseFile = None,
@@ -51,8 +58,9 @@ def upload(
         source = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         fail(f"cannot read {file}: {exc}")
+    declared = _declarations(outputs or [])
     if plain:
-        warn("--plain: the platform operator and every member can read this code")
+        warn("--plain: the platform operator and every participant of a task using it can read it")
     with session(passphrase_file) as client:
         record = client.upload_function(
             source,
@@ -60,6 +68,31 @@ def upload(
             sealed=not plain,
             description=description,
             inputs=list(inputs or []),
-            outputs=list(outputs or []),
+            outputs=declared,
         )
     emit(record if as_json else flat(record), as_json=as_json, title="Function uploaded")
+
+
+def _declarations(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``SLOT:KIND[:MAX_BYTES]`` options -> ``{slot: {"kind", "max_bytes"}}``."""
+    declared: dict[str, dict[str, Any]] = {}
+    for item in items:
+        slot, _, rest = item.partition(":")
+        kind, _, limit = rest.partition(":")
+        if not slot or kind not in KINDS or (limit and not limit.isdigit()):
+            fail(f"--output expects SLOT:KIND[:MAX_BYTES] with KIND one of {', '.join(KINDS)}")
+        declared[slot] = {"kind": kind, "max_bytes": int(limit) if limit else None}
+    return declared
+
+
+@app.command()
+def source(
+    task_id: Annotated[str, typer.Argument(help="A task that uses the function.", metavar="ID")],
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Print the plain source of the uploaded function a task runs, checked against the hash
+    its contract pins (a sealed function's code stays confidential to its owner)."""
+    with session(passphrase_file) as client:
+        code = client.function_source(task_id)
+    for line in code.splitlines():
+        typer.echo(safe(line))

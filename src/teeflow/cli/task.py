@@ -16,9 +16,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape as escape_markup
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from teeflow.cli._contract_view import render_contract
+from teeflow.cli._escape import safe
 from teeflow.cli._output import emit, fail, warn
 from teeflow.cli._session import (
     JsonOut,
@@ -31,9 +34,8 @@ from teeflow.cli._session import (
     session,
 )
 from teeflow.client import Client, ClientError
-from teeflow.crypto import CryptoError, PublicKey, VerifyKey, fingerprint
 
-__all__ = ["app"]
+__all__ = ["app", "render_contract"]
 
 app = typer.Typer(help="Propose, approve, run and collect tasks.", no_args_is_help=True)
 
@@ -59,6 +61,9 @@ def propose(
         list[str] | None, _many("--disclose", "progress=u1,u2 or errors=u1: who reads run messages")
     ] = None,
     description: Annotated[str, typer.Option("--description", help="Free text.")] = "",
+    pads: Annotated[
+        list[str] | None, _many("--pad", "SLOT=pow2 or SLOT=BYTES: pad the output to a bucket")
+    ] = None,
     passphrase_file: PassphraseFile = None,
     as_json: JsonOut = False,
 ) -> None:
@@ -67,7 +72,7 @@ def propose(
     slots = dict(pairs)
     if len(slots) != len(pairs):
         fail("an --input slot is given twice")
-    spec: dict[str, dict[str, list[str]]] = {}
+    spec: dict[str, dict[str, Any]] = {}
     for option, field, items in (
         ("--output", "recipients", outputs),
         ("--joint-output", "joint_owners", joint_outputs),
@@ -79,6 +84,11 @@ def propose(
             spec[slot] = {field: parse_names(names)}
     if not spec:
         fail("a task needs at least one --output or --joint-output")
+    for item in pads or []:
+        slot, bucket = parse_assignment(item, "--pad")
+        if slot not in spec:
+            fail(f"--pad names {slot!r}, which is not an --output")
+        spec[slot]["pad"] = bucket if bucket == "pow2" else parse_value(bucket)
     args = {
         key: parse_value(value)
         for key, value in (parse_assignment(a, "--arg") for a in arguments or [])
@@ -141,93 +151,39 @@ def _review(client: Client, task: Mapping[str, Any]) -> tuple[list[str], str | N
 
 
 @app.command()
-def show(task_id: TaskId, passphrase_file: PassphraseFile = None, as_json: JsonOut = False) -> None:
+def show(
+    task_id: TaskId,
+    code: Annotated[
+        bool,
+        typer.Option(
+            "--code", help="Also print the uploaded function's plain source, hash-checked."
+        ),
+    ] = False,
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
     """Show the contract in readable form, with your review's warnings."""
     with session(passphrase_file) as client:
         task = client.task(task_id)
         warnings, problem = _review(client, task)
+        source = client.function_source(task_id) if code else None
     if as_json:
-        emit({**task, "warnings": warnings, "review_error": problem}, as_json=True, title="")
+        extra = {"warnings": warnings, "review_error": problem}
+        emit({**task, **extra, **({"source": source} if code else {})}, as_json=True, title="")
         return
     console = Console(highlight=False, soft_wrap=True)
     for line in render_contract(task):
         console.print(line)
+    if source is not None:
+        console.print(Text("function source (sha256 checked against the contract):", "bold"))
+        for line in source.splitlines():
+            console.print(Text("  | " + safe(line)))
     if problem:
-        console.print(Text.assemble(("DO NOT APPROVE: ", "bold red"), problem))
+        console.print(Text.assemble(("DO NOT APPROVE: ", "bold red"), safe(problem)))
     for message in warnings:
-        console.print(Text.assemble(("warning: ", "bold yellow"), message))
+        console.print(Text.assemble(("warning: ", "bold yellow"), safe(message)))
     if not problem and not warnings:
         console.print("review: no warnings")
-
-
-def _fingerprint(keys: Mapping[str, str]) -> str:
-    try:
-        return fingerprint(VerifyKey.from_b64(keys["sign_pk"]), PublicKey.from_b64(keys["enc_pk"]))
-    except (CryptoError, KeyError, TypeError, ValueError):
-        return "(malformed keys)"
-
-
-def render_contract(task: Mapping[str, Any]) -> list[Text]:
-    """The contract as lines of Rich Text (never markup: every string here came from the server)."""
-    contract = task["contract"]
-    function, executor = contract["function"], contract["executor"]
-    lines = [
-        Text.assemble(
-            ("Task ", "bold"),
-            task["id"],
-            "  status: ",
-            (task["status"], "bold"),
-            f"  creator: {task['creator']}",
-        ),
-        Text(f"contract hash: {task['contract_hash']}"),
-    ]
-    if contract.get("description"):
-        lines.append(Text(f"description: {contract['description']}"))
-    kind = function["kind"]
-    if kind == "uploaded":
-        kind += f", owner {function.get('owner')}, " + (
-            "code SEALED (confidential)" if function.get("sealed") else "code plain"
-        )
-    lines.append(
-        Text(f"function: {function['name']} ({kind})  code sha256 {function['code_sha256']}")
-    )
-    tee = Text(f"enclave: tee {executor['tee']}")
-    if executor["tee"] == "sim":
-        tee.append("  SIMULATED - no hardware protection", style="bold red")
-    lines += [tee, Text(f"  measurement {executor['measurement']}")]
-    lines.append(Text("inputs:", style="bold"))
-    for slot, spec in sorted(contract["inputs"].items()):
-        owners = ", ".join(spec["owners"])
-        joint = "  (joint, sealed to the enclave)" if spec.get("joint") else ""
-        lines.append(
-            Text(
-                f"  {slot}: dataset {spec['dataset_id']} {spec.get('name')!r} owner {owners}{joint}"
-            )
-        )
-        lines.append(Text(f"    ciphertext sha256 {spec['ciphertext_sha256']}"))
-    lines.append(Text("arguments:", style="bold"))
-    lines += [Text(f"  {k} = {v!r}") for k, v in sorted(contract.get("arguments", {}).items())] or [
-        Text("  (none)")
-    ]
-    lines.append(Text("outputs:", style="bold"))
-    for slot, spec in sorted(contract["outputs"].items()):
-        if spec.get("joint_owners"):
-            owners = ", ".join(spec["joint_owners"])
-            lines.append(Text(f"  {slot}: JOINT, owned by {owners}; sealed to the enclave"))
-        else:
-            lines.append(Text(f"  {slot}: readable by {', '.join(spec.get('recipients') or [])}"))
-    lines.append(Text("disclosure:", style="bold"))
-    for channel, names in sorted(contract.get("disclosure", {}).items()):
-        what = {"errors": "error"}.get(channel, channel)
-        lines.append(Text(f"  {what} messages go to {', '.join(names) or 'nobody'}"))
-    lines.append(Text("participants:", style="bold"))
-    approvals = task.get("approvals", {})
-    for name, keys in sorted(contract["participants"].items()):
-        state = {"approve": "approved", "reject": "REJECTED"}.get(
-            approvals.get(name, ""), "pending"
-        )
-        lines.append(Text(f"  {name}: key fingerprint {_fingerprint(keys)}  [{state}]"))
-    return lines
 
 
 @app.command()
@@ -317,13 +273,14 @@ def _progress_view(enabled: bool) -> Iterator[Any]:
                 bar.update(
                     job, completed=epoch, total=epochs, description=f"epoch {epoch}/{epochs}"
                 )
-            bar.update(job, metrics=_metrics(event))
+            bar.update(job, metrics=escape_markup(_metrics(event)))  # the column reads markup
 
         yield on_event
 
 
 def _metrics(event: Mapping[str, Any]) -> str:
-    return "  ".join(f"{k}={v}" for k, v in event.items() if k not in ("seq", "kind"))
+    """Progress values as one line, escaped (they came from the function)."""
+    return "  ".join(f"{safe(k)}={safe(v)}" for k, v in event.items() if k not in ("seq", "kind"))
 
 
 @app.command()

@@ -35,6 +35,7 @@ from teeflow.crypto import (
     key_wrap_info,
     seal_stream,
     sha256_hex,
+    unpad,
     unseal_stream,
 )
 from teeflow.enclave.checks import FUNCTION_SLOT
@@ -217,10 +218,15 @@ class Client:
         sealed: bool = True,
         description: str = "",
         inputs: list[str] | None = None,
-        outputs: list[str] | None = None,
+        outputs: list[str] | Mapping[str, Mapping[str, Any]] | None = None,
         arguments: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Upload Python source; ``sealed`` keeps the code confidential to the enclave."""
+        """Upload Python source; ``sealed`` keeps the code confidential to the enclave.
+
+        ``outputs`` declares each output slot: ``{slot: {"kind": "metrics" | "table" | "model" |
+        "bytes", "max_bytes": n}}`` (functions/outputs.py); bare names declare opaque, unbounded
+        outputs. The enclave refuses an output that breaks its declaration.
+        """
         code = source.encode("utf-8")
         if sealed:
             dataset = self.upload_dataset(code, name=f"{name}.py", kind="function")
@@ -233,7 +239,11 @@ class Client:
             "sealed": sealed,
             "source_dataset_id": dataset["id"],
             "inputs": inputs or [],
-            "outputs": outputs or [],
+            "outputs": (
+                {k: dict(v) for k, v in outputs.items()}
+                if isinstance(outputs, Mapping)
+                else list(outputs or [])
+            ),
             "arguments": arguments or {},
         }
         result: dict[str, Any] = self._call("POST", "/v1/functions", json=body)
@@ -256,7 +266,7 @@ class Client:
         function: str,
         *,
         inputs: Mapping[str, str],
-        outputs: Mapping[str, Mapping[str, list[str]]],
+        outputs: Mapping[str, Mapping[str, Any]],
         arguments: Mapping[str, Any] | None = None,
         disclosure: Mapping[str, list[str]] | None = None,
         description: str = "",
@@ -275,6 +285,28 @@ class Client:
     def task(self, task_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._call("GET", f"/v1/tasks/{task_id}")
         return result
+
+    def function_source(self, task_id: str) -> str:
+        """The plain source of task ``task_id``'s uploaded function, checked against the code
+        hash in its contract (which :meth:`review` checks against the server's contract hash).
+
+        Raises ClientError when the code differs from what the contract pins, and ApiError (403)
+        when the code is sealed: confidential to its owner.
+        """
+        task = self.task(task_id)
+        function = task["contract"]["function"]
+        if contract_hash(task["contract"]) != task.get("contract_hash"):
+            raise ClientError("the server's contract hash does not match the contract it shows")
+        response = self.http.get(f"/v1/tasks/{task_id}/function/source")
+        raise_for_error(response)
+        if sha256_hex(response.content) != function["code_sha256"]:
+            raise ClientError(
+                "the function source the server sent differs from the code the contract pins"
+            )
+        try:
+            return response.content.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ClientError("the function source is not UTF-8 text") from exc
 
     def tasks(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "/v1/tasks")
@@ -444,9 +476,15 @@ class Client:
             unseal_stream(io.BytesIO(ciphertext), plain, DataKey(raw))
         except IntegrityError as exc:
             raise ClientError(f"output {slot!r} does not decrypt: {exc}") from exc
+        data = plain.getvalue()
+        if task["contract"]["outputs"].get(slot, {}).get("pad") is not None:
+            try:
+                data = unpad(data)  # the contract asked for padding: the exact bytes are framed
+            except IntegrityError as exc:
+                raise ClientError(f"output {slot!r} does not decrypt: {exc}") from exc
         if destination is None:
-            return plain.getvalue()
-        write_private_file(destination, plain.getvalue(), overwrite=True)
+            return data
+        write_private_file(destination, data, overwrite=True)
         return destination
 
     def audit(self, *, after: int = 0) -> list[dict[str, Any]]:

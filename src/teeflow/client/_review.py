@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from teeflow.client._errors import ClientError
+from teeflow.client._exposure import exposure_warnings, output_declaration_warnings
 from teeflow.client._home import MemberHome
 from teeflow.enclave.contract import ContractError, contract_hash, validate_contract
 
@@ -77,17 +78,7 @@ def _warnings(contract: Mapping[str, Any], me: str, attested: Mapping[str, Any])
             f"the function's code is confidential to {owner!r}: you cannot read what it does "
             f"with your input(s) {my_inputs}"
         )
-    for slot, spec in contract["outputs"].items():
-        receivers = spec.get("recipients") or []
-        if my_inputs and receivers and me not in receivers:
-            warnings.append(f"output {slot!r}, computed from your data, goes to {receivers}")
-        if owner and owner in receivers and owner != me and my_inputs:
-            warnings.append(
-                f"the function's provider {owner!r} receives output {slot!r}, "
-                "computed from your data"
-            )
-    for channel, names in contract.get("disclosure", {}).items():
-        others = [n for n in names if n != me]
-        if others and my_inputs:
-            warnings.append(f"{channel} messages during the run are disclosed to {others}")
+    # Everyone but me who receives anything computed from my inputs, recipient or not myself.
+    warnings += exposure_warnings(contract, me)
+    warnings += output_declaration_warnings(contract, me)
     return warnings

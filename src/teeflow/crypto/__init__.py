@@ -14,6 +14,7 @@ from teeflow.crypto._keys import (
     fingerprint,
     signed_message,
 )
+from teeflow.crypto._padding import check_pad, pad, unpad
 from teeflow.crypto._sealed import (
     CHUNK_SIZE,
     DataKey,
@@ -39,15 +40,18 @@ __all__ = [
     "b64e",
     "canonical_hash",
     "canonical_json",
+    "check_pad",
     "fingerprint",
     "hpke_open",
     "hpke_seal",
     "key_wrap_info",
+    "pad",
     "read_or_create_secret",
     "seal_bytes",
     "seal_stream",
     "sha256_hex",
     "signed_message",
+    "unpad",
     "unseal_bytes",
     "unseal_stream",
 ]

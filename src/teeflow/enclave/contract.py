@@ -6,14 +6,17 @@ A contract is a JSON object hashed as canonical JSON (RFC 8785) with SHA-256::
       "version": 1,
       "task_id": "…", "nonce": "…", "created_at": "…", "creator": "alice",
       "function": {"kind": "builtin"|"uploaded", "name": "…", "code_sha256": "…",
-                   "owner": "carol", "sealed": false, "source_sha256": "…" (uploaded only)},
+                   "owner": "carol", "sealed": false, "source_sha256": "…" (uploaded only),
+                   "outputs": {"<slot>": {"kind": "metrics", "max_bytes": 4096}} (uploaded only:
+                   what each output is, functions/outputs.py)},
       "executor": {"tee": "sim", "measurement": "…",
                    "public_keys": {"x25519": "<b64>", "ed25519": "<b64>"}},
       "participants": {"alice": {"sign_pk": "<b64>", "enc_pk": "<b64>"}, …},
       "inputs":  {"<slot>": {"dataset_id": "…", "owners": ["bob"], "ciphertext_sha256": "…",
                              "joint": null | {"task_id": "…", "contract_hash": "…", "slot": "…"}}},
       "arguments": {…, "requesters": ["alice"] (an inference session's requesters)},
-      "outputs": {"<slot>": {"recipients": ["alice"]} | {"joint_owners": ["bob", "dave"]}},
+      "outputs": {"<slot>": {"recipients": ["alice"], "pad": "pow2" | <bucket bytes> (optional)}
+                            | {"joint_owners": ["bob", "dave"]}},
       "disclosure": {"progress": ["alice"], "errors": ["alice", "bob"]}
     }
 
@@ -28,7 +31,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from teeflow.crypto import canonical_hash
+from teeflow.crypto import canonical_hash, check_pad
+from teeflow.functions.outputs import uploaded_declarations
 
 __all__ = [
     "APPROVAL_DOMAIN",
@@ -82,6 +86,14 @@ def validate_contract(contract: Mapping[str, Any]) -> None:
     owner = function.get("owner")
     if owner is not None and (not isinstance(owner, str) or not owner):
         raise ContractError("contract function owner must be a username")
+    declared = function.get("outputs")
+    if declared is not None:
+        if not isinstance(declared, Mapping):
+            raise ContractError("contract function outputs must map slots to declarations")
+        try:
+            uploaded_declarations(declared)
+        except ValueError as exc:
+            raise ContractError(f"function {exc}") from None
     executor = contract.get("executor")
     if not isinstance(executor, Mapping) or not isinstance(executor.get("public_keys"), Mapping):
         raise ContractError("contract executor must name its tee, measurement and public keys")
@@ -106,6 +118,13 @@ def validate_contract(contract: Mapping[str, Any]) -> None:
         if ("recipients" in spec) == ("joint_owners" in spec):
             raise ContractError(f"output {slot!r} needs exactly one of recipients / joint_owners")
         _names(spec.get("recipients") or spec.get("joint_owners"), f"outputs[{slot}]")
+        if spec.get("pad") is not None:
+            if "joint_owners" in spec:
+                raise ContractError(f"output {slot!r}: a joint output cannot be padded")
+            try:
+                check_pad(spec["pad"])
+            except ValueError as exc:
+                raise ContractError(f"output {slot!r}: {exc}") from None
     if not isinstance(contract.get("arguments"), Mapping):
         raise ContractError("contract arguments must be an object")
     if "requesters" in contract["arguments"]:

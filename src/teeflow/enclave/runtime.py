@@ -30,6 +30,7 @@ from teeflow.crypto import (
     canonical_json,
     hpke_seal,
     key_wrap_info,
+    pad,
     seal_bytes,
     sha256_hex,
     unseal_bytes,
@@ -38,6 +39,7 @@ from teeflow.enclave.checks import TaskRejected, check_bundle
 from teeflow.enclave.identity import EnclaveIdentity, derive_key
 from teeflow.enclave.receipt import sign_receipt
 from teeflow.functions.api import Context, FunctionError, InputData, OutputData
+from teeflow.functions.outputs import check_outputs, uploaded_declarations
 
 __all__ = [
     "EnclaveRuntime",
@@ -243,6 +245,9 @@ class EnclaveRuntime:
             if error is not None:
                 reason = self._disclose_error(chash, contract, host, timer, error)
                 return self._failed(contract, chash, input_hashes, reason, now)
+            refused = _declaration_problem(contract, inputs, outputs)
+            if refused is not None:  # checked before anything is sealed: nothing leaves
+                return self._failed(contract, chash, input_hashes, refused, now)
             with timer.phase("crypto"):
                 sealed = {
                     slot: self._seal_output(chash, contract, slot, out)
@@ -449,7 +454,10 @@ class EnclaveRuntime:
     ) -> SealedOutput:
         spec = contract["outputs"][slot]
         key = DataKey.generate()
-        ciphertext = seal_bytes(out.getvalue(), key)
+        plaintext = out.getvalue()
+        if spec.get("pad") is not None:  # length hiding, inside the sealed plaintext
+            plaintext = pad(plaintext, spec["pad"])
+        ciphertext = seal_bytes(plaintext, key)
         wrapped: dict[str, str] = {}
         joint = spec.get("joint_owners")
         if joint:
@@ -491,8 +499,9 @@ class EnclaveRuntime:
             "inputs": dict(inputs),
             "outputs": {
                 slot: {
+                    # No size: the receipt reaches the audit log, which every member reads
+                    # (docs/decisions/0006-what-sizes-others-see.md); the hash binds the bytes.
                     "ciphertext_sha256": out.ciphertext_sha256,
-                    "size": len(out.ciphertext),
                     "recipients": sorted(w for w in out.wrapped_keys if w != "enclave"),
                     "joint_owners": out.joint_owners,
                 }
@@ -525,6 +534,27 @@ class EnclaveRuntime:
     ) -> ExecutionResult:
         receipt = self.receipt(contract, chash, inputs, {}, status="failed", reason=reason, now=now)
         return ExecutionResult("failed", {}, receipt, reason)
+
+
+def _declaration_problem(
+    contract: Mapping[str, Any], inputs: Mapping[str, InputData], outputs: Mapping[str, OutputData]
+) -> str | None:
+    """The public reason an output breaks what the function declared (functions/outputs.py)."""
+    function = contract["function"]
+    try:
+        if function["kind"] == "builtin":
+            from teeflow.functions.registry import get_builtin
+
+            declarations = get_builtin(function["name"]).declarations
+        else:
+            declarations = uploaded_declarations(function.get("outputs") or {})
+    except (KeyError, ValueError) as exc:
+        return f"the function's output declarations are unusable: {exc}"
+    return check_outputs(
+        {slot: out.getvalue() for slot, out in outputs.items()},
+        declarations,
+        {slot: len(data.data) for slot, data in inputs.items()},
+    )
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:

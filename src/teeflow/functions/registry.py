@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from teeflow.functions.api import Context
+from teeflow.functions.outputs import OutputDeclaration
 from teeflow.functions.serving import OpenSession
 
 __all__ = ["Builtin", "builtin_catalogue", "get_builtin", "preload_builtins"]
@@ -40,6 +41,9 @@ class Builtin:
     """Argument name -> human description (with default)."""
     min_inputs: int = 1
     max_inputs: int | None = None
+    declarations: dict[str, OutputDeclaration] = field(default_factory=dict)
+    """Output slot name (or ``prefix*`` pattern, as in ``outputs``) -> its kind and size bound
+    (functions/outputs.py); the enclave refuses an output that breaks it."""
     session: bool = False
     """Serves an inference session (``open_session(ctx)``, see functions/serving.py) instead of
     running once; the executor hands it requests until the session ends."""
@@ -76,6 +80,9 @@ class Builtin:
             "min_inputs": self.min_inputs,
             "max_inputs": self.max_inputs,
             "session": self.session,
+            "output_declarations": {
+                slot: declaration.describe() for slot, declaration in self.declarations.items()
+            },
             "code_sha256": self.code_sha256,
             "kind": "builtin",
         }

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -24,7 +24,7 @@ from teeflow.functions.registry import builtin_catalogue
 from teeflow.server.app import Platform
 from teeflow.server.errors import ApiError
 
-__all__ = ["MAX_JSON_DEPTH", "Proposal", "build_contract", "plain_json"]
+__all__ = ["MAX_JSON_DEPTH", "Proposal", "build_contract", "declared_outputs", "plain_json"]
 
 
 MAX_JSON_DEPTH = 32
@@ -59,6 +59,11 @@ def plain_json(value: Any) -> Any:
 class OutputSpec(BaseModel):
     recipients: list[str] | None = None
     joint_owners: list[str] | None = None
+    pad: Literal["pow2"] | int | None = Field(
+        default=None,
+        description='pad the sealed output to a bucket: "pow2" or a size in bytes '
+        "(outputs with recipients only)",
+    )
 
 
 class Proposal(BaseModel):
@@ -99,7 +104,17 @@ def _function_entry(platform: Platform, name: str) -> dict[str, Any]:
         "sealed": record.sealed,
         "source_dataset_id": record.source_dataset_id,
         "source_sha256": source.ciphertext_sha256,
+        "outputs": declared_outputs(record.spec),
     }
+
+
+def declared_outputs(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """An uploaded function's output declarations (functions/outputs.py) from its stored spec;
+    a function stored before declarations had kinds declared bare names: opaque, unbounded."""
+    outputs = spec.get("outputs") or {}
+    if isinstance(outputs, list):
+        return {slot: {"kind": "bytes", "max_bytes": None} for slot in outputs}
+    return {slot: dict(value) for slot, value in outputs.items()}
 
 
 def _input_entry(platform: Platform, slot: str, dataset_id: str) -> dict[str, Any]:
@@ -138,10 +153,12 @@ def _executor_entry(platform: Platform) -> dict[str, Any]:
 
 def build_contract(platform: Platform, proposal: Proposal, *, creator: str) -> dict[str, Any]:
     now = platform.clock()
-    outputs: dict[str, dict[str, list[str]]] = {}
+    outputs: dict[str, dict[str, Any]] = {}
     for slot, spec in proposal.outputs.items():
         if spec.recipients and not spec.joint_owners:
             outputs[slot] = {"recipients": sorted(set(spec.recipients))}
+            if spec.pad is not None:
+                outputs[slot]["pad"] = spec.pad
         elif spec.joint_owners and not spec.recipients:
             outputs[slot] = {"joint_owners": sorted(set(spec.joint_owners))}
         else:
@@ -150,6 +167,13 @@ def build_contract(platform: Platform, proposal: Proposal, *, creator: str) -> d
         k: sorted(set(v)) for k, v in proposal.disclosure.items() if k in ("progress", "errors")
     }
     disclosure.setdefault("errors", [creator])
+    function = _function_entry(platform, proposal.function)
+    undeclared = sorted(set(outputs) - set(function.get("outputs", outputs)))
+    if undeclared:
+        raise ApiError.invalid(
+            f"function {proposal.function!r} declares no output {undeclared[0]!r}; "
+            "its owner declares outputs at upload (`teeflow function upload --output`)"
+        )
     contract: dict[str, Any] = {
         "version": CONTRACT_VERSION,
         "task_id": uuid.uuid4().hex,
@@ -157,7 +181,7 @@ def build_contract(platform: Platform, proposal: Proposal, *, creator: str) -> d
         "created_at": now.isoformat(),
         "creator": creator,
         "description": proposal.description,
-        "function": _function_entry(platform, proposal.function),
+        "function": function,
         "executor": _executor_entry(platform),
         "inputs": {slot: _input_entry(platform, slot, ds) for slot, ds in proposal.inputs.items()},
         "arguments": proposal.arguments,

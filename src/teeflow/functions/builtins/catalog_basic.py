@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from teeflow.functions.outputs import OutputDeclaration
 from teeflow.functions.registry import Builtin, register
 
 __all__: list[str] = []
@@ -13,6 +14,7 @@ register(
         module="teeflow.functions.builtins.echo",
         inputs="any number of inputs, of any format",
         outputs=("*",),
+        declarations={"*": OutputDeclaration("bytes", 0, scale=1.0, of="slot")},
         min_inputs=1,
     )
 )
@@ -26,6 +28,11 @@ register(
         module="teeflow.functions.builtins.psi",
         inputs="two or more CSV tables with an id column, or plain lists of ids (one per line)",
         outputs=("flags:*", "intersection_size"),
+        # A row "a\n" of input X becomes "a,0\n": at most twice X, plus the header.
+        declarations={
+            "flags:*": OutputDeclaration("table", 64, scale=2.0, of="slot"),
+            "intersection_size": OutputDeclaration("metrics", 256),
+        },
         arguments={"id_column": 'name of the id column (default "id")'},
         min_inputs=2,
     )
@@ -38,6 +45,8 @@ register(
         module="teeflow.functions.builtins.join_sum",
         inputs="two or more CSV tables with columns id and amount",
         outputs=("result",),
+        # One row per common id, each no longer than that id's rows in the inputs together.
+        declarations={"result": OutputDeclaration("table", 64, scale=1.0)},
         arguments={
             "id_column": 'name of the id column (default "id")',
             "amount_column": 'name of the amount column (default "amount")',

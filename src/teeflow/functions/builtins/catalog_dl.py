@@ -7,9 +7,15 @@ entry's argument names equal to its module's ``ARGUMENTS``.
 
 from __future__ import annotations
 
+from teeflow.functions.outputs import MAX_METRICS_BYTES, OutputDeclaration
 from teeflow.functions.registry import Builtin, register
 
 _PACKAGE = "teeflow.functions.builtins"
+
+_METRICS = OutputDeclaration("metrics", MAX_METRICS_BYTES)
+_MODEL = OutputDeclaration("model", 512 << 20)
+# A prediction row (id, probability, label) per input row: a few times the input at most.
+_PREDICTIONS = OutputDeclaration("table", 64 << 10, scale=4.0)
 
 _TRAIN_ARGS = {
     "epochs": "training epochs",
@@ -27,6 +33,7 @@ register(
         inputs="one or more image datasets: MedMNIST .npz, or a zip of class-named folders of "
         "PNG/JPEG/DICOM",
         outputs=("model", "metrics"),
+        declarations={"model": _MODEL, "metrics": _METRICS},
         arguments={
             "model": "cnn (default) or resnet18",
             **_TRAIN_ARGS,
@@ -47,6 +54,7 @@ register(
         module=f"{_PACKAGE}.image_predict",
         inputs="'model' (from image-classify-train) and 'images' (.npz or zip of images)",
         outputs=("predictions",),
+        declarations={"predictions": _PREDICTIONS},
         arguments={},
         min_inputs=2,
         max_inputs=2,
@@ -62,6 +70,7 @@ register(
         inputs="one or more tables (CSV or Parquet): same columns (rows are pooled) or a shared "
         "id column (inner-joined)",
         outputs=("model", "metrics", "metrics_public"),
+        declarations={"model": _MODEL, "metrics": _METRICS, "metrics_public": _METRICS},
         arguments={
             "label_column": "the 0/1 target column (required)",
             "id_column": "the column that identifies a row and joins column-partitioned tables",
@@ -86,6 +95,7 @@ register(
         module=f"{_PACKAGE}.tabular_predict",
         inputs="'model' (from tabular-train) and one or more tables, combined as in training",
         outputs=("predictions",),
+        declarations={"predictions": _PREDICTIONS},
         arguments={
             "threshold": "probability above which a row is labelled 1 (default: the model's)",
             "partition": "auto (default), rows or columns",
@@ -102,6 +112,7 @@ register(
         module=f"{_PACKAGE}.evaluate",
         inputs="'model' (from tabular-train) and one or more labelled tables",
         outputs=("metrics",),
+        declarations={"metrics": _METRICS},
         arguments={
             "threshold": "probability above which a row counts as positive (default: the model's)",
             "partition": "auto (default), rows or columns",
@@ -118,6 +129,7 @@ register(
         module=f"{_PACKAGE}.tabular_serve",
         inputs="'model' (from tabular-train) only",
         outputs=("usage",),
+        declarations={"usage": _METRICS},
         arguments={
             "requesters": "participants who may send requests (required)",
             "max_requests": "requests the session answers before it ends (default 100000)",
@@ -138,6 +150,7 @@ register(
         module=f"{_PACKAGE}.image_serve",
         inputs="'model' (from image-classify-train) only",
         outputs=("usage",),
+        declarations={"usage": _METRICS},
         arguments={
             "requesters": "participants who may send requests (required)",
             "max_requests": "requests the session answers before it ends (default 100000)",

@@ -49,7 +49,10 @@ class DatasetPublic(BaseModel):
     created_at: str
 
 
-def public_dataset(record: DatasetRecord) -> DatasetPublic:
+def public_dataset(record: DatasetRecord, viewer: str) -> DatasetPublic:
+    """The dataset as ``viewer`` sees it: its size only if it is one of the owners (others see
+    the sizes of a task's inputs in that task, as its participants: routes/tasks.py)."""
+    owners = set(record.joint_owners or []) | {record.owner}
     return DatasetPublic(
         id=record.dataset_id,
         name=record.name,
@@ -59,7 +62,7 @@ def public_dataset(record: DatasetRecord) -> DatasetPublic:
         joint_owners=list(record.joint_owners) if record.joint_owners else None,
         state=record.state,
         ciphertext_sha256=record.ciphertext_sha256,
-        size=record.size,
+        size=record.size if viewer in owners else None,
         produced_by_task=record.produced_by_task,
         created_at=record.created_at.isoformat(),
     )
@@ -83,7 +86,7 @@ def create_dataset(body: DatasetCreate, user: CurrentUser, platform: PlatformDep
         owner=user.username,
         now=now,
     )
-    return public_dataset(record)
+    return public_dataset(record, user.username)
 
 
 @router.put(
@@ -114,11 +117,10 @@ async def upload_content(
             "name": record.name,
             "kind": record.kind,
             "ciphertext_sha256": sha256,
-            "size": size,
-        },
+        },  # no size: every member reads the audit log (docs/decisions/0006)
         now=platform.clock(),
     )
-    return public_dataset(dataset_or_404(platform, dataset_id))
+    return public_dataset(dataset_or_404(platform, dataset_id), user.username)
 
 
 @router.get("", responses=error_responses(401, 422))
@@ -130,12 +132,12 @@ def list_datasets(
         records = platform.store.list_datasets(visible_to=user.username)
     else:
         records = [r for r in platform.store.list_datasets(owner=owner) if not r.joint_owners]
-    return [public_dataset(r) for r in records]
+    return [public_dataset(r, user.username) for r in records]
 
 
 @router.get("/{dataset_id}", responses=error_responses(401, 404, 422))
-def get_dataset(dataset_id: str, _: CurrentUser, platform: PlatformDep) -> DatasetPublic:
-    return public_dataset(dataset_or_404(platform, dataset_id))
+def get_dataset(dataset_id: str, user: CurrentUser, platform: PlatformDep) -> DatasetPublic:
+    return public_dataset(dataset_or_404(platform, dataset_id), user.username)
 
 
 @router.get(

@@ -8,17 +8,23 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from teeflow.functions.outputs import MAX_METRICS_BYTES, uploaded_declarations
 from teeflow.functions.registry import builtin_catalogue
 from teeflow.server.deps import CurrentUser, PlatformDep
 from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.store import FunctionRecord
 
 router = APIRouter(prefix="/v1/functions", tags=["functions"])
+
+
+class OutputDeclared(BaseModel):
+    kind: Literal["metrics", "table", "model", "bytes"]
+    max_bytes: int | None = Field(default=None, gt=0)
 
 
 class FunctionCreate(BaseModel):
@@ -28,7 +34,11 @@ class FunctionCreate(BaseModel):
     sealed: bool
     source_dataset_id: str
     inputs: list[str] = Field(default_factory=list)
-    outputs: list[str] = Field(default_factory=list)
+    outputs: list[str] | dict[str, OutputDeclared] = Field(
+        default_factory=list,
+        description="output slot -> kind and size bound (functions/outputs.py); "
+        "bare slot names declare opaque, unbounded outputs",
+    )
     arguments: dict[str, str] = Field(default_factory=dict)
 
 
@@ -44,6 +54,24 @@ def public_function(record: FunctionRecord) -> dict[str, Any]:
         "source_dataset_id": record.source_dataset_id,
         **record.spec,
     }
+
+
+def _declared(outputs: list[str] | dict[str, OutputDeclared]) -> dict[str, dict[str, Any]]:
+    """Output declarations as the contract carries them (``{slot: {kind, max_bytes}}``)."""
+    if isinstance(outputs, list):
+        declared: dict[str, dict[str, Any]] = {
+            slot: {"kind": "bytes", "max_bytes": None} for slot in outputs
+        }
+    else:
+        declared = {slot: spec.model_dump() for slot, spec in outputs.items()}
+    for spec in declared.values():
+        if spec["kind"] == "metrics" and spec["max_bytes"] is None:
+            spec["max_bytes"] = MAX_METRICS_BYTES
+    try:
+        uploaded_declarations(declared)
+    except ValueError as exc:
+        raise ApiError.invalid(str(exc)) from None
+    return declared
 
 
 @router.get("", responses=error_responses(401))
@@ -62,7 +90,13 @@ def upload_function(
         raise ApiError.invalid(
             "source_dataset_id must be a ready dataset you own (upload the code first)"
         )
-    for slot in body.inputs + body.outputs:
+    if body.name in builtin_catalogue():
+        raise ApiError.invalid(
+            f"{body.name!r} is the name of a built-in function; choose another name so that no "
+            "member can mistake your code for the built-in"
+        )
+    outputs = _declared(body.outputs)
+    for slot in [*body.inputs, *outputs]:
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", slot):
             raise ApiError.invalid(f"slot name {slot!r} is not valid")
     now = platform.clock()
@@ -74,7 +108,7 @@ def upload_function(
         code_sha256=body.code_sha256,
         sealed=body.sealed,
         source_dataset_id=body.source_dataset_id,
-        spec={"inputs": body.inputs, "outputs": body.outputs, "arguments": body.arguments},
+        spec={"inputs": body.inputs, "outputs": outputs, "arguments": body.arguments},
         now=now,
     )
     platform.store.append_audit(

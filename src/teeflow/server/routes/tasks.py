@@ -54,9 +54,24 @@ def task_public(platform: Platform, task: TaskRecord) -> dict[str, Any]:
         "failure_reason": task.failure_reason,
         "attempts": task.attempts,
         "receipt": task.receipt,
+        "inputs": _input_facts(platform, task.contract),
         "created_at": task.created_at.isoformat(),
         "updated_at": task.updated_at.isoformat(),
     }
+
+
+def _input_facts(platform: Platform, contract: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What the control plane knows of each input, for the participants' review: ciphertext
+    size, and rows when the owner published a schema summary (None: unknown)."""
+    facts: dict[str, dict[str, Any]] = {}
+    for slot, spec in contract.get("inputs", {}).items():
+        record = platform.store.get_dataset(spec.get("dataset_id", ""))
+        rows = (record.meta or {}).get("rows") if record is not None else None
+        facts[slot] = {
+            "size": record.size if record is not None else None,
+            "rows": rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
+        }
+    return facts
 
 
 def task_for(platform: Platform, task_id: str, user: UserRecord) -> TaskRecord:
@@ -327,6 +342,29 @@ def output_key(task_id: str, slot: str, user: CurrentUser, platform: PlatformDep
         "wrapped_key": output.wrapped_keys[user.username],
         "ciphertext_sha256": output.ciphertext_sha256,
     }
+
+
+@router.get(
+    "/{task_id}/function/source",
+    response_class=Response,
+    responses={**BLOB_RESPONSE, **error_responses(401, 403, 404, 409, 422)},
+)
+def function_source(task_id: str, user: CurrentUser, platform: PlatformDep) -> StreamingResponse:
+    """The plain source of the task's uploaded function, for every participant to read before
+    approving; the client checks it against the contract's ``code_sha256``."""
+    function = task_for(platform, task_id, user).contract["function"]
+    if function["kind"] != "uploaded":
+        raise ApiError.conflict(
+            f"{function['name']!r} is a built-in: its code is teeflow's own, in the measurement"
+        )
+    if function.get("sealed"):
+        raise ApiError.forbidden(
+            f"the function's code is sealed (confidential to {function.get('owner')!r})"
+        )
+    record = platform.store.get_dataset(function.get("source_dataset_id") or "")
+    if record is None or record.state != "ready" or record.blob_key is None:
+        raise ApiError.not_found("the function's source")
+    return send_blob(platform, record.blob_key, filename=f"{function['name']}.py")
 
 
 @router.get("/{task_id}/receipt", responses=error_responses(401, 404, 409, 422))
