@@ -106,7 +106,10 @@ def test_show_renders_the_contract_with_warnings(members: dict[str, Member], pro
 
     assert "private-join-sum" in shown and "SIMULATED" in shown
     assert "readable by alice, bank" in shown and "key fingerprint" in shown
-    assert "warning: output 'result', computed from your data, goes to ['alice', 'bank']" in shown
+    assert (
+        "warning: your input 'shop' reaches alice, bank through output 'result' "
+        "(readable by alice, bank)" in shown
+    )
 
 
 def test_show_json_carries_the_review(members: dict[str, Member], proposed: str) -> None:

@@ -176,8 +176,8 @@ def show(
         console.print(line)
     if source is not None:
         console.print(Text("function source (sha256 checked against the contract):", "bold"))
-        for line in source.splitlines():
-            console.print(Text("  | " + safe(line)))
+        for code_line in source.splitlines():
+            console.print(Text("  | " + safe(code_line)))
     if problem:
         console.print(Text.assemble(("DO NOT APPROVE: ", "bold red"), safe(problem)))
     for message in warnings:

@@ -1,0 +1,100 @@
+"""The review names everyone who receives something computed from my input (issue 17, item 1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from teeflow.client._exposure import audience, exposure_warnings, output_declaration_warnings
+from teeflow.client._review import _warnings
+
+
+def _contract(outputs: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "function": {"kind": "builtin", "name": "echo", "code_sha256": "0" * 64},
+        "inputs": {"data": {"owners": ["bank"]}, "probe": {"owners": ["alice"]}},
+        "outputs": outputs,
+        "arguments": {},
+        "disclosure": {"errors": ["bank"]},
+        **extra,
+    }
+
+
+def test_co_recipient_proposer_is_warned_about() -> None:
+    contract = _contract({"data": {"recipients": ["alice", "bank"]}})
+
+    warnings = exposure_warnings(contract, "bank")
+
+    assert warnings == [
+        "your input 'data' reaches alice through output 'data' (readable by alice, bank); "
+        "it reveals your input byte for byte"
+    ]
+
+
+def test_only_me_means_no_warning() -> None:
+    contract = _contract({"data": {"recipients": ["bank"]}})
+
+    assert exposure_warnings(contract, "bank") == []
+
+
+def test_every_channel_counts() -> None:
+    contract = _contract(
+        {"model": {"joint_owners": ["alice", "bank"]}},
+        disclosure={"progress": ["carol"], "errors": ["bank"]},
+        arguments={"requesters": ["dave"]},
+    )
+
+    channels = audience(contract, "bank")["data"]
+    warnings = exposure_warnings(contract, "bank")
+
+    assert channels == {
+        "joint output 'model'": ["alice", "bank"],
+        "progress messages": ["carol"],
+        "error messages": ["bank"],
+        "session answers": ["dave"],
+    }
+    assert [w.split(" through ")[0] for w in warnings] == [
+        "your input 'data' reaches alice",
+        "your input 'data' reaches carol",
+        "your input 'data' reaches dave",
+    ]
+
+
+def test_psi_flags_of_another_party_warn_about_my_ids() -> None:
+    contract = _contract(
+        {"flags:probe": {"recipients": ["alice"]}},
+        function={"kind": "builtin", "name": "psi", "code_sha256": "0" * 64},
+    )
+
+    (warning,) = exposure_warnings(contract, "bank")
+
+    assert "reaches alice" in warning and "your ids" in warning
+
+
+def test_unbounded_uploaded_outputs_are_named() -> None:
+    function = {
+        "kind": "uploaded",
+        "name": "f",
+        "owner": "mallory",
+        "sealed": False,
+        "code_sha256": "0" * 64,
+        "outputs": {"metrics": {"kind": "metrics", "max_bytes": 4096}, "out": {"kind": "bytes"}},
+    }
+    contract = _contract(
+        {"metrics": {"recipients": ["bank"]}, "out": {"recipients": ["bank"]}}, function=function
+    )
+
+    warnings = output_declaration_warnings(contract, "bank")
+
+    assert warnings == [
+        "output 'out' of the uploaded function is declared bytes with no size bound: "
+        "it can hold a copy of your input"
+    ]
+
+
+def test_sealed_code_warning_is_kept() -> None:
+    function = {"kind": "uploaded", "name": "f", "owner": "mallory", "sealed": True}
+    contract = _contract({"out": {"recipients": ["bank"]}}, function=function)
+
+    warnings = _warnings(contract, "bank", {"simulated": False})
+
+    assert any("confidential to 'mallory'" in w for w in warnings)
