@@ -50,15 +50,22 @@ def test_echo_to_victim_and_proposer_is_warned(member: MemberFactory) -> None:
     assert _reaches(warnings, "data", "alice"), warnings
 
 
-def test_join_sum_against_every_id_is_warned(member: MemberFactory) -> None:
+def _join_sum(member: MemberFactory, recipients: list[str]) -> tuple[dict[str, Any], ...]:
+    """alice probes bank's table with every id at amount 0; returns (task, bank's, alice's)."""
     alice, bank = member("alice"), member("bank")
     mine = bank.upload_dataset(BANK_TABLE, name="bank.csv", kind="table")
     probe = alice.upload_dataset(EVERY_ID, name="probe.csv", kind="table")
     task = alice.propose(
         "private-join-sum",
         inputs={"bank": mine["id"], "probe": probe["id"]},
-        outputs={"result": {"recipients": ["alice", "bank"]}},
+        outputs={"result": {"recipients": recipients}},
     )
+    return task, mine, probe
+
+
+def test_join_sum_against_every_id_is_warned(member: MemberFactory) -> None:
+    alice, bank = member("alice"), member("bank")
+    task, _, _ = _join_sum(member, ["alice", "bank"])
 
     warnings = bank.review(bank.task(task["id"]))
 
@@ -69,16 +76,9 @@ def test_join_sum_against_every_id_is_warned(member: MemberFactory) -> None:
 
 
 def test_review_shows_every_partys_input_size(member: MemberFactory) -> None:
-    alice, bank = member("alice"), member("bank")
-    mine = bank.upload_dataset(BANK_TABLE, name="bank.csv", kind="table")
-    probe = alice.upload_dataset(EVERY_ID, name="probe.csv", kind="table")
-    task = alice.propose(
-        "private-join-sum",
-        inputs={"bank": mine["id"], "probe": probe["id"]},
-        outputs={"result": {"recipients": ["bank"]}},
-    )
+    task, mine, probe = _join_sum(member, ["bank"])
 
-    shown = bank.task(task["id"])["inputs"]
+    shown = member("bank").task(task["id"])["inputs"]
 
     assert shown["bank"]["size"] == mine["size"] and shown["probe"]["size"] == probe["size"]
     assert shown["probe"]["rows"] is None  # no schema summary published: unknown, not guessed
@@ -218,6 +218,33 @@ def test_task_show_prints_no_forged_line_or_escape(
     )
     assert "readable by alice, victim" in printed and "warning:" in printed
     assert "ciphertext" in printed and "bytes" in printed  # every party's input size is shown
+
+
+def test_task_show_code_prints_the_checked_source(
+    member: MemberFactory, cli_victim: Path, tmp_path: Path
+) -> None:
+    alice, mallory = member("alice"), member("mallory")
+    data = tmp_path / "victim.csv"
+    data.write_bytes(BANK_TABLE)
+    uploaded = _cli(cli_victim, "dataset", "upload", str(data), "--name", "v.csv", "--json")
+    function = mallory.upload_function(
+        SMUGGLER + "# \x1b[2J\n", name="shown-metrics", sealed=False, outputs=["metrics"]
+    )
+    task = alice.propose(
+        function["id"],
+        inputs={"data": json.loads(uploaded.stdout)["id"]},
+        outputs={"metrics": {"recipients": ["victim"]}},
+    )
+
+    shown = _cli(cli_victim, "task", "show", task["id"], "--code")
+    fetched = _cli(cli_victim, "function", "source", task["id"])
+
+    assert shown.exit_code == 0 and fetched.exit_code == 0, shown.stderr + fetched.stderr
+    assert "sha256 checked against the contract" in shown.stdout
+    assert "  | def run(ctx):" in shown.stdout and "def run(ctx):" in fetched.stdout
+    assert "UPLOADED by mallory" in shown.stdout
+    assert "declared bytes with no size bound" in shown.stdout
+    assert "\x1b" not in shown.stdout + fetched.stdout
 
 
 # -- row 7: sizes ----------------------------------------------------------------------------

@@ -166,7 +166,14 @@ def show(
     with session(passphrase_file) as client:
         task = client.task(task_id)
         warnings, problem = _review(client, task)
-        source = client.function_source(task_id) if code else None
+        function = task["contract"]["function"]
+        readable = function["kind"] == "uploaded" and not function.get("sealed")
+        source = client.function_source(task_id) if code and readable else None
+        if code and not readable:
+            warn(
+                "no source to show: the function is a built-in (teeflow's own code, in the "
+                "measurement) or sealed (confidential to its owner)"
+            )
     if as_json:
         extra = {"warnings": warnings, "review_error": problem}
         emit({**task, **extra, **({"source": source} if code else {})}, as_json=True, title="")

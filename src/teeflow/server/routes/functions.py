@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 
 from teeflow.functions.outputs import MAX_METRICS_BYTES, uploaded_declarations
 from teeflow.functions.registry import builtin_catalogue
+from teeflow.server.contracts import declared_outputs
 from teeflow.server.deps import CurrentUser, PlatformDep
 from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.store import FunctionRecord
@@ -56,14 +57,11 @@ def public_function(record: FunctionRecord) -> dict[str, Any]:
     }
 
 
-def _declared(outputs: list[str] | dict[str, OutputDeclared]) -> dict[str, dict[str, Any]]:
+def _declared(outputs: list[str] | dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Output declarations as the contract carries them (``{slot: {kind, max_bytes}}``)."""
-    if isinstance(outputs, list):
-        declared: dict[str, dict[str, Any]] = {
-            slot: {"kind": "bytes", "max_bytes": None} for slot in outputs
-        }
-    else:
-        declared = {slot: spec.model_dump() for slot, spec in outputs.items()}
+    if not isinstance(outputs, list):
+        outputs = {slot: spec.model_dump() for slot, spec in outputs.items()}
+    declared = declared_outputs({"outputs": outputs})
     for spec in declared.values():
         if spec["kind"] == "metrics" and spec["max_bytes"] is None:
             spec["max_bytes"] = MAX_METRICS_BYTES

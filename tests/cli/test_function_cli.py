@@ -1,0 +1,33 @@
+"""``teeflow function upload --output SLOT:KIND[:MAX_BYTES]``: declarations are checked here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from teeflow.cli.function import _declarations
+from teeflow.cli.main import app
+
+
+def test_declarations_parse() -> None:
+    assert _declarations(["metrics:metrics:4096", "out:bytes"]) == {
+        "metrics": {"kind": "metrics", "max_bytes": 4096},
+        "out": {"kind": "bytes", "max_bytes": None},
+    }
+
+
+@pytest.mark.parametrize("bad", ["metrics", "metrics:csv", "metrics:metrics:lots", ":table"])
+def test_bad_declaration_fails_before_anything_is_uploaded(
+    bad: str, tmp_path: Path, teeflow_home: Path
+) -> None:
+    source = tmp_path / "f.py"
+    source.write_text("def run(ctx):\n    pass\n")
+
+    result = CliRunner().invoke(
+        app, ["function", "upload", str(source), "--name", "f", "--output", bad]
+    )
+
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: --output expects SLOT:KIND[:MAX_BYTES]")
