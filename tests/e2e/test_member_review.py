@@ -53,7 +53,7 @@ def test_echo_to_victim_and_proposer_is_warned(member: MemberFactory) -> None:
 def _join_sum(member: MemberFactory, recipients: list[str]) -> tuple[dict[str, Any], ...]:
     """alice probes bank's table with every id at amount 0; returns (task, bank's, alice's)."""
     alice, bank = member("alice"), member("bank")
-    mine = bank.upload_dataset(BANK_TABLE, name="bank.csv", kind="table")
+    mine = bank.upload_dataset(BANK_TABLE, name="bank.csv", kind="table", rows=200)
     probe = alice.upload_dataset(EVERY_ID, name="probe.csv", kind="table")
     task = alice.propose(
         "private-join-sum",
@@ -81,7 +81,8 @@ def test_review_shows_every_partys_input_size(member: MemberFactory) -> None:
     shown = member("bank").task(task["id"])["inputs"]
 
     assert shown["bank"]["size"] == mine["size"] and shown["probe"]["size"] == probe["size"]
-    assert shown["probe"]["rows"] is None  # no schema summary published: unknown, not guessed
+    assert shown["bank"]["rows"] == 200  # bank published its schema summary
+    assert shown["probe"]["rows"] is None  # alice did not: unknown, not guessed
 
 
 # -- row 2: a plain function that smuggles the inputs out through "metrics" ----------------

@@ -37,6 +37,12 @@ def upload(
     name: Annotated[str, typer.Option("--name", help="Name shown to other members.")],
     kind: Annotated[Kind, typer.Option("--kind", help="What the data is.")] = Kind.other,
     description: Annotated[str, typer.Option("--description", help="Free text.")] = "",
+    rows: Annotated[
+        int | None,
+        typer.Option(
+            "--rows", min=0, help="Publish the row count (shown in the review of tasks using it)."
+        ),
+    ] = None,
     passphrase_file: PassphraseFile = None,
     as_json: JsonOut = False,
 ) -> None:
@@ -44,7 +50,9 @@ def upload(
     if not file.is_file():
         fail(f"{file} is not a readable file")
     with session(passphrase_file) as client:
-        record = client.upload_dataset(file, name=name, kind=kind.value, description=description)
+        record = client.upload_dataset(
+            file, name=name, kind=kind.value, description=description, rows=rows
+        )
     emit(record, as_json=as_json, title="Dataset uploaded (sealed)")
 
 

@@ -112,7 +112,7 @@ def propose(
         emit(task, as_json=True, title="")
         return
     emit(flat(_summary(task)), as_json=False, title="Task proposed")
-    typer.echo(f"review it with `teeflow task show {task['id']}`", err=True)
+    typer.echo(f"review it with `teeflow task show {safe(task['id'])}`", err=True)
 
 
 def _summary(task: Mapping[str, Any]) -> dict[str, Any]:

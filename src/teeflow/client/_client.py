@@ -172,13 +172,24 @@ class Client:
     # -- datasets & functions ---------------------------------------------------------------
 
     def upload_dataset(
-        self, source: Path | bytes, *, name: str, kind: str = "other", description: str = ""
+        self,
+        source: Path | bytes,
+        *,
+        name: str,
+        kind: str = "other",
+        description: str = "",
+        rows: int | None = None,
     ) -> dict[str, Any]:
-        """Seal ``source`` locally under a fresh key and upload only the ciphertext."""
+        """Seal ``source`` locally under a fresh key and upload only the ciphertext.
+
+        ``rows`` publishes a schema summary (the table's row count) that the other participants
+        of a task using it see in their review; without it they see "unknown".
+        """
         key = DataKey.generate()
-        record = self._call(
-            "POST", "/v1/datasets", json={"name": name, "kind": kind, "description": description}
-        )
+        body: dict[str, Any] = {"name": name, "kind": kind, "description": description}
+        if rows is not None:
+            body["rows"] = rows
+        record = self._call("POST", "/v1/datasets", json=body)
         sealed = _TempSealed(self.home.root / "tmp")
         try:
             with _open_source(source) as handle:

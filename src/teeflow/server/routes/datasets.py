@@ -33,6 +33,13 @@ class DatasetCreate(BaseModel):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[^/\\\x00]+$")
     kind: Kind = "other"
     description: str = Field(default="", max_length=2000)
+    rows: int | None = Field(
+        default=None,
+        ge=0,
+        le=2**53,
+        description="the owner's schema summary: how many rows the table has, for the review of "
+        "the tasks that use it (the owner's word; unknown when not given)",
+    )
 
 
 class DatasetPublic(BaseModel):
@@ -85,6 +92,7 @@ def create_dataset(body: DatasetCreate, user: CurrentUser, platform: PlatformDep
         description=body.description,
         owner=user.username,
         now=now,
+        meta={"rows": body.rows} if body.rows is not None else None,
     )
     return public_dataset(record, user.username)
 
