@@ -500,7 +500,7 @@ class EnclaveRuntime:
             "outputs": {
                 slot: {
                     # No size: the receipt reaches the audit log, which every member reads
-                    # (docs/decisions/0006-what-sizes-others-see.md); the hash binds the bytes.
+                    # (docs/decisions/0007-what-sizes-others-see.md); the hash binds the bytes.
                     "ciphertext_sha256": out.ciphertext_sha256,
                     "recipients": sorted(w for w in out.wrapped_keys if w != "enclave"),
                     "joint_owners": out.joint_owners,

@@ -125,7 +125,7 @@ async def upload_content(
             "name": record.name,
             "kind": record.kind,
             "ciphertext_sha256": sha256,
-        },  # no size: every member reads the audit log (docs/decisions/0006)
+        },  # no size: every member reads the audit log (docs/decisions/0007)
         now=platform.clock(),
     )
     return public_dataset(dataset_or_404(platform, dataset_id), user.username)
