@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from teeflow.functions._sandbox_fs import IsolationError, drop_privileges, enter_private_root
 from teeflow.functions.api import Context, FunctionError, InputData, OutputData
 
 __all__ = ["ProtocolError", "read_frame", "write_frame"]
@@ -35,6 +36,8 @@ CHUNK_BYTES = 16 << 20
 SOURCE_NAME = "<uploaded function>"
 EXIT_MEMORY = 3
 """Worker exit status when it ran out of memory and could not even report it."""
+EXIT_ISOLATION = 4
+"""Exit status when the private file system or the privilege drop failed (nothing ran)."""
 _METRIC_TYPES = (bool, int, float, str, type(None))
 
 
@@ -224,12 +227,24 @@ def _supervise(pipe: _Pipe) -> int:
     return 0
 
 
+def _confine(config: Mapping[str, Any]) -> None:
+    """Enter the private root and drop root, before any untrusted byte is read.
+
+    The code was imported above while still root, so the function runs whatever directory
+    teeflow is installed in; its later imports come through the read-only binds of the new root.
+    """
+    fs = config["fs"]
+    enter_private_root(fs["root"], fs["scratch"], tmpfs_bytes=fs["tmpfs_bytes"])
+    drop_privileges(config["uid"], config["gid"])
+
+
 def main(argv: list[str]) -> int:
     config = json.loads(argv[0])
-    if "uid" in config:  # no setpriv on this host: drop root here, before any untrusted byte
-        os.setgroups([])
-        os.setgid(config["gid"])
-        os.setuid(config["uid"])
+    try:
+        _confine(config)
+    except (IsolationError, OSError, KeyError) as exc:
+        print(f"sandbox: could not confine the function: {exc}", file=sys.stderr)
+        return EXIT_ISOLATION
     _apply_limits(config["limits"])
     # Claim the protocol pipes; fd 0 becomes /dev/null and fd 1 goes to stderr, so the
     # function's print() can never corrupt a frame. os.dup gives non-inheritable fds.

@@ -2,14 +2,20 @@
 
 The uploaded code never runs in the executor's process. The child (``_sandbox_child``) gets the
 task through a pipe and answers with output writes, progress and checkpoints, which this side
-validates and applies to the real :class:`~teeflow.functions.api.Context`. Where the host allows:
+validates and applies to the real :class:`~teeflow.functions.api.Context`. The child gets:
 
 - no network (``unshare --net``: only a down loopback), its own PID, IPC and UTS namespaces;
-- uid/gid ``nobody`` via ``setpriv``, no capabilities, no_new_privs: root 0600 files are unreadable;
-- a fresh, empty cwd/HOME/TMPDIR in the task's scratch; env of PATH and LANG only; no extra fds;
+- its own file system (``_sandbox_fs``): a private mount namespace whose root holds only a
+  read-only view of the system, the interpreter and teeflow, empty private ``/tmp``,
+  ``/var/tmp`` and ``/dev/shm``, and the run's scratch directory, the one place it may write;
+- uid/gid ``nobody``, no capabilities (bounding set included), no_new_privs;
+- an env of PATH, LANG, HOME and TMPDIR only; no extra fds;
 - RLIMIT_AS, RLIMIT_NPROC, RLIMIT_CPU, RLIMIT_FSIZE, no core files, and a wall-clock timeout.
 
-:func:`sandbox_isolation` reports which of these this host gave. Every failure of the function
+Where the host cannot give all of it (the executor is not root, or ``unshare`` is missing or
+refused), no uploaded function runs: :func:`run_in_sandbox` fails closed with a
+``kind="isolation"`` error, because the guarantee that plaintext never stays on the host depends
+on it. :func:`sandbox_isolation` reports what this host gives. Every failure of the function
 raises :class:`SandboxError` with a party-facing reason; the executor process lives on.
 """
 
@@ -24,18 +30,23 @@ import math
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from teeflow.functions._sandbox_child import EXIT_MEMORY, ProtocolError, read_frame, write_frame
+from teeflow.functions._sandbox_child import (
+    EXIT_ISOLATION,
+    EXIT_MEMORY,
+    ProtocolError,
+    read_frame,
+    write_frame,
+)
+from teeflow.functions._sandbox_fs import SCRATCH, RunDir, run_dir
 from teeflow.functions.api import Context
 
 __all__ = [
@@ -49,15 +60,23 @@ __all__ = [
 SANDBOX_UID = SANDBOX_GID = 65534  # nobody / nogroup
 MAX_SOURCE_BYTES = 1 << 20
 MAX_OUTPUT_BYTES = 4 << 30
-_NAMESPACES = ("--net", "--ipc", "--uts", "--pid", "--fork", "--kill-child", "--mount-proc")
-_SETPRIV = ("--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all")
+_NAMESPACES = (
+    "--net",
+    "--ipc",
+    "--uts",
+    "--pid",
+    "--mount",
+    "--fork",
+    "--kill-child",
+    "--mount-proc",
+)
 
 
 class SandboxError(Exception):
     """An uploaded function failed or was stopped; ``str(exc)`` is meant for the parties.
 
-    ``kind`` is one of: invalid_source, function_error, exception, memory, processes, timeout,
-    cpu, crash, protocol, output_limit. ``details`` holds the last lines of the function's
+    ``kind`` is one of: invalid_source, isolation, function_error, exception, memory, processes,
+    timeout, cpu, crash, protocol, output_limit. ``details`` holds the last lines of the function's
     traceback, if any.
     """
 
@@ -72,16 +91,30 @@ class SandboxError(Exception):
 class SandboxIsolation:
     """What confinement this host gives uploaded functions (measured once per process)."""
 
-    network_namespace: bool
-    pid_namespace: bool
-    privilege_drop: str
-    """"setpriv", "setuid" (in the child) or "none" (the executor does not run as root)."""
+    namespaces: bool
+    """Private network, PID, IPC, UTS and mount namespaces (``unshare`` works here)."""
     sandbox_uid: int | None
-    notes: tuple[str, ...]
+    """The uid the function runs as (nobody) where the executor is root; else None."""
+    missing: tuple[str, ...]
+
+    @property
+    def available(self) -> bool:
+        """Whether uploaded functions run here at all: without every confinement none does."""
+        return self.namespaces and self.sandbox_uid is not None
 
     def describe(self) -> dict[str, Any]:
         rlimits = ["AS", "NPROC", "CPU", "FSIZE", "CORE", "wall-clock timeout"]
-        return {**dataclasses.asdict(self), "rlimits": rlimits, "notes": list(self.notes)}
+        report = {**dataclasses.asdict(self), "available": self.available, "seccomp": False}
+        return {**report, "missing": list(self.missing), "rlimits": rlimits}
+
+    def refusal(self) -> str:
+        """Why no uploaded function runs on this host (empty when they do)."""
+        if self.available:
+            return ""
+        return (
+            f"this executor cannot confine uploaded functions ({'; '.join(self.missing)}), "
+            "so it runs none: run the executor as root on a Linux host with util-linux unshare"
+        )
 
 
 def _works(argv: list[str]) -> bool:
@@ -93,21 +126,15 @@ def _works(argv: list[str]) -> bool:
 
 @functools.cache
 def sandbox_isolation() -> SandboxIsolation:
-    notes: list[str] = []
+    missing: list[str] = []
+    root = os.geteuid() == 0
+    if not root:
+        missing.append("the executor is not root, so it cannot drop to nobody")
     unshare = shutil.which("unshare")
-    full = bool(unshare) and _works([str(unshare), *_NAMESPACES, "true"])
-    net = full or (bool(unshare) and _works([str(unshare), "--net", "true"]))
-    if not net:
-        notes.append("no network namespace: the function can reach the network")
-    if not full:
-        notes.append("no PID namespace: processes that leave the group may outlive a run")
-    if os.geteuid() != 0:
-        drop, uid = "none", None
-        notes.append("executor is not root: the function runs as the executor's own user")
-    else:
-        drop, uid = ("setpriv" if shutil.which("setpriv") else "setuid"), SANDBOX_UID
-    notes.append("no seccomp filter: system calls are not filtered")
-    return SandboxIsolation(net, full, drop, uid, tuple(notes))
+    namespaces = bool(unshare) and _works([str(unshare), *_NAMESPACES, "true"])
+    if not namespaces:
+        missing.append("unshare cannot create network, PID and mount namespaces here")
+    return SandboxIsolation(namespaces, SANDBOX_UID if root else None, tuple(missing))
 
 
 def validate_source(source: str) -> str:
@@ -136,48 +163,15 @@ def validate_source(source: str) -> str:
     return hashlib.sha256(encoded).hexdigest()
 
 
-def _reachable(path: Path, uid: int | None) -> bool:
-    """Whether ``uid`` may walk to ``path`` by its ancestors' mode bits."""
-    if uid is None:
-        return True
-    for parent in path.parents:
-        st = parent.stat()
-        bit = stat.S_IXUSR if st.st_uid == uid else stat.S_IXOTH
-        if not st.st_mode & bit:
-            return False
-    return True
-
-
-@contextmanager
-def _workdir(scratch: Path, uid: int | None) -> Iterator[tuple[Path, str]]:
-    """A fresh, empty directory for one run; yields it and the path the child should use."""
-    scratch.mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix="sandbox-", dir=scratch))
-    try:
-        if uid is not None:
-            os.chown(path, uid, SANDBOX_GID)
-        # When the scratch sits under directories the sandbox user may not walk, its own cwd is
-        # still reachable through /proc/self/cwd (it is the process's cwd, set before the drop).
-        yield path, str(path) if _reachable(path, uid) else "/proc/self/cwd"
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _command(iso: SandboxIsolation, config: dict[str, Any]) -> list[str]:
-    argv: list[str] = []
-    if iso.network_namespace:
-        flags = _NAMESPACES if iso.pid_namespace else ("--net",)
-        argv += [shutil.which("unshare") or "unshare", *flags, "--"]
-    if iso.privilege_drop == "setpriv":
-        ids = [f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_GID}"]
-        argv += [shutil.which("setpriv") or "setpriv", *ids, *_SETPRIV, "--"]
-    elif iso.privilege_drop == "setuid":
-        config = {**config, "uid": SANDBOX_UID, "gid": SANDBOX_GID}
+def _command(run: RunDir, limits: _Limits) -> list[str]:
+    unshare = shutil.which("unshare") or "unshare"
+    fs = {"root": str(run.root), "scratch": str(run.work), "tmpfs_bytes": limits.memory_bytes}
+    config = {"limits": limits.rlimits(), "uid": SANDBOX_UID, "gid": SANDBOX_GID, "fs": fs}
     python = [sys.executable, "-I", "-B", "-m", "teeflow.functions._sandbox_child"]
-    return [*argv, *python, json.dumps(config)]
+    return [unshare, *_NAMESPACES, "--", *python, json.dumps(config)]
 
 
-def _feed(stream: IO[bytes], source: str, ctx: Context, scratch: str) -> None:
+def _feed(stream: IO[bytes], source: str, ctx: Context) -> None:
     """Send the task to the child (in a thread: a child that never reads must not block us)."""
     try:
         start = {
@@ -186,7 +180,7 @@ def _feed(stream: IO[bytes], source: str, ctx: Context, scratch: str) -> None:
             "outputs": list(ctx.outputs),
             "inputs": [{"slot": s, "owner": d.owner} for s, d in ctx.inputs.items()],
             "restored": ctx.restore() is not None,
-            "scratch": scratch,
+            "scratch": SCRATCH,  # where the child sees its run's work directory
         }
         write_frame(stream, start, source.encode("utf-8"))
         for data in ctx.inputs.values():
@@ -307,6 +301,9 @@ def _verdict(seen: Mapping[str, Any], code: int, *, timed_out: bool, limits: _Li
         return
     if code == EXIT_MEMORY:
         raise SandboxError(limits.memory_message(), kind="memory")
+    if code == EXIT_ISOLATION:
+        reason = "the sandbox could not confine the function, so it did not run"
+        raise SandboxError(reason, kind="isolation")
     if code == -signal.SIGXCPU:
         raise SandboxError(f"function used more than {limits.cpu_s} s of CPU time", kind="cpu")
     if code == -signal.SIGKILL:
@@ -355,32 +352,33 @@ def run_in_sandbox(
         raise ValueError("timeout_s and memory_bytes must be positive and max_processes >= 2")
     limits = _Limits(timeout_s, memory_bytes, max_processes)
     iso = sandbox_isolation()
-    argv = _command(iso, {"limits": limits.rlimits()})
+    if not iso.available:
+        raise SandboxError(iso.refusal(), kind="isolation")
     json.dumps(dict(ctx.args))  # fail here, in the executor, on arguments that are not JSON
     with (
-        _workdir(Path(ctx.scratch), iso.sandbox_uid) as (cwd, scratch),
+        run_dir(Path(ctx.scratch), SANDBOX_UID, SANDBOX_GID) as run,
         tempfile.TemporaryFile() as log,
     ):
-        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": scratch, "TMPDIR": scratch}
+        env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": SCRATCH, "TMPDIR": SCRATCH}
         proc = subprocess.Popen(
-            argv,
+            _command(run, limits),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,
-            cwd=cwd,
+            cwd=run.work,
             env=env,
             close_fds=True,
             start_new_session=True,
         )
         child = _Child(proc)
         timer = threading.Timer(timeout_s, child.kill, kwargs={"timed_out": True})
-        feeder = threading.Thread(target=_feed, args=(proc.stdin, source, ctx, scratch))
+        feeder = threading.Thread(target=_feed, args=(proc.stdin, source, ctx))
         timer.start()
         feeder.start()
         seen: dict[str, Any] = {}
         broken = ""
         try:
-            seen = _apply(ctx, child, wait_exit_frame=iso.pid_namespace)
+            seen = _apply(ctx, child, wait_exit_frame=True)
         except ProtocolError as exc:
             broken = str(exc)
         finally:
@@ -395,6 +393,6 @@ def run_in_sandbox(
         try:
             _verdict(seen, code, timed_out=child.timed_out, limits=limits)
         except SandboxError as exc:
-            if exc.kind != "crash":
+            if exc.kind not in ("crash", "isolation"):
                 raise
-            raise SandboxError(exc.reason, kind="crash", details=_tail(log)) from None
+            raise SandboxError(exc.reason, kind=exc.kind, details=_tail(log)) from None
