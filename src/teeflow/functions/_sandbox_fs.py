@@ -11,7 +11,8 @@ holding only:
   ``nobody`` cannot walk;
 - ``/dev/null``, ``zero``, ``full``, ``random``, ``urandom``; a fresh ``/proc`` of its own PID
   namespace;
-- its own empty tmpfs ``/tmp``, ``/var/tmp`` and ``/dev/shm``, gone when the namespace ends;
+- its own empty tmpfs ``/tmp``, ``/var/tmp`` and ``/dev/shm``, gone when the namespace ends
+  (where teeflow itself is installed under one of them, its mount point shows there);
 - the task's scratch directory at :data:`SCRATCH`, the only host directory it may write.
 
 Everything else of the host (the platform's data directory, other tasks' scratch, the host's
@@ -147,6 +148,11 @@ def enter_private_root(root: str, scratch: str, *, tmpfs_bytes: int) -> None:
                 Path(root + path).symlink_to(Path(path).readlink())
             elif Path(path).is_dir():
                 _bind(path, root + path, read_only=True, root=root)
+        # before the code: teeflow installed under /tmp must show through its private /tmp
+        for path in PRIVATE_TMP:
+            Path(root + path).mkdir(parents=True, exist_ok=True)
+            options = f"mode=1777,size={tmpfs_bytes},nr_inodes=65536"
+            _mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV, options)
         for path in code_paths():
             _bind(path, root + path, read_only=True, root=root)
         for name in ETC_FILES:
@@ -156,10 +162,6 @@ def enter_private_root(root: str, scratch: str, *, tmpfs_bytes: int) -> None:
             _bind(f"/dev/{name}", f"{root}/dev/{name}", read_only=False, root=root)
         for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0")):
             Path(root, "dev", name).symlink_to(target)
-        for path in PRIVATE_TMP:
-            Path(root + path).mkdir(parents=True, exist_ok=True)
-            options = f"mode=1777,size={tmpfs_bytes},nr_inodes=65536"
-            _mount("tmpfs", root + path, "tmpfs", MS_NOSUID | MS_NODEV, options)
         _bind(scratch, root + SCRATCH, read_only=False, root=root)
         Path(root, "proc").mkdir()
         _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
