@@ -24,6 +24,7 @@ EXPECTED = {
     "hpke_seal",
     "key_wrap_info",
     "pad",
+    "private_directory",
     "read_or_create_secret",
     "seal_bytes",
     "seal_stream",

@@ -8,7 +8,7 @@ import os
 import stat
 from pathlib import Path
 
-from teeflow.crypto import read_or_create_secret
+from teeflow.crypto import private_directory, read_or_create_secret
 
 
 def _race(args: tuple[str, int]) -> bytes:
@@ -32,3 +32,29 @@ def test_an_existing_secret_is_returned_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "secret"
     first = read_or_create_secret(path, lambda: b"first")
     assert read_or_create_secret(path, lambda: b"second") == first == b"first"
+
+
+def test_secret_and_its_new_directories_are_private_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "a" / "b" / "secret"
+        read_or_create_secret(path, lambda: b"key")
+    finally:
+        os.umask(old)
+
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for directory in (tmp_path / "a", tmp_path / "a" / "b"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_private_directory_tightens_only_when_asked(tmp_path: Path) -> None:
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o755)
+    loose.chmod(0o755)
+
+    private_directory(loose)
+    kept = stat.S_IMODE(loose.stat().st_mode)
+    private_directory(loose, tighten=True)
+
+    assert kept == 0o755
+    assert stat.S_IMODE(loose.stat().st_mode) == 0o700

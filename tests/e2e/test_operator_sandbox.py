@@ -137,3 +137,21 @@ def test_uploaded_function_leaves_no_plaintext_and_reads_no_platform_file(
     assert leaks == [], f"plaintext left on the host: {leaks}"
     for place in HOST_SHARED:
         assert not (place / leak_name).exists()
+
+
+def test_platform_files_are_private_to_its_user(
+    member: MemberFactory, platform: LocalPlatform
+) -> None:
+    bank = member("bank")
+    bank.upload_dataset(b"id,amount\n1,2\n", name="modes.csv")  # a blob, WAL pages, audit rows
+
+    entries = [platform.data_dir, *platform.data_dir.rglob("*")]
+    loose = {
+        str(path): oct(stat.S_IMODE(path.lstat().st_mode))
+        for path in entries
+        if path.lstat().st_mode & 0o077
+    }
+
+    assert loose == {}, "the platform left files group or world accessible"
+    names = {p.name for p in entries}
+    assert {"teeflow.db", "executor-secret", "blobs", "logs", "platform"} <= names

@@ -5,7 +5,7 @@ Everything that verifies or decrypts raises :class:`IntegrityError` on failure.
 
 from teeflow.crypto._encoding import b64d, b64e, canonical_hash, canonical_json, sha256_hex
 from teeflow.crypto._errors import CryptoError, IntegrityError
-from teeflow.crypto._files import read_or_create_secret
+from teeflow.crypto._files import private_directory, read_or_create_secret
 from teeflow.crypto._keys import (
     PrivateKey,
     PublicKey,
@@ -46,6 +46,7 @@ __all__ = [
     "hpke_seal",
     "key_wrap_info",
     "pad",
+    "private_directory",
     "read_or_create_secret",
     "seal_bytes",
     "seal_stream",

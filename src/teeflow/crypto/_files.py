@@ -1,4 +1,5 @@
-"""Secret files created once, atomically, by whichever of several racing processes comes first."""
+"""Private files and directories: secrets created once, atomically, by whichever of several racing
+processes comes first, in directories only their owner may enter."""
 
 from __future__ import annotations
 
@@ -7,7 +8,24 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["read_or_create_secret"]
+__all__ = ["private_directory", "read_or_create_secret"]
+
+
+def private_directory(path: Path, *, tighten: bool = False) -> Path:
+    """Create ``path`` and any missing parent as directories of mode 0700, whatever the umask.
+
+    Directories that already exist keep their mode, but for ``path`` itself when ``tighten``
+    (its group and other bits are then cleared). Returns ``path``.
+    """
+    path = Path(path)
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # a racing process made it first
+            directory.mkdir(mode=0o700)
+            directory.chmod(0o700)
+    if tighten and path.stat().st_mode & 0o077:
+        path.chmod(path.stat().st_mode & 0o700)
+    return path
 
 
 def read_or_create_secret(path: Path, make: Callable[[], bytes]) -> bytes:
@@ -20,7 +38,7 @@ def read_or_create_secret(path: Path, make: Callable[[], bytes]) -> bytes:
     path = Path(path)
     if path.exists():
         return path.read_bytes()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_directory(path.parent)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         "env TEEFLOW_CHECKPOINT_INTERVAL_S",
     )
     args = parser.parse_args(argv)
+    os.umask(0o077)  # the database, secrets, blobs and caches are this user's alone
     logging.basicConfig(
         level=os.environ.get("TEEFLOW_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
     )

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 from fastapi import FastAPI
 
-from teeflow.crypto import read_or_create_secret
+from teeflow.crypto import private_directory, read_or_create_secret
 from teeflow.server.blobs import BlobStore, open_blob_store
 from teeflow.server.body_limit import JsonBodyLimit
 from teeflow.server.errors import install_error_handlers
@@ -50,7 +50,8 @@ def load_executor_secret(settings: Settings) -> str:
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     from teeflow.server.routes import accounts, datasets, executors, functions, sessions, tasks
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # Only the platform's own user may enter its data directory (database, secrets, blobs, logs).
+    private_directory(settings.data_dir, tighten=True)
     store = Store.from_url(settings.resolved_database_url)
     store.migrate()
     platform = Platform(

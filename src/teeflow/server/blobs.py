@@ -31,6 +31,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
+from teeflow.crypto import private_directory
+
 if TYPE_CHECKING:
     from teeflow.server.settings import Settings
 
@@ -124,7 +126,8 @@ class _LocalWriter:
     def __enter__(self) -> _LocalWriter:
         if self._file is not None or self._committed:
             raise RuntimeError("a blob writer can be used once")
-        self._final.parent.mkdir(parents=True, exist_ok=True)
+        private_directory(self._final.parent)
+        # mkstemp creates the file mode 0600
         fd, name = tempfile.mkstemp(dir=self._final.parent, prefix=_TEMP_PREFIX, suffix=".part")
         self._temp = Path(name)
         self._file = os.fdopen(fd, "wb")

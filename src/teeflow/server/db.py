@@ -2,12 +2,13 @@
 
 One code path for both deployments: SQLite (embedded, one machine) and PostgreSQL (production).
 
-SQLite connections get ``journal_mode=WAL`` (readers never block the writer), a ``busy_timeout``
-(writers queue instead of failing at once) and ``foreign_keys=ON``. The pysqlite driver's own
-transaction handling is switched off so that SQLAlchemy emits ``BEGIN`` itself; a connection with
-the execution option ``sqlite_begin="IMMEDIATE"`` takes the database write lock when its transaction
-starts, which is how the store serialises its read-modify-write transactions (see the SQLAlchemy
-"pysqlite serializable isolation" recipe).
+A SQLite database file is created mode 0600. SQLite connections get ``journal_mode=WAL`` (readers
+never block the writer), a ``busy_timeout`` (writers queue instead of failing at once) and
+``foreign_keys=ON``. The pysqlite driver's own transaction handling is switched off so that
+SQLAlchemy emits ``BEGIN`` itself; a connection with the execution option
+``sqlite_begin="IMMEDIATE"`` takes the database write lock when its transaction starts, which is how
+the store serialises its read-modify-write transactions (see the SQLAlchemy "pysqlite serializable
+isolation" recipe).
 
 The schema comes only from the Alembic revisions in ``server/migrations``; :func:`upgrade` runs them
 from a :class:`alembic.config.Config` built in code, so it works from an installed package.
@@ -15,6 +16,8 @@ from a :class:`alembic.config.Config` built in code, so it works from an install
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,20 @@ SQLITE_BEGIN_OPTION = "sqlite_begin"
 _MIGRATION_LOCK_KEY = 0x7465_6566_6C6F_7701
 
 
+def _private_database_file(path: Path) -> None:
+    """Create the SQLite file mode 0600 (SQLite gives its -wal and -shm files the database's
+    mode), or clear the group and other bits of one made before; a missing directory is left to
+    SQLite's own error."""
+    if not path.parent.is_dir():
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with contextlib.suppress(FileNotFoundError, PermissionError):
+            if file.stat().st_mode & 0o077:
+                file.chmod(0o600)
+
+
 def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) -> Engine:
     """Create an engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
 
@@ -55,6 +72,8 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) 
     if parsed.database in (None, "", ":memory:"):
         # One shared connection, or every checkout would see its own empty database.
         kwargs["poolclass"] = StaticPool
+    else:
+        _private_database_file(Path(parsed.database))
     engine = create_engine(parsed, echo=echo, **kwargs)
 
     @event.listens_for(engine, "connect")

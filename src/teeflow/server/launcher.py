@@ -1,7 +1,8 @@
 """Run a local platform: the control plane and sim executors, each a separate OS process.
 
 Used by ``teeflow server``, ``teeflow demo`` and the end-to-end tests. Logs go to
-``DATA_DIR/logs/`` (scanned by the tests for leaked plaintext and secrets).
+``DATA_DIR/logs/`` (scanned by the tests for leaked plaintext and secrets). The data directory
+is 0700 and every process runs with umask 077: only the platform's user reads its files.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ from types import TracebackType
 
 import httpx
 
-__all__ = ["LocalPlatform", "free_port", "wait_healthy"]
+from teeflow.crypto import private_directory
+
+__all__ = ["PRIVATE_UMASK", "LocalPlatform", "free_port", "wait_healthy"]
+
+PRIVATE_UMASK = 0o077
+"""The control plane and executors create their files 0600 and directories 0700."""
 
 
 def free_port() -> int:
@@ -68,8 +74,8 @@ class LocalPlatform:
         self._logs = self.data_dir / "logs"
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
-        self._logs.mkdir(parents=True, exist_ok=True)
-        log = (self._logs / log_name).open("ab")
+        private_directory(self._logs)
+        log = os.open(self._logs / log_name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             return subprocess.Popen(
                 [sys.executable, *args],
@@ -77,9 +83,10 @@ class LocalPlatform:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 start_new_session=True,
+                umask=PRIVATE_UMASK,  # whatever the processes create is theirs alone
             )
         finally:
-            log.close()
+            os.close(log)
 
     def _start_server(self) -> None:
         self.server = self._spawn(
@@ -92,7 +99,7 @@ class LocalPlatform:
         wait_healthy(self.url, process=self.server)
 
     def start(self) -> LocalPlatform:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(self.data_dir, tighten=True)
         self._start_server()
         for _ in range(self.n_executors):
             self.add_executor()
