@@ -30,6 +30,7 @@ pytestmark = pytest.mark.skipif(
     reason="this host cannot confine uploaded functions (needs root and unshare)",
 )
 
+MAX_SCANNED_BYTES = 64 << 20
 HOST_SHARED = (Path("/dev/shm"), Path("/tmp"), Path("/var/tmp"))
 
 LEAKY_FUNCTION = """
@@ -83,13 +84,15 @@ def files_under(root: Path) -> list[Path]:
 
 def scan_recent(roots: list[Path], marker: bytes, since: float, skip: list[Path]) -> list[str]:
     """Files under ``roots`` changed since ``since`` that contain ``marker`` (other processes'
-    files come and go: what vanishes or cannot be read while scanning is passed over)."""
+    files come and go: what vanishes or cannot be read while scanning is passed over). Files
+    over :data:`MAX_SCANNED_BYTES` are passed over: the function here writes a few bytes."""
     found = []
     for root in roots:
         for path in root.rglob("*"):
             try:
                 info = path.lstat()
-                if not stat.S_ISREG(info.st_mode) or info.st_mtime < since:
+                recent = info.st_mtime >= since and info.st_size <= MAX_SCANNED_BYTES
+                if not stat.S_ISREG(info.st_mode) or not recent:
                     continue
                 if any(path.is_relative_to(s) for s in skip):
                     continue
