@@ -17,7 +17,7 @@ holding only:
 
 Everything else of the host (the platform's data directory, other tasks' scratch, the host's
 ``/tmp`` and ``/dev/shm``) is not in the tree at all: ``pivot_root`` detaches the old root. See
-docs/decisions/0007-sandbox-private-root.md for why an allow-list and not a deny-list.
+docs/decisions/0008-sandbox-private-root.md for why an allow-list and not a deny-list.
 """
 
 from __future__ import annotations
