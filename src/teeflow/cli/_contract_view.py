@@ -89,8 +89,12 @@ def _value(value: Any) -> str:
     return f"'{safe(value)}'" if isinstance(value, str) else safe(repr(value))
 
 
-def render_contract(task: Mapping[str, Any]) -> list[Text]:
-    """The contract as lines of Rich Text, every foreign string escaped (cli/_escape.py)."""
+def render_contract(
+    task: Mapping[str, Any], keys_trust: Mapping[str, str] | None = None
+) -> list[Text]:
+    """The contract as lines of Rich Text, every foreign string escaped (cli/_escape.py).
+
+    ``keys_trust``: participant -> how far this member trusts its keys (client/_pins.py)."""
     contract = task["contract"]
     executor = contract["executor"]
     lines = [
@@ -126,5 +130,9 @@ def render_contract(task: Mapping[str, Any]) -> list[Text]:
         state = {"approve": "approved", "reject": "REJECTED"}.get(
             approvals.get(name, ""), "pending"
         )
-        lines.append(Text(f"  {safe(name)}: key fingerprint {_fingerprint(keys)}  [{state}]"))
+        line = Text(f"  {safe(name)}: key fingerprint {_fingerprint(keys)}  [{state}]")
+        trust = (keys_trust or {}).get(name)
+        if trust and trust not in ("you", "verified"):
+            line.append(f"  keys {trust.upper()}: `teeflow member show`", style="bold yellow")
+        lines.append(line)
     return lines

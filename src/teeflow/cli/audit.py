@@ -1,19 +1,25 @@
 """``teeflow audit export | verify``: a copy of the hash-chained audit log, checked offline.
 
-``verify`` needs no trust in the server: it recomputes the chain and checks every execution
-receipt against the enclave keys the log itself announced (client/audit_verify.py).
+``verify`` needs no trust in the server: it recomputes the chain, checks each executor
+registration's evidence against the member's own attestation policy and every execution receipt
+against the enclave keys so attested (client/audit_verify.py). Fetched from the server, the head
+it verified is kept in the member's home, and the next verify reports a history rewritten or cut
+off since.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from teeflow.cli._output import emit, fail
+from teeflow.attestation import AttestationError, Policy
+from teeflow.cli._output import emit, fail, warn
 from teeflow.cli._session import JsonOut, PassphraseFile, session
-from teeflow.client.audit_verify import verify_audit_log
+from teeflow.client import MemberHome
+from teeflow.client.audit_verify import AuditReport, verify_audit_log
 from teeflow.crypto import canonical_json
 from teeflow.server.audit import AuditChainError, read_jsonl
 
@@ -75,8 +81,21 @@ def verify(
     as_json: JsonOut = False,
 ) -> None:
     """Check the hash chain and every enclave receipt; exit 1 naming the first bad entry."""
+    home = MemberHome()
+    if not home.policy_path.exists():
+        fail(
+            f"no attestation policy at {home.policy_path}: write one, or for a local simulated "
+            "platform run `teeflow attest trust --simulated` (no hardware protection)"
+        )
+    try:
+        policy = Policy.from_file(home.policy_path)
+        server = None if file is not None else home.credentials().get("server")
+        since = home.audit_head(server) if server else None
+    except (AttestationError, OSError, ValueError) as exc:
+        fail(f"cannot read your home {home.root}: {exc}")
     events = _read(file) if file is not None else _fetch(passphrase_file)
-    report = verify_audit_log(events, head=head)
+    report = verify_audit_log(events, policy=policy, head=head, since=since)
+    _remember(home, server, report)
     if as_json:
         emit(report.to_dict(), as_json=True, title="")
     elif report.ok:
@@ -87,5 +106,18 @@ def verify(
             "enclave_keys": ", ".join(report.enclave_keys),
         }
         emit(summary, as_json=False, title="Audit log verified")
+        for refused in report.unattested:
+            warn(f"{refused} (receipts signed by it are not believed)")
     if report.problem is not None:
         fail(str(report.problem))
+
+
+def _remember(home: MemberHome, server: str | None, report: AuditReport) -> None:
+    """Keep the attested enclave keys and, when the log verified, its head."""
+    now = datetime.now(UTC).isoformat()
+    for key in report.attested:
+        home.record_attested_enclave(
+            public_keys=key.public_keys, tee=key.tee, measurement=key.measurement, at=now
+        )
+    if server and report.ok and report.head and report.head_seq:
+        home.save_audit_head(server, seq=report.head_seq, hash=report.head, at=now)

@@ -15,6 +15,7 @@ from teeflow.cli import (
     files,
     function,
     keys,
+    member,
     server_cmd,
     task,
 )
@@ -34,6 +35,7 @@ app.add_typer(account.app, name="account")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(function.app, name="function")
 app.add_typer(task.app, name="task")
+app.add_typer(member.app, name="member")
 app.add_typer(audit.app, name="audit")
 server_cmd.register(app)
 demo.register(app)

@@ -34,6 +34,7 @@ from teeflow.cli._session import (
     session,
 )
 from teeflow.client import Client, ClientError
+from teeflow.client._pins import participant_trust
 
 __all__ = ["app", "render_contract"]
 
@@ -174,12 +175,13 @@ def show(
                 "no source to show: the function is a built-in (teeflow's own code, in the "
                 "measurement) or sealed (confidential to its owner)"
             )
+        keys_trust = participant_trust(task["contract"], me=client.username or "", home=client.home)
     if as_json:
-        extra = {"warnings": warnings, "review_error": problem}
+        extra = {"warnings": warnings, "review_error": problem, "keys": keys_trust}
         emit({**task, **extra, **({"source": source} if code else {})}, as_json=True, title="")
         return
     console = Console(highlight=False, soft_wrap=True)
-    for line in render_contract(task):
+    for line in render_contract(task, keys_trust):
         console.print(line)
     if source is not None:
         console.print(Text("function source (sha256 checked against the contract):", "bold"))

@@ -14,12 +14,14 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
+from urllib.parse import quote
 
 import httpx
 
-from teeflow.attestation import AttestationError, Claims, Evidence, Policy, check_binding, verify
+from teeflow.attestation import AttestationError, Policy
 from teeflow.client._errors import ClientError, raise_for_error
 from teeflow.client._home import MemberHome
+from teeflow.client._trust import attest_evidence, check_trusted_contract, remember_attested
 from teeflow.client.keyring import MemberKeys, write_private_file
 from teeflow.crypto import (
     CryptoError,
@@ -29,7 +31,6 @@ from teeflow.crypto import (
     VerifyKey,
     b64d,
     b64e,
-    canonical_json,
     hpke_open,
     hpke_seal,
     key_wrap_info,
@@ -133,6 +134,11 @@ class Client:
             self.home.save_credentials(server=self.server, username=username, token=token)
         return token
 
+    def member(self, username: str) -> dict[str, Any]:
+        """A member's public keys as the control plane serves them (not trusted: see _pins.py)."""
+        result: dict[str, Any] = self._call("GET", f"/v1/users/{quote(username, safe='')}")
+        return result
+
     def logout(self) -> None:
         self._call("DELETE", "/v1/sessions")
         self.home.clear_credentials()
@@ -153,13 +159,14 @@ class Client:
     def attest(self) -> dict[str, Any]:
         """Verify the executor's evidence against this member's policy; return what was attested."""
         info = self._call("GET", "/v1/enclave")
+        now = self._clock()
         try:
-            evidence = Evidence.from_json(info["evidence"])
-            claims: Claims = verify(evidence, self.policy(), now=self._clock())
-            public_keys = {k: str(v) for k, v in info["public_keys"].items()}
-            check_binding(claims, canonical_json(public_keys))
-        except (AttestationError, KeyError, TypeError, ValueError) as exc:
+            claims, public_keys = attest_evidence(
+                info["evidence"], info["public_keys"], self.policy(), now=now
+            )
+        except (AttestationError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ClientError(f"enclave attestation failed: {exc}") from exc
+        remember_attested(self.home, claims, public_keys, at=now)
         self._attested = {
             "tee": claims.tee,
             "measurement": claims.measurement,
@@ -362,6 +369,13 @@ class Client:
             info = key_wrap_info("function", chash, FUNCTION_SLOT)
             wrapped[FUNCTION_SLOT] = b64e(hpke_seal(key.raw, enclave_pk, info=info))
         signature = b64e(self.keys.signing_key.sign(APPROVAL_DOMAIN, chash.encode("ascii")))
+        # Kept before the approval leaves: from now on only this contract's receipt is believed.
+        self.home.record_approval(
+            task_id=task_id,
+            contract_hash=chash,
+            enclave_keys=contract["executor"]["public_keys"],
+            at=self._clock().isoformat(),
+        )
         result: dict[str, Any] = self._call(
             "POST",
             f"/v1/tasks/{task_id}/approve",
@@ -446,12 +460,18 @@ class Client:
         return result
 
     def receipt(self, task_id: str) -> dict[str, Any]:
-        """The enclave-signed receipt, verified against the enclave key in the signed contract."""
+        """The enclave-signed receipt, verified against the enclave key in the contract.
+
+        Raises ClientError unless this member approved that very contract, or (not having
+        approved this task) attested that enclave key under its own policy (client/_trust.py).
+        """
         return self._verified_receipt(self.task(task_id))
 
     def _verified_receipt(self, task: Mapping[str, Any]) -> dict[str, Any]:
+        contract = task["contract"]
+        check_trusted_contract(self.home, str(task["id"]), contract_hash(contract), contract)
         receipt = task.get("receipt") or self._call("GET", f"/v1/tasks/{task['id']}/receipt")
-        enclave_key = VerifyKey.from_b64(task["contract"]["executor"]["public_keys"]["ed25519"])
+        enclave_key = VerifyKey.from_b64(contract["executor"]["public_keys"]["ed25519"])
         try:
             body = dict(verify_receipt(receipt, enclave_key))
         except IntegrityError as exc:

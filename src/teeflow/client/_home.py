@@ -2,11 +2,15 @@
 
 Everything here is written with mode 0600 under the member's home ($TEEFLOW_HOME, default
 ~/.teeflow). Data keys never leave this directory except HPKE-wrapped to an attested enclave.
+Besides keys, the home is what this member trusts instead of the control plane: the public keys
+of the members it dealt with (pinned), the contract hashes it approved, the enclave keys it
+attested, and the audit log head it last verified.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -76,3 +80,94 @@ class MemberHome:
 
     def save_policy(self, policy: dict[str, Any]) -> None:
         _write_private(self.policy_path, json.dumps(policy, indent=2, sort_keys=True).encode())
+
+    # -- pinned members (client/_pins.py) ----------------------------------------------------
+
+    @property
+    def members_path(self) -> Path:
+        return self.root / "members.json"
+
+    def pinned_members(self) -> dict[str, dict[str, Any]]:
+        """username -> {"sign_pk", "enc_pk", "pinned_at", "verified", "source"}."""
+        return _read_json(self.members_path, {})
+
+    def pinned_member(self, name: str) -> dict[str, Any] | None:
+        return self.pinned_members().get(name)
+
+    def pin_member(self, name: str, record: Mapping[str, Any]) -> None:
+        members = self.pinned_members()
+        members[name] = dict(record)
+        _write_json(self.members_path, members)
+
+    # -- contracts this member approved, enclaves it attested (client/_trust.py) -------------
+
+    @property
+    def approvals_path(self) -> Path:
+        return self.root / "approved.json"
+
+    def approved_contracts(self) -> dict[str, dict[str, Any]]:
+        """contract hash -> {"task_id", "public_keys" (the enclave's), "approved_at"}."""
+        return _read_json(self.approvals_path, {})
+
+    def record_approval(
+        self, *, task_id: str, contract_hash: str, enclave_keys: Mapping[str, str], at: str
+    ) -> None:
+        approved = self.approved_contracts()
+        approved[contract_hash] = {
+            "task_id": task_id,
+            "public_keys": dict(enclave_keys),
+            "approved_at": at,
+        }
+        _write_json(self.approvals_path, approved)
+
+    @property
+    def enclaves_path(self) -> Path:
+        return self.root / "enclaves.json"
+
+    def attested_enclaves(self) -> dict[str, dict[str, Any]]:
+        """Enclave Ed25519 key (b64) -> {"public_keys", "tee", "measurement", "attested_at"}."""
+        return _read_json(self.enclaves_path, {})
+
+    def record_attested_enclave(
+        self, *, public_keys: Mapping[str, str], tee: str, measurement: str, at: str
+    ) -> None:
+        enclaves = self.attested_enclaves()
+        key = str(public_keys.get("ed25519", ""))
+        if enclaves.get(key, {}).get("public_keys") == dict(public_keys):
+            return
+        enclaves[key] = {
+            "public_keys": dict(public_keys),
+            "tee": tee,
+            "measurement": measurement,
+            "attested_at": at,
+        }
+        _write_json(self.enclaves_path, enclaves)
+
+    # -- the audit log head last verified (cli/audit.py) ------------------------------------
+
+    @property
+    def audit_heads_path(self) -> Path:
+        return self.root / "audit-heads.json"
+
+    def audit_head(self, server: str) -> dict[str, Any] | None:
+        """{"seq", "hash", "verified_at"} of ``server``'s log as last verified, or None."""
+        heads: dict[str, dict[str, Any]] = _read_json(self.audit_heads_path, {})
+        return heads.get(server)
+
+    def save_audit_head(self, server: str, *, seq: int, hash: str, at: str) -> None:
+        heads: dict[str, dict[str, Any]] = _read_json(self.audit_heads_path, {})
+        heads[server] = {"seq": seq, "hash": hash, "verified_at": at}
+        _write_json(self.audit_heads_path, heads)
+
+
+def _read_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
+    if not path.exists():
+        return default
+    data = json.loads(path.read_text())
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} is damaged (not a JSON object); restore it from a backup")
+    return data
+
+
+def _write_json(path: Path, data: Mapping[str, Any]) -> None:
+    _write_private(path, json.dumps(data, indent=2, sort_keys=True).encode())

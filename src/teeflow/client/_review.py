@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from teeflow.client._errors import ClientError
 from teeflow.client._exposure import exposure_warnings, output_declaration_warnings
 from teeflow.client._home import MemberHome
+from teeflow.client._pins import check_participants
 from teeflow.enclave.contract import ContractError, contract_hash, validate_contract
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def review_contract(
             raise ClientError(
                 f"input {slot!r}: the contract's ciphertext hash differs from what you uploaded"
             )
+    check_participants(contract, me=me, home=home)
     return _warnings(contract, me, attested)
 
 

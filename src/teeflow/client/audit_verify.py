@@ -1,30 +1,38 @@
 """Offline verification of an exported audit log: the hash chain and every receipt in it.
 
-An auditor needs nothing but the log (``teeflow audit export``). Two checks, in order:
+An auditor needs the log (``teeflow audit export``) and its own attestation policy. The checks,
+in order:
 
 1. The hash chain (server/audit.py ``verify_chain``): no entry edited, dropped, inserted or moved.
-2. Every ``task.succeeded`` / ``task.failed`` entry carries ``details.receipt``: its Ed25519
-   signature must verify under an enclave key announced by an ``executor.register`` entry
-   *earlier in the same log* (``details.public_keys.ed25519``), and the receipt's ``task_id``
-   must be the entry's subject, so a receipt cannot be moved to another task.
+2. With ``since`` (the head this member verified last time, kept in its home): the log still
+   holds that entry with that hash, so a history rewritten or cut off since then is reported.
+3. Every ``executor.register`` entry carries ``details.evidence``: it must verify under the
+   member's policy at the entry's time and bind ``details.public_keys``. Only keys so attested
+   are believed; a registration that fails is listed in ``unattested`` (anyone holding the
+   executor secret can register), not an error by itself.
+4. Every ``task.succeeded`` / ``task.failed`` entry carries ``details.receipt``: its Ed25519
+   signature must verify under an enclave key attested by an earlier registration, and the
+   receipt's ``task_id`` must be the entry's subject, so a receipt cannot be moved to another task.
 
 The chain alone does not stop an operator from rewriting the whole log consistently; the receipt
-check does, for executions, because only an enclave holds the signing key. (Which enclave keys to
-trust is a matter of attestation: the report lists the keys that signed, for comparison with the
-key the member attested.) Pure: no I/O, no clock.
+check does, for executions, because only an attested enclave holds the signing key. Pure: no I/O,
+no clock (each registration's evidence is checked at the time of its entry).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from teeflow.attestation import AttestationError, Policy
+from teeflow.client._trust import attest_evidence
 from teeflow.crypto import CryptoError, IntegrityError, VerifyKey
 from teeflow.enclave.receipt import verify_receipt
 from teeflow.server.audit import AuditChainError, verify_chain
 
-__all__ = ["RECEIPT_ACTIONS", "AuditProblem", "AuditReport", "verify_audit_log"]
+__all__ = ["RECEIPT_ACTIONS", "AttestedKey", "AuditProblem", "AuditReport", "verify_audit_log"]
 
 RECEIPT_ACTIONS = frozenset({"task.succeeded", "task.failed"})
 
@@ -41,6 +49,16 @@ class AuditProblem:
 
 
 @dataclass(frozen=True)
+class AttestedKey:
+    """An enclave key whose registration evidence the member's policy accepted."""
+
+    public_keys: dict[str, str]
+    tee: str
+    measurement: str
+    seq: int
+
+
+@dataclass(frozen=True)
 class AuditReport:
     """What :func:`verify_audit_log` found. ``ok`` only when ``problem`` is None."""
 
@@ -50,6 +68,10 @@ class AuditReport:
     enclave_keys: tuple[str, ...] = ()
     problem: AuditProblem | None = None
     tasks: dict[str, str] = field(default_factory=dict)
+    head_seq: int | None = None
+    attested: tuple[AttestedKey, ...] = ()
+    unattested: tuple[AuditProblem, ...] = ()
+    """Registrations whose evidence the policy refused (their keys are not believed)."""
 
     @property
     def ok(self) -> bool:
@@ -63,6 +85,8 @@ class AuditReport:
             "receipts_verified": self.receipts_verified,
             "enclave_keys": list(self.enclave_keys),
             "tasks": dict(self.tasks),
+            "head_seq": self.head_seq,
+            "unattested": [{"seq": p.seq, "reason": p.reason} for p in self.unattested],
             "problem": None
             if self.problem is None
             else {"seq": self.problem.seq, "reason": self.problem.reason},
@@ -70,14 +94,21 @@ class AuditReport:
 
 
 def verify_audit_log(
-    events: Sequence[Mapping[str, Any]], *, head: str | None = None
+    events: Sequence[Mapping[str, Any]],
+    *,
+    policy: Policy,
+    head: str | None = None,
+    since: Mapping[str, Any] | None = None,
 ) -> AuditReport:
     """Check ``events`` (dicts as exported, oldest first); never raises for bad content.
 
-    With ``head``, the log must end at that hash (detects entries cut off the end).
+    ``policy``: the member's attestation policy, for each executor registration's evidence.
+    ``head``: the log must end at that hash (detects entries cut off the end).
+    ``since``: ``{"seq", "hash"}`` of the head verified last time (detects a rewritten history).
     """
     try:
         verify_chain(events, head=head)
+        _check_since(events, since)
     except AuditChainError as exc:
         return AuditReport(
             entries=len(events),
@@ -85,50 +116,96 @@ def verify_audit_log(
             receipts_verified=0,
             problem=AuditProblem(exc.seq, exc.reason),
         )
-    enclave_keys: dict[str, VerifyKey] = {}
-    tasks: dict[str, str] = {}
-    verified = 0
+    scan = _Scan(policy)
+    problem: AuditProblem | None = None
     for event in events:
-        seq = int(event["seq"])
-        details = event.get("details")
-        if event["action"] == "executor.register":
-            problem = _announce(enclave_keys, seq, details)
-        elif event["action"] in RECEIPT_ACTIONS:
-            problem = _check_receipt(enclave_keys, seq, event)
-            if problem is None:
-                verified += 1
-                tasks[str(event["subject"])] = str(event["action"]).removeprefix("task.")
-        else:
-            problem = None
+        problem = scan.entry(event)
         if problem is not None:
-            return AuditReport(
-                entries=len(events),
-                head=str(events[-1]["hash"]),
-                receipts_verified=verified,
-                enclave_keys=tuple(enclave_keys),
-                problem=problem,
-                tasks=tasks,
-            )
+            break
     return AuditReport(
         entries=len(events),
         head=str(events[-1]["hash"]) if events else None,
-        receipts_verified=verified,
-        enclave_keys=tuple(enclave_keys),
-        tasks=tasks,
+        receipts_verified=scan.verified,
+        enclave_keys=tuple(scan.keys),
+        problem=problem,
+        tasks=scan.tasks,
+        head_seq=int(events[-1]["seq"]) if events else None,
+        attested=tuple(scan.attested),
+        unattested=tuple(scan.unattested),
     )
 
 
-def _announce(keys: dict[str, VerifyKey], seq: int, details: Any) -> AuditProblem | None:
-    try:
-        encoded = details["public_keys"]["ed25519"]
-        keys.setdefault(str(encoded), VerifyKey.from_b64(str(encoded)))
-    except (KeyError, TypeError, CryptoError, ValueError):
-        return AuditProblem(seq, "executor registration has no valid Ed25519 enclave key")
-    return None
+def _check_since(events: Sequence[Mapping[str, Any]], since: Mapping[str, Any] | None) -> None:
+    if not since:
+        return
+    seq, expected = int(since["seq"]), str(since["hash"])
+    if len(events) < seq:
+        raise AuditChainError(
+            seq,
+            f"the log was truncated: it ends at entry {len(events)}, but you verified it up to "
+            f"entry {seq} before; the operator removed entries",
+        )
+    found = str(events[seq - 1].get("hash"))
+    if found != expected:
+        raise AuditChainError(
+            seq,
+            f"the history was rewritten: this entry had hash {expected[:16]}… when you last "
+            f"verified the log, now {found[:16]}…",
+        )
+
+
+class _Scan:
+    """Registrations and receipts, in log order."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.keys: dict[str, VerifyKey] = {}
+        self.refused: dict[str, AuditProblem] = {}
+        self.attested: list[AttestedKey] = []
+        self.unattested: list[AuditProblem] = []
+        self.tasks: dict[str, str] = {}
+        self.verified = 0
+
+    def entry(self, event: Mapping[str, Any]) -> AuditProblem | None:
+        seq = int(event["seq"])
+        if event["action"] == "executor.register":
+            self._register(seq, event)
+        elif event["action"] in RECEIPT_ACTIONS:
+            problem = _check_receipt(self.keys, self.refused, seq, event)
+            if problem is not None:
+                return problem
+            self.verified += 1
+            self.tasks[str(event["subject"])] = str(event["action"]).removeprefix("task.")
+        return None
+
+    def _register(self, seq: int, event: Mapping[str, Any]) -> None:
+        details = event.get("details")
+        try:
+            if not isinstance(details, Mapping) or not isinstance(details.get("evidence"), Mapping):
+                raise ValueError("the registration carries no evidence")
+            at = datetime.fromisoformat(str(event["ts"]))
+            claims, keys = attest_evidence(
+                details["evidence"], details["public_keys"], self.policy, now=at
+            )
+            encoded = keys["ed25519"]
+            verify_key = VerifyKey.from_b64(encoded)
+        except (AttestationError, CryptoError, LookupError, TypeError, ValueError) as exc:
+            refused = AuditProblem(seq, f"executor registration not attested: {exc}")
+            self.unattested.append(refused)
+            announced = details.get("public_keys") if isinstance(details, Mapping) else None
+            if isinstance(announced, Mapping) and isinstance(announced.get("ed25519"), str):
+                self.refused.setdefault(announced["ed25519"], refused)
+            return
+        if encoded not in self.keys:
+            self.keys[encoded] = verify_key
+            self.attested.append(AttestedKey(keys, claims.tee, claims.measurement, seq))
 
 
 def _check_receipt(
-    keys: Mapping[str, VerifyKey], seq: int, event: Mapping[str, Any]
+    keys: Mapping[str, VerifyKey],
+    refused: Mapping[str, AuditProblem],
+    seq: int,
+    event: Mapping[str, Any],
 ) -> AuditProblem | None:
     details = event.get("details")
     receipt = details.get("receipt") if isinstance(details, Mapping) else None
@@ -142,9 +219,20 @@ def _check_receipt(
         except (IntegrityError, CryptoError, TypeError, ValueError):
             continue
     if body is None:
+        for encoded, registration in refused.items():
+            try:
+                verify_receipt(receipt, VerifyKey.from_b64(encoded))
+            except (IntegrityError, CryptoError, TypeError, ValueError):
+                continue
+            return AuditProblem(
+                seq,
+                f"receipt is signed by enclave key {encoded[:16]}…, which is not attested under "
+                f"your policy (entry {registration.seq}: {registration.reason})",
+            )
         return AuditProblem(
             seq,
-            "receipt signature does not verify under any enclave key registered earlier in the log",
+            "receipt signature does not verify under any enclave key attested under your policy "
+            "earlier in the log (not attested: forged, or signed by an unknown enclave)",
         )
     if body.get("task_id") != event.get("subject"):
         return AuditProblem(

@@ -486,7 +486,11 @@ class EnclaveRuntime:
         extra: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """A receipt signed with the enclave key, binding contract, inputs and outputs; ``extra``
-        adds fields (an inference session's request counts)."""
+        adds fields (an inference session's request counts).
+
+        A joint output records each owner's public keys (``joint_owner_keys``: name ->
+        {"sign_pk", "enc_pk"}, as the contract every owner signed shows them): a later task may
+        use it only if those very keys sign it (checks.py), whatever names the host shows."""
         body = {
             "version": 1,
             "task_id": contract.get("task_id", ""),
@@ -504,6 +508,7 @@ class EnclaveRuntime:
                     "ciphertext_sha256": out.ciphertext_sha256,
                     "recipients": sorted(w for w in out.wrapped_keys if w != "enclave"),
                     "joint_owners": out.joint_owners,
+                    "joint_owner_keys": _owner_keys(contract, out.joint_owners),
                 }
                 for slot, out in outputs.items()
             },
@@ -555,6 +560,18 @@ def _declaration_problem(
         declarations,
         {slot: len(data.data) for slot, data in inputs.items()},
     )
+
+
+def _owner_keys(
+    contract: Mapping[str, Any], owners: list[str] | None
+) -> dict[str, dict[str, str]] | None:
+    if not owners:
+        return None
+    participants = contract["participants"]
+    return {
+        name: {"sign_pk": participants[name]["sign_pk"], "enc_pk": participants[name]["enc_pk"]}
+        for name in owners
+    }
 
 
 def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:

@@ -90,14 +90,17 @@ def register(body: UserCreate, platform: PlatformDep) -> UserPublic:
         )
     except Conflict:
         raise ApiError.conflict(f"username {body.username!r} is taken; choose another") from None
+    public = public_user(user)
+    # Key registrations are audit events (members pin these keys: client/_pins.py). There is no
+    # key-change route; one would log "user.keys_change" with the old and new fingerprints.
     platform.store.append_audit(
         actor=body.username,
         action="user.register",
         subject=body.username,
-        details={"sign_pk": body.sign_pk, "enc_pk": body.enc_pk},
+        details={"sign_pk": body.sign_pk, "enc_pk": body.enc_pk, "fingerprint": public.fingerprint},
         now=now,
     )
-    return public_user(user)
+    return public
 
 
 @router.post("/sessions", responses=error_responses(401, 422, 429))

@@ -144,7 +144,13 @@ def register(body: Registration, platform: PlatformDep) -> dict[str, str]:
         actor=f"executor:{executor_id}",
         action="executor.register",
         subject=executor_id,
-        details={"tee": body.tee, "measurement": body.measurement, "public_keys": body.public_keys},
+        # The evidence, so an auditor checks the key against its own policy (audit_verify.py).
+        details={
+            "tee": body.tee,
+            "measurement": body.measurement,
+            "public_keys": body.public_keys,
+            "evidence": body.evidence,
+        },
         now=now,
     )
     return {"executor_id": executor_id, "token": token}
