@@ -111,7 +111,7 @@ def _run_load(platform: LocalPlatform, home: Path) -> None:
     assert [r for r in access_log(platform) if r[2] >= 400 and not _finish_race(*r)] == [], served
     assert server_errors(platform) == []
     with new_member(platform, home / "auditor", "auditor") as auditor:
-        report = verify_audit_log(auditor.audit())
+        report = verify_audit_log(auditor.audit(), policy=auditor.policy())
     assert report.ok, report.problem
     assert {t for t, status in report.tasks.items() if status == "succeeded"} >= set(task_ids)
     print(

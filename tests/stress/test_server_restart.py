@@ -117,7 +117,7 @@ def test_restart_with_tasks_in_every_state(tmp_path: Path) -> None:
             after, audit_after = _snapshot(members), alice.audit()
             assert after == before
             assert audit_after[: len(audit_before)] == audit_before
-            assert verify_audit_log(audit_after).ok
+            assert verify_audit_log(audit_after, policy=alice.policy()).ok
             assert bank.task(partly)["approvals"] == {"alice": "approve", "bank": "approve"}
 
             carol.approve(partly)
@@ -136,7 +136,7 @@ def test_restart_with_tasks_in_every_state(tmp_path: Path) -> None:
             assert bank.output(training, "model")
             progress = [e["epoch"] for e in bank.events(training) if e["kind"] == "progress"]
             assert progress[-1] == EPOCHS and len(progress) <= EPOCHS + done[training]["attempts"]
-            report = verify_audit_log(alice.audit())
+            report = verify_audit_log(alice.audit(), policy=alice.policy())
             assert report.ok, report.problem
             assert set(done) <= {t for t, s in report.tasks.items() if s == "succeeded"}
             assert server_errors(platform) == []
