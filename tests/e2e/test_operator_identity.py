@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -223,15 +223,28 @@ def cli(home: Path, *args: str) -> Result:
     return CliRunner().invoke(app, list(args), env={"TEEFLOW_HOME": str(home)})
 
 
-def cli_member(platform: LocalPlatform, home: Path, name: str) -> Client:
-    """A member whose home the ``teeflow`` command can use: keyring, credentials, policy."""
-    keyring = Keyring(home)
-    keyring.init(None)
-    client = Client(platform.url, keys=keyring.load(None), home=MemberHome(home))
-    client.register(name, PASSWORD)
-    client.login(name, PASSWORD)
-    client.home.save_policy(member_policy(platform).to_dict())
-    return client
+CliMemberFactory = Callable[[str], tuple[Client, Path]]
+
+
+@pytest.fixture
+def cli_member(platform: LocalPlatform, tmp_path: Path) -> Iterator[CliMemberFactory]:
+    """Members whose home the ``teeflow`` command can use: keyring, credentials, policy."""
+    made: list[Client] = []
+
+    def make(name: str) -> tuple[Client, Path]:
+        home = tmp_path / f"home-{name}"
+        keyring = Keyring(home)
+        keyring.init(None)
+        client = Client(platform.url, keys=keyring.load(None), home=MemberHome(home))
+        made.append(client)
+        client.register(name, PASSWORD)
+        client.login(name, PASSWORD)
+        client.home.save_policy(member_policy(platform).to_dict())
+        return client, home
+
+    yield make
+    for client in made:
+        client.close()
 
 
 def rewrite_audit(platform: LocalPlatform, task_id: str, receipt: dict[str, Any], key: str) -> None:
@@ -268,32 +281,12 @@ def rechain_audit(platform: LocalPlatform, client: Client) -> None:
             prev = digest
 
 
-def test_forged_receipt_and_output_are_refused_by_output_receipt_and_audit(
-    member: MemberFactory, platform: LocalPlatform, tmp_path: Path
-) -> None:
-    owner = member("dataco")
-    home = tmp_path / "home-recv"
-    with cli_member(platform, home, "recv") as recv:
-        forge_after_success(platform, owner, recv, home, tmp_path)
-
-
-def forge_after_success(
-    platform: LocalPlatform, owner: Client, recv: Client, home: Path, tmp_path: Path
-) -> None:
-    dataset = owner.upload_dataset(b"genuine rows\n", name="d.csv", kind="table")
-    task = recv.propose(
-        "echo", inputs={"data": dataset["id"]}, outputs={"data": {"recipients": ["recv"]}}
-    )
-    recv.approve(task["id"])
-    owner.approve(task["id"])
-    recv.run(task["id"])
-    assert recv.wait(task["id"], timeout=60)["status"] == "succeeded"
-    assert recv.output(task["id"], "data") == b"genuine rows\n"
-    first = cli(home, "audit", "verify")
-    assert first.exit_code == 0, first.stderr
-
+def forge_success(platform: LocalPlatform, recv: Client, task_id: str) -> None:
+    """The operator rewrites a succeeded task: its contract names an enclave key of its own, a
+    receipt signed with that key covers a new output wrapped to the recipient, and the audit log
+    is rewritten to match, every hash recomputed."""
     enclave = SigningKey.generate()
-    stored = recv.task(task["id"])
+    stored = recv.task(task_id)
     contract = json.loads(json.dumps(stored["contract"]))
     contract["executor"]["public_keys"]["ed25519"] = enclave.verify_key.b64()
     contract["executor"]["public_keys"]["x25519"] = PrivateKey.generate().public_key.b64()
@@ -317,21 +310,45 @@ def forge_after_success(
         }
     }
     receipt = sign_receipt(body, enclave)
-    blob = platform.data_dir / "blobs" / "outputs" / task["id"] / b"data".hex()
+    blob = platform.data_dir / "blobs" / "outputs" / task_id / b"data".hex()
     assert blob.is_file()
     blob.write_bytes(ciphertext)
     with operator_db(platform) as db:
         db.execute(
             "UPDATE tasks SET contract = ?, contract_hash = ?, receipt = ? WHERE task_id = ?",
-            (json.dumps(contract), forged_hash, json.dumps(receipt), task["id"]),
+            (json.dumps(contract), forged_hash, json.dumps(receipt), task_id),
         )
         db.execute(
             "UPDATE outputs SET ciphertext_sha256 = ?, size = ?, wrapped_keys = ?"
             " WHERE task_id = ? AND slot = 'data'",
-            (sha256_hex(ciphertext), len(ciphertext), json.dumps({"recv": wrapped}), task["id"]),
+            (sha256_hex(ciphertext), len(ciphertext), json.dumps({"recv": wrapped}), task_id),
         )
-    rewrite_audit(platform, task["id"], receipt, enclave.verify_key.b64())
+    rewrite_audit(platform, task_id, receipt, enclave.verify_key.b64())
     rechain_audit(platform, recv)
+
+
+def test_forged_receipt_and_output_are_refused_by_output_receipt_and_audit(
+    member: MemberFactory, platform: LocalPlatform, cli_member: CliMemberFactory, tmp_path: Path
+) -> None:
+    owner = member("dataco")
+    recv, home = cli_member("recv")
+    dataset = owner.upload_dataset(b"genuine rows\n", name="d.csv", kind="table")
+    task = recv.propose(
+        "echo", inputs={"data": dataset["id"]}, outputs={"data": {"recipients": ["recv"]}}
+    )
+    shown = cli(home, "task", "show", task["id"])
+    assert "keys UNVERIFIED" in next(
+        line for line in shown.stdout.splitlines() if "dataco:" in line
+    )
+    recv.approve(task["id"])
+    owner.approve(task["id"])
+    recv.run(task["id"])
+    assert recv.wait(task["id"], timeout=60)["status"] == "succeeded"
+    assert recv.output(task["id"], "data") == b"genuine rows\n"
+    first = cli(home, "audit", "verify")
+    assert first.exit_code == 0, first.stderr
+
+    forge_success(platform, recv, task["id"])
 
     with pytest.raises(ClientError) as output_refused:
         recv.output(task["id"], "data")
@@ -353,7 +370,7 @@ def forge_after_success(
 
     assert not (tmp_path / "out.csv").exists()
     # A member who never approved this task and never verified the log before.
-    cli_member(platform, tmp_path / "home-auditor", "auditor").close()
-    fresh = cli(tmp_path / "home-auditor", "audit", "verify")
+    _, auditor_home = cli_member("auditor")
+    fresh = cli(auditor_home, "audit", "verify")
     assert fresh.exit_code != 0
     assert "not attested" in fresh.stderr, fresh.stderr
