@@ -1,0 +1,134 @@
+"""enclave/checks.py: a joint input's owners are the keys its producing receipt records, not names.
+
+The producing receipt is made here by the runtime itself (``EnclaveRuntime.receipt``), then a
+consuming task is checked with ``check_bundle``: the host chooses the names and keys the contract
+shows, the enclave must hold them to the recorded keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from session_kit import MEASUREMENT, NOW, Party
+
+from teeflow.crypto import DataKey, b64e, hpke_seal, key_wrap_info, seal_bytes, sha256_hex
+from teeflow.enclave.checks import TaskRejected, check_bundle
+from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
+from teeflow.enclave.identity import EnclaveIdentity
+from teeflow.enclave.receipt import sign_receipt, verify_receipt
+from teeflow.enclave.runtime import EnclaveRuntime, SealedOutput, TaskBundle
+from teeflow.functions.registry import get_builtin
+
+IDENTITY = EnclaveIdentity.generate()
+RUNTIME = EnclaveRuntime(identity=IDENTITY, tee="sim", measurement=MEASUREMENT)
+OWNERS = {name: Party(name) for name in ("ownera", "ownerb")}
+KEY = DataKey.generate()
+CIPHERTEXT = seal_bytes(b"joint model", KEY)
+
+
+def _contract(task_id: str, participants: dict[str, Party], **fields: Any) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "task_id": task_id,
+        "nonce": f"n-{task_id}",
+        "created_at": NOW.isoformat(),
+        "creator": "ownera",
+        "function": {
+            "kind": "builtin",
+            "name": "echo",
+            "code_sha256": get_builtin("echo").code_sha256,
+        },
+        "executor": {
+            "tee": "sim",
+            "measurement": MEASUREMENT,
+            "public_keys": IDENTITY.public_keys(),
+        },
+        "participants": {name: party.public() for name, party in participants.items()},
+        "arguments": {},
+        "disclosure": {"errors": ["ownera"]},
+        **fields,
+    }
+
+
+def _produced() -> tuple[str, dict[str, Any]]:
+    """The producing task's contract hash and its receipt, signed by the runtime."""
+    contract = _contract(
+        "produce", OWNERS, inputs={}, outputs={"model": {"joint_owners": sorted(OWNERS)}}
+    )
+    chash = contract_hash(contract)
+    sealed = SealedOutput(CIPHERTEXT, sha256_hex(CIPHERTEXT), {"enclave": ""}, sorted(OWNERS))
+    receipt = RUNTIME.receipt(
+        contract, chash, {}, {"model": sealed}, status="succeeded", reason="", now=NOW
+    )
+    return chash, receipt
+
+
+def _use(signers: dict[str, Party], receipt: dict[str, Any], produced_hash: str) -> TaskBundle:
+    """A task on the joint model, shown with ``signers``' keys and signed by each of them."""
+    third = Party("third")
+    parties = {**signers, "third": third}
+    contract = _contract(
+        "use",
+        parties,
+        inputs={
+            "joint": {
+                "dataset_id": "joint-1",
+                "owners": sorted(signers),
+                "ciphertext_sha256": sha256_hex(CIPHERTEXT),
+                "joint": {"task_id": "produce", "contract_hash": produced_hash, "slot": "model"},
+            }
+        },
+        outputs={"joint": {"recipients": ["third"]}},
+    )
+    chash = contract_hash(contract)
+    approvals = {
+        name: {
+            "signature": b64e(party.signing_key.sign(APPROVAL_DOMAIN, chash.encode("ascii"))),
+            "wrapped_keys": {},
+        }
+        for name, party in parties.items()
+    }
+    info = key_wrap_info("joint-output", produced_hash, "model")
+    wrapped = b64e(hpke_seal(KEY.raw, IDENTITY.receiving_key.public_key, info=info))
+    joint = {"joint": {"receipt": receipt, "wrapped_key": wrapped}}
+    return TaskBundle(contract=contract, approvals=approvals, joint_inputs=joint)
+
+
+def _check(bundle: TaskBundle) -> None:
+    check_bundle(bundle, identity=IDENTITY, tee="sim", measurement=MEASUREMENT)
+
+
+def test_the_receipt_records_each_joint_owners_keys() -> None:
+    _, receipt = _produced()
+
+    body = verify_receipt(receipt, IDENTITY.signing_key.verify_key)
+
+    assert body["outputs"]["model"]["joint_owner_keys"] == {
+        name: party.public() for name, party in OWNERS.items()
+    }
+
+
+def test_the_owners_own_keys_open_the_joint_input() -> None:
+    produced_hash, receipt = _produced()
+
+    _check(_use(OWNERS, receipt, produced_hash))
+
+
+@pytest.mark.parametrize("swapped", [["ownera"], ["ownerb"], ["ownera", "ownerb"]])
+def test_owners_shown_with_other_keys_are_refused(swapped: list[str]) -> None:
+    produced_hash, receipt = _produced()
+    impostors = {name: Party(name) if name in swapped else OWNERS[name] for name in OWNERS}
+
+    with pytest.raises(TaskRejected, match=rf"owner '{swapped[0]}' has not signed"):
+        _check(_use(impostors, receipt, produced_hash))
+
+
+def test_a_receipt_without_owner_keys_is_refused() -> None:
+    produced_hash, receipt = _produced()
+    body = dict(verify_receipt(receipt, IDENTITY.signing_key.verify_key))
+    body["outputs"] = {"model": {**body["outputs"]["model"], "joint_owner_keys": None}}
+    older = sign_receipt(body, IDENTITY.signing_key)
+
+    with pytest.raises(TaskRejected, match="records no owner keys"):
+        _check(_use(OWNERS, older, produced_hash))
