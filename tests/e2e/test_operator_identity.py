@@ -123,6 +123,10 @@ def test_swapped_recipient_keys_are_refused_by_review_and_the_enclave(
         "echo", inputs={"data": data["id"]}, outputs={"data": {"recipients": ["bank"]}}
     )
     alice.approve(earlier["id"])  # alice has dealt with bank: its keys are pinned (TOFU)
+    (registered,) = [
+        e for e in alice.audit() if e["action"] == "user.register" and e["subject"] == "bank"
+    ]
+    assert registered["details"]["fingerprint"] == bank.keys.fingerprint
     operator = operator_keys()
 
     with keys_swapped(platform, {"bank": operator}):
@@ -372,5 +376,11 @@ def test_forged_receipt_and_output_are_refused_by_output_receipt_and_audit(
     # A member who never approved this task and never verified the log before.
     _, auditor_home = cli_member("auditor")
     fresh = cli(auditor_home, "audit", "verify")
+    (forged_entry,) = [
+        e["seq"]
+        for e in recv.audit()
+        if e["action"] == "task.succeeded" and e["subject"] == task["id"]
+    ]
     assert fresh.exit_code != 0
+    assert f"audit entry {forged_entry}: " in fresh.stderr, fresh.stderr  # the genuine ones pass
     assert "not attested" in fresh.stderr, fresh.stderr
