@@ -163,3 +163,11 @@ def test_digits_are_grouped_and_parsed_back() -> None:
     assert parse_digits(shown) == number
     with pytest.raises(ValueError, match="only digits"):
         parse_digits("12345 abcde")
+
+
+def test_a_damaged_pin_file_is_refused_not_ignored(tmp_path: Path) -> None:
+    home = MemberHome(tmp_path)
+    home.members_path.write_text("[not, json")
+
+    with pytest.raises(ClientError, match="restore it from a backup"):
+        check_participants(contract("t1", alice=ALICE, bank=BANK), me="alice", home=home)

@@ -384,3 +384,24 @@ def test_forged_receipt_and_output_are_refused_by_output_receipt_and_audit(
     assert fresh.exit_code != 0
     assert f"audit entry {forged_entry}: " in fresh.stderr, fresh.stderr  # the genuine ones pass
     assert "not attested" in fresh.stderr, fresh.stderr
+
+
+def test_member_commands_pin_and_verify_the_keys_the_server_shows(
+    member: MemberFactory, cli_member: CliMemberFactory
+) -> None:
+    peer = member("peer")
+    _, home = cli_member("viewer")
+    wrong = operator_keys().fingerprint
+
+    shown = cli(home, "member", "show", "peer", "--json")
+    refused = cli(home, "member", "verify", "peer", "--fingerprint", wrong)
+    replaced = cli(
+        home, "member", "verify", "peer", "--replace", "--fingerprint", peer.keys.fingerprint
+    )
+    listed = cli(home, "member", "list", "--json")
+
+    assert shown.exit_code == 0 and "trust on first use" in shown.stderr, shown.stderr
+    assert json.loads(shown.stdout)["fingerprint"] == peer.keys.fingerprint
+    assert refused.exit_code == 1 and "does not match the keys for 'peer'" in refused.stderr
+    assert replaced.exit_code == 0, replaced.stderr
+    assert json.loads(listed.stdout)[0]["verified"] is True

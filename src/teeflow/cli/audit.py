@@ -17,8 +17,8 @@ import typer
 
 from teeflow.attestation import AttestationError, Policy
 from teeflow.cli._output import emit, fail, warn
-from teeflow.cli._session import JsonOut, PassphraseFile, session
-from teeflow.client import MemberHome
+from teeflow.cli._session import JsonOut, PassphraseFile, client_errors, session
+from teeflow.client import ClientError, MemberHome
 from teeflow.client.audit_verify import AuditReport, verify_audit_log
 from teeflow.crypto import canonical_json
 from teeflow.server.audit import AuditChainError, read_jsonl
@@ -91,11 +91,12 @@ def verify(
         policy = Policy.from_file(home.policy_path)
         server = None if file is not None else home.credentials().get("server")
         since = home.audit_head(server) if server else None
-    except (AttestationError, OSError, ValueError) as exc:
+    except (AttestationError, ClientError, OSError, ValueError) as exc:
         fail(f"cannot read your home {home.root}: {exc}")
     events = _read(file) if file is not None else _fetch(passphrase_file)
     report = verify_audit_log(events, policy=policy, head=head, since=since)
-    _remember(home, server, report)
+    with client_errors():
+        _remember(home, server, report)
     if as_json:
         emit(report.to_dict(), as_json=True, title="")
     elif report.ok:

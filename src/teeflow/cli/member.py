@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 
 from teeflow.cli._output import emit, fail, warn
-from teeflow.cli._session import JsonOut, PassphraseFile, emit_rows, session
+from teeflow.cli._session import JsonOut, PassphraseFile, client_errors, emit_rows, session
 from teeflow.client import MemberHome
 from teeflow.client._pins import (
     format_digits,
@@ -72,6 +72,8 @@ def _view(
 def list_members(as_json: JsonOut = False) -> None:
     """The members whose keys your home pinned, and whether you verified them."""
     home = MemberHome()
+    with client_errors():
+        pinned = home.pinned_members()
     rows = [
         {
             "member": name,
@@ -79,7 +81,7 @@ def list_members(as_json: JsonOut = False) -> None:
             "fingerprint": key_fingerprint(record),
             "pinned_from": record.get("source"),
         }
-        for name, record in sorted(home.pinned_members().items())
+        for name, record in sorted(pinned.items())
     ]
     columns = ["member", "verified", "fingerprint", "pinned_from"]
     emit_rows(rows, columns, as_json=as_json, title="Pinned members")
@@ -90,11 +92,12 @@ def show(name: Name, passphrase_file: PassphraseFile = None, as_json: JsonOut = 
     """Show a member's pinned keys and your safety number with it (pins it on first use)."""
     home = MemberHome()
     me, my_keys = _me(home)
-    record = home.pinned_member(name)
-    if record is None:
-        record = pin_record(_served(name, passphrase_file), source="the server, on `member show`")
-        home.pin_member(name, record)
-        warn(f"pinned the keys the server shows for {name!r} now (trust on first use)")
+    with client_errors():
+        record = home.pinned_member(name)
+        if record is None:
+            record = pin_record(_served(name, passphrase_file), source="`member show`, from server")
+            home.pin_member(name, record)
+            warn(f"pinned the keys the server shows for {name!r} now (trust on first use)")
     emit(_view(name, record, me, my_keys), as_json=as_json, title=f"Member {name}")
     if not record.get("verified"):
         warn(
@@ -126,9 +129,10 @@ def verify(
         fail("give exactly one of --safety-number or --fingerprint")
     home = MemberHome()
     me, my_keys = _me(home)
-    record = home.pinned_member(name)
+    with client_errors():
+        record = home.pinned_member(name)
     if record is None or replace:
-        record = pin_record(_served(name, passphrase_file), source="the server, on `member verify`")
+        record = pin_record(_served(name, passphrase_file), source="`member verify`, from server")
     if safety is not None:
         try:
             given = parse_digits(safety)
@@ -143,7 +147,8 @@ def verify(
             f"{key_fingerprint(record)}): the control plane may be impersonating one of you; "
             "do not approve tasks with it until you find out why"
         )
-    home.pin_member(name, {**record, "verified": True})
+    with client_errors():
+        home.pin_member(name, {**record, "verified": True})
     emit(
         _view(name, {**record, "verified": True}, me, my_keys),
         as_json=as_json,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from teeflow.client._errors import ClientError
 from teeflow.client.keyring import default_home, write_private_file
 from teeflow.crypto import DataKey, b64d, b64e
 
@@ -161,11 +162,15 @@ class MemberHome:
 
 
 def _read_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
+    """A JSON object kept in the home; ClientError if it is damaged (never trust it partly)."""
     if not path.exists():
         return default
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ClientError(f"cannot read {path}: {exc}; restore it from a backup") from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path} is damaged (not a JSON object); restore it from a backup")
+        raise ClientError(f"{path} is damaged (not a JSON object); restore it from a backup")
     return data
 
 
