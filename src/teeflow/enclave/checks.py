@@ -62,7 +62,7 @@ def check_bundle(
     keys: dict[str, DataKey] = {}
     for slot, spec in contract["inputs"].items():
         if spec.get("joint"):
-            keys[slot] = _joint_key(slot, spec, chash, bundle, identity)
+            keys[slot] = _joint_key(slot, spec, bundle, identity)
         else:
             if len(spec["owners"]) != 1:
                 raise TaskRejected(f"input {slot!r} has several owners but no joint provenance")
@@ -89,27 +89,18 @@ def _check_signatures(
     contract: Mapping[str, Any], chash: str, approvals: Mapping[str, Mapping[str, Any]]
 ) -> None:
     for name, keys in sorted(contract["participants"].items()):
-        _check_signature(name, keys, chash, approvals)
-
-
-def _check_signature(
-    name: str,
-    keys: Mapping[str, Any],
-    chash: str,
-    approvals: Mapping[str, Mapping[str, Any]],
-) -> None:
-    approval = approvals.get(name)
-    if approval is None or not approval.get("signature"):
-        raise TaskRejected(f"participant {name!r} has not approved this contract")
-    try:
-        VerifyKey.from_b64(keys["sign_pk"]).verify(
-            APPROVAL_DOMAIN, chash.encode("ascii"), b64d(approval["signature"])
-        )
-    except CryptoError:
-        raise TaskRejected(
-            f"approval of {name!r} does not verify against the contract hash "
-            f"{chash[:16]}… (forged, swapped or for another contract)"
-        ) from None
+        approval = approvals.get(name)
+        if approval is None or not approval.get("signature"):
+            raise TaskRejected(f"participant {name!r} has not approved this contract")
+        try:
+            VerifyKey.from_b64(keys["sign_pk"]).verify(
+                APPROVAL_DOMAIN, chash.encode("ascii"), b64d(approval["signature"])
+            )
+        except CryptoError:
+            raise TaskRejected(
+                f"approval of {name!r} does not verify against the contract hash "
+                f"{chash[:16]}… (forged, swapped or for another contract)"
+            ) from None
 
 
 def _unwrap(
@@ -136,11 +127,7 @@ def _unwrap(
 
 
 def _joint_key(
-    slot: str,
-    spec: Mapping[str, Any],
-    chash: str,
-    bundle: TaskBundle,
-    identity: EnclaveIdentity,
+    slot: str, spec: Mapping[str, Any], bundle: TaskBundle, identity: EnclaveIdentity
 ) -> DataKey:
     """The key of joint input ``slot``, once the receipt of the task that produced it (signed by
     this enclave) matches it and every owner it records, by public key, signed this contract."""
@@ -164,7 +151,7 @@ def _joint_key(
         raise TaskRejected(
             f"joint input {slot!r} does not match the receipt of the task that produced it"
         )
-    _check_owner_keys(slot, produced, chash, bundle)
+    _check_owner_keys(slot, produced, bundle.contract["participants"])
     try:
         info = key_wrap_info("joint-output", joint["contract_hash"], joint["slot"])
         return DataKey(
@@ -175,10 +162,11 @@ def _joint_key(
 
 
 def _check_owner_keys(
-    slot: str, produced: Mapping[str, Any], chash: str, bundle: TaskBundle
+    slot: str, produced: Mapping[str, Any], participants: Mapping[str, Mapping[str, Any]]
 ) -> None:
     # Owners are identified by the keys the producing contract showed (and each owner signed),
     # not by the names the host shows now: the host could bind a name to a key of its own.
+    # check_bundle has verified every participant's signature before any input is opened.
     recorded = produced.get("joint_owner_keys")
     if not isinstance(recorded, Mapping) or sorted(recorded) != sorted(
         produced.get("joint_owners") or []
@@ -187,17 +175,13 @@ def _check_owner_keys(
             f"joint input {slot!r}: the receipt of the task that produced it records no owner "
             "keys (made by an older enclave); its owners must produce it again"
         )
-    participants: Mapping[str, Mapping[str, Any]] = bundle.contract["participants"]
+    signing_keys = {keys.get("sign_pk") for keys in participants.values()}
     for owner, keys in sorted(recorded.items()):
-        sign_pk = keys.get("sign_pk") if isinstance(keys, Mapping) else None
-        signers = [n for n, pk in participants.items() if sign_pk and pk.get("sign_pk") == sign_pk]
-        if not signers:
+        if not isinstance(keys, Mapping) or keys.get("sign_pk") not in signing_keys:
             raise TaskRejected(
                 f"joint input {slot!r}: owner {owner!r} has not signed this contract with the key "
                 "recorded when the joint output was made (the contract shows other keys for it)"
             )
-        for name in signers:
-            _check_signature(name, participants[name], chash, bundle.approvals)
 
 
 def _function_key(
