@@ -6,7 +6,7 @@ member's client keeps the keys of every member it dealt with (trust on first use
 contract that shows a member pins its keys) and refuses any later contract that shows other
 keys for that member. Two members confirm the pin out of band by comparing a safety number.
 
-Safety number (docs/decisions/0007-pinned-member-keys.md), after Signal's numeric fingerprint:
+Safety number (docs/decisions/0009-pinned-member-keys.md), after Signal's numeric fingerprint:
 
     bundle      = canonical_json({"enc_pk": b64, "sign_pk": b64})        # RFC 8785
     h_0         = SHA-512(b"teeflow/v1/safety-number\\x00" || bundle || username)
