@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from teeflow.crypto import (
 )
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
 from teeflow.enclave.identity import EnclaveIdentity
+from teeflow.enclave.run_state import sign_run_authorisation
 from teeflow.enclave.runtime import EnclaveRuntime, TaskBundle
 from teeflow.enclave.session import SessionRequest
 from teeflow.enclave.session_wire import open_response, seal_request
@@ -153,15 +154,18 @@ def make_served(
     """A signed ``tabular-serve`` task: ``owner`` holds the model, ``alice`` and ``owner`` may
     query, ``bob`` is a participant (he receives the usage) who may not."""
     identity = EnclaveIdentity.generate()
-    runtime = EnclaveRuntime(identity=identity, tee="sim", measurement=MEASUREMENT)
+    runtime = EnclaveRuntime(
+        identity=identity, tee="sim", measurement=MEASUREMENT, clock=lambda: NOW
+    )
     parties = {name: Party(name) for name in ("owner", "alice", "bob")}
     key = DataKey.generate()
     ciphertext = seal_bytes(model_bytes, key)
     contract: dict[str, Any] = {
-        "version": 1,
+        "version": 2,
         "task_id": "task-1",
         "nonce": "n-1",
         "created_at": NOW.isoformat(),
+        "expires_at": (NOW + timedelta(days=7)).isoformat(),
         "creator": "owner",
         "function": {
             "kind": "builtin",
@@ -198,5 +202,8 @@ def make_served(
         approvals["owner"]["wrapped_keys"]["model"] = b64e(
             hpke_seal(key.raw, identity.receiving_key.public_key, info=info)
         )
-    bundle = TaskBundle(contract=contract, approvals=approvals)
+    run = sign_run_authorisation(
+        chash, parties["owner"].signing_key, issued_at=NOW, run_nonce="0" * 32
+    )
+    bundle = TaskBundle(contract=contract, approvals=approvals, run_authorisation=run)
     return Served(runtime, bundle, FakeHost(ciphertext), parties, model_bytes)

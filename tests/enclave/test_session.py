@@ -19,6 +19,7 @@ import pytest
 from session_kit import NOW, ServeFactory
 
 from teeflow.crypto import DataKey, IntegrityError, b64d, hpke_open, key_wrap_info, unseal_bytes
+from teeflow.enclave.events import open_event
 from teeflow.enclave.receipt import verify_receipt
 from teeflow.enclave.session import InferenceSession, SessionRefused
 from teeflow.enclave.session_wire import REQUEST_DOMAIN, request_message
@@ -312,11 +313,11 @@ def test_a_bad_argument_fails_the_start_with_its_error_sealed_to_the_disclosed(
 
     assert refused.value.result.reason.endswith("sent encrypted to: owner")
     ((recipient, payload),) = served.host.events
-    message = json.loads(
-        hpke_open(
-            b64d(payload),
-            served.parties["owner"].receiving_key,
-            info=key_wrap_info("event", served.chash, "owner"),
-        )
+    body = open_event(
+        payload,
+        chash=served.chash,
+        recipient="owner",
+        receiving_key=served.parties["owner"].receiving_key,
+        enclave_key=served.runtime.identity.signing_key.verify_key,
     )
-    assert recipient == "owner" and "threshold" in message["message"]
+    assert recipient == "owner" and "threshold" in body["data"]["message"]

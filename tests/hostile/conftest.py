@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from teeflow.client import MemberKeys, public_keys
 from teeflow.crypto import PrivateKey, SigningKey, b64e
 from teeflow.enclave.contract import APPROVAL_DOMAIN
+from teeflow.enclave.run_state import sign_run_authorisation
 from teeflow.server.app import create_app, utcnow
 from teeflow.server.settings import Settings
 
@@ -140,12 +141,26 @@ def approve(member: Member, task: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
+def run_body(
+    member: Member, task: dict[str, Any], *, now: datetime | None = None
+) -> dict[str, Any]:
+    """The body of ``POST /v1/tasks/{id}/run``: the creator's signed run authorisation."""
+    authorisation = sign_run_authorisation(
+        task["contract_hash"],
+        member.keys.signing_key,
+        issued_at=now or utcnow(),
+        run_nonce="0" * 32,
+    )
+    return {"authorisation": authorisation}
+
+
 def leased_task(api: Api, member: Member, executor_token: str) -> dict[str, Any]:
     """A one-member echo task, approved, run and leased by the executor: the lease bundle."""
     dataset = upload_dataset(member, b"TFSEAL ciphertext stand-in")
     task = propose_echo(member, dataset["id"])
     approve(member, task)
-    assert member.http.post(f"/v1/tasks/{task['id']}/run").status_code == 200
+    response = member.http.post(f"/v1/tasks/{task['id']}/run", json=run_body(member, task))
+    assert response.status_code == 200, response.text
     with AppClient(api.app, token=executor_token) as executor:
         leased = executor.post("/v1/executor/lease")
     assert leased.status_code == 200, leased.text

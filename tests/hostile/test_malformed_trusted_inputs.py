@@ -247,10 +247,11 @@ def test_mutated_hardware_evidence_is_refused(
 # -- contracts ---------------------------------------------------------------------------------
 
 CONTRACT: dict[str, Any] = {
-    "version": 1,
+    "version": 2,
     "task_id": "0" * 32,
     "nonce": "1" * 32,
     "created_at": "2026-01-01T00:00:00+00:00",
+    "expires_at": "2026-01-08T00:00:00+00:00",
     "creator": "alice",
     "description": "",
     "function": {

@@ -15,7 +15,16 @@ from typing import Any
 import pytest
 
 from ._asgi import AppClient
-from .conftest import PASSWORD, Api, Member, approve, open_api, propose_echo, upload_dataset
+from .conftest import (
+    PASSWORD,
+    Api,
+    Member,
+    approve,
+    open_api,
+    propose_echo,
+    run_body,
+    upload_dataset,
+)
 
 TTL = 600
 WINDOW = 300
@@ -163,7 +172,7 @@ def test_another_members_token_cannot_act_on_alices_resources(clocked: Clocked) 
         (bob.http.get(f"/v1/tasks/{task['id']}"), 404),
         (bob.http.post(f"/v1/tasks/{task['id']}/approve", json={"signature": "AA=="}), 404),
         (bob.http.post(f"/v1/tasks/{task['id']}/reject", json={}), 404),
-        (bob.http.post(f"/v1/tasks/{task['id']}/run"), 404),
+        (bob.http.post(f"/v1/tasks/{task['id']}/run", json={"authorisation": {}}), 404),
         (bob.http.post(f"/v1/tasks/{task['id']}/cancel"), 404),
         (bob.http.get(f"/v1/tasks/{task['id']}/outputs"), 404),
         (bob.http.get(f"/v1/tasks/{task['id']}/outputs/data/key"), 404),
@@ -192,8 +201,9 @@ def test_a_participant_cannot_run_cancel_or_read_outputs_meant_for_others(
     task = alice.http.post("/v1/tasks", json=body).json()
     approve(alice, task)
     approve(bob, task)
-    assert bob.http.post(f"/v1/tasks/{task['id']}/run").status_code == 403
-    assert alice.http.post(f"/v1/tasks/{task['id']}/run").status_code == 200
+    signed = run_body(alice, task, now=clocked.now[0])
+    assert bob.http.post(f"/v1/tasks/{task['id']}/run", json=signed).status_code == 403
+    assert alice.http.post(f"/v1/tasks/{task['id']}/run", json=signed).status_code == 200
     with AppClient(api.app, token=token) as executor:
         assert executor.post("/v1/executor/lease").json()["task_id"] == task["id"]
         base = f"/v1/executor/tasks/{task['id']}"

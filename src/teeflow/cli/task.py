@@ -35,6 +35,7 @@ from teeflow.cli._session import (
 )
 from teeflow.client import Client, ClientError
 from teeflow.client._pins import participant_trust
+from teeflow.enclave.run_state import DEFAULT_START_WITHIN_S, MAX_START_WITHIN_S
 
 __all__ = ["app", "render_contract"]
 
@@ -65,10 +66,17 @@ def propose(
     pads: Annotated[
         list[str] | None, _many("--pad", "SLOT=pow2 or SLOT=BYTES: pad the output to a bucket")
     ] = None,
+    expires_days: Annotated[
+        float,
+        typer.Option(
+            "--expires-days", min=0.001, max=366, help="The contract expires after (signed)."
+        ),
+    ] = 7.0,
     passphrase_file: PassphraseFile = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Propose a task; every participant must then approve the exact contract."""
+    """Propose a task; every participant must then approve the exact contract, which expires
+    after --expires-days (no enclave runs it later)."""
     pairs = [parse_assignment(item, "--input") for item in inputs or []]
     slots = dict(pairs)
     if len(slots) != len(pairs):
@@ -108,6 +116,7 @@ def propose(
             arguments=args,
             disclosure=disclosure,
             description=description,
+            expires_in_s=max(1, round(expires_days * 86400)),
         )
     if as_json:
         emit(task, as_json=True, title="")
@@ -176,6 +185,8 @@ def show(
                 "measurement) or sealed (confidential to its owner)"
             )
         keys_trust = participant_trust(task["contract"], me=client.username or "", home=client.home)
+    if task.get("withdrawal_breach"):
+        warn(task["withdrawal_breach"])
     if as_json:
         extra = {"warnings": warnings, "review_error": problem, "keys": keys_trust}
         emit({**task, **extra, **({"source": source} if code else {})}, as_json=True, title="")
@@ -233,11 +244,68 @@ def reject(
 
 
 @app.command()
-def run(task_id: TaskId, passphrase_file: PassphraseFile = None, as_json: JsonOut = False) -> None:
-    """Queue an approved task for an enclave executor."""
+def run(
+    task_id: TaskId,
+    start_within: Annotated[
+        int,
+        typer.Option(
+            "--start-within",
+            min=1,
+            max=MAX_START_WITHIN_S // 60,
+            help="Minutes an enclave has to start it; later it only resumes a checkpoint.",
+        ),
+    ] = DEFAULT_START_WITHIN_S // 60,
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Sign a run authorisation for the approved contract and queue it for an enclave.
+
+    Without this signature no enclave runs the task, so a task you cancel before running it can
+    never run. A cancel after this is honoured by the enclave only once --start-within has passed
+    (docs/run-authorisation.md)."""
     with session(passphrase_file) as client:
-        result = client.run(task_id)
+        result = client.run(task_id, start_within_s=start_within * 60)
     emit(result if as_json else flat(_summary(result)), as_json=as_json, title="Queued")
+
+
+@app.command()
+def withdraw(
+    task_id: TaskId, passphrase_file: PassphraseFile = None, as_json: JsonOut = False
+) -> None:
+    """Withdraw your approval before the task runs (signed; the task is canceled).
+
+    The enclave refuses a task it is shown your withdrawal for. The control plane could withhold
+    it; `teeflow task show` then reports loudly if the task's receipt shows it ran anyway."""
+    with session(passphrase_file) as client:
+        result = client.withdraw(task_id)
+    emit(result if as_json else flat(_summary(result)), as_json=as_json, title="Withdrawn")
+
+
+def _report_rejected(client: Client, task_id: str) -> None:
+    for rejected in client.rejected_events(task_id):
+        warn(f"rejected event {rejected.seq}, not shown: {rejected.reason}")
+
+
+@app.command()
+def events(
+    task_id: TaskId,
+    after: Annotated[int, typer.Option("--after", min=0, help="Only events after this seq.")] = 0,
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Progress and error messages the enclave signed for you, decrypted here; anything else
+    the control plane serves (forged or replayed) is rejected and counted, never shown."""
+    with session(passphrase_file) as client:
+        shown = client.events(task_id, after=after)
+        rejected = client.rejected_events(task_id)
+    if as_json:
+        body = {"events": shown, "rejected": [{"seq": r.seq, "reason": r.reason} for r in rejected]}
+        emit(body, as_json=True, title="")
+        return
+    for event in shown:
+        typer.echo(f"{event['seq']} {event.get('kind')}: {_metrics(event)}")
+    for item in rejected:
+        warn(f"rejected event {item.seq}, not shown: {item.reason}")
 
 
 @app.command()
@@ -289,7 +357,9 @@ def _progress_view(enabled: bool) -> Iterator[Any]:
 
 def _metrics(event: Mapping[str, Any]) -> str:
     """Progress values as one line, escaped (they came from the function)."""
-    return "  ".join(f"{safe(k)}={safe(v)}" for k, v in event.items() if k not in ("seq", "kind"))
+    return "  ".join(
+        f"{safe(k)}={safe(v)}" for k, v in event.items() if k not in ("seq", "kind", "enclave_seq")
+    )
 
 
 @app.command()
@@ -310,6 +380,9 @@ def wait(
             show_event(event)
 
         task = client.wait(task_id, timeout=timeout, on_event=on_event)
+        _report_rejected(client, task_id)
+    if task.get("withdrawal_breach"):
+        warn(task["withdrawal_breach"])
     errors = [str(e.get("message", e)) for e in events if e.get("kind") == "error"]
     result = {**_summary(task), "failure_reason": task.get("failure_reason"), "errors": errors}
     if as_json:

@@ -8,7 +8,7 @@ and decrypts outputs locally after checking them against the enclave's signed re
 from __future__ import annotations
 
 import io
-import json
+import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -20,6 +20,7 @@ import httpx
 
 from teeflow.attestation import AttestationError, Policy
 from teeflow.client._errors import ClientError, raise_for_error
+from teeflow.client._events import EventChecker, RejectedEvent
 from teeflow.client._home import MemberHome
 from teeflow.client._trust import attest_evidence, check_trusted_contract, remember_attested
 from teeflow.client.keyring import MemberKeys, write_private_file
@@ -42,11 +43,14 @@ from teeflow.crypto import (
 from teeflow.enclave.checks import FUNCTION_SLOT
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
 from teeflow.enclave.receipt import verify_receipt
+from teeflow.enclave.run_state import DEFAULT_START_WITHIN_S
 
 if TYPE_CHECKING:
     from teeflow.client._inference import SessionClient
 
 __all__ = ["Client", "public_keys"]
+
+log = logging.getLogger("teeflow.client")
 
 TERMINAL = {"succeeded", "failed", "canceled", "rejected"}
 _LONG_POLL_SECONDS = 20.0  # under the HTTP read timeout; the server caps it at 30
@@ -83,6 +87,7 @@ class Client:
         self._policy = policy
         self._clock = clock
         self._attested: dict[str, Any] | None = None
+        self._event_checkers: dict[str, EventChecker] = {}
         self.http = httpx.Client(
             base_url=self.server, timeout=httpx.Timeout(120.0, connect=5.0), transport=transport
         )
@@ -288,8 +293,11 @@ class Client:
         arguments: Mapping[str, Any] | None = None,
         disclosure: Mapping[str, list[str]] | None = None,
         description: str = "",
+        expires_in_s: int | None = None,
     ) -> dict[str, Any]:
-        body = {
+        """Propose a task; the contract expires ``expires_in_s`` seconds from now (the control
+        plane's default, 7 days, if None), after which no enclave runs it."""
+        body: dict[str, Any] = {
             "function": function,
             "inputs": dict(inputs),
             "outputs": {k: dict(v) for k, v in outputs.items()},
@@ -297,12 +305,33 @@ class Client:
             "disclosure": dict(disclosure or {}),
             "description": description,
         }
+        if expires_in_s is not None:
+            body["expires_in_s"] = expires_in_s
         result: dict[str, Any] = self._call("POST", "/v1/tasks", json=body)
         return result
 
     def task(self, task_id: str) -> dict[str, Any]:
+        """The task as the control plane shows it. If this member withdrew its approval and the
+        task's enclave-signed receipt shows it ran anyway, ``withdrawal_breach`` says so (and it
+        is logged as an error)."""
         result: dict[str, Any] = self._call("GET", f"/v1/tasks/{task_id}")
-        return result
+        return self._check_withdrawal(result)
+
+    def _check_withdrawal(self, task: dict[str, Any]) -> dict[str, Any]:
+        from teeflow.client._run_state import withdrawal_breach
+
+        withdrawn = self.home.withdrawal(task["id"])
+        if withdrawn is None or not task.get("receipt"):
+            return task
+        try:
+            body = self._verified_receipt(task)["body"]
+        except ClientError:
+            return task  # a receipt that does not verify shows no run
+        breach = withdrawal_breach(task, withdrawn, body)
+        if breach:
+            log.error("%s", breach)
+            task = {**task, "withdrawal_breach": breach}
+        return task
 
     def function_source(self, task_id: str) -> str:
         """The plain source of task ``task_id``'s uploaded function, checked against the code
@@ -389,8 +418,33 @@ class Client:
         )
         return result
 
-    def run(self, task_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("POST", f"/v1/tasks/{task_id}/run")
+    def run(self, task_id: str, *, start_within_s: int = DEFAULT_START_WITHIN_S) -> dict[str, Any]:
+        """Sign a run authorisation for the task's contract and queue it. An enclave starts the
+        task only within ``start_within_s`` seconds of now (by its clock); later it only resumes
+        a checkpoint of this run (docs/run-authorisation.md)."""
+        from teeflow.client._run_state import run_authorisation
+
+        task = self.task(task_id)
+        authorisation = run_authorisation(
+            task, self.keys.signing_key, now=self._clock(), start_within_s=start_within_s
+        )
+        result: dict[str, Any] = self._call(
+            "POST", f"/v1/tasks/{task_id}/run", json={"authorisation": authorisation}
+        )
+        return result
+
+    def withdraw(self, task_id: str) -> dict[str, Any]:
+        """Withdraw this member's approval before the task runs: sign a withdrawal, keep it in
+        the member's home and send it. The enclave refuses a task it is shown a withdrawal for;
+        if the receipt later shows it ran anyway, :meth:`task` reports ``withdrawal_breach``."""
+        from teeflow.client._run_state import withdrawal
+
+        task = self.task(task_id)
+        signed = withdrawal(task, self.keys.signing_key, username=self._me(), now=self._clock())
+        result: dict[str, Any] = self._call(
+            "POST", f"/v1/tasks/{task_id}/withdraw", json={"withdrawal": signed}
+        )
+        self.home.save_withdrawal(task_id, signed)
         return result
 
     def cancel(self, task_id: str) -> dict[str, Any]:
@@ -398,19 +452,35 @@ class Client:
         return result
 
     def events(self, task_id: str, *, after: int = 0) -> list[dict[str, Any]]:
-        """Progress and error messages the enclave addressed to this member, decrypted."""
-        return self._events(task_id, contract_hash(self.task(task_id)["contract"]), after=after)
+        """Progress and error messages the enclave signed for this member, decrypted.
 
-    def _events(self, task_id: str, chash: str, *, after: int) -> list[dict[str, Any]]:
-        out = []
-        for event in self._call("GET", f"/v1/tasks/{task_id}/events", params={"after": after}):
-            info = key_wrap_info("event", chash, self._me())
-            try:
-                data = hpke_open(b64d(event["payload"]), self.keys.receiving_key, info=info)
-            except (IntegrityError, CryptoError):
-                continue  # not from the enclave for this task: ignore it
-            out.append({"seq": event["seq"], **json.loads(data)})
-        return out
+        Events that are not the enclave's (forged by the control plane, for another task or
+        member, or a replay of one already shown) are never returned: they are logged and
+        listed by :meth:`rejected_events`.
+        """
+        return self._events(self.task(task_id), after=after)
+
+    def rejected_events(self, task_id: str) -> list[RejectedEvent]:
+        """Deliveries of ``task_id`` this client refused to show, with the reason for each."""
+        checker = self._event_checkers.get(task_id)
+        return list(checker.rejected) if checker else []
+
+    def _events(self, task: Mapping[str, Any], *, after: int) -> list[dict[str, Any]]:
+        task_id = task["id"]
+        chash = contract_hash(task["contract"])
+        checker = self._event_checkers.get(task_id)
+        if checker is None or checker.chash != chash:
+            checker = self._event_checkers[task_id] = EventChecker(
+                task_id=task_id,
+                chash=chash,
+                recipient=self._me(),
+                receiving_key=self.keys.receiving_key,
+                enclave_key=VerifyKey.from_b64(
+                    task["contract"]["executor"]["public_keys"]["ed25519"]
+                ),
+            )
+        deliveries = self._call("GET", f"/v1/tasks/{task_id}/events", params={"after": after})
+        return checker.check(deliveries)
 
     def wait(
         self,
@@ -433,12 +503,12 @@ class Client:
             task: dict[str, Any] = self._call("GET", f"/v1/tasks/{task_id}", params=params)
             status = task["status"]
             if on_event is not None:
-                chash = contract_hash(task["contract"])
-                for event in self._events(task_id, chash, after=seen):
-                    seen = max(seen, int(event["seq"]))
+                for event in self._events(task, after=seen):
                     on_event(event)
+                # Past rejected deliveries too, so a forged event is not fetched again.
+                seen = max(seen, self._event_checkers[task_id].last_seq)
             if status in TERMINAL:
-                return task
+                return self._check_withdrawal(task)
             if time.monotonic() > deadline:
                 raise ClientError(f"task {task_id} still {status} after {timeout:.0f} s")
 

@@ -160,6 +160,23 @@ class MemberHome:
         heads[server] = {"seq": seq, "hash": hash, "verified_at": at}
         _write_json(self.audit_heads_path, heads)
 
+    # -- withdrawn approvals (client/_run_state.py) ------------------------------------------
+
+    @property
+    def withdrawals_path(self) -> Path:
+        return self.root / "withdrawals.json"
+
+    def save_withdrawal(self, task_id: str, withdrawal: Mapping[str, Any]) -> None:
+        """Keep this member's signed withdrawal, to tell later whether the task ran anyway."""
+        withdrawals = _read_json(self.withdrawals_path, {})
+        withdrawals[task_id] = dict(withdrawal)
+        _write_json(self.withdrawals_path, withdrawals)
+
+    def withdrawal(self, task_id: str) -> dict[str, Any] | None:
+        """This member's signed withdrawal of ``task_id``, or None."""
+        found: dict[str, Any] | None = _read_json(self.withdrawals_path, {}).get(task_id)
+        return found
+
 
 def _read_json(path: Path, default: dict[str, Any]) -> dict[str, Any]:
     """A JSON object kept in the home; ClientError if it is damaged (never trust it partly)."""

@@ -1,14 +1,15 @@
 """Everything the enclave verifies before it unwraps a single key (DESIGN.md guarantees 2-4).
 
-The control plane is not trusted: it could mark a task approved, swap a signature, replay a
-wrapped key from another task, or change a ciphertext. Each of those fails one check here, with a
-reason that names what failed and leaks nothing secret.
+The control plane is not trusted: it could mark a task approved or queued, swap a signature,
+replay a wrapped key from another task, or change a ciphertext. Each of those fails one check
+here, with a reason that names what failed and leaks nothing secret.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from teeflow.crypto import (
@@ -28,6 +29,7 @@ from teeflow.enclave.contract import (
 )
 from teeflow.enclave.identity import EnclaveIdentity
 from teeflow.enclave.receipt import verify_receipt
+from teeflow.enclave.run_state import RunGrant, RunStateError, check_run_state
 
 if TYPE_CHECKING:
     from teeflow.enclave.runtime import TaskBundle
@@ -46,11 +48,22 @@ class ExecutionPlan:
     contract_hash: str
     input_keys: dict[str, DataKey]
     function_key: DataKey | None
+    grant: RunGrant
+    """The creator's run authorisation as checked (enclave/run_state.py)."""
 
 
 def check_bundle(
-    bundle: TaskBundle, *, identity: EnclaveIdentity, tee: str, measurement: str
+    bundle: TaskBundle,
+    *,
+    identity: EnclaveIdentity,
+    tee: str,
+    measurement: str,
+    now: datetime,
 ) -> ExecutionPlan:
+    """Every check before a key is unwrapped; ``now`` is the enclave's clock (aware).
+
+    Raises TaskRejected naming the first check that failed.
+    """
     contract = bundle.contract
     try:
         validate_contract(contract)
@@ -59,6 +72,16 @@ def check_bundle(
     chash = contract_hash(contract)
     _check_executor(contract["executor"], identity=identity, tee=tee, measurement=measurement)
     _check_signatures(contract, chash, bundle.approvals)
+    try:
+        grant = check_run_state(
+            contract,
+            chash,
+            run_authorisation=bundle.run_authorisation,
+            withdrawals=bundle.withdrawals,
+            now=now,
+        )
+    except RunStateError as exc:
+        raise TaskRejected(str(exc)) from None
     keys: dict[str, DataKey] = {}
     for slot, spec in contract["inputs"].items():
         if spec.get("joint"):
@@ -68,7 +91,7 @@ def check_bundle(
                 raise TaskRejected(f"input {slot!r} has several owners but no joint provenance")
             owner = spec["owners"][0]
             keys[slot] = _unwrap(identity, bundle.approvals[owner], "input", chash, slot, owner)
-    return ExecutionPlan(chash, keys, _function_key(contract, chash, bundle, identity))
+    return ExecutionPlan(chash, keys, _function_key(contract, chash, bundle, identity), grant)
 
 
 def _check_executor(

@@ -3,8 +3,9 @@
 A contract is a JSON object hashed as canonical JSON (RFC 8785) with SHA-256::
 
     {
-      "version": 1,
-      "task_id": "…", "nonce": "…", "created_at": "…", "creator": "alice",
+      "version": 2,
+      "task_id": "…", "nonce": "…", "created_at": "<ISO 8601>", "creator": "alice",
+      "expires_at": "<ISO 8601 with time zone, after created_at>",
       "function": {"kind": "builtin"|"uploaded", "name": "…", "code_sha256": "…",
                    "owner": "carol", "sealed": false, "source_sha256": "…" (uploaded only),
                    "outputs": {"<slot>": {"kind": "metrics", "max_bytes": 4096}} (uploaded only:
@@ -23,6 +24,10 @@ A contract is a JSON object hashed as canonical JSON (RFC 8785) with SHA-256::
 An input with several owners is a joint output of an earlier task: its key is wrapped to the
 enclave, and every owner must sign the contract that uses it. The ``requesters`` of an inference
 session (enclave/session.py) receive its answers, so they sign too.
+
+Version 2 added ``expires_at``: the enclave refuses the task after it (enclave/run_state.py),
+and a task runs only with the creator's signed run authorisation. Version 1 contracts (no
+expiry) are refused: propose them again.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from teeflow.crypto import canonical_hash, check_pad
+from teeflow.enclave.run_state import RunStateError, parse_time
 from teeflow.functions.outputs import uploaded_declarations
 
 __all__ = [
@@ -43,7 +49,7 @@ __all__ = [
     "validate_contract",
 ]
 
-CONTRACT_VERSION = 1
+CONTRACT_VERSION = 2
 APPROVAL_DOMAIN = "contract-approval"
 _SLOT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -76,9 +82,15 @@ def validate_contract(contract: Mapping[str, Any]) -> None:
     """Check structure and internal consistency; raise ContractError naming the first problem."""
     if contract.get("version") != CONTRACT_VERSION:
         raise ContractError(f"unsupported contract version {contract.get('version')!r}")
-    for key in ("task_id", "nonce", "creator", "created_at"):
+    for key in ("task_id", "nonce", "creator", "created_at", "expires_at"):
         if not isinstance(contract.get(key), str) or not contract[key]:
             raise ContractError(f"contract field {key!r} is missing")
+    try:
+        created, expires = (parse_time(contract[k], k) for k in ("created_at", "expires_at"))
+    except RunStateError as exc:
+        raise ContractError(str(exc)) from None
+    if expires <= created:
+        raise ContractError("contract expires_at must be after created_at")
     function = contract.get("function")
     if not isinstance(function, Mapping) or function.get("kind") not in ("builtin", "uploaded"):
         raise ContractError("contract function must have kind 'builtin' or 'uploaded'")

@@ -16,9 +16,9 @@ import shutil
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -27,7 +27,6 @@ from teeflow.crypto import (
     IntegrityError,
     PublicKey,
     b64e,
-    canonical_json,
     hpke_seal,
     key_wrap_info,
     pad,
@@ -36,8 +35,10 @@ from teeflow.crypto import (
     unseal_bytes,
 )
 from teeflow.enclave.checks import TaskRejected, check_bundle
+from teeflow.enclave.events import EventCounter, seal_event
 from teeflow.enclave.identity import EnclaveIdentity, derive_key
 from teeflow.enclave.receipt import sign_receipt
+from teeflow.enclave.run_state import RunGrant, stale_message
 from teeflow.functions.api import Context, FunctionError, InputData, OutputData
 from teeflow.functions.outputs import check_outputs, uploaded_declarations
 
@@ -75,6 +76,10 @@ class TaskBundle:
     """username -> {"signature": b64, "wrapped_keys": {slot: b64}}"""
     joint_inputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """input slot -> {"receipt": signed receipt of the producing task, "wrapped_key": b64}"""
+    run_authorisation: Mapping[str, Any] | None = None
+    """The creator's signed run authorisation (enclave/run_state.py); none: the task never runs."""
+    withdrawals: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """username -> that participant's signed withdrawal of its approval."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +113,13 @@ class OpenedTask:
     """slot -> the ciphertext SHA-256 that was checked (for the receipt)."""
     source: str | None
     """Uploaded function source; None for a built-in."""
+    grant: RunGrant
+    """The run authorisation the task runs under."""
+    restored: bytes | None = None
+    """The function's state from the sealed checkpoint, if the host handed one in."""
+    checkpoint_seq: int = 0
+    events: EventCounter = field(default_factory=EventCounter)
+    """The enclave's event sequence, continued from the checkpoint."""
 
 
 class OpenRefused(TaskRejected):
@@ -201,6 +213,7 @@ class EnclaveRuntime:
         function_timeout_s: float = 3600.0,
         checkpoint_interval_s: float = 1.0,
         progress_interval_s: float = 1.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.identity = identity
         self.tee = tee
@@ -212,6 +225,10 @@ class EnclaveRuntime:
         redoes at most one epoch or this many seconds of training, whichever is more."""
         self.progress_interval_s = progress_interval_s
         """Progress events leave at most this often; the latest one is always sent at the end."""
+        self.clock = clock
+        """The enclave's own time, for contract expiry and the run authorisation's start window
+        (never the host's ``now``; a TEE's clock is only as good as docs/run-authorisation.md
+        says)."""
 
     def execute(self, bundle: TaskBundle, host: Host, *, now: datetime) -> ExecutionResult:
         """Check and run one task. Never raises for a task-level problem: it returns a failed
@@ -229,12 +246,12 @@ class EnclaveRuntime:
             opened = self._open_task(bundle, host, timer)
         except OpenRefused as exc:
             return self._failed(contract, exc.contract_hash, exc.input_hashes, str(exc), now)
-        chash, inputs, input_hashes = opened.contract_hash, opened.inputs, opened.input_hashes
+        chash, input_hashes = opened.contract_hash, opened.input_hashes
         source = opened.source
         scratch = Path(tempfile.mkdtemp(prefix="teeflow-task-", dir=_scratch_root()))
         try:
             outputs = {slot: OutputData(slot) for slot in contract["outputs"]}
-            ctx = self._context(chash, contract, inputs, outputs, scratch, host, timer)
+            ctx = self._context(opened, contract, outputs, scratch, host, timer)
             with timer.phase("function"):
                 error = self._run_function(contract, source, ctx)
             ctx.progress()  # flush the latest progress held back by the pacing
@@ -243,9 +260,9 @@ class EnclaveRuntime:
                 if missing:
                     error = f"function did not write output(s) {missing}"
             if error is not None:
-                reason = self._disclose_error(chash, contract, host, timer, error)
+                reason = self._disclose_error(chash, contract, host, timer, error, opened.events)
                 return self._failed(contract, chash, input_hashes, reason, now)
-            refused = _declaration_problem(contract, inputs, outputs)
+            refused = _declaration_problem(contract, opened.inputs, outputs)
             if refused is not None:  # checked before anything is sealed: nothing leaves
                 return self._failed(contract, chash, input_hashes, refused, now)
             with timer.phase("crypto"):
@@ -255,8 +272,16 @@ class EnclaveRuntime:
                 }
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        run = {"run_id": opened.grant.run_id, "authorised_at": opened.grant.issued_at.isoformat()}
         receipt = self.receipt(
-            contract, chash, input_hashes, sealed, status="succeeded", reason="", now=now
+            contract,
+            chash,
+            input_hashes,
+            sealed,
+            status="succeeded",
+            reason="",
+            now=now,
+            extra={"run": run},
         )
         return ExecutionResult("succeeded", sealed, receipt, "")
 
@@ -273,14 +298,49 @@ class EnclaveRuntime:
         try:
             with timer.phase("checks"):
                 plan = check_bundle(
-                    bundle, identity=self.identity, tee=self.tee, measurement=self.measurement
+                    bundle,
+                    identity=self.identity,
+                    tee=self.tee,
+                    measurement=self.measurement,
+                    now=self.clock(),
                 )
             chash = plan.contract_hash
+            resumed = self._load_checkpoint(chash, plan.grant, host)
             inputs, input_hashes = self._open_inputs(chash, bundle, plan.input_keys, host, timer)
             source = self._open_function(plan.function_key, bundle.contract, host)
         except TaskRejected as exc:
             raise OpenRefused(str(exc), contract_hash=chash, input_hashes=input_hashes) from None
-        return OpenedTask(chash, inputs, input_hashes, source)
+        return OpenedTask(chash, inputs, input_hashes, source, plan.grant, *resumed)
+
+    def _load_checkpoint(
+        self, chash: str, grant: RunGrant, host: Host
+    ) -> tuple[bytes | None, int, EventCounter]:
+        """The sealed checkpoint's function state, checkpoint sequence and event counter.
+
+        Layout inside the seal: checkpoint seq (8 bytes, big-endian), event seq (8), the run id
+        it was made under (32), then the function's state. The sequences travel inside it, so a
+        resumed run counts on where the crashed one stopped. A run authorisation past its start
+        window is accepted only to resume a checkpoint made under that same authorisation.
+        """
+        sealed = host.load_checkpoint()
+        if sealed is None:
+            if not grant.fresh:
+                raise TaskRejected(stale_message(grant))
+            return None, 0, EventCounter()
+        try:
+            payload = unseal_bytes(sealed, self._checkpoint_key(chash))
+        except IntegrityError as exc:
+            raise TaskRejected(f"checkpoint does not decrypt: {exc}") from None
+        if len(payload) < _CHECKPOINT_HEADER:
+            raise TaskRejected("checkpoint is too short to be one this enclave made")
+        run_id = payload[16:_CHECKPOINT_HEADER].hex()
+        if not grant.fresh and run_id != grant.run_id:
+            raise TaskRejected(stale_message(grant))
+        seq, event_seq = int.from_bytes(payload[:8], "big"), int.from_bytes(payload[8:16], "big")
+        return payload[_CHECKPOINT_HEADER:], seq, EventCounter(seq=event_seq)
+
+    def _checkpoint_key(self, chash: str) -> DataKey:
+        return derive_key(self.identity.secret, purpose="checkpoint", context=chash)
 
     def _open_inputs(
         self,
@@ -334,26 +394,18 @@ class EnclaveRuntime:
 
     def _context(
         self,
-        chash: str,
+        opened: OpenedTask,
         contract: Mapping[str, Any],
-        inputs: dict[str, InputData],
         outputs: dict[str, OutputData],
         scratch: Path,
         host: Host,
         timer: PhaseTimer,
     ) -> Context:
-        checkpoint_key = derive_key(self.identity.secret, purpose="checkpoint", context=chash)
-        restored: bytes | None = None
-        counter = [0]
-        sealed = host.load_checkpoint()
-        if sealed is not None:
-            try:
-                payload = unseal_bytes(sealed, checkpoint_key)
-            except IntegrityError as exc:
-                raise TaskRejected(f"checkpoint does not decrypt: {exc}") from None
-            # The sequence travels inside the sealed checkpoint, so a resumed run keeps counting
-            # where the crashed one stopped.
-            counter[0], restored = int.from_bytes(payload[:8], "big"), payload[8:]
+        chash = opened.contract_hash
+        checkpoint_key = self._checkpoint_key(chash)
+        counter = [opened.checkpoint_seq]
+        run_id = bytes.fromhex(opened.grant.run_id)
+        events = opened.events
 
         checkpoint_pace = _Pace(self.checkpoint_interval_s)
         progress_pace = _Pace(self.progress_interval_s)
@@ -362,7 +414,8 @@ class EnclaveRuntime:
         def save(state: bytes) -> None:
             counter[0] += 1
             with timer.phase("crypto"):
-                sealed = seal_bytes(counter[0].to_bytes(8, "big") + state, checkpoint_key)
+                header = counter[0].to_bytes(8, "big") + events.seq.to_bytes(8, "big") + run_id
+                sealed = seal_bytes(header + state, checkpoint_key)
             host.save_checkpoint(sealed, counter[0])
             checkpoint_pace.mark()
 
@@ -374,18 +427,18 @@ class EnclaveRuntime:
                     return
             if held:
                 data = {"kind": "progress", **held.pop()}
-                self._emit(chash, contract, "progress", host, timer, data)
+                self._emit(chash, contract, "progress", host, timer, data, events)
                 progress_pace.mark()
 
         return Context(
-            inputs=inputs,
+            inputs=opened.inputs,
             args=dict(contract["arguments"]),
             outputs=outputs,
             scratch=scratch,
             _progress=progress,
             _checkpoint=save,
             _checkpoint_due=checkpoint_pace.due,
-            _restored=restored,
+            _restored=opened.restored,
         )
 
     def _run_function(
@@ -417,25 +470,51 @@ class EnclaveRuntime:
         host: Host,
         timer: PhaseTimer,
         data: dict[str, Any],
+        events: EventCounter,
     ) -> None:
+        """One event per recipient the contract discloses ``channel`` to, each signed by the
+        enclave with its own sequence number and sealed to that recipient (enclave/events.py)."""
+        seq = events.next()
         for name in contract.get("disclosure", {}).get(channel, []):
             recipient = PublicKey.from_b64(contract["participants"][name]["enc_pk"])
-            info = key_wrap_info("event", chash, name)
             with timer.phase("crypto"):
-                payload = b64e(hpke_seal(canonical_json(_jsonable(data)), recipient, info=info))
+                payload = seal_event(
+                    _jsonable(data),
+                    chash=chash,
+                    recipient=name,
+                    recipient_key=recipient,
+                    signing_key=self.identity.signing_key,
+                    attempt=events.attempt,
+                    seq=seq,
+                )
             host.emit_event(name, payload)
 
     def disclose_error(
-        self, chash: str, contract: Mapping[str, Any], host: Host, error: str
+        self,
+        chash: str,
+        contract: Mapping[str, Any],
+        host: Host,
+        error: str,
+        events: EventCounter | None = None,
     ) -> str:
-        """Send a function's ``error`` sealed to the parties the contract discloses errors to;
-        return the public failure reason, which names them and nothing else."""
-        return self._disclose_error(chash, contract, host, PhaseTimer(), error)
+        """Send a function's ``error`` signed and sealed to the parties the contract discloses
+        errors to (``events``: the task's event sequence, fresh if None); return the public
+        failure reason, which names them and nothing else."""
+        return self._disclose_error(
+            chash, contract, host, PhaseTimer(), error, events or EventCounter()
+        )
 
     def _disclose_error(
-        self, chash: str, contract: Mapping[str, Any], host: Host, timer: PhaseTimer, error: str
+        self,
+        chash: str,
+        contract: Mapping[str, Any],
+        host: Host,
+        timer: PhaseTimer,
+        error: str,
+        events: EventCounter,
     ) -> str:
-        self._emit(chash, contract, "errors", host, timer, {"kind": "error", "message": error})
+        data = {"kind": "error", "message": error}
+        self._emit(chash, contract, "errors", host, timer, data, events)
         recipients = contract.get("disclosure", {}).get("errors", [])
         return "function failed; its error was sent encrypted to: " + (
             ", ".join(recipients) or "nobody (the contract discloses errors to no one)"
@@ -539,6 +618,10 @@ class EnclaveRuntime:
     ) -> ExecutionResult:
         receipt = self.receipt(contract, chash, inputs, {}, status="failed", reason=reason, now=now)
         return ExecutionResult("failed", {}, receipt, reason)
+
+
+_CHECKPOINT_HEADER = 48
+"""Bytes before the function's state in a sealed checkpoint (see ``_load_checkpoint``)."""
 
 
 def _declaration_problem(

@@ -258,7 +258,9 @@ class InferenceSession:
             predictor = open_session(ctx)
         except Exception as exc:  # noqa: BLE001 - a function failure fails the task, not the enclave
             shutil.rmtree(scratch, ignore_errors=True)
-            reason = runtime.disclose_error(chash, contract, host, _function_error(exc))
+            reason = runtime.disclose_error(
+                chash, contract, host, _function_error(exc), opened.events
+            )
             failed = runtime.failed(contract, chash, opened.input_hashes, reason, now=now)
             raise SessionRefused(failed) from None
         return cls(

@@ -50,6 +50,8 @@ def serve_session(worker: Worker, lease: dict[str, Any], *, stop: threading.Even
         contract=lease["contract"],
         approvals=lease["approvals"],
         joint_inputs=lease.get("joint_inputs", {}),
+        run_authorisation=lease.get("run_authorisation"),
+        withdrawals=lease.get("withdrawals") or {},
     )
     lost = threading.Event()
     done = threading.Event()

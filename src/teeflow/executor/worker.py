@@ -189,6 +189,8 @@ class Worker:
             contract=lease["contract"],
             approvals=lease["approvals"],
             joint_inputs=lease.get("joint_inputs", {}),
+            run_authorisation=lease.get("run_authorisation"),
+            withdrawals=lease.get("withdrawals") or {},
         )
         stop_beat = threading.Event()
         beat = threading.Thread(

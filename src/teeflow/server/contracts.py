@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -24,7 +25,19 @@ from teeflow.functions.registry import builtin_catalogue
 from teeflow.server.app import Platform
 from teeflow.server.errors import ApiError
 
-__all__ = ["MAX_JSON_DEPTH", "Proposal", "build_contract", "declared_outputs", "plain_json"]
+__all__ = [
+    "DEFAULT_EXPIRES_IN_S",
+    "MAX_EXPIRES_IN_S",
+    "MAX_JSON_DEPTH",
+    "Proposal",
+    "build_contract",
+    "declared_outputs",
+    "plain_json",
+]
+
+DEFAULT_EXPIRES_IN_S = 7 * 24 * 3600
+"""A contract's lifetime unless the proposal says otherwise: 7 days."""
+MAX_EXPIRES_IN_S = 366 * 24 * 3600
 
 
 MAX_JSON_DEPTH = 32
@@ -73,6 +86,12 @@ class Proposal(BaseModel):
     outputs: dict[str, OutputSpec]
     disclosure: dict[str, list[str]] = Field(default_factory=dict)
     description: str = Field(default="", max_length=2000)
+    expires_in_s: int = Field(
+        default=DEFAULT_EXPIRES_IN_S,
+        ge=1,
+        le=MAX_EXPIRES_IN_S,
+        description="seconds from now until the contract expires (the enclave refuses it then)",
+    )
 
     @field_validator("arguments")
     @classmethod
@@ -179,6 +198,7 @@ def build_contract(platform: Platform, proposal: Proposal, *, creator: str) -> d
         "task_id": uuid.uuid4().hex,
         "nonce": secrets.token_hex(16),
         "created_at": now.isoformat(),
+        "expires_at": (now + timedelta(seconds=proposal.expires_in_s)).isoformat(),
         "creator": creator,
         "description": proposal.description,
         "function": function,

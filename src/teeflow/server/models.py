@@ -175,6 +175,10 @@ class TaskRow(Base):
     status: Mapped[str] = mapped_column(String(16))
     failure_reason: Mapped[str | None] = mapped_column(Text)
     receipt: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    run_authorisation: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    """The creator's signed run authorisation (enclave/run_state.py), set by ``run``."""
+    withdrawals: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    """username -> that participant's signed withdrawal of its approval."""
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_expires_at: Mapped[datetime | None]
     attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -188,6 +188,9 @@ def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
         "contract": task.contract,
         "approvals": approvals,
         "joint_inputs": joint,
+        # Signed by members; the enclave checks both (enclave/run_state.py).
+        "run_authorisation": task.run_authorisation,
+        "withdrawals": task.withdrawals,
         "inline_inputs": inline,
         "inline_limit": INLINE_BYTES,
         # Lets the executor skip asking for a checkpoint that is not there. The host is untrusted

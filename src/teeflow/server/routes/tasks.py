@@ -1,9 +1,14 @@
-"""Tasks: propose, show, approve, reject, run, cancel, outputs, receipt, events.
+"""Tasks: propose, show, approve, reject, run, cancel, withdraw, outputs, receipt, events.
 
 State machine (guarded transitions, each an atomic compare-and-set in the store):
 proposed -> approved (every participant signed) -> queued (creator runs it) -> running (leased)
--> succeeded | failed; proposed/approved/queued/running -> canceled; proposed -> rejected.
-The enclave re-checks every approval itself: a row edited to "approved" gets it nowhere.
+-> succeeded | failed; proposed/approved/queued/running -> canceled; proposed -> rejected;
+proposed/approved/queued/running -> canceled when a participant withdraws its approval (an
+enclave that already started the task has checked its approvals; the withdrawal binds only an
+enclave that is shown it before it starts).
+The enclave re-checks every approval, the creator's signed run authorisation, the contract's
+expiry and any withdrawal itself (enclave/run_state.py): a row edited to "approved" or "queued"
+gets it nowhere.
 """
 
 from __future__ import annotations
@@ -19,8 +24,13 @@ from pydantic import BaseModel, Field
 from teeflow.crypto import CryptoError, VerifyKey, b64d
 from teeflow.enclave.checks import FUNCTION_SLOT
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
+from teeflow.enclave.run_state import (
+    RunStateError,
+    verify_run_authorisation,
+    verify_withdrawal,
+)
 from teeflow.server.app import Platform
-from teeflow.server.contracts import Proposal, build_contract
+from teeflow.server.contracts import Proposal, build_contract, plain_json
 from teeflow.server.deps import MAX_SEQUENCE, CurrentUser, PlatformDep
 from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.notify import QUEUE, task_key, wait_for
@@ -41,6 +51,16 @@ class Rejection(BaseModel):
     reason: str = Field(default="", max_length=1000)
 
 
+class RunRequest(BaseModel):
+    authorisation: dict[str, Any] = Field(
+        description="the creator's signed run authorisation (docs/run-authorisation.md)"
+    )
+
+
+class Withdrawal(BaseModel):
+    withdrawal: dict[str, Any] = Field(description="the participant's signed withdrawal")
+
+
 def task_public(platform: Platform, task: TaskRecord) -> dict[str, Any]:
     approvals = platform.store.list_approvals(task.task_id)
     return {
@@ -55,6 +75,8 @@ def task_public(platform: Platform, task: TaskRecord) -> dict[str, Any]:
         "attempts": task.attempts,
         "receipt": task.receipt,
         "inputs": _input_facts(platform, task.contract),
+        "run_authorisation": task.run_authorisation,
+        "withdrawn": sorted(task.withdrawals),
         "created_at": task.created_at.isoformat(),
         "updated_at": task.updated_at.isoformat(),
     }
@@ -252,16 +274,28 @@ def reject(
 
 
 @router.post("/{task_id}/run", responses=error_responses(401, 403, 404, 409, 422))
-def run(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
+def run(task_id: str, body: RunRequest, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
     task = task_for(platform, task_id, user)
     if task.creator != user.username:
         raise ApiError.forbidden("only the task's creator can run it")
+    # The enclave checks it (with expiry and withdrawals); checking the signature here too
+    # refuses a malformed one before it is stored.
+    try:
+        verify_run_authorisation(
+            plain_json(body.authorisation),
+            task.contract_hash,
+            key=VerifyKey.from_b64(task.contract["participants"][task.creator]["sign_pk"]),
+            now=platform.clock(),
+        )
+    except (RunStateError, ValueError) as exc:
+        raise ApiError.invalid(f"run authorisation refused: {exc}") from None
     done = platform.store.transition(
         task_id,
         from_states={"approved"},
         to="queued",
         now=platform.clock(),
-        audit=_audit(user, "task.run", task_id),
+        run_authorisation=body.authorisation,
+        audit=_audit(user, "task.run", task_id, run_authorisation=body.authorisation),
     )
     platform.notifier.notify(task_key(task_id), QUEUE)
     if done is None:
@@ -287,6 +321,41 @@ def cancel(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, 
     platform.notifier.notify(task_key(task_id))
     if done is None:
         raise ApiError.conflict(f"task is {task.status} and can no longer be canceled")
+    return task_public(platform, done)
+
+
+@router.post("/{task_id}/withdraw", responses=error_responses(401, 404, 409, 422))
+def withdraw(
+    task_id: str, body: Withdrawal, user: CurrentUser, platform: PlatformDep
+) -> dict[str, Any]:
+    """Record the caller's signed withdrawal of its approval and cancel the task.
+
+    The enclave refuses a task it is shown a withdrawal for; the withdrawing member's client
+    reports a task that ran anyway (the operator could have withheld the withdrawal).
+    """
+    task = task_for(platform, task_id, user)
+    try:
+        verify_withdrawal(
+            plain_json(body.withdrawal),
+            task.contract_hash,
+            username=user.username,
+            key=VerifyKey.from_b64(user.sign_pk),
+        )
+    except (RunStateError, ValueError) as exc:
+        raise ApiError.invalid(str(exc)) from None
+    done = platform.store.withdraw(
+        task_id=task_id,
+        username=user.username,
+        withdrawal=body.withdrawal,
+        from_states={"proposed", "approved", "queued", "running"},
+        now=platform.clock(),
+        audit=_audit(user, "task.withdraw", task_id, withdrawal=body.withdrawal),
+    )
+    platform.notifier.notify(task_key(task_id))
+    if done is None:
+        raise ApiError.conflict(
+            f"task is {task.status}; an approval can be withdrawn only before the task ends"
+        )
     return task_public(platform, done)
 
 

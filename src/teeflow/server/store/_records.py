@@ -10,7 +10,7 @@ Hierarchy::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -103,6 +103,8 @@ class TaskRecord:
     attempts: int
     created_at: datetime
     updated_at: datetime
+    run_authorisation: dict[str, Any] | None = None
+    withdrawals: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from teeflow.server.store._records import (
 
 __all__ = ["TasksMixin", "task_record"]
 
-_TRANSITION_FIELDS = frozenset({"failure_reason", "receipt"})
+_TRANSITION_FIELDS = frozenset({"failure_reason", "receipt", "run_authorisation"})
 
 
 def task_record(session: Session, row: TaskRow) -> TaskRecord:
@@ -53,6 +53,8 @@ def task_record(session: Session, row: TaskRow) -> TaskRecord:
         attempts=row.attempts,
         created_at=row.created_at,
         updated_at=row.updated_at,
+        run_authorisation=dict(row.run_authorisation) if row.run_authorisation else None,
+        withdrawals=dict(row.withdrawals or {}),
     )
 
 
@@ -126,8 +128,9 @@ class TasksMixin(StoreBase):
     ) -> TaskRecord | None:
         """Atomically move a task from one of ``from_states`` to ``to`` (compare-and-set).
 
-        ``fields`` may set ``failure_reason`` and ``receipt``. Returns the updated task, or None
-        when the task does not exist or was not in one of ``from_states`` (nothing changes then).
+        ``fields`` may set ``failure_reason``, ``receipt`` and ``run_authorisation``. Returns the
+        updated task, or None when the task does not exist or was not in one of ``from_states``
+        (nothing changes then).
         """
         now = require_aware(now)
         unknown = (set(from_states) | {to}) - TASK_STATES
@@ -148,6 +151,30 @@ class TasksMixin(StoreBase):
             row = session.get(TaskRow, task_id, populate_existing=True)
             if row is None:  # pragma: no cover - the UPDATE just matched it
                 return None
+            self._maybe_audit(session, audit, now)
+            return task_record(session, row)
+
+    def withdraw(
+        self,
+        *,
+        task_id: str,
+        username: str,
+        withdrawal: dict[str, Any],
+        from_states: set[str],
+        now: datetime,
+        audit: AuditEntry | None = None,
+    ) -> TaskRecord | None:
+        """Record ``username``'s signed withdrawal and cancel the task, atomically, if it is in
+        one of ``from_states``; None (nothing changes) otherwise. :class:`NotFound` if no task."""
+        now = require_aware(now)
+        with self._write() as session:
+            row = _lock_task(session, task_id)
+            if row.status not in from_states:
+                return None
+            row.withdrawals = {**(row.withdrawals or {}), username: dict(withdrawal)}
+            row.status, row.updated_at = "canceled", now
+            row.failure_reason = f"approval withdrawn by {username}"
+            session.flush()
             self._maybe_audit(session, audit, now)
             return task_record(session, row)
 
