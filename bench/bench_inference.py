@@ -33,7 +33,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -187,6 +187,7 @@ def in_process_session(model_bytes: bytes) -> tuple[Any, Callable[[bytes, str], 
     )
     from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
     from teeflow.enclave.identity import EnclaveIdentity
+    from teeflow.enclave.run_state import sign_run_authorisation
     from teeflow.enclave.runtime import EnclaveRuntime, TaskBundle
     from teeflow.enclave.session import InferenceSession, SessionRequest
     from teeflow.enclave.session_wire import seal_request
@@ -198,10 +199,11 @@ def in_process_session(model_bytes: bytes) -> tuple[Any, Callable[[bytes, str], 
     data_key = DataKey.generate()
     ciphertext = seal_bytes(model_bytes, data_key)
     contract: dict[str, Any] = {
-        "version": 1,
+        "version": 2,
         "task_id": "bench",
         "nonce": "bench",
         "created_at": datetime.now(UTC).isoformat(),
+        "expires_at": (datetime.now(UTC) + timedelta(days=1)).isoformat(),
         "creator": "owner",
         "function": {
             "kind": "builtin",
@@ -234,12 +236,18 @@ def in_process_session(model_bytes: bytes) -> tuple[Any, Callable[[bytes, str], 
     approvals["owner"]["wrapped_keys"]["model"] = b64e(
         hpke_seal(data_key.raw, identity.receiving_key.public_key, info=info)
     )
+    run = sign_run_authorisation(
+        chash, keys["owner"][0], issued_at=datetime.now(UTC), run_nonce="0" * 32
+    )
 
     class Host:
         def read_input(self, slot: str) -> bytes:
             return ciphertext
 
-    bundle = TaskBundle(contract=contract, approvals=approvals)
+        def load_checkpoint(self) -> None:
+            return None  # a session does not checkpoint
+
+    bundle = TaskBundle(contract=contract, approvals=approvals, run_authorisation=run)
     session = InferenceSession.open(runtime, bundle, Host(), now=datetime.now(UTC))  # type: ignore[arg-type]
 
     def request(payload: bytes, request_id: str) -> SessionRequest:

@@ -214,6 +214,6 @@ def stale_message(grant: RunGrant) -> str:
     """Why a stale grant without a matching checkpoint is refused."""
     return (
         f"run authorisation issued at {grant.issued_at.isoformat()} is past its start window and "
-        "this run has no checkpoint made under it; if the task should run, the creator runs it "
-        "again"
+        "this run has no checkpoint made under it; if the task should run, the creator proposes "
+        "it again"
     )
