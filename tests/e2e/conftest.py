@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,17 @@ def member(
     yield make
     for client in made.values():
         client.close()
+
+
+@contextmanager
+def operator_db(platform: LocalPlatform) -> Iterator[sqlite3.Connection]:
+    """Direct write access to the control plane's database, as a malicious operator has."""
+    connection = sqlite3.connect(platform.data_dir / "teeflow.db", timeout=30)
+    try:
+        with connection:
+            yield connection
+    finally:
+        connection.close()
 
 
 def scan_for(root: Path, markers: list[bytes]) -> list[str]:

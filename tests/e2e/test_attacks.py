@@ -8,9 +8,6 @@ check, and that no output is produced.
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -18,18 +15,7 @@ import pytest
 from teeflow.client import ApiError, Client
 from teeflow.server.launcher import LocalPlatform
 
-from .conftest import MemberFactory
-
-
-@contextmanager
-def operator_db(platform: LocalPlatform) -> Iterator[sqlite3.Connection]:
-    """Direct write access to the control plane's database, as a malicious operator has."""
-    connection = sqlite3.connect(platform.data_dir / "teeflow.db", timeout=30)
-    try:
-        with connection:
-            yield connection
-    finally:
-        connection.close()
+from .conftest import MemberFactory, operator_db
 
 
 def _echo_task(alice: Client, bank: Client, payload: bytes) -> dict[str, Any]:

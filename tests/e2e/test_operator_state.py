@@ -9,7 +9,6 @@ operator with plain SQLite edits against a real control plane and real sim execu
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,18 +23,7 @@ from teeflow.client import Client
 from teeflow.crypto import PublicKey, b64e, canonical_json, hpke_seal, key_wrap_info
 from teeflow.server.launcher import LocalPlatform
 
-from .conftest import MemberFactory
-
-
-@contextmanager
-def operator_db(platform: LocalPlatform) -> Iterator[sqlite3.Connection]:
-    """Direct write access to the control plane's database, as a malicious operator has."""
-    connection = sqlite3.connect(platform.data_dir / "teeflow.db", timeout=30)
-    try:
-        with connection:
-            yield connection
-    finally:
-        connection.close()
+from .conftest import MemberFactory, operator_db
 
 
 def _set_status(platform: LocalPlatform, task_id: str, status: str) -> None:

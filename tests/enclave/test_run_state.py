@@ -9,11 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from session_kit import Party
 
 from teeflow.crypto import (
     DataKey,
-    PrivateKey,
-    SigningKey,
     b64e,
     hpke_seal,
     key_wrap_info,
@@ -36,18 +35,6 @@ from teeflow.functions.api import Context
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 MEASUREMENT = "cd" * 32
 NONCE = "ab" * 16
-
-
-@dataclass
-class Party:
-    signing_key: SigningKey = field(default_factory=SigningKey.generate)
-    receiving_key: PrivateKey = field(default_factory=PrivateKey.generate)
-
-    def public(self) -> dict[str, str]:
-        return {
-            "sign_pk": self.signing_key.verify_key.b64(),
-            "enc_pk": self.receiving_key.public_key.b64(),
-        }
 
 
 @dataclass
@@ -79,7 +66,7 @@ def make_kit(function: str = "echo", *, expires: timedelta = timedelta(days=7)) 
     from teeflow.functions.registry import get_builtin
 
     identity = EnclaveIdentity.generate()
-    parties = {"alice": Party(), "bob": Party()}
+    parties = {"alice": Party("alice"), "bob": Party("bob")}
     key = DataKey.generate()
     ciphertext = seal_bytes(b"bob's rows\n", key)
     created = NOW - timedelta(hours=1)
