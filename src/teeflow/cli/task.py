@@ -303,7 +303,7 @@ def events(
         emit(body, as_json=True, title="")
         return
     for event in shown:
-        typer.echo(f"{event['seq']} {event.get('kind')}: {_metrics(event)}")
+        typer.echo(f"{event['seq']} {safe(event.get('kind'))}: {_metrics(event)}")
     for item in rejected:
         warn(f"rejected event {item.seq}, not shown: {item.reason}")
 
