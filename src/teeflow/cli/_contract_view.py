@@ -106,7 +106,11 @@ def render_contract(
             f"  creator: {safe(task['creator'])}",
         ),
         Text(f"contract hash: {safe(task['contract_hash'])}"),
+        Text(f"expires: {safe(contract.get('expires_at'))} (no enclave runs it later)"),
     ]
+    if task.get("withdrawn"):
+        withdrawn = ", ".join(safe(name) for name in task["withdrawn"])
+        lines.append(Text(f"approval withdrawn by: {withdrawn}", "bold red"))
     if contract.get("description"):
         lines.append(Text(f"description: {safe(contract['description'])}"))
     lines += _function(contract["function"])
