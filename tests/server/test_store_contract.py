@@ -70,7 +70,7 @@ def test_schema_comes_from_migrations_and_matches_models(store: Store, store_url
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
 
     assert diff == []
-    assert current_revision(store.engine) == "0001"
+    assert current_revision(store.engine) == "0002"
     store.migrate()  # idempotent
     upgrade(store_url)  # the URL form, as `teeflow` runs it at start-up
 
