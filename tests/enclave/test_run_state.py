@@ -249,6 +249,7 @@ def checkpointing(monkeypatch: pytest.MonkeyPatch) -> None:
 
     class _Builtin:
         code_sha256 = real("echo").code_sha256
+        declarations = real("echo").declarations
 
         @staticmethod
         def load() -> Callable[[Context], None]:
