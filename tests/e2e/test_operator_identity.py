@@ -10,7 +10,6 @@ joint ownership to the owners' keys.
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,18 +37,7 @@ from teeflow.enclave.receipt import sign_receipt
 from teeflow.server.audit import entry_hash
 from teeflow.server.launcher import LocalPlatform
 
-from .conftest import PASSWORD, MemberFactory, member_policy
-
-
-@contextmanager
-def operator_db(platform: LocalPlatform) -> Iterator[sqlite3.Connection]:
-    """Direct write access to the control plane's database, as a malicious operator has."""
-    connection = sqlite3.connect(platform.data_dir / "teeflow.db", timeout=30)
-    try:
-        with connection:
-            yield connection
-    finally:
-        connection.close()
+from .conftest import PASSWORD, MemberFactory, member_policy, operator_db
 
 
 def operator_keys() -> MemberKeys:
