@@ -7,6 +7,7 @@ shows, the enclave must hold them to the recorded keys.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from teeflow.enclave.checks import TaskRejected, check_bundle
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
 from teeflow.enclave.identity import EnclaveIdentity
 from teeflow.enclave.receipt import sign_receipt, verify_receipt
+from teeflow.enclave.run_state import sign_run_authorisation
 from teeflow.enclave.runtime import EnclaveRuntime, SealedOutput, TaskBundle
 from teeflow.functions.registry import get_builtin
 
@@ -29,10 +31,11 @@ CIPHERTEXT = seal_bytes(b"joint model", KEY)
 
 def _contract(task_id: str, participants: dict[str, Party], **fields: Any) -> dict[str, Any]:
     return {
-        "version": 1,
+        "version": 2,
         "task_id": task_id,
         "nonce": f"n-{task_id}",
         "created_at": NOW.isoformat(),
+        "expires_at": (NOW + timedelta(days=7)).isoformat(),
         "creator": "ownera",
         "function": {
             "kind": "builtin",
@@ -92,11 +95,16 @@ def _use(signers: dict[str, Party], receipt: dict[str, Any], produced_hash: str)
     info = key_wrap_info("joint-output", produced_hash, "model")
     wrapped = b64e(hpke_seal(KEY.raw, IDENTITY.receiving_key.public_key, info=info))
     joint = {"joint": {"receipt": receipt, "wrapped_key": wrapped}}
-    return TaskBundle(contract=contract, approvals=approvals, joint_inputs=joint)
+    run = sign_run_authorisation(
+        chash, parties["ownera"].signing_key, issued_at=NOW, run_nonce="0" * 32
+    )
+    return TaskBundle(
+        contract=contract, approvals=approvals, joint_inputs=joint, run_authorisation=run
+    )
 
 
 def _check(bundle: TaskBundle) -> None:
-    check_bundle(bundle, identity=IDENTITY, tee="sim", measurement=MEASUREMENT)
+    check_bundle(bundle, identity=IDENTITY, tee="sim", measurement=MEASUREMENT, now=NOW)
 
 
 def test_the_receipt_records_each_joint_owners_keys() -> None:
