@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from teeflow.crypto import (
 )
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
 from teeflow.enclave.receipt import sign_receipt
+from teeflow.enclave.run_state import sign_run_authorisation
 from teeflow.server.audit import entry_hash
 from teeflow.server.launcher import LocalPlatform
 
@@ -89,9 +91,21 @@ def forge_approval(
         )
 
 
-def force_queue(platform: LocalPlatform, task_id: str) -> None:
+def force_queue(
+    platform: LocalPlatform, task_id: str, *, run_as: MemberKeys | None = None, chash: str = ""
+) -> None:
+    """Set the task queued; with ``run_as``, also store a run authorisation signed with those
+    keys (the creator's, as the contract the operator forged names them)."""
+    run = None
+    if run_as is not None:
+        run = sign_run_authorisation(
+            chash, run_as.signing_key, issued_at=datetime.now(UTC), run_nonce="0" * 32
+        )
     with operator_db(platform) as db:
-        db.execute("UPDATE tasks SET status = 'queued' WHERE task_id = ?", (task_id,))
+        db.execute(
+            "UPDATE tasks SET status = 'queued', run_authorisation = ? WHERE task_id = ?",
+            (json.dumps(run) if run else None, task_id),
+        )
 
 
 def outputs_of(client: Client, task_id: str) -> list[Any]:
@@ -161,7 +175,7 @@ def test_swapped_recipient_keys_are_refused_by_review_and_the_enclave(
         )
     forge_approval(platform, task["id"], "bank", operator, forged)
     forge_approval(platform, task["id"], "alice", operator, forged, {"data": stand_in})
-    force_queue(platform, task["id"])
+    force_queue(platform, task["id"], run_as=operator, chash=forged)  # alice creates the task
     both = alice.wait(task["id"], timeout=60)
     assert both["status"] == "failed"
     assert "does not unwrap" in both["failure_reason"]
@@ -199,7 +213,7 @@ def test_joint_model_is_refused_when_its_owners_keys_were_swapped(
     for name, keys in swaps.items():
         forge_approval(platform, use["id"], name, keys, use["contract_hash"])
     third.approve(use["id"])  # third never dealt with the owners: nothing pinned to compare
-    force_queue(platform, use["id"])
+    third.run(use["id"])
     done = third.wait(use["id"], timeout=60)
 
     assert done["status"] == "failed"
