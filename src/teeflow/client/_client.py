@@ -42,6 +42,7 @@ from teeflow.crypto import (
 from teeflow.enclave.checks import FUNCTION_SLOT
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
 from teeflow.enclave.receipt import verify_receipt
+from teeflow.signin import SIGN_IN_DOMAIN, sign_in_message
 
 if TYPE_CHECKING:
     from teeflow.client._inference import SessionClient
@@ -118,7 +119,16 @@ class Client:
         return result
 
     def login(self, username: str, password: str, *, remember: bool = True) -> str:
-        data = self._call("POST", "/v1/sessions", json={"username": username, "password": password})
+        # Signed with this member's key: a stranger's wrong passwords for this name never hold
+        # the member back (server/throttle.py); the password is checked all the same.
+        at = self._clock().isoformat()
+        proof = self.keys.signing_key.sign(SIGN_IN_DOMAIN, sign_in_message(username, at))
+        body = {
+            "username": username,
+            "password": password,
+            "proof": {"at": at, "signature": b64e(proof)},
+        }
+        data = self._call("POST", "/v1/sessions", json=body)
         token: str = data["token"]
         self.http.headers["Authorization"] = f"Bearer {token}"
         self.username = username
