@@ -234,6 +234,12 @@ class Client:
         )
         return result
 
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete a dataset you own on the control plane: its ciphertext goes, its record and
+        audit entries stay. ApiError 409 while an unfinished task uses it. The local data key
+        is kept (delete $TEEFLOW_HOME/datasets/ID.json yourself if you no longer want it)."""
+        self._call("DELETE", f"/v1/datasets/{dataset_id}")
+
     def functions(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "/v1/functions")
         return result
