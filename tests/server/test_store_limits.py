@@ -73,9 +73,7 @@ def test_task_counts_filters_and_pages(store: Store) -> None:
     assert store.count_tasks(creator="mallory", statuses=OPEN) == 2
     assert store.count_tasks(creator="mallory", statuses=OPEN, participant="bob") == 2
     assert store.count_tasks(creator="mallory", statuses=OPEN, participant="alice") == 0
-    assert [t.task_id for t in store.list_tasks(participant="bob", role="creator")] == [
-        own.task_id
-    ]
+    assert [t.task_id for t in store.list_tasks(participant="bob", role="creator")] == [own.task_id]
     invited = store.list_tasks(participant="bob", role="invited", status="proposed")
     assert [t.task_id for t in invited] == [t.task_id for t in flood[1:]]
     page = store.list_tasks(participant="bob", limit=2, offset=1)
