@@ -44,7 +44,7 @@ def session_review_lines(contract: Mapping[str, Any], me: str) -> list[str]:
     others = sorted(limits.requesters - {me})
     for name, value in limits.large().items():
         lines.append(
-            f"WARNING: {name} = {value:g} is large: {others} can query your model at will "
+            f"{name} = {value:g} is large: {others} can query your model at will "
             "(bulk export or model extraction); lower it or refuse"
         )
     if limits.decimals is None and others:
