@@ -342,8 +342,22 @@ class Client:
         except UnicodeDecodeError as exc:
             raise ClientError("the function source is not UTF-8 text") from exc
 
-    def tasks(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", "/v1/tasks")
+    def tasks(
+        self,
+        *,
+        role: str | None = None,
+        status: str | None = None,
+        creator: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Your tasks, oldest first; ``role`` is ``creator`` (yours) or ``invited`` (others'
+        naming you); ``status``/``creator`` filter; ``limit``/``offset`` page."""
+        params = {"role": role, "status": status, "creator": creator, "limit": limit}
+        query = {k: v for k, v in params.items() if v is not None}
+        if offset:
+            query["offset"] = offset
+        result: list[dict[str, Any]] = self._call("GET", "/v1/tasks", params=query or None)
         return result
 
     def review(self, task: Mapping[str, Any]) -> list[str]:
