@@ -220,3 +220,25 @@ def test_proposals_naming_a_member_cannot_flood_their_list(world: World) -> None
     assert flood[2].json()["error"]["code"] == "proposal_quota_exceeded"
     assert [t["id"] for t in own] == [own_task["id"]]
     assert len(invited) == 1 and invited[0]["creator"] == "mallory"
+
+
+def test_forwarded_addresses_count_only_behind_a_trusted_proxy(tmp_path: Path) -> None:
+    now = [START]
+    with open_api(tmp_path / "proxied", clock=lambda: now[0], trusted_proxies=["10.0.0.5"]) as api:
+        api.member("bob")
+        forged = {"X-Forwarded-For": "198.51.100.77, 203.0.113.7"}
+
+        def attempt(source: str, password: str, headers: dict[str, str]) -> int:
+            with AppClient(api.app, source=source) as client:
+                body = {"username": "bob", "password": password}
+                return client.post("/v1/sessions", json=body, headers=headers).status_code
+
+        via_proxy = [attempt("10.0.0.5", f"guess-{n}", forged) for n in range(6)]
+        other_client = attempt("10.0.0.5", PASSWORD, {"X-Forwarded-For": "198.51.100.2"})
+        direct = [attempt("192.0.2.1", f"guess-{n}", forged) for n in range(6)]
+        spoofed_elsewhere = attempt("192.0.2.1", PASSWORD, {"X-Forwarded-For": "198.51.100.9"})
+
+    assert via_proxy == [401] * 5 + [429]  # the forwarded client, 203.0.113.7, is throttled
+    assert other_client == 200  # another client behind the same proxy is not
+    assert direct == [401] * 5 + [429]
+    assert spoofed_elsewhere == 429  # an untrusted peer's X-Forwarded-For changes nothing

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     login_account_backoff_max_seconds: float = Field(default=30.0, gt=0)
     """Longest delay an account's failures from all sources together impose: a modest delay,
     never a lockout; a sign-in signed with the account's key skips it."""
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Addresses of reverse proxies in front of the control plane (``TEEFLOW_TRUSTED_PROXIES``,
+    a JSON list): only from them is ``X-Forwarded-For`` believed, for the sign-in throttle."""
     max_storage_bytes: int = Field(default=50 << 30, gt=0)
     """Ciphertext a member may store (datasets and uploaded functions together)."""
     max_open_tasks: int = Field(default=100, gt=0)

@@ -17,21 +17,36 @@ account, any source  ``login_account_failures_allowed``  1 s doubling, at most
 So a stranger guessing a member's password from one address throttles that address only; the
 member signs in from anywhere else at once. Against many addresses at once the member is only
 delayed, by at most ``login_account_backoff_max_seconds``; and a sign-in that proves possession
-of the account's registered signing key (teeflow/signin.py; the client always sends one)
-skips every backoff: a stranger holds no such key. The password is still checked. Tokens already
-issued are never touched. Attempts refused for backoff do not count as failures, so hammering a
-throttled account does not extend its backoff.
+of the account's registered signing key (teeflow/signin.py; the client always sends one) skips
+every backoff: a stranger holds no such key. The password is still checked. Tokens already issued
+are never touched. Attempts refused for backoff do not count as failures, so hammering a throttled
+account does not extend its backoff. The source is the TCP peer, or behind a reverse proxy listed
+in ``trusted_proxies`` the address it forwards (:func:`client_address`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from teeflow.server.settings import Settings
 from teeflow.server.store import Store
 
-__all__ = ["Throttle"]
+__all__ = ["Throttle", "client_address"]
+
+
+def client_address(peer: str, forwarded_for: str | None, trusted_proxies: Iterable[str]) -> str:
+    """The address a request came from: the TCP peer, or, when the peer is one of
+    ``trusted_proxies``, the nearest ``X-Forwarded-For`` entry that is not a trusted proxy
+    (entries further left were written by the client itself and prove nothing)."""
+    trusted = set(trusted_proxies)
+    if peer not in trusted or not forwarded_for:
+        return peer
+    for hop in reversed([h.strip() for h in forwarded_for.split(",")]):
+        if hop and hop not in trusted:
+            return hop[:64]
+    return peer
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from teeflow.crypto import CryptoError, PublicKey, VerifyKey, b64d, fingerprint
 from teeflow.server.deps import CurrentUser, PlatformDep, token_hash
 from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.store import Conflict, UserRecord
-from teeflow.server.throttle import Throttle
+from teeflow.server.throttle import Throttle, client_address
 from teeflow.signin import PROOF_MAX_SKEW_SECONDS, SIGN_IN_DOMAIN, sign_in_message
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
@@ -119,7 +119,11 @@ def register(body: UserCreate, platform: PlatformDep) -> UserPublic:
 def login(body: LoginRequest, request: Request, platform: PlatformDep) -> TokenPublic:
     store, settings, now = platform.store, platform.settings, platform.clock()
     throttle = Throttle(store, settings)
-    source = request.client.host if request.client else ""
+    source = client_address(
+        request.client.host if request.client else "",
+        request.headers.get("x-forwarded-for"),
+        settings.trusted_proxies,
+    )
     user = store.get_user(body.username)
     if not _holds_key(user, body.proof, now):
         wait = throttle.retry_after(username=body.username, source=source, now=now)
