@@ -45,18 +45,14 @@ from typing import Any
 
 from teeflow.crypto import (
     CryptoError,
-    DataKey,
     IntegrityError,
     PublicKey,
     VerifyKey,
     hpke_open,
     hpke_seal,
-    seal_bytes,
     sha256_hex,
-    unseal_bytes,
 )
 from teeflow.enclave.checks import TaskRejected
-from teeflow.enclave.identity import derive_key
 from teeflow.enclave.runtime import (
     EnclaveRuntime,
     ExecutionResult,
@@ -70,6 +66,7 @@ from teeflow.enclave.session_limits import (
     RateWindow,
     SessionCounters,
     SessionLimits,
+    counters_key,
     round_probabilities,
 )
 from teeflow.enclave.session_wire import (
@@ -179,7 +176,7 @@ class InferenceSession:
         self._counts = counters or SessionCounters(started_at=started_at.isoformat())
         self._seen = {(str(r), str(i)) for r, i in self._counts.seen}
         self._rate = RateWindow(limits.max_requests_per_minute)
-        self._counters_key = _counters_key(runtime, self._chash)
+        self._counters_key = counters_key(runtime.identity.secret, self._chash)
         self._parties = {  # a name with NUL cannot be bound into HPKE info: no one to answer
             name: _Party(VerifyKey.from_b64(keys["sign_pk"]), PublicKey.from_b64(keys["enc_pk"]))
             for name, keys in contract["participants"].items()
@@ -217,7 +214,9 @@ class InferenceSession:
             open_session = _session_builtin(contract)
             limits = SessionLimits.from_contract(contract)
             _check_outputs(contract)
-            counters = _restore_counters(runtime, chash, host)
+            sealed = host.load_checkpoint()
+            key = counters_key(runtime.identity.secret, chash)
+            counters = None if sealed is None else SessionCounters.unseal(sealed, key)
         except TaskRejected as exc:
             failed = runtime.failed(contract, chash, opened.input_hashes, str(exc), now=now)
             raise SessionRefused(failed) from None
@@ -271,7 +270,7 @@ class InferenceSession:
         self._counts.sequence += 1
         state = SessionCounters(**{**vars(self._counts), "elapsed_seconds": self._elapsed()})
         state.seen = [list(pair) for pair in sorted(self._seen)]
-        host.save_checkpoint(seal_bytes(state.to_bytes(), self._counters_key), state.sequence)
+        host.save_checkpoint(state.seal(self._counters_key), state.sequence)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -444,23 +443,6 @@ def _session_builtin(contract: Mapping[str, Any]) -> Callable[[Context], Predict
         if builtin.session:
             return builtin.load_session()
     raise TaskRejected(f"function {function.get('name')!r} does not serve inference sessions")
-
-
-def _counters_key(runtime: EnclaveRuntime, chash: str) -> DataKey:
-    return derive_key(runtime.identity.secret, purpose="session-counters", context=chash)
-
-
-def _restore_counters(runtime: EnclaveRuntime, chash: str, host: Host) -> SessionCounters | None:
-    """The counters of the session's last checkpoint, or None for a session that starts anew."""
-    sealed = host.load_checkpoint()
-    if sealed is None:
-        return None
-    try:
-        return SessionCounters.from_bytes(unseal_bytes(sealed, _counters_key(runtime, chash)))
-    except IntegrityError:
-        raise TaskRejected(
-            "the session checkpoint does not decrypt: it was altered or is another task's"
-        ) from None
 
 
 def _rows(result: Any) -> int:

@@ -34,7 +34,9 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from teeflow.crypto import DataKey, IntegrityError, seal_bytes, unseal_bytes
 from teeflow.enclave.checks import TaskRejected
+from teeflow.enclave.identity import derive_key
 
 __all__ = [
     "DEFAULTS",
@@ -43,6 +45,7 @@ __all__ = [
     "RateWindow",
     "SessionCounters",
     "SessionLimits",
+    "counters_key",
     "round_probabilities",
 ]
 
@@ -155,18 +158,27 @@ class SessionCounters:
     def used(self) -> int:
         return self.answered + self.failed
 
-    def to_bytes(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode("utf-8")
+    def seal(self, key: DataKey) -> bytes:
+        """The counters as a sealed checkpoint (key: :func:`counters_key`)."""
+        return seal_bytes(json.dumps(asdict(self), separators=(",", ":")).encode("utf-8"), key)
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> SessionCounters:
+    def unseal(cls, sealed: bytes, key: DataKey) -> SessionCounters:
         """Counters from a checkpoint the enclave sealed; TaskRejected if it is not one."""
         try:
-            fields = json.loads(data)
-            counters = cls(**fields)
+            return cls(**json.loads(unseal_bytes(sealed, key)))
+        except IntegrityError:
+            raise TaskRejected(
+                "the session checkpoint does not decrypt: it was altered or is another task's"
+            ) from None
         except (ValueError, TypeError):
             raise TaskRejected("the session checkpoint is not the enclave's counters") from None
-        return counters
+
+
+def counters_key(secret: bytes, contract_hash: str) -> DataKey:
+    """The key of a session's sealed counters: derived from the enclave identity's secret (so
+    every executor of the measurement has it) and bound to the contract."""
+    return derive_key(secret, purpose="session-counters", context=contract_hash)
 
 
 class RateWindow:
