@@ -13,7 +13,7 @@ operator has it) can seal a message to it. The signature is what makes an event 
 it binds the contract, the recipient, the enclave's own event sequence (``attempt`` is fresh per
 enclave start, ``seq`` counts on across checkpoint resumes) and the payload, so a forged event
 fails, and a replayed one is a repeat of an ``(attempt, seq)`` already seen
-(docs/decisions/0010-signed-events.md).
+(docs/decisions/0012-signed-events.md).
 """
 
 from __future__ import annotations
