@@ -2,9 +2,10 @@
 
 Inputs: every slot is a table (CSV or Parquet). Row-partitioned tables are concatenated;
 column-partitioned ones are inner-joined on ``id_column``. Outputs (each optional, at least one):
-``model`` (weights + preprocessing), ``metrics`` (AUC, KS, accuracy, confusion matrix, per-epoch
-loss, sizes, which columns each party contributed) and ``metrics_public`` (AUC, KS and accuracy
-only, for a party that must not receive the model). No output carries a row's values.
+``model`` (weights + preprocessing), ``metrics`` (AUC, KS, accuracy and confusion matrix of the
+held-out ``test`` split and of the ``train`` split, per-epoch loss, sizes, which columns each
+party contributed) and ``metrics_public`` (AUC, KS and accuracy only, for a party that must not
+receive the model). No output carries a row's values.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import hashlib
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from teeflow.functions.api import Context, FunctionError
 from teeflow.functions.dl.args import (
@@ -30,7 +30,13 @@ from teeflow.functions.dl.modelfile import ModelBlob
 from teeflow.functions.dl.networks import TABULAR_MODELS, build_tabular_model
 from teeflow.functions.dl.scoring import binary_target
 from teeflow.functions.dl.state import fingerprint, tensor_arrays
-from teeflow.functions.dl.tables import PARTITIONS, Preprocessor, combine_tables, read_tables
+from teeflow.functions.dl.tables import (
+    PARTITIONS,
+    Preprocessor,
+    combine_tables,
+    read_tables,
+    split_rows,
+)
 from teeflow.functions.dl.training import TrainConfig, fit, predict_logits
 
 ARGUMENTS = {
@@ -86,9 +92,7 @@ def run(ctx: Context) -> None:
         raise FunctionError("the inputs hold no feature columns besides the label and id")
     if min(np.bincount(target, minlength=2)) < 2:
         raise FunctionError("both label classes need at least two rows")
-    train_rows, test_rows = train_test_split(
-        np.arange(len(frame)), test_size=test_fraction, stratify=target, random_state=seed
-    )
+    train_rows, test_rows = split_rows(target, test_fraction=test_fraction, seed=seed)
     train_frame = frame.iloc[train_rows]
     preprocessor = Preprocessor.fit(train_frame, feature_columns)
     for column, categories in preprocessor.categorical.items():
@@ -128,8 +132,14 @@ def run(ctx: Context) -> None:
         labels=target[train_rows],
         config=config,
     )
-    probability = sigmoid(predict_logits(result.model, x_test)[:, 0])
-    test = binary_metrics(target[test_rows], probability, threshold=threshold)
+    test = binary_metrics(
+        target[test_rows], sigmoid(predict_logits(result.model, x_test)[:, 0]), threshold=threshold
+    )
+    train = binary_metrics(
+        target[train_rows],
+        sigmoid(predict_logits(result.model, x_train)[:, 0]),
+        threshold=threshold,
+    )
 
     public = {key: test[key] for key in ("auc", "ks", "accuracy")}
     if "model" in outputs:
@@ -142,6 +152,7 @@ def run(ctx: Context) -> None:
                 "model": name,
                 **public,
                 "test": test,
+                "train": train,
                 "epochs": result.history,
                 "n_train": len(train_rows),
                 "n_test": len(test_rows),

@@ -24,6 +24,7 @@ __all__ = [
     "TrainState",
     "arrays_from_npz",
     "arrays_to_npz",
+    "exact_json",
     "fingerprint",
     "read_zip",
     "tensor_arrays",
@@ -81,6 +82,37 @@ def read_zip(data: bytes, *, what: str) -> dict[str, bytes]:
         raise FunctionError(f"{what} is not a valid zip archive") from exc
 
 
+def exact_json(document: Any, *, what: str) -> bytes:
+    """``document`` as JSON that loads back to exactly ``document``, or FunctionError.
+
+    Written in the document's own key order (never sorted: RFC 8785 and ``sort_keys`` reorder
+    keys, and a reader that took meaning from key order would get another document back), with
+    no NaN or infinity, and checked by loading it again: same keys in the same order, same types,
+    same values. Anything that would not survive (a non-finite number, a non-string key, a tuple
+    where a list is read, a numpy scalar) is refused here rather than loaded back wrong.
+    """
+    try:
+        text = json.dumps(document, indent=1, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise FunctionError(f"{what} holds a value that cannot be saved exactly ({exc})") from exc
+    if not _same(json.loads(text), document):
+        raise FunctionError(f"{what} would not load back exactly as saved")
+    return text.encode("utf-8")
+
+
+def _same(loaded: Any, saved: Any) -> bool:
+    """Equal values, equal types and equal key order, all the way down."""
+    if type(loaded) is not type(saved):
+        return False
+    if isinstance(saved, dict):
+        return list(loaded) == list(saved) and all(_same(loaded[key], saved[key]) for key in saved)
+    if isinstance(saved, list):
+        return len(loaded) == len(saved) and all(
+            _same(a, b) for a, b in zip(loaded, saved, strict=True)
+        )
+    return bool(loaded == saved)
+
+
 def fingerprint(config: Mapping[str, Any]) -> str:
     """A short hash of the settings a checkpoint is only valid for."""
     canonical = json.dumps(config, sort_keys=True, default=str).encode("utf-8")
@@ -113,7 +145,7 @@ class TrainState:
         }
         return write_zip(
             {
-                "meta.json": json.dumps(meta, sort_keys=True).encode("utf-8"),
+                "meta.json": exact_json(meta, what="the checkpoint"),
                 "model.npz": arrays_to_npz(self.model),
                 "optimizer.npz": arrays_to_npz(self.optimizer),
                 "rng.npz": arrays_to_npz({"key": keys}),
