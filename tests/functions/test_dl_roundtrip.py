@@ -24,6 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from teeflow.functions.api import FunctionError
 from teeflow.functions.builtins.image_predict import ImageModel
+from teeflow.functions.dl.metrics import class_probabilities
 from teeflow.functions.dl.modelfile import ModelBlob
 from teeflow.functions.dl.networks import build_image_model, build_tabular_model
 from teeflow.functions.dl.scoring import TabularModel
@@ -133,8 +134,14 @@ def _tables(draw: st.DrawFn) -> pd.DataFrame:
 
 
 @settings(max_examples=25, deadline=None)
-@given(frame=_tables(), model=st.sampled_from(["logistic", "mlp"]))
-def test_a_saved_tabular_model_scores_as_the_one_in_memory(frame: pd.DataFrame, model: str) -> None:
+@given(
+    frame=_tables(),
+    model=st.sampled_from(["logistic", "mlp"]),
+    classes=st.sampled_from([None, ["zeta", "alpha", "mid"], ["9", "10", "2", "1"]]),
+)
+def test_a_saved_tabular_model_scores_as_the_one_in_memory(
+    frame: pd.DataFrame, model: str, classes: list[str] | None
+) -> None:
     preprocessor = Preprocessor.fit(frame, list(frame.columns))
     config = {
         "kind": "tabular",
@@ -147,19 +154,23 @@ def test_a_saved_tabular_model_scores_as_the_one_in_memory(frame: pd.DataFrame, 
         "positive_label": None,
         "threshold": 0.5,
     }
+    if classes is not None:
+        config["class_names"] = classes
     seed_everything(0)
     network = build_tabular_model(config)
     network.eval()
     with paddle.no_grad():
         logits = network(paddle.to_tensor(preprocessor.transform(frame))).numpy()
-    in_memory = 1.0 / (1.0 + np.exp(-logits[:, 0].astype(np.float64)))
+    in_memory = class_probabilities(logits.astype(np.float64), multiclass=classes is not None)
 
     blob = ModelBlob(config=config, weights=tensor_arrays(network.state_dict())).to_bytes()
     loaded = TabularModel.from_bytes(blob)
 
     assert loaded.preprocessor == preprocessor
     assert list(loaded.preprocessor.numeric) == list(preprocessor.numeric)
-    np.testing.assert_allclose(loaded.score(frame), in_memory, rtol=1e-6, atol=1e-7)
+    assert loaded.class_names == classes
+    scored = loaded.probabilities(loaded.preprocessor.transform(frame))
+    np.testing.assert_allclose(scored, in_memory, rtol=1e-6, atol=1e-7)
 
 
 @pytest.mark.parametrize("classes", [["zebra", "apple", "mango"], ["b", "a"]])

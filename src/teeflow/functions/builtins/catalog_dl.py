@@ -72,7 +72,7 @@ register(
         outputs=("model", "metrics", "metrics_public"),
         declarations={"model": _MODEL, "metrics": _METRICS, "metrics_public": _METRICS},
         arguments={
-            "label_column": "the 0/1 target column (required)",
+            "label_column": "the target column (required): 0/1, or 3 to 50 classes",
             "id_column": "the column that identifies a row and joins column-partitioned tables",
             "partition": "auto (default), rows or columns",
             "positive_label": "label value of the positive class when the label is not 0/1",

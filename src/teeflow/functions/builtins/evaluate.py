@@ -1,4 +1,6 @@
-"""``evaluate``: a ``tabular-train`` model's AUC, KS, accuracy and confusion matrix on new tables.
+"""``evaluate``: a ``tabular-train`` model's metrics on new labelled tables: AUC, KS, accuracy and
+confusion matrix for a 0/1 model; accuracy, per-class recall, confusion matrix and one-vs-rest
+macro AUC for a multi-class one.
 
 Inputs: ``model`` and one or more labelled tables (every other slot, combined as in training).
 Output: ``metrics`` (JSON aggregates only; no row values).
@@ -8,8 +10,8 @@ from __future__ import annotations
 
 from teeflow.functions.api import Context, FunctionError
 from teeflow.functions.dl.args import check_known, float_arg, output_slots
-from teeflow.functions.dl.metrics import binary_metrics
-from teeflow.functions.dl.scoring import binary_target, score_inputs
+from teeflow.functions.dl.metrics import table_metrics
+from teeflow.functions.dl.scoring import model_target, score_inputs
 
 ARGUMENTS = {
     "threshold": "probability above which a row counts as positive (default: the model's, 0.5)",
@@ -25,10 +27,14 @@ def run(ctx: Context) -> None:
     label = str(scored.config["label_column"])
     if label not in scored.frame.columns:
         raise FunctionError(f"the table has no label column {label!r} to evaluate against")
-    target = binary_target(
-        scored.frame[label], column=label, positive_label=scored.config.get("positive_label")
+    target = model_target(scored.frame[label], column=label, config=scored.config)
+    names = scored.config.get("class_names")
+    metrics = table_metrics(
+        target,
+        scored.probabilities,
+        threshold=threshold,
+        class_names=[str(name) for name in names] if names else None,
     )
-    metrics = binary_metrics(target, scored.probability, threshold=threshold)
     outputs["metrics"].write_json(
         {"function": "evaluate", "model": scored.config["model"], "label_column": label, **metrics}
     )

@@ -63,8 +63,13 @@ class TabularPredictor:
             features, ids, id_name = self._records(_json_rows(request))
         else:
             features, ids, id_name = self._table(_csv_table(request))
-        probability = self.model.probability(features)
-        columns = prediction_columns(ids, probability, id_name=id_name, threshold=self.threshold)
+        names = self.model.class_names
+        probability = (
+            self.model.probabilities(features) if names else self.model.probability(features)
+        )
+        columns = prediction_columns(
+            ids, probability, id_name=id_name, threshold=self.threshold, class_names=names
+        )
         names = list(columns)
         # ids as the request gave them (a JSON list may mix types); numpy columns as Python values
         values = [v if isinstance(v, list) else np.asarray(v).tolist() for v in columns.values()]

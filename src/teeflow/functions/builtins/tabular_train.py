@@ -25,10 +25,10 @@ from teeflow.functions.dl.args import (
     output_slots,
     str_arg,
 )
-from teeflow.functions.dl.metrics import binary_metrics, sigmoid
+from teeflow.functions.dl.metrics import class_probabilities, table_metrics
 from teeflow.functions.dl.modelfile import ModelBlob
 from teeflow.functions.dl.networks import TABULAR_MODELS, build_tabular_model
-from teeflow.functions.dl.scoring import binary_target
+from teeflow.functions.dl.scoring import class_target
 from teeflow.functions.dl.state import fingerprint, tensor_arrays
 from teeflow.functions.dl.tables import (
     PARTITIONS,
@@ -40,7 +40,7 @@ from teeflow.functions.dl.tables import (
 from teeflow.functions.dl.training import TrainConfig, fit, predict_logits
 
 ARGUMENTS = {
-    "label_column": "the 0/1 target column (required)",
+    "label_column": "the target column (required): 0/1, or 3 to 50 classes",
     "id_column": "the column that identifies a row and joins column-partitioned tables",
     "partition": "auto (default), rows or columns",
     "positive_label": "label value of the positive class when the label is not 0/1",
@@ -84,14 +84,14 @@ def run(ctx: Context) -> None:
     if label not in frame.columns:
         raise FunctionError(f"label column {label!r} is in none of the inputs")
     id_column = combined.id_column
-    target = binary_target(
+    target, class_names = class_target(
         frame[label], column=label, positive_label=None if positive is None else str(positive)
     )
     feature_columns = [c for c in frame.columns if c not in (label, id_column)]
     if not feature_columns:
         raise FunctionError("the inputs hold no feature columns besides the label and id")
-    if min(np.bincount(target, minlength=2)) < 2:
-        raise FunctionError("both label classes need at least two rows")
+    if min(np.bincount(target, minlength=len(class_names or [0, 1]))) < 2:
+        raise FunctionError("every label class needs at least two rows")
     train_rows, test_rows = split_rows(target, test_fraction=test_fraction, seed=seed)
     train_frame = frame.iloc[train_rows]
     preprocessor = Preprocessor.fit(train_frame, feature_columns)
@@ -114,6 +114,8 @@ def run(ctx: Context) -> None:
         "positive_label": None if positive is None else str(positive),
         "threshold": threshold,
     }
+    if class_names is not None:
+        net_config["class_names"] = class_names
     digest = hashlib.sha256()
     for slot in slots:
         digest.update(hashlib.sha256(ctx.inputs[slot].read_bytes()).digest())
@@ -122,7 +124,7 @@ def run(ctx: Context) -> None:
         batch_size=batch_size,
         learning_rate=learning_rate,
         seed=seed,
-        binary=True,
+        binary=class_names is None,
         fingerprint=fingerprint({**net_config, **dict(ctx.args), "data": digest.hexdigest()}),
     )
     result = fit(
@@ -132,16 +134,18 @@ def run(ctx: Context) -> None:
         labels=target[train_rows],
         config=config,
     )
-    test = binary_metrics(
-        target[test_rows], sigmoid(predict_logits(result.model, x_test)[:, 0]), threshold=threshold
+    test, train = (
+        table_metrics(
+            target[rows],
+            class_probabilities(
+                predict_logits(result.model, x), multiclass=class_names is not None
+            ),
+            threshold=threshold,
+            class_names=class_names,
+        )
+        for rows, x in ((test_rows, x_test), (train_rows, x_train))
     )
-    train = binary_metrics(
-        target[train_rows],
-        sigmoid(predict_logits(result.model, x_train)[:, 0]),
-        threshold=threshold,
-    )
-
-    public = {key: test[key] for key in ("auc", "ks", "accuracy")}
+    public = {key: test[key] for key in ("auc", "ks", "accuracy") if key in test}
     if "model" in outputs:
         blob = ModelBlob(config=net_config, weights=tensor_arrays(result.model.state_dict()))
         outputs["model"].write(blob.to_bytes())

@@ -1,0 +1,141 @@
+"""Deep learning that is right, over real HTTP with real executor processes (issue 12).
+
+A bank (label + application columns) and a bureau (bureau columns) train on their joined table,
+whose columns are deliberately out of alphabetical order; the bank then scores the very rows of
+each split with the model it received, and the scores reproduce the training metrics exactly.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from teeflow.client import Client
+from teeflow.functions.dl.tables import split_rows
+
+from .conftest import MemberFactory
+
+
+def _table(n: int = 240, seed: int = 0) -> pd.DataFrame:
+    """label rises with ``zeta`` and falls with ``alpha``; columns not in alphabetical order."""
+    rng = np.random.RandomState(seed)
+    zeta, alpha = rng.normal(size=n), rng.normal(size=n)
+    label = (rng.uniform(size=n) < 1 / (1 + np.exp(-(2.5 * zeta - 2.5 * alpha)))).astype(int)
+    return pd.DataFrame(
+        {
+            "id": [f"c{i:04d}" for i in range(n)],
+            "zeta": zeta * 1000 + 5000,
+            "label": label,
+            "mid": rng.normal(size=n),
+            "alpha": alpha * 3 - 40,
+            "region": rng.choice(["north", "south", "east"], size=n),
+        }
+    )
+
+
+BANK = ["id", "zeta", "label", "mid"]
+BUREAU = ["id", "alpha", "region"]
+
+
+def _csv(frame: pd.DataFrame) -> bytes:
+    return frame.to_csv(index=False).encode("utf-8")
+
+
+def _run(
+    creator: Client,
+    function: str,
+    *,
+    inputs: Mapping[str, str],
+    outputs: Mapping[str, Any],
+    approvers: list[Client],
+    arguments: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    task = creator.propose(
+        function,
+        inputs=dict(inputs),
+        outputs=dict(outputs),
+        arguments=dict(arguments or {}),
+        disclosure={"progress": [], "errors": [creator.username]},
+    )
+    for client in approvers:
+        client.approve(task["id"])
+    creator.run(task["id"])
+    done = creator.wait(task["id"], timeout=300)
+    assert done["status"] == "succeeded", done["failure_reason"]
+    return done
+
+
+def _bytes(client: Client, task: Mapping[str, Any], slot: str) -> bytes:
+    data = client.output(task["id"], slot)
+    assert isinstance(data, bytes)
+    return data
+
+
+@pytest.mark.parametrize("model", ["logistic", "mlp"])
+def test_scoring_the_training_splits_reproduces_the_training_metrics(
+    member: MemberFactory, model: str
+) -> None:
+    bank, bureau = member("bank"), member("bureau")
+    frame = _table()
+    bank_ds = bank.upload_dataset(_csv(frame[BANK]), name="bank", kind="table")
+    bureau_ds = bureau.upload_dataset(_csv(frame[BUREAU]), name="bureau", kind="table")
+    train = _run(
+        bank,
+        "tabular-train",
+        inputs={"bank": bank_ds["id"], "bureau": bureau_ds["id"]},
+        outputs={"model": {"recipients": ["bank"]}, "metrics": {"recipients": ["bank"]}},
+        approvers=[bank, bureau],
+        arguments={
+            "label_column": "label",
+            "id_column": "id",
+            "model": model,
+            "epochs": 10,
+            "learning_rate": 0.05,
+            "seed": 0,
+        },
+    )
+    metrics = json.loads(_bytes(bank, train, "metrics"))
+    model_ds = bank.upload_dataset(_bytes(bank, train, "model"), name="model", kind="model")
+    splits = dict(
+        zip(
+            ("train", "test"),
+            split_rows(frame["label"].to_numpy(), test_fraction=0.2, seed=0),
+            strict=True,
+        )
+    )
+
+    for name, rows in splits.items():
+        part = frame.iloc[rows]
+        part_bank = bank.upload_dataset(_csv(part[BANK]), name=f"bank-{name}", kind="table")
+        evaluated = _run(
+            bank,
+            "evaluate",
+            inputs={"model": model_ds["id"], "bank": part_bank["id"], "bureau": bureau_ds["id"]},
+            outputs={"metrics": {"recipients": ["bank"]}},
+            approvers=[bank, bureau],
+        )
+        result = json.loads(_bytes(bank, evaluated, "metrics"))
+        assert {k: result[k] for k in metrics[name]} == metrics[name], name
+
+    # The bank scores its training rows itself, against labels it holds.
+    unlabelled = bank.upload_dataset(
+        _csv(frame.iloc[splits["train"]][BANK].drop(columns=["label"])), name="bank-x", kind="table"
+    )
+    predicted = _run(
+        bank,
+        "tabular-predict",
+        inputs={"model": model_ds["id"], "bank": unlabelled["id"], "bureau": bureau_ds["id"]},
+        outputs={"predictions": {"recipients": ["bank"]}},
+        approvers=[bank, bureau],
+    )
+    scored = pd.read_csv(io.BytesIO(_bytes(bank, predicted, "predictions")))
+    labels = frame.set_index("id").loc[scored["id"], "label"]
+    auc = round(float(roc_auc_score(labels, scored["probability"])), 6)
+    assert auc == metrics["train"]["auc"] and auc > 0.85
