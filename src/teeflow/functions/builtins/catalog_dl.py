@@ -74,6 +74,9 @@ register(
         arguments={
             "label_column": "the target column (required): 0/1, or 3 to 50 classes",
             "id_column": "the column that identifies a row and joins column-partitioned tables",
+            "id_columns": "input slot -> its own id column name, where parties name it "
+            "differently; the joined table and the model use id_column (or the first slot's "
+            "name)",
             "partition": "auto (default), rows or columns",
             "positive_label": "label value of the positive class when the label is not 0/1",
             "model": "logistic (default) or mlp",
@@ -99,6 +102,7 @@ register(
         arguments={
             "threshold": "probability above which a row is labelled 1 (default: the model's)",
             "partition": "auto (default), rows or columns",
+            "id_columns": "input slot -> its own id column name, where it differs from the model's",
         },
         min_inputs=2,
     )
@@ -116,6 +120,7 @@ register(
         arguments={
             "threshold": "probability above which a row counts as positive (default: the model's)",
             "partition": "auto (default), rows or columns",
+            "id_columns": "input slot -> its own id column name, where it differs from the model's",
         },
         min_inputs=2,
     )
@@ -127,7 +132,8 @@ register(
         summary="Online inference session: answers each requester's sealed rows with a "
         "tabular-train model loaded once.",
         module=f"{_PACKAGE}.tabular_serve",
-        inputs="'model' (from tabular-train) only",
+        inputs="'model' (from tabular-train), and optionally tables the enclave holds and joins "
+        "to each request's rows by the model's id column (e.g. a bureau's columns)",
         outputs=("usage",),
         declarations={"usage": _METRICS},
         arguments={
@@ -135,9 +141,10 @@ register(
             "max_requests": "requests the session answers before it ends (default 100000)",
             "max_seconds": "seconds the session serves before it ends (default 3600)",
             "threshold": "probability above which a row is labelled 1 (default: the model's)",
+            "id_columns": "input slot (or 'request', for the requests' rows) -> its own id "
+            "column name, where it differs from the model's",
         },
         min_inputs=1,
-        max_inputs=1,
         session=True,
     )
 )

@@ -16,6 +16,7 @@ from teeflow.functions.dl.scoring import model_target, score_inputs
 ARGUMENTS = {
     "threshold": "probability above which a row counts as positive (default: the model's, 0.5)",
     "partition": "auto (default), rows or columns: how several tables combine",
+    "id_columns": "input slot -> its own id column name, where it differs from the model's",
 }
 
 

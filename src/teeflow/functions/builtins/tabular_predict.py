@@ -18,6 +18,7 @@ from teeflow.functions.dl.scoring import prediction_columns, score_inputs
 ARGUMENTS = {
     "threshold": "probability above which a row is labelled 1 (default: the model's, 0.5)",
     "partition": "auto (default), rows or columns: how several tables combine",
+    "id_columns": "input slot -> its own id column name, where it differs from the model's",
 }
 
 

@@ -36,12 +36,16 @@ from teeflow.functions.dl.tables import (
     combine_tables,
     read_tables,
     split_rows,
+    with_common_id,
 )
 from teeflow.functions.dl.training import TrainConfig, fit, predict_logits
+from teeflow.functions.ids import id_columns_arg
 
 ARGUMENTS = {
     "label_column": "the target column (required): 0/1, or 3 to 50 classes",
     "id_column": "the column that identifies a row and joins column-partitioned tables",
+    "id_columns": "input slot -> its own id column name, where parties name it differently; "
+    "the joined table and the model use id_column (or the first slot's name)",
     "partition": "auto (default), rows or columns",
     "positive_label": "label value of the positive class when the label is not 0/1",
     "model": "logistic (default) or mlp",
@@ -78,7 +82,11 @@ def run(ctx: Context) -> None:
     threshold = float_arg(ctx, "threshold", 0.5, low=0.0, high=1.0)
 
     slots = sorted(ctx.inputs)
-    tables = read_tables(ctx.inputs, slots)
+    tables, id_column = with_common_id(
+        read_tables(ctx.inputs, slots),
+        id_column=id_column,
+        id_columns=id_columns_arg(ctx, slots=slots),
+    )
     combined = combine_tables(tables, partition=partition, id_column=id_column)
     frame = combined.frame
     if label not in frame.columns:

@@ -13,8 +13,15 @@ from teeflow.functions.api import Context, FunctionError
 from teeflow.functions.dl.metrics import class_probabilities, sigmoid
 from teeflow.functions.dl.modelfile import ModelBlob, load_weights
 from teeflow.functions.dl.networks import build_tabular_model
-from teeflow.functions.dl.tables import PARTITIONS, Preprocessor, combine_tables, read_tables
+from teeflow.functions.dl.tables import (
+    PARTITIONS,
+    Preprocessor,
+    combine_tables,
+    read_tables,
+    with_common_id,
+)
 from teeflow.functions.dl.training import predict_logits
+from teeflow.functions.ids import id_columns_arg
 
 __all__ = [
     "Scored",
@@ -193,7 +200,11 @@ def score_inputs(ctx: Context, *, model_slot: str = "model") -> Scored:
     partition = ctx.arg("partition", "auto")
     if partition not in PARTITIONS:
         raise FunctionError(f"argument 'partition' must be one of {', '.join(PARTITIONS)}")
-    tables = read_tables(ctx.inputs, slots)
-    combined = combine_tables(tables, partition=partition, id_column=model.config.get("id_column"))
+    key = model.config.get("id_column")
+    named = id_columns_arg(ctx, slots=slots)
+    if named and not key:
+        raise FunctionError("the model has no id column; drop the argument 'id_columns'")
+    tables, _ = with_common_id(read_tables(ctx.inputs, slots), id_column=key, id_columns=named)
+    combined = combine_tables(tables, partition=partition, id_column=key)
     probabilities = model.probabilities(model.preprocessor.transform(combined.frame))
     return Scored(frame=combined.frame, probabilities=probabilities, config=model.config)

@@ -27,6 +27,7 @@ __all__ = [
     "combine_tables",
     "read_tables",
     "split_rows",
+    "with_common_id",
 ]
 
 PARTITIONS = ("auto", "rows", "columns")
@@ -90,11 +91,41 @@ class Combined:
     id_column: str | None
 
 
+def with_common_id(
+    tables: dict[str, pd.DataFrame], *, id_column: str | None, id_columns: Mapping[str, str]
+) -> tuple[dict[str, pd.DataFrame], str | None]:
+    """The tables with each party's id column renamed to one name, and that name.
+
+    ``id_columns`` maps a slot to its own id column; the others use ``id_column``. The common name
+    is ``id_column`` when given, else the first mapped slot's name. With no ``id_columns`` the
+    tables come back as they are, with ``id_column``. FunctionError when a named column is
+    missing, or when renaming would collide with another column of that table.
+    """
+    if not id_columns:
+        return tables, id_column
+    key = id_column or id_columns[next(slot for slot in tables if slot in id_columns)]
+    renamed: dict[str, pd.DataFrame] = {}
+    for slot, frame in tables.items():
+        own = id_columns.get(slot, key)
+        if own not in frame.columns:
+            raise FunctionError(f"input {slot!r} has no id column {own!r}")
+        if own != key and key in frame.columns:
+            raise FunctionError(
+                f"input {slot!r} has both its id column {own!r} and a column {key!r}, the id "
+                "name of the joined table; rename one of them"
+            )
+        renamed[slot] = frame.rename(columns={own: key})
+    return renamed, key
+
+
 def _id_column(tables: dict[str, pd.DataFrame], id_column: str | None) -> str:
     if id_column is not None:
         missing = [slot for slot, frame in tables.items() if id_column not in frame.columns]
         if missing:
-            raise FunctionError(f"id column {id_column!r} is missing from input(s) {missing}")
+            raise FunctionError(
+                f"id column {id_column!r} is missing from input(s) {missing}; where a party "
+                "names its id column differently, map it with the argument 'id_columns'"
+            )
         return id_column
     shared = set.intersection(*(set(frame.columns) for frame in tables.values()))
     if len(shared) != 1:
