@@ -139,3 +139,102 @@ def test_scoring_the_training_splits_reproduces_the_training_metrics(
     labels = frame.set_index("id").loc[scored["id"], "label"]
     auc = round(float(roc_auc_score(labels, scored["probability"])), 6)
     assert auc == metrics["train"]["auc"] and auc > 0.85
+
+
+def test_ids_named_differently_train_predict_and_serve_with_the_bureau_table_held(
+    member: MemberFactory,
+) -> None:
+    bank, bureau = member("bank"), member("bureau")
+    frame = _table(seed=2)
+    bank_frame = frame[BANK].rename(columns={"id": "customer_no"})
+    bureau_frame = frame[BUREAU].rename(columns={"id": "cust_id"})
+    bank_ds = bank.upload_dataset(_csv(bank_frame), name="bank", kind="table")
+    bureau_ds = bureau.upload_dataset(_csv(bureau_frame), name="bureau", kind="table")
+    both = {"bank": bank_ds["id"], "bureau": bureau_ds["id"]}
+    train = _run(
+        bank,
+        "tabular-train",
+        inputs=both,
+        outputs={"model": {"recipients": ["bank"]}, "metrics": {"recipients": ["bank"]}},
+        approvers=[bank, bureau],
+        arguments={
+            "label_column": "label",
+            "id_columns": {"bank": "customer_no", "bureau": "cust_id"},
+            "epochs": 10,
+            "learning_rate": 0.05,
+            "seed": 0,
+        },
+    )
+    metrics = json.loads(_bytes(bank, train, "metrics"))
+    assert metrics["id_column"] == "customer_no" and metrics["n_train"] + metrics["n_test"] == 240
+    model_ds = bank.upload_dataset(_bytes(bank, train, "model"), name="model", kind="model")
+    predicted = _run(
+        bank,
+        "tabular-predict",
+        inputs={"model": model_ds["id"], **both},
+        outputs={"predictions": {"recipients": ["bank"]}},
+        approvers=[bank, bureau],
+        arguments={"id_columns": {"bureau": "cust_id"}},
+    )
+    batch = pd.read_csv(io.BytesIO(_bytes(bank, predicted, "predictions"))).head(12)
+
+    session = bank.propose(
+        "tabular-serve",
+        inputs={"model": model_ds["id"], "bureau": bureau_ds["id"]},
+        outputs={"usage": {"recipients": ["bank"]}},
+        arguments={
+            "requesters": ["bank"],
+            "id_columns": {"bureau": "cust_id", "request": "customer_no"},
+        },
+    )
+    for client in (bank, bureau):
+        client.approve(session["id"])
+    bank.run(session["id"])
+    try:
+        live = bank_frame.set_index("customer_no").loc[batch["customer_no"], ["zeta", "mid"]]
+        answers = bank.infer(session["id"], live.reset_index().to_dict("records"), timeout=120)
+    finally:
+        bank.cancel(session["id"])
+
+    assert [a["customer_no"] for a in answers] == batch["customer_no"].tolist()
+    assert [a["probability"] for a in answers] == batch["probability"].tolist()
+
+
+def test_multi_class_evaluate_reproduces_the_training_metrics(member: MemberFactory) -> None:
+    bank = member("bank")
+    frame = _table(seed=3)
+    score = frame["zeta"] / 1000 - 5 - (frame["alpha"] + 40) / 3
+    frame["label"] = np.where(score < -0.7, "low", np.where(score < 0.7, "medium", "high"))
+    dataset = bank.upload_dataset(_csv(frame), name="graded", kind="table")
+    train = _run(
+        bank,
+        "tabular-train",
+        inputs={"t": dataset["id"]},
+        outputs={"model": {"recipients": ["bank"]}, "metrics": {"recipients": ["bank"]}},
+        approvers=[bank],
+        arguments={
+            "label_column": "label",
+            "id_column": "id",
+            "model": "mlp",
+            "epochs": 10,
+            "learning_rate": 0.05,
+            "seed": 0,
+        },
+    )
+    metrics = json.loads(_bytes(bank, train, "metrics"))
+    model_ds = bank.upload_dataset(_bytes(bank, train, "model"), name="graded-model", kind="model")
+    target = frame["label"].map({"high": 0, "low": 1, "medium": 2}).to_numpy()
+    _, test_rows = split_rows(target, test_fraction=0.2, seed=0)
+    held_out = bank.upload_dataset(_csv(frame.iloc[test_rows]), name="graded-test", kind="table")
+
+    evaluated = _run(
+        bank,
+        "evaluate",
+        inputs={"model": model_ds["id"], "t": held_out["id"]},
+        outputs={"metrics": {"recipients": ["bank"]}},
+        approvers=[bank],
+    )
+
+    result = json.loads(_bytes(bank, evaluated, "metrics"))
+    assert {k: result[k] for k in metrics["test"]} == metrics["test"]
+    assert result["class_names"] == ["high", "low", "medium"] and result["auc"] > 0.8

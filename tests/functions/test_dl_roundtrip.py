@@ -22,8 +22,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import roc_auc_score
 
-from teeflow.functions.api import FunctionError
+from teeflow.functions.api import Context, FunctionError
 from teeflow.functions.builtins.image_predict import ImageModel
+from teeflow.functions.dl.gbdt import BOOSTER_MEMBER, train_booster
 from teeflow.functions.dl.metrics import class_probabilities
 from teeflow.functions.dl.modelfile import ModelBlob
 from teeflow.functions.dl.networks import build_image_model, build_tabular_model
@@ -57,7 +58,7 @@ def _csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False).encode("utf-8")
 
 
-@pytest.mark.parametrize("model", ["logistic", "mlp"])
+@pytest.mark.parametrize("model", ["logistic", "mlp", "gbdt"])
 def test_predict_on_the_training_rows_scores_as_training_did(tmp_path: Path, model: str) -> None:
     frame = unordered_table()
     args = {"label_column": "label", "id_column": "id", "model": model, **FAST}
@@ -86,13 +87,16 @@ def test_predict_on_the_training_rows_scores_as_training_did(tmp_path: Path, mod
         ("logistic", ["label", "alpha", "zeta", "id", "colour", "mid"]),
         ("mlp", ["mid", "zeta", "colour", "alpha", "label", "id"]),
         ("mlp", ["id", "zeta", "mid", "colour", "alpha", "label"]),
+        ("gbdt", ["zeta", "label", "colour", "id", "mid", "alpha"]),
     ],
 )
 def test_evaluate_on_each_split_reproduces_the_training_metrics(
     tmp_path: Path, model: str, order: list[str]
 ) -> None:
     frame = unordered_table(seed=1)[order]
-    args = {"label_column": "label", "id_column": "id", "model": model, **FAST}
+    args = {"label_column": "label", "id_column": "id", "model": model, **FAST, "num_trees": 30}
+    if model != "gbdt":
+        args.pop("num_trees")
     train = run_builtin("tabular-train", {"t": _csv(frame)}, args, ("model", "metrics"), tmp_path)
     splits = split_rows(frame["label"].to_numpy(), test_fraction=0.2, seed=0)
 
@@ -171,6 +175,46 @@ def test_a_saved_tabular_model_scores_as_the_one_in_memory(
     assert loaded.class_names == classes
     scored = loaded.probabilities(loaded.preprocessor.transform(frame))
     np.testing.assert_allclose(scored, in_memory, rtol=1e-6, atol=1e-7)
+
+
+@settings(max_examples=10, deadline=None)
+@given(frame=_tables(), classes=st.sampled_from([None, ["zeta", "alpha", "mid"]]))
+def test_saved_trees_score_as_the_ones_in_memory(
+    frame: pd.DataFrame, classes: list[str] | None
+) -> None:
+    preprocessor = Preprocessor.fit(frame, list(frame.columns))
+    features = preprocessor.transform(frame)
+    labels = np.arange(len(frame)) % (len(classes) if classes else 2)
+    booster = train_booster(
+        Context(inputs={}, args={}, outputs={}, scratch=Path(".")),
+        features,
+        labels,
+        classes=len(classes) if classes else 2,
+        seed=0,
+        num_trees=5,
+        num_leaves=4,
+        learning_rate=0.3,
+    )
+    config: dict = {
+        "kind": "tabular",
+        "model": "gbdt",
+        "in_features": preprocessor.width,
+        "preprocessing": preprocessor.to_dict(),
+        "label_column": "y",
+        "id_column": None,
+        "positive_label": None,
+        "threshold": 0.5,
+    }
+    if classes is not None:
+        config["class_names"] = classes
+    in_memory = booster.predict(features)
+    in_memory = in_memory if classes else np.column_stack([1 - in_memory, in_memory])
+
+    extra = {BOOSTER_MEMBER: booster.model_to_string().encode()}
+    loaded = TabularModel.from_bytes(ModelBlob(config=config, weights={}, extra=extra).to_bytes())
+
+    scored = loaded.probabilities(loaded.preprocessor.transform(frame))
+    np.testing.assert_allclose(scored, in_memory, rtol=1e-9, atol=1e-12)
 
 
 @pytest.mark.parametrize("classes", [["zebra", "apple", "mango"], ["b", "a"]])

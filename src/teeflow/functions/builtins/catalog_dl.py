@@ -64,8 +64,8 @@ register(
 register(
     Builtin(
         name="tabular-train",
-        summary="Logistic regression or MLP on tables from several parties, joined inside the "
-        "enclave (AUC, KS).",
+        summary="Logistic regression, MLP or gradient-boosted trees on tables from several "
+        "parties, joined inside the enclave (AUC, KS; 0/1 or multi-class labels).",
         module=f"{_PACKAGE}.tabular_train",
         inputs="one or more tables (CSV or Parquet): same columns (rows are pooled) or a shared "
         "id column (inner-joined)",
@@ -79,12 +79,15 @@ register(
             "name)",
             "partition": "auto (default), rows or columns",
             "positive_label": "label value of the positive class when the label is not 0/1",
-            "model": "logistic (default) or mlp",
+            "model": "logistic (default), mlp, or gbdt (gradient-boosted trees, LightGBM)",
             "hidden": "mlp hidden layer sizes, e.g. [32] (default)",
             **_TRAIN_ARGS,
             "epochs": "training epochs (default 20)",
             "batch_size": "mini-batch size (default 32)",
-            "learning_rate": "Adam learning rate (default 0.01)",
+            "learning_rate": "Adam learning rate (default 0.01); for gbdt the shrinkage "
+            "(default 0.1)",
+            "num_trees": "gbdt boosting rounds (default 100)",
+            "num_leaves": "gbdt leaves per tree (default 31)",
             "threshold": "probability above which a row is predicted positive (default 0.5)",
         },
         min_inputs=1,

@@ -10,6 +10,7 @@ import paddle
 import pandas as pd
 
 from teeflow.functions.api import Context, FunctionError
+from teeflow.functions.dl.gbdt import BOOSTER_MEMBER, load_booster, raw_scores
 from teeflow.functions.dl.metrics import class_probabilities, sigmoid
 from teeflow.functions.dl.modelfile import ModelBlob, load_weights
 from teeflow.functions.dl.networks import build_tabular_model
@@ -122,15 +123,39 @@ class TabularModel:
     config: dict[str, Any]
     preprocessor: Preprocessor
     network: Any
-    """The Paddle network, in evaluation mode."""
+    """The Paddle network, in evaluation mode; for ``gbdt`` the LightGBM booster."""
 
     @classmethod
     def from_bytes(cls, data: bytes) -> TabularModel:
         blob = ModelBlob.from_bytes(data, kind="tabular")
         preprocessor = Preprocessor.from_dict(blob.config["preprocessing"])
-        network = build_tabular_model(blob.config)
-        load_weights(network, blob.weights)
-        return cls(config=blob.config, preprocessor=preprocessor, network=network)
+        return cls.build(blob.config, preprocessor, weights=blob.weights, extra=blob.extra)
+
+    @classmethod
+    def build(
+        cls,
+        config: dict[str, Any],
+        preprocessor: Preprocessor,
+        *,
+        weights: dict[str, np.ndarray],
+        extra: dict[str, bytes],
+    ) -> TabularModel:
+        """The model of ``config`` with its network weights, or (gbdt) the trees in ``extra``."""
+        if config.get("in_features") != preprocessor.width:
+            raise FunctionError("the model's preprocessing does not match its input width")
+        if config.get("model") == "gbdt":
+            if BOOSTER_MEMBER not in extra:
+                raise FunctionError("the gbdt model has no trees (booster.txt)")
+            classes = len(config.get("class_names") or []) or 1
+            network = load_booster(
+                extra[BOOSTER_MEMBER].decode("utf-8", errors="replace"),
+                in_features=preprocessor.width,
+                outputs=classes,
+            )
+        else:
+            network = build_tabular_model(config)
+            load_weights(network, weights)
+        return cls(config=config, preprocessor=preprocessor, network=network)
 
     @property
     def class_names(self) -> list[str] | None:
@@ -143,6 +168,8 @@ class TabularModel:
         return class_probabilities(self._logits(features), multiclass=self.class_names is not None)
 
     def _logits(self, features: np.ndarray) -> np.ndarray:
+        if self.config.get("model") == "gbdt":
+            return raw_scores(self.network, features)
         if 0 < len(features) <= _BATCH:
             # One batch, as predict_logits computes it, minus its per-call set-up (eval(),
             # to_tensor's checks): a tenth of a millisecond on an online request of a few rows.

@@ -218,6 +218,12 @@ class Preprocessor:
         return [*self.numeric, *self.categorical]
 
     @property
+    def encoded_columns(self) -> list[str]:
+        """The table column of each encoded feature, in order (a text column once per
+        category)."""
+        return [*self.numeric] + [c for c, cats in self.categorical.items() for _ in cats]
+
+    @property
     def width(self) -> int:
         return len(self.numeric) + sum(len(c) for c in self.categorical.values())
 
