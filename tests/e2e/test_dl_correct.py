@@ -78,7 +78,7 @@ def _bytes(client: Client, task: Mapping[str, Any], slot: str) -> bytes:
     return data
 
 
-@pytest.mark.parametrize("model", ["logistic", "mlp"])
+@pytest.mark.parametrize("model", ["logistic", "mlp", "gbdt"])
 def test_scoring_the_training_splits_reproduces_the_training_metrics(
     member: MemberFactory, model: str
 ) -> None:

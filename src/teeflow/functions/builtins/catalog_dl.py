@@ -42,6 +42,12 @@ register(
             "learning_rate": "Adam learning rate (default 0.001)",
             "test_fraction": "held-out share for zips of folders, which have no split "
             "(default 0.2)",
+            "image_size": "resize every image to this size, an int or [height, width] "
+            "(default: keep; sizes must then agree)",
+            "mean": "per-channel mean to normalise with, e.g. [0.5] (with std)",
+            "std": "per-channel standard deviation to normalise with (with mean)",
+            "augment": "flipped copies added to the training split: a list of hflip, vflip",
+            "report_class_counts": "true: metrics list each input's image count per class",
         },
         min_inputs=1,
     )
@@ -114,10 +120,11 @@ register(
 register(
     Builtin(
         name="evaluate",
-        summary="AUC, KS, accuracy and confusion matrix of a tabular-train model on labelled "
-        "tables.",
+        summary="Metrics of a tabular-train model on labelled tables (AUC, KS, accuracy, "
+        "confusion matrix) or of an image model on labelled images (per-class recall, macro AUC).",
         module=f"{_PACKAGE}.evaluate",
-        inputs="'model' (from tabular-train) and one or more labelled tables",
+        inputs="'model' (from tabular-train or image-classify-train) and one or more labelled "
+        "tables, or labelled images",
         outputs=("metrics",),
         declarations={"metrics": _METRICS},
         arguments={

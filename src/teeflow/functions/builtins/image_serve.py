@@ -17,7 +17,6 @@ from typing import Any
 from teeflow.functions.api import Context, FunctionError
 from teeflow.functions.builtins.image_predict import ImageModel
 from teeflow.functions.dl.args import check_known
-from teeflow.functions.dl.images import load_unlabelled
 
 ARGUMENTS = {
     "requesters": "participants who may send requests (required)",
@@ -48,6 +47,6 @@ class ImagePredictor:
         self.model = model
 
     def predict(self, request: bytes) -> dict[str, Any]:
-        images, names = load_unlabelled(request, what="the request")
+        images, names = self.model.load(request, what="the request")
         table = self.model.classify(images, names)
         return {"predictions": table.to_dict("records")}

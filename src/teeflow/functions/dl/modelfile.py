@@ -82,6 +82,16 @@ class ModelBlob:
         return cls(config=config, weights=weights, extra=members)
 
     @staticmethod
+    def kind_of(data: bytes) -> str:
+        """The ``kind`` a model blob declares ("image" | "tabular"), FunctionError if none."""
+        members = read_zip(data, what="the model input")
+        try:
+            config = json.loads(members["config.json"])
+            return str(config["kind"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise FunctionError("the model input is not a teeflow model (no config.json)") from exc
+
+    @staticmethod
     def export_inference(
         model: Any, *, input_shape: list[int | None], scratch: Path
     ) -> dict[str, bytes]:
