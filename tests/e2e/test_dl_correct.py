@@ -3,12 +3,15 @@
 A bank (label + application columns) and a bureau (bureau columns) train on their joined table,
 whose columns are deliberately out of alphabetical order; the bank then scores the very rows of
 each split with the model it received, and the scores reproduce the training metrics exactly.
+Also: id columns named differently per party and a served model joined to the bureau's held
+table, multi-class labels, mixed-size scans, mismatched class folders and a zip bomb.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import zipfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,6 +21,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from teeflow.client import Client
+from teeflow.functions.datasets import toy_scans
 from teeflow.functions.dl.tables import split_rows
 
 from .conftest import MemberFactory
@@ -238,3 +242,78 @@ def test_multi_class_evaluate_reproduces_the_training_metrics(member: MemberFact
     result = json.loads(_bytes(bank, evaluated, "metrics"))
     assert {k: result[k] for k in metrics["test"]} == metrics["test"]
     assert result["class_names"] == ["high", "low", "medium"] and result["auc"] > 0.8
+
+
+def _failed_with(creator: Client, task: Mapping[str, Any], text: str) -> None:
+    done = creator.wait(task["id"], timeout=300)
+    errors = [e for e in creator.events(task["id"]) if e["kind"] == "error"]
+    assert done["status"] == "failed"
+    assert text in json.dumps(errors), errors
+    assert not [e for e in creator.events(task["id"]) if "epoch" in e], "training started"
+
+
+def _propose_images(creator: Client, inputs: Mapping[str, str], approvers: list[Client]) -> dict:
+    task = creator.propose(
+        "image-classify-train",
+        inputs=dict(inputs),
+        outputs={
+            "model": {"recipients": [creator.username]},
+            "metrics": {"recipients": [creator.username]},
+        },
+        arguments={"epochs": 2, "batch_size": 16, "seed": 0, "image_size": [16, 16]},
+        disclosure={"progress": [creator.username], "errors": [creator.username]},
+    )
+    for client in approvers:
+        client.approve(task["id"])
+    creator.run(task["id"])
+    return task
+
+
+def test_mixed_size_scans_train_and_evaluate(member: MemberFactory) -> None:
+    a, b = member("hospital-a"), member("hospital-b")
+    ds_a = a.upload_dataset(toy_scans(sizes=(12, 20), seed=1), name="scans-a", kind="images")
+    ds_b = b.upload_dataset(toy_scans(sizes=(30, 9), seed=2), name="scans-b", kind="images")
+    train = _propose_images(a, {"a": ds_a["id"], "b": ds_b["id"]}, [a, b])
+    done = a.wait(train["id"], timeout=300)
+    assert done["status"] == "succeeded", done["failure_reason"]
+    model_ds = a.upload_dataset(_bytes(a, done, "model"), name="scan-model", kind="model")
+    new = a.upload_dataset(toy_scans(n=6, sizes=(25, 40), seed=3), name="new-scans", kind="images")
+
+    evaluated = _run(
+        a,
+        "evaluate",
+        inputs={"model": model_ds["id"], "images": new["id"]},
+        outputs={"metrics": {"recipients": ["hospital-a"]}},
+        approvers=[a],
+    )
+
+    metrics = json.loads(_bytes(a, evaluated, "metrics"))
+    assert metrics["n"] == 12 and sum(map(sum, metrics["confusion_matrix"])) == 12
+    assert set(metrics["per_class_recall"]) == {"bottom", "top"}
+
+
+def test_class_folders_that_differ_between_hospitals_are_refused(member: MemberFactory) -> None:
+    a, b = member("hospital-a"), member("hospital-b")
+    ds_a = a.upload_dataset(toy_scans(sizes=(8,)), name="scans-a", kind="images")
+    ds_b = b.upload_dataset(toy_scans(("Top", "bottom"), sizes=(8,)), name="scans-b", kind="images")
+
+    task = _propose_images(a, {"a": ds_a["id"], "b": ds_b["id"]}, [a, b])
+
+    _failed_with(a, task, "spelt differently")
+
+
+def test_a_zip_bomb_is_refused(member: MemberFactory) -> None:
+    a = member("hospital-a")
+    buffer = io.BytesIO()
+    block = b"\0" * (1 << 20)
+    with (
+        zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        archive.open("top/a.png", "w", force_zip64=True) as entry,
+    ):
+        for _ in range(1024):  # 1 GiB of zeros, about 1 MiB compressed
+            entry.write(block)
+    bomb = a.upload_dataset(buffer.getvalue(), name="bomb", kind="images")
+
+    task = _propose_images(a, {"a": bomb["id"]}, [a])
+
+    _failed_with(a, task, "would expand to 1024 MiB")

@@ -11,33 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest_dl import run_builtin
-from PIL import Image
 
 from teeflow.functions.api import FunctionError
+from teeflow.functions.datasets import toy_scans
 from teeflow.functions.dl.images import load_images
 from teeflow.functions.dl.modelfile import ModelBlob
 
 FAST = {"epochs": 3, "batch_size": 16, "seed": 0, "learning_rate": 0.01}
 
 
-def _png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def scans(classes: tuple[str, str] = ("top", "bottom"), n: int = 10, sizes=(12, 20)) -> bytes:
-    """A zip of class folders: bright top half vs bright bottom half, at several sizes."""
-    rng = np.random.RandomState(len(classes[0]) + n)
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for i in range(n):
-            size = sizes[i % len(sizes)]
-            image = (rng.rand(size, size) * 60).astype(np.uint8)
-            image[: size // 2] += 180
-            archive.writestr(f"{classes[0]}/{i:03d}.png", _png(image))
-            archive.writestr(f"{classes[1]}/{i:03d}.png", _png(np.flipud(image).copy()))
-    return buffer.getvalue()
+    return toy_scans(classes, n=n, sizes=sizes, seed=len(classes[0]) + n)
 
 
 def test_mixed_sizes_train_predict_evaluate_with_image_size(tmp_path: Path) -> None:
