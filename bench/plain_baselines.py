@@ -218,11 +218,13 @@ def plain_digits(files: list[bytes], *, epochs: int, bs: int, lr: float) -> dict
 
 
 # ------------------------------------------------------------------------------------- teeflow
-def teeflow_run(name: str, inputs: dict[str, bytes], args: dict[str, Any]) -> dict[str, Any]:
+def teeflow_output(
+    name: str, inputs: dict[str, bytes], args: dict[str, Any], slot: str = "metrics"
+) -> bytes:
     from teeflow.functions.api import Context, InputData, OutputData
     from teeflow.functions.registry import get_builtin
 
-    out = {"metrics": OutputData("metrics")}
+    out = {slot: OutputData(slot)}
     with tempfile.TemporaryDirectory() as scratch:
         ctx = Context(
             inputs={k: InputData(k, v) for k, v in inputs.items()},
@@ -231,7 +233,11 @@ def teeflow_run(name: str, inputs: dict[str, bytes], args: dict[str, Any]) -> di
             scratch=Path(scratch),
         )
         get_builtin(name).load()(ctx)
-    metrics: dict[str, Any] = json.loads(out["metrics"].getvalue())
+    return out[slot].getvalue()
+
+
+def teeflow_run(name: str, inputs: dict[str, bytes], args: dict[str, Any]) -> dict[str, Any]:
+    metrics: dict[str, Any] = json.loads(teeflow_output(name, inputs, args))
     return metrics
 
 
@@ -243,25 +249,11 @@ def teeflow_predict(
 ) -> dict[str, float]:
     """tabular-train, then tabular-predict with the saved model; metrics computed by the
     recipient from the predictions CSV against ``labels`` (indexed by the model's id)."""
-    from teeflow.functions.api import Context, InputData, OutputData
-    from teeflow.functions.registry import get_builtin
-
-    def run(name: str, inputs: dict[str, bytes], arguments: dict[str, Any], slot: str) -> bytes:
-        out = {slot: OutputData(slot)}
-        with tempfile.TemporaryDirectory() as scratch:
-            ctx = Context(
-                inputs={k: InputData(k, v) for k, v in inputs.items()},
-                args=arguments,
-                outputs=out,
-                scratch=Path(scratch),
-            )
-            get_builtin(name).load()(ctx)
-        return out[slot].getvalue()
-
-    model = run("tabular-train", train_inputs, args, "model")
-    table = pd.read_csv(
-        io.BytesIO(run("tabular-predict", {"model": model, **score_inputs}, {}, "predictions"))
+    model = teeflow_output("tabular-train", train_inputs, args, "model")
+    predictions = teeflow_output(
+        "tabular-predict", {"model": model, **score_inputs}, {}, "predictions"
     )
+    table = pd.read_csv(io.BytesIO(predictions))
     return binary_scores(labels.loc[table.iloc[:, 0]].to_numpy(), table["probability"].to_numpy())
 
 

@@ -137,17 +137,10 @@ def _tables(draw: st.DrawFn) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-@settings(max_examples=25, deadline=None)
-@given(
-    frame=_tables(),
-    model=st.sampled_from(["logistic", "mlp"]),
-    classes=st.sampled_from([None, ["zeta", "alpha", "mid"], ["9", "10", "2", "1"]]),
-)
-def test_a_saved_tabular_model_scores_as_the_one_in_memory(
-    frame: pd.DataFrame, model: str, classes: list[str] | None
-) -> None:
-    preprocessor = Preprocessor.fit(frame, list(frame.columns))
-    config = {
+def _tabular_config(
+    preprocessor: Preprocessor, model: str, classes: list[str] | None
+) -> dict[str, object]:
+    config: dict[str, object] = {
         "kind": "tabular",
         "model": model,
         "hidden": [8] if model == "mlp" else [],
@@ -160,6 +153,20 @@ def test_a_saved_tabular_model_scores_as_the_one_in_memory(
     }
     if classes is not None:
         config["class_names"] = classes
+    return config
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    frame=_tables(),
+    model=st.sampled_from(["logistic", "mlp"]),
+    classes=st.sampled_from([None, ["zeta", "alpha", "mid"], ["9", "10", "2", "1"]]),
+)
+def test_a_saved_tabular_model_scores_as_the_one_in_memory(
+    frame: pd.DataFrame, model: str, classes: list[str] | None
+) -> None:
+    preprocessor = Preprocessor.fit(frame, list(frame.columns))
+    config = _tabular_config(preprocessor, model, classes)
     seed_everything(0)
     network = build_tabular_model(config)
     network.eval()
@@ -195,18 +202,7 @@ def test_saved_trees_score_as_the_ones_in_memory(
         num_leaves=4,
         learning_rate=0.3,
     )
-    config: dict = {
-        "kind": "tabular",
-        "model": "gbdt",
-        "in_features": preprocessor.width,
-        "preprocessing": preprocessor.to_dict(),
-        "label_column": "y",
-        "id_column": None,
-        "positive_label": None,
-        "threshold": 0.5,
-    }
-    if classes is not None:
-        config["class_names"] = classes
+    config = _tabular_config(preprocessor, "gbdt", classes)
     in_memory = booster.predict(features)
     in_memory = in_memory if classes else np.column_stack([1 - in_memory, in_memory])
 
