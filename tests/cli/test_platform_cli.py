@@ -312,3 +312,25 @@ def test_server_command_runs_until_terminated(tmp_path: Path) -> None:
 
     assert f"http://127.0.0.1:{port}" in first and healthy == 200
     assert process.returncode == 0 and "stopping" in err.decode()
+
+
+def test_an_owner_deletes_a_dataset_once_no_task_uses_it(
+    members: dict[str, Member], tmp_path: Path
+) -> None:
+    alice, bank = members["alice"], members["bank"]
+    dataset = _upload(bank, tmp_path, "u7,7\n")
+    task = alice.json(
+        "task", "propose", "echo", "--input", f"data={dataset}", "--output", "data=alice"
+    )
+
+    in_use = bank("dataset", "delete", dataset)
+    invited = [t["id"] for t in bank.json("task", "list", "--invited")]
+    own = [t["id"] for t in bank.json("task", "list", "--mine")]
+    alice.ok("task", "cancel", task["id"])
+    deleted = bank.json("dataset", "delete", dataset)
+
+    assert task["id"] in one_line_error(in_use)
+    assert task["id"] in invited and task["id"] not in own
+    assert deleted == {"id": dataset, "state": "deleted"}
+    states = {d["id"]: d["state"] for d in bank.json("dataset", "list")}
+    assert states[dataset] == "deleted"

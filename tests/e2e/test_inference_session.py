@@ -25,7 +25,7 @@ from teeflow.enclave.session_wire import open_response, seal_request
 from teeflow.functions.datasets import breast_cancer_hospitals
 from teeflow.server.launcher import LocalPlatform
 
-from .conftest import MemberFactory, scan_for
+from .conftest import MemberFactory, lease_holder, scan_for
 
 TRAIN = {
     "label_column": "malignant",
@@ -251,3 +251,29 @@ def test_max_requests_ends_the_session_and_the_usage_reaches_its_recipients(
     with pytest.raises(ApiError) as denied:
         clinic.output(task["id"], "usage")
     assert denied.value.status == 403
+
+
+def test_a_session_resumed_on_another_executor_goes_on_counting(
+    member: MemberFactory, model_dataset: str, platform: LocalPlatform
+) -> None:
+    # Last in this module: it kills the executor that serves the session and starts another
+    # (the surviving one already serves the module's session, and serves one at a time).
+    clinic = member("clinic")
+    task = _start_session(member, model_dataset, max_rows=3)
+    client = clinic.open_session(task["id"])
+    two = pd.DataFrame(_rows()[:2]).to_csv(index=False).encode()
+    one = pd.DataFrame(_rows()[:1]).to_csv(index=False).encode()
+    assert len(client.request(two, request_id="before")["predictions"]) == 2
+
+    platform.kill_executor(lease_holder(platform, task["id"]))
+    platform.add_executor()
+
+    with pytest.raises(InferenceError, match="already used in this session"):
+        client.request(two, request_id="before", timeout=120)
+    with pytest.raises(InferenceError, match="at most 1 now"):
+        client.request(two, request_id="after")
+    assert len(client.request(one, request_id="last")["predictions"]) == 1
+
+    done = member("hospital").wait(task["id"], timeout=60)
+    assert done["status"] == "succeeded"
+    assert member("hospital").receipt(task["id"])["body"]["session"]["rows_answered"] == 3

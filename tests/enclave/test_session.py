@@ -240,7 +240,8 @@ def test_max_requests_ends_the_session_with_usage_and_a_receipt(serve: ServeFact
         info=key_wrap_info("output", served.chash, "usage"),
     )
     counts = json.loads(unseal_bytes(usage.ciphertext, DataKey(key)))
-    assert counts["by_requester"] == {"alice": {"answered": 2, "failed": 0}}
+    rows = len(pd.read_csv(io.BytesIO(breast_cancer_hospitals()["new_patients.csv"])))
+    assert counts["by_requester"] == {"alice": {"answered": 2, "failed": 0, "rows": 2 * rows}}
     assert b"patient_id" not in json.dumps(body).encode()  # counts only, never contents
 
 

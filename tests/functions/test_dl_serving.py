@@ -98,8 +98,8 @@ def test_a_session_predictor_answers_json_rows_and_csv_like_tabular_predict(
     predictor = serve.open_session(ctx)
     rows = pd.read_csv(io.BytesIO(data["new_patients.csv"])).to_dict("records")
 
-    as_json = predictor.predict(json.dumps({"rows": rows}).encode())
-    as_csv = predictor.predict(data["new_patients.csv"])
+    as_json = predictor.predict(json.dumps({"rows": rows}).encode(), max_rows=len(rows))
+    as_csv = predictor.predict(data["new_patients.csv"], max_rows=len(rows))
 
     expected = pd.read_csv(io.BytesIO(batch)).to_dict("records")
     assert as_json["predictions"] == as_csv["predictions"] == expected
@@ -109,7 +109,8 @@ def test_a_session_predictor_answers_json_rows_and_csv_like_tabular_predict(
     ("request_body", "message"),
     [
         (b'{"rows": "nope"}', "a JSON request must be"),
-        (b'{"rows": []}', "a request holds 1 to"),
+        (b'{"rows": []}', "the request holds no rows"),
+        (b'{"rows": [{}, {}, {}]}', "holds 3 rows; this session answers at most 2"),
         (b"{not json", "not valid JSON"),
     ],
 )
@@ -120,7 +121,7 @@ def test_a_malformed_request_says_what_to_fix(
     predictor = serve.TabularPredictor.__new__(serve.TabularPredictor)  # no model needed
 
     with pytest.raises(FunctionError, match=message):
-        predictor.predict(request_body)
+        predictor.predict(request_body, max_rows=2)
 
 
 @pytest.mark.parametrize("name", ["tabular-serve", "image-serve"])
@@ -165,7 +166,7 @@ def test_an_image_session_predictor_answers_like_image_classify_predict(tmp_path
         scratch=tmp_path,
     )
 
-    answer = serve.open_session(ctx).predict(files["hospital_b.npz"])
+    answer = serve.open_session(ctx).predict(files["hospital_b.npz"], max_rows=10_000)
 
     expected = pd.read_csv(io.BytesIO(batch), dtype={"name": str, "predicted": str}).to_dict(
         "records"

@@ -23,10 +23,11 @@ async def _chunks(parts: list[bytes]) -> AsyncIterator[bytes]:
 class AppClient:
     """``client.request(...)`` / ``.get`` / ``.post`` / ``.put`` / ``.delete`` against ``app``."""
 
-    def __init__(self, app: Any, *, token: str | None = None) -> None:
+    def __init__(self, app: Any, *, token: str | None = None, source: str = "127.0.0.1") -> None:
         self._loop = asyncio.new_event_loop()
         self._client = httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+            transport=httpx.ASGITransport(app=app, client=(source, 50000)),
+            base_url="http://testserver",
         )
         if token is not None:
             self._client.headers["Authorization"] = f"Bearer {token}"

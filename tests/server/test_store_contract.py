@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from teeflow.server.audit import event_to_dict, verify_chain
-from teeflow.server.db import current_revision, upgrade
+from teeflow.server.db import alembic_config, current_revision, upgrade
 from teeflow.server.models import Base
 from teeflow.server.store import AuditEntry, Conflict, NotFound, Store, TaskRecord
 
@@ -70,7 +71,8 @@ def test_schema_comes_from_migrations_and_matches_models(store: Store, store_url
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
 
     assert diff == []
-    assert current_revision(store.engine) == "0001"
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert head is not None and current_revision(store.engine) == head
     store.migrate()  # idempotent
     upgrade(store_url)  # the URL form, as `teeflow` runs it at start-up
 

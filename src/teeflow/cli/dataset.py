@@ -1,4 +1,4 @@
-"""``teeflow dataset upload | list``: seal a file locally, upload only its ciphertext.
+"""``teeflow dataset upload | list | delete``: seal a file locally, upload only its ciphertext.
 
 The data key stays in $TEEFLOW_HOME/datasets/ and leaves this machine only wrapped to an
 enclave the member attested, when the member approves a task that uses the dataset.
@@ -66,3 +66,16 @@ def list_(
     with session(passphrase_file) as client:
         rows = client.datasets(owner=owner)
     emit_rows(rows, COLUMNS, as_json=as_json, title="Datasets")
+
+
+@app.command()
+def delete(
+    dataset_id: Annotated[str, typer.Argument(help="The id of a dataset you own.")],
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Delete DATASET_ID's ciphertext from the platform (frees your storage quota); its record
+    and audit entries stay. Refused while an unfinished task uses it."""
+    with session(passphrase_file) as client:
+        client.delete_dataset(dataset_id)
+    emit({"id": dataset_id, "state": "deleted"}, as_json=as_json, title="Dataset deleted")

@@ -130,10 +130,26 @@ def _summary(task: Mapping[str, Any]) -> dict[str, Any]:
 
 
 @app.command("list")
-def list_(passphrase_file: PassphraseFile = None, as_json: JsonOut = False) -> None:
-    """List the tasks you take part in."""
+def list_(
+    mine: Annotated[bool, typer.Option("--mine", help="Only tasks you proposed.")] = False,
+    invited: Annotated[
+        bool, typer.Option("--invited", help="Only tasks others proposed naming you.")
+    ] = False,
+    status: Annotated[
+        str | None, typer.Option("--status", help="Only tasks in this state.")
+    ] = None,
+    creator: Annotated[
+        str | None, typer.Option("--creator", help="Only tasks this member proposed.")
+    ] = None,
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """List the tasks you take part in (filters keep your own from being buried)."""
+    if mine and invited:
+        fail("--mine and --invited exclude each other; give one")
+    role = "creator" if mine else "invited" if invited else None
     with session(passphrase_file) as client:
-        tasks = client.tasks()
+        tasks = client.tasks(role=role, status=status, creator=creator)
     rows = tasks if as_json else [_summary(t) for t in tasks]
     emit_rows(
         rows,

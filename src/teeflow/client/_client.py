@@ -42,6 +42,7 @@ from teeflow.crypto import (
 from teeflow.enclave.checks import FUNCTION_SLOT
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
 from teeflow.enclave.receipt import verify_receipt
+from teeflow.signin import SIGN_IN_DOMAIN, sign_in_message
 
 if TYPE_CHECKING:
     from teeflow.client._inference import SessionClient
@@ -118,7 +119,16 @@ class Client:
         return result
 
     def login(self, username: str, password: str, *, remember: bool = True) -> str:
-        data = self._call("POST", "/v1/sessions", json={"username": username, "password": password})
+        # Signed with this member's key: a stranger's wrong passwords for this name never hold
+        # the member back (server/throttle.py); the password is checked all the same.
+        at = self._clock().isoformat()
+        proof = self.keys.signing_key.sign(SIGN_IN_DOMAIN, sign_in_message(username, at))
+        body = {
+            "username": username,
+            "password": password,
+            "proof": {"at": at, "signature": b64e(proof)},
+        }
+        data = self._call("POST", "/v1/sessions", json=body)
         token: str = data["token"]
         self.http.headers["Authorization"] = f"Bearer {token}"
         self.username = username
@@ -224,6 +234,12 @@ class Client:
         )
         return result
 
+    def delete_dataset(self, dataset_id: str) -> None:
+        """Delete a dataset you own on the control plane: its ciphertext goes, its record and
+        audit entries stay. ApiError 409 while an unfinished task uses it. The local data key
+        is kept (delete $TEEFLOW_HOME/datasets/ID.json yourself if you no longer want it)."""
+        self._call("DELETE", f"/v1/datasets/{dataset_id}")
+
     def functions(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call("GET", "/v1/functions")
         return result
@@ -326,8 +342,22 @@ class Client:
         except UnicodeDecodeError as exc:
             raise ClientError("the function source is not UTF-8 text") from exc
 
-    def tasks(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("GET", "/v1/tasks")
+    def tasks(
+        self,
+        *,
+        role: str | None = None,
+        status: str | None = None,
+        creator: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Your tasks, oldest first; ``role`` is ``creator`` (yours) or ``invited`` (others'
+        naming you); ``status``/``creator`` filter; ``limit``/``offset`` page."""
+        params = {"role": role, "status": status, "creator": creator, "limit": limit}
+        query = {k: v for k, v in params.items() if v is not None}
+        if offset:
+            query["offset"] = offset
+        result: list[dict[str, Any]] = self._call("GET", "/v1/tasks", params=query or None)
         return result
 
     def review(self, task: Mapping[str, Any]) -> list[str]:

@@ -83,4 +83,8 @@ def _warnings(contract: Mapping[str, Any], me: str, attested: Mapping[str, Any])
     # Everyone but me who receives anything computed from my inputs, recipient or not myself.
     warnings += exposure_warnings(contract, me)
     warnings += output_declaration_warnings(contract, me)
+    # -- inference sessions: requesters, limits, precision (issue 17 item 5) --
+    from teeflow.client._session_review import session_review_lines
+
+    warnings.extend(session_review_lines(contract, me))
     return warnings

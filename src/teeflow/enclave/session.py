@@ -10,30 +10,35 @@ hands in requests (:class:`SessionRequest`); for each, :meth:`InferenceSession.h
 
 1. checks the request is signed (domain ``inference-request``) by the key the contract pins for its
    requester, that the requester is one of the contract's ``requesters``, that its id is new in this
-   session, and that the session is within its limits;
-2. opens the request (HPKE, bound to contract hash, requester and request id), runs the prediction;
+   session, and that the session is within its limits (requests, rows, rate, lifetime:
+   enclave/session_limits.py);
+2. opens the request (HPKE, bound to contract hash, requester and request id), runs the prediction
+   with at most the rows the limits leave (``max_rows_per_request``, and what is left of
+   ``max_rows``), and rounds its probabilities when the contract sets ``decimals``;
 3. seals the answer, or a party-facing error, to that requester alone and signs it (domain
    ``inference-response``), so the host can neither read, forge nor swap it.
 
 A refused or failed request gets an answer only its requester can read, and the session goes on.
-The session ends when it reaches ``max_requests`` or ``max_seconds`` (:meth:`finish`: the ``usage``
-output and a receipt) or when the host stops it (:meth:`stop`: a receipt; the task was canceled or
-its lease lost). Receipts and ``usage`` count requests; they never hold a request or an answer.
+The session ends when it reaches ``max_requests``, ``max_rows`` or ``max_seconds`` (:meth:`finish`:
+the ``usage`` output and a receipt) or when the host stops it (:meth:`stop`: a receipt; the task was
+canceled or its lease lost). Receipts and ``usage`` count requests and rows; they never hold a
+request or an answer.
 
-Limits hold for one run of the session: replay protection and request counts live in enclave
-memory, so a session the operator restarts on another executor starts counting afresh (the
-control plane caps restarts at its ``max_attempts``).
+The counters and used request ids are sealed into the session's checkpoint (:meth:`checkpoint`,
+which the host calls before it hands answers back), so a session resumed on another executor goes
+on counting where the last checkpoint stopped (the bound is stated in enclave/session_limits.py).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -57,6 +62,13 @@ from teeflow.enclave.runtime import (
     TaskBundle,
     _scratch_root,
 )
+from teeflow.enclave.session_limits import (
+    RateWindow,
+    SessionCounters,
+    SessionLimits,
+    counters_key,
+    round_probabilities,
+)
 from teeflow.enclave.session_wire import (
     MAX_REQUEST_BYTES,
     REQUEST_DOMAIN,
@@ -71,8 +83,6 @@ from teeflow.functions.api import Context, FunctionError, OutputData
 from teeflow.functions.serving import Predictor
 
 __all__ = [
-    "DEFAULT_MAX_REQUESTS",
-    "DEFAULT_MAX_SECONDS",
     "USAGE_SLOT",
     "InferenceSession",
     "SessionLimits",
@@ -82,9 +92,6 @@ __all__ = [
     "is_session_contract",
 ]
 
-DEFAULT_MAX_REQUESTS = 100_000
-DEFAULT_MAX_SECONDS = 3600.0
-_MAX_SECONDS_CAP = 30 * 86400.0
 USAGE_SLOT = "usage"
 
 
@@ -135,52 +142,9 @@ def is_session_contract(contract: Mapping[str, Any]) -> bool:
 
 
 @dataclass(frozen=True)
-class SessionLimits:
-    """Who may query the session and for how long, from the signed contract's arguments."""
-
-    requesters: frozenset[str]
-    max_requests: int = DEFAULT_MAX_REQUESTS
-    max_seconds: float = DEFAULT_MAX_SECONDS
-
-    @classmethod
-    def from_contract(cls, contract: Mapping[str, Any]) -> SessionLimits:
-        args = contract["arguments"]
-        requesters = args.get("requesters")
-        if not isinstance(requesters, list) or not requesters:
-            raise TaskRejected("an inference session needs the argument 'requesters'")
-        # validate_contract made every requester a participant, whose keys the contract pins.
-        max_requests = args.get("max_requests", DEFAULT_MAX_REQUESTS)
-        if isinstance(max_requests, bool) or not isinstance(max_requests, int):
-            raise TaskRejected("argument 'max_requests' must be an integer")
-        max_seconds = args.get("max_seconds", DEFAULT_MAX_SECONDS)
-        if isinstance(max_seconds, bool) or not isinstance(max_seconds, int | float):
-            raise TaskRejected("argument 'max_seconds' must be a number")
-        if not 1 <= max_requests <= 10**9 or not 0 < max_seconds <= _MAX_SECONDS_CAP:
-            raise TaskRejected(
-                "arguments 'max_requests' (1 to 10^9) or 'max_seconds' (up to 30 days) are out "
-                "of range"
-            )
-        return cls(frozenset(requesters), int(max_requests), float(max_seconds))
-
-
-@dataclass(frozen=True)
 class _Party:
     verify_key: VerifyKey
     public_key: PublicKey
-
-
-@dataclass
-class _Counts:
-    answered: int = 0
-    failed: int = 0
-    refused: int = 0
-    by_requester: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    def count(self, requester: str, outcome: str) -> None:
-        setattr(self, outcome, getattr(self, outcome) + 1)
-        if outcome in ("answered", "failed"):  # a requester's own use of the session
-            mine = self.by_requester.setdefault(requester, {"answered": 0, "failed": 0})
-            mine[outcome] += 1
 
 
 class InferenceSession:
@@ -196,6 +160,7 @@ class InferenceSession:
         limits: SessionLimits,
         started_at: datetime,
         scratch: Path,
+        counters: SessionCounters | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._runtime = runtime
@@ -208,8 +173,10 @@ class InferenceSession:
         self._scratch = scratch
         self._clock = clock
         self._started = clock()
-        self._seen: set[tuple[str, str]] = set()
-        self._counts = _Counts()
+        self._counts = counters or SessionCounters(started_at=started_at.isoformat())
+        self._seen = {(str(r), str(i)) for r, i in self._counts.seen}
+        self._rate = RateWindow(limits.max_requests_per_minute)
+        self._counters_key = counters_key(runtime.identity.secret, self._chash)
         self._parties = {  # a name with NUL cannot be bound into HPKE info: no one to answer
             name: _Party(VerifyKey.from_b64(keys["sign_pk"]), PublicKey.from_b64(keys["enc_pk"]))
             for name, keys in contract["participants"].items()
@@ -247,6 +214,9 @@ class InferenceSession:
             open_session = _session_builtin(contract)
             limits = SessionLimits.from_contract(contract)
             _check_outputs(contract)
+            sealed = host.load_checkpoint()
+            key = counters_key(runtime.identity.secret, chash)
+            counters = None if sealed is None else SessionCounters.unseal(sealed, key)
         except TaskRejected as exc:
             failed = runtime.failed(contract, chash, opened.input_hashes, str(exc), now=now)
             raise SessionRefused(failed) from None
@@ -269,6 +239,7 @@ class InferenceSession:
             limits=limits,
             started_at=now,
             scratch=scratch,
+            counters=counters,
             clock=clock,
         )
 
@@ -276,15 +247,30 @@ class InferenceSession:
 
     @property
     def end(self) -> str | None:
-        """Why the session takes no more requests ("max_requests", "max_seconds"), or None."""
-        if self._counts.answered + self._counts.failed >= self.limits.max_requests:
+        """Why the session takes no more requests ("max_requests", "max_rows", "max_seconds"),
+        or None."""
+        if self._counts.used >= self.limits.max_requests:
             return "max_requests"
+        if self._counts.rows >= self.limits.max_rows:
+            return "max_rows"
         if self.seconds_left() <= 0:
             return "max_seconds"
         return None
 
     def seconds_left(self) -> float:
-        return self.limits.max_seconds - (self._clock() - self._started)
+        return self.limits.max_seconds - self._elapsed()
+
+    def _elapsed(self) -> float:
+        """Seconds served, this run and the runs this session was resumed from."""
+        return self._counts.elapsed_seconds + (self._clock() - self._started)
+
+    def checkpoint(self, host: Host) -> None:
+        """Seal the counters and used request ids into the session's checkpoint, so a session
+        resumed elsewhere goes on counting. The host calls it before answers leave."""
+        self._counts.sequence += 1
+        state = SessionCounters(**{**vars(self._counts), "elapsed_seconds": self._elapsed()})
+        state.seen = [list(pair) for pair in sorted(self._seen)]
+        host.save_checkpoint(state.seal(self._counters_key), state.sequence)
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -312,8 +298,18 @@ class InferenceSession:
                 )
             if self._predictor is None:
                 raise FunctionError("the session has ended")
-            envelope = {"status": "ok", "result": self._predictor.predict(plaintext)}
-            self._counts.count(request.requester, "answered")
+            allowed = min(
+                self.limits.max_rows_per_request, self.limits.max_rows - self._counts.rows
+            )
+            result = self._predictor.predict(plaintext, max_rows=allowed)
+            rows = _rows(result)
+            if rows > allowed:  # a predictor that ignored its bound: its answer never leaves
+                raise FunctionError(f"the answer holds {rows} rows, more than the {allowed} left")
+            envelope = {
+                "status": "ok",
+                "result": round_probabilities(result, self.limits.decimals),
+            }
+            self._counts.count(request.requester, "answered", rows)
         except Exception as exc:  # noqa: BLE001 - a bad request fails that request only
             envelope = {"status": "error", "error": _function_error(exc)}
             self._counts.count(request.requester, "failed")
@@ -344,6 +340,14 @@ class InferenceSession:
         end = self.end
         if end is not None:
             raise _Refusal(f"the session has reached its {end} and answers no more requests")
+        now = self._clock()
+        wait = self._rate.wait(now)
+        if wait > 0:
+            raise _Refusal(
+                f"the session's rate limit is {self.limits.max_requests_per_minute} requests a "
+                f"minute; send this request again in {math.ceil(wait)} s with a new request id"
+            )
+        self._rate.admit(now)
         self._seen.add(key)
         try:
             return hpke_open(
@@ -382,7 +386,8 @@ class InferenceSession:
             "requests_answered": self._counts.answered,
             "requests_failed": self._counts.failed,
             "requests_refused": self._counts.refused,
-            "started_at": self._started_at.isoformat(),
+            "rows_answered": self._counts.rows,
+            "started_at": self._counts.started_at or self._started_at.isoformat(),
             "end": self.end or "stopped",
         }
 
@@ -438,6 +443,14 @@ def _session_builtin(contract: Mapping[str, Any]) -> Callable[[Context], Predict
         if builtin.session:
             return builtin.load_session()
     raise TaskRejected(f"function {function.get('name')!r} does not serve inference sessions")
+
+
+def _rows(result: Any) -> int:
+    """Rows in a predictor's answer (``{"predictions": [...]}``, functions/serving.py)."""
+    predictions = result.get("predictions") if isinstance(result, dict) else None
+    if not isinstance(predictions, list):
+        raise FunctionError("the function's answer is not {'predictions': [...]}")
+    return len(predictions)
 
 
 def _check_outputs(contract: Mapping[str, Any]) -> None:

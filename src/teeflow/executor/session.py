@@ -9,7 +9,11 @@ Untrusted like the rest of the executor: it moves ciphertext and signatures, and
 - the lease is lost (the creator canceled the task, or another executor took it over): the enclave
   signs a receipt of what it served, which the control plane keeps for a canceled task;
 - the executor shuts down: the session is dropped unfinished, its lease lapses and another executor
-  opens the session again.
+  opens the session again, from the counters the enclave sealed into the session's checkpoint
+  before each batch of answers left (enclave/session_limits.py).
+
+The worker serves a session in a thread of its own and goes on leasing batch tasks meanwhile
+(executor/worker.py), so a session never starves batch work.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -60,7 +65,7 @@ def serve_session(worker: Worker, lease: dict[str, Any], *, stop: threading.Even
     )
     beat.start()
     try:
-        host = HttpHost(worker.http, task_id, has_checkpoint=False)
+        host = HttpHost(worker.http, task_id, has_checkpoint=lease.get("has_checkpoint", True))
         try:
             session = InferenceSession.open(
                 worker.enclave.runtime, bundle, host, now=worker.clock()
@@ -72,7 +77,10 @@ def serve_session(worker: Worker, lease: dict[str, Any], *, stop: threading.Even
         log.info("task %s: inference session open", task_id)
         relay = _Relay(worker.http, task_id, lease_wait=worker.lease_wait)
         try:
-            _end(worker, task_id, session, relay.serve(session, stop=stop, lost=lost))
+            ended = relay.serve(
+                session, stop=stop, lost=lost, checkpoint=lambda: session.checkpoint(host)
+            )
+            _end(worker, task_id, session, ended)
         finally:
             session.close()  # idempotent: whatever happened, the model leaves memory
     except (LeaseLost, HostUnavailable, httpx.HTTPError, ValueError, KeyError) as exc:
@@ -122,11 +130,18 @@ class _Relay:
         self._wait = lease_wait
 
     def serve(
-        self, session: InferenceSession, *, stop: threading.Event, lost: threading.Event
+        self,
+        session: InferenceSession,
+        *,
+        stop: threading.Event,
+        lost: threading.Event,
+        checkpoint: Callable[[], None],
     ) -> str:
         """Answer requests until the session ends: "limit", "lost" or "shutdown".
 
-        The answers to one batch ride on the call that fetches the next batch.
+        The answers to one batch ride on the call that fetches the next batch, after the enclave
+        sealed its counters into the checkpoint (``checkpoint``), so that no answer leaves
+        uncounted.
         """
         answers: list[dict[str, str]] = []
         while True:  # bounded: the session ends after max_seconds at the latest
@@ -158,6 +173,8 @@ class _Relay:
                 stop.wait(_PAUSE)
                 continue
             answers = [_wire(session.handle(_request(r))) for r in response.json()["requests"]]
+            if answers:
+                checkpoint()
 
     def _hand_back(self, answers: list[dict[str, str]]) -> None:
         """Deliver the last answers without taking more requests."""

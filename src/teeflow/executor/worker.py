@@ -151,31 +151,61 @@ class Worker:
     def run_forever(
         self, *, stop: threading.Event | None = None, max_tasks: int | None = None
     ) -> int:
+        """Lease and run tasks until ``stop``; returns how many were leased.
+
+        An inference session is served in a thread of its own while this loop goes on leasing
+        batch tasks only (``sessions=false``): a session, however long, never keeps batch work
+        from this executor (docs/inference.md).
+        """
         stop = self._stop = stop or self._stop
         done = 0
-        while not stop.is_set() and (max_tasks is None or done < max_tasks):
-            if time.monotonic() - self._registered_at > 1800:
-                self.register()  # fresh evidence before the old one expires
-            try:
-                # Long poll: the control plane answers as soon as a task is queued.
-                response = self.http.post("/v1/executor/lease", params={"wait": self.lease_wait})
-            except httpx.TransportError:
-                stop.wait(1.0)
-                continue
-            if response.status_code == 204:
-                continue
-            if response.status_code != 200:
-                log.warning("lease request refused (HTTP %s); retrying", response.status_code)
-                stop.wait(1.0)
-                continue
-            try:
-                self.run_one(response.json())
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
-                # The lease will expire and the task will be retried (or failed after too many
-                # attempts); the executor itself keeps serving.
-                log.error("task delivery failed: %s", type(exc).__name__)
-            done += 1
+        serving: threading.Thread | None = None
+        try:
+            while not stop.is_set() and (max_tasks is None or done < max_tasks):
+                busy = serving is not None and serving.is_alive()
+                lease = self._lease(stop, sessions=not busy)
+                if lease is None:
+                    continue
+                done += 1
+                if not busy and is_session_contract(lease["contract"]):
+                    serving = threading.Thread(target=self._run_logged, args=(lease,), daemon=True)
+                    serving.start()
+                else:
+                    self._run_logged(lease)
+        finally:
+            if serving is not None:
+                serving.join()
         return done
+
+    def _lease(self, stop: threading.Event, *, sessions: bool) -> dict[str, Any] | None:
+        """One long-poll for work (batch tasks only unless ``sessions``); None if none came."""
+        if time.monotonic() - self._registered_at > 1800:
+            self.register()  # fresh evidence before the old one expires
+        params: dict[str, Any] = {"wait": self.lease_wait}
+        if not sessions:
+            params["sessions"] = "false"
+        try:
+            # Long poll: the control plane answers as soon as a task is queued.
+            response = self.http.post("/v1/executor/lease", params=params)
+        except httpx.TransportError:
+            stop.wait(1.0)
+            return None
+        if response.status_code == 204:
+            return None
+        if response.status_code != 200:
+            log.warning("lease request refused (HTTP %s); retrying", response.status_code)
+            stop.wait(1.0)
+            return None
+        lease: dict[str, Any] = response.json()
+        return lease
+
+    def _run_logged(self, lease: dict[str, Any]) -> None:
+        try:
+            self.run_one(lease)
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            # The lease will expire and the task will be retried (or failed after too many
+            # attempts); the executor itself keeps serving.
+            log.error("task delivery failed: %s", type(exc).__name__)
 
     def run_one(self, lease: dict[str, Any]) -> None:
         if is_session_contract(lease["contract"]):

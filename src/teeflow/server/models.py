@@ -113,12 +113,17 @@ class TokenRow(Base):
 
 class LoginFailureRow(Base):
     __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_username_at", "username", "at"),)
+    __table_args__ = (
+        Index("ix_login_failures_username_at", "username", "at"),
+        Index("ix_login_failures_source_at", "source", "at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     # Not a foreign key: failures against unknown usernames are rate limited too.
     username: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(64), server_default="")
+    """The client's address as the control plane saw it."""
 
 
 class DatasetRow(Base):

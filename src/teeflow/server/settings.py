@@ -29,7 +29,30 @@ class Settings(BaseSettings):
     max_attempts: int = Field(default=5, gt=0)
     """Leases of one task before it is failed (each expired lease means an executor died)."""
     login_failures_allowed: int = Field(default=5, gt=0)
+    """Failed sign-ins for one account from one source before that pair backs off
+    (server/throttle.py)."""
+    login_source_failures_allowed: int = Field(default=20, gt=0)
+    """Failed sign-ins from one source, any accounts, before that source backs off."""
+    login_account_failures_allowed: int = Field(default=50, gt=0)
+    """Failed sign-ins for one account, any sources, before it is delayed (never locked)."""
     login_window_seconds: int = Field(default=300, gt=0)
+    """Failures older than this are forgotten."""
+    login_backoff_seconds: float = Field(default=30.0, gt=0)
+    """First backoff of a source (or account and source) over its threshold; doubles after
+    each further failure."""
+    login_backoff_max_seconds: float = Field(default=300.0, gt=0)
+    login_account_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    """Longest delay an account's failures from all sources together impose: a modest delay,
+    never a lockout; a sign-in signed with the account's key skips it."""
+    trusted_proxies: list[str] = Field(default_factory=list)
+    """Addresses of reverse proxies in front of the control plane (``TEEFLOW_TRUSTED_PROXIES``,
+    a JSON list): only from them is ``X-Forwarded-For`` believed, for the sign-in throttle."""
+    max_storage_bytes: int = Field(default=50 << 30, gt=0)
+    """Ciphertext a member may store (datasets and uploaded functions together)."""
+    max_open_tasks: int = Field(default=100, gt=0)
+    """Tasks a member may have proposed, approved, queued or running at once."""
+    max_open_proposals_per_member: int = Field(default=10, gt=0)
+    """Open tasks one member may propose that name another given member as a participant."""
     max_wait_seconds: float = Field(default=30.0, ge=0)
     """Longest a long-poll (task wait, lease, inference answer) is held; keep it under the idle
     timeout of any proxy in front of the control plane."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from teeflow.functions.outputs import MAX_METRICS_BYTES, OutputDeclaration
 from teeflow.functions.registry import Builtin, register
+from teeflow.functions.serving import SESSION_ARGUMENTS
 
 _PACKAGE = "teeflow.functions.builtins"
 
@@ -147,9 +148,7 @@ register(
         outputs=("usage",),
         declarations={"usage": _METRICS},
         arguments={
-            "requesters": "participants who may send requests (required)",
-            "max_requests": "requests the session answers before it ends (default 100000)",
-            "max_seconds": "seconds the session serves before it ends (default 3600)",
+            **SESSION_ARGUMENTS,
             "threshold": "probability above which a row is labelled 1 (default: the model's)",
             "id_columns": "input slot (or 'request', for the requests' rows) -> its own id "
             "column name, where it differs from the model's",
@@ -168,11 +167,7 @@ register(
         inputs="'model' (from image-classify-train) only",
         outputs=("usage",),
         declarations={"usage": _METRICS},
-        arguments={
-            "requesters": "participants who may send requests (required)",
-            "max_requests": "requests the session answers before it ends (default 100000)",
-            "max_seconds": "seconds the session serves before it ends (default 3600)",
-        },
+        arguments=dict(SESSION_ARGUMENTS),
         min_inputs=1,
         max_inputs=1,
         session=True,

@@ -17,12 +17,9 @@ from typing import Any
 from teeflow.functions.api import Context, FunctionError
 from teeflow.functions.builtins.image_predict import ImageModel
 from teeflow.functions.dl.args import check_known
+from teeflow.functions.serving import SESSION_ARGUMENTS, check_rows
 
-ARGUMENTS = {
-    "requesters": "participants who may send requests (required)",
-    "max_requests": "requests the session answers before it ends (default 100000)",
-    "max_seconds": "seconds the session serves before it ends (default 3600)",
-}
+ARGUMENTS = SESSION_ARGUMENTS
 
 
 def run(ctx: Context) -> None:
@@ -46,7 +43,8 @@ class ImagePredictor:
     def __init__(self, model: ImageModel) -> None:
         self.model = model
 
-    def predict(self, request: bytes) -> dict[str, Any]:
+    def predict(self, request: bytes, *, max_rows: int) -> dict[str, Any]:
         images, names = self.model.load(request, what="the request")
+        check_rows(len(images), max_rows)
         table = self.model.classify(images, names)
         return {"predictions": table.to_dict("records")}

@@ -32,17 +32,15 @@ from teeflow.functions.dl.args import check_known, float_arg
 from teeflow.functions.dl.scoring import TabularModel, prediction_columns
 from teeflow.functions.dl.tables import combine_tables, read_tables, with_common_id
 from teeflow.functions.ids import id_columns_arg
+from teeflow.functions.serving import SESSION_ARGUMENTS, check_rows
 
 ARGUMENTS = {
-    "requesters": "participants who may send requests (required)",
-    "max_requests": "requests the session answers before it ends (default 100000)",
-    "max_seconds": "seconds the session serves before it ends (default 3600)",
+    **SESSION_ARGUMENTS,
     "threshold": "probability above which a row is labelled 1 (default: the model's, 0.5)",
     "id_columns": "input slot (or 'request', for the requests' rows) -> its own id column "
     "name, where it differs from the model's",
 }
 REQUEST = "request"
-MAX_ROWS = 100_000
 
 
 def run(ctx: Context) -> None:
@@ -128,15 +126,18 @@ class TabularPredictor:
         self.held = held
         self.id_column: str | None = request_id or model.config.get("id_column") or None
 
-    def predict(self, request: bytes) -> dict[str, Any]:
+    def predict(self, request: bytes, *, max_rows: int) -> dict[str, Any]:
         if request.lstrip()[:1] == b"{":
             rows = _json_rows(request)
+            check_rows(len(rows), max_rows)
             if self.held is not None:
                 features, ids, id_name = self._table(pd.DataFrame.from_records(rows))
             else:
                 features, ids, id_name = self._records(rows)
         else:
-            features, ids, id_name = self._table(_csv_table(request))
+            frame = _csv_table(request)
+            check_rows(len(frame), max_rows)
+            features, ids, id_name = self._table(frame)
         names = self.model.class_names
         probability = (
             self.model.probabilities(features) if names else self.model.probability(features)
@@ -174,7 +175,6 @@ def _json_rows(request: bytes) -> list[Mapping[str, Any]]:
     rows = body.get("rows") if isinstance(body, dict) else None
     if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
         raise FunctionError('a JSON request must be {"rows": [{"column": value, ...}, ...]}')
-    _check_size(len(rows))
     return rows
 
 
@@ -183,10 +183,4 @@ def _csv_table(request: bytes) -> pd.DataFrame:
         frame = pd.read_csv(io.BytesIO(request))
     except (ValueError, UnicodeDecodeError, OSError):
         raise FunctionError("the request is neither JSON rows nor a readable CSV table") from None
-    _check_size(len(frame))
     return frame
-
-
-def _check_size(rows: int) -> None:
-    if not 1 <= rows <= MAX_ROWS:
-        raise FunctionError(f"a request holds 1 to {MAX_ROWS} rows, this one {rows}")

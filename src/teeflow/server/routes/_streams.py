@@ -42,10 +42,19 @@ def _too_large(limit: int) -> ApiError:
 
 
 async def receive_blob(
-    request: Request, platform: Platform, key: str, *, expected_sha256: str | None = None
+    request: Request,
+    platform: Platform,
+    key: str,
+    *,
+    expected_sha256: str | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[str, int]:
-    """Stream the body into blob ``key``; return (sha256, size). Nothing is kept on failure."""
+    """Stream the body into blob ``key``; return (sha256, size). Nothing is kept on failure.
+
+    ApiError 413 over ``max_upload_bytes`` or ``max_bytes``, whichever is smaller."""
     limit = platform.settings.max_upload_bytes
+    if max_bytes is not None:
+        limit = min(limit, max_bytes)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise _too_large(limit)

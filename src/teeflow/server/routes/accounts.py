@@ -5,22 +5,25 @@ The server never receives a private key; passwords are hashed with Argon2id.
 
 from __future__ import annotations
 
+import math
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, field_validator
 from pydantic.config import JsonDict
 
-from teeflow.crypto import CryptoError, PublicKey, VerifyKey, fingerprint
+from teeflow.crypto import CryptoError, PublicKey, VerifyKey, b64d, fingerprint
 from teeflow.server.deps import CurrentUser, PlatformDep, token_hash
 from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.store import Conflict, UserRecord
+from teeflow.server.throttle import Throttle, client_address
+from teeflow.signin import PROOF_MAX_SKEW_SECONDS, SIGN_IN_DOMAIN, sign_in_message
 
 router = APIRouter(prefix="/v1", tags=["accounts"])
 _hasher = PasswordHasher()
@@ -53,9 +56,18 @@ class UserPublic(BaseModel):
     fingerprint: str
 
 
+class SignInProof(BaseModel):
+    """The account's signing key over :func:`~teeflow.signin.sign_in_message`: lets the
+    member's own client past any backoff (server/throttle.py). The password is still needed."""
+
+    at: str = Field(max_length=64, description="ISO 8601 time of the attempt, with offset")
+    signature: str = Field(max_length=128, description="base64 Ed25519 signature")
+
+
 class LoginRequest(BaseModel):
     username: str = Field(max_length=64)
     password: str = Field(max_length=1024)
+    proof: SignInProof | None = None
 
 
 class TokenPublic(BaseModel):
@@ -104,27 +116,51 @@ def register(body: UserCreate, platform: PlatformDep) -> UserPublic:
 
 
 @router.post("/sessions", responses=error_responses(401, 422, 429))
-def login(body: LoginRequest, platform: PlatformDep) -> TokenPublic:
+def login(body: LoginRequest, request: Request, platform: PlatformDep) -> TokenPublic:
     store, settings, now = platform.store, platform.settings, platform.clock()
-    since = now - timedelta(seconds=settings.login_window_seconds)
-    if (
-        store.count_login_failures(username=body.username, since=since)
-        >= settings.login_failures_allowed
-    ):
-        raise ApiError(429, "rate_limited", "too many failed sign-ins; wait a few minutes")
+    throttle = Throttle(store, settings)
+    source = client_address(
+        request.client.host if request.client else "",
+        request.headers.get("x-forwarded-for"),
+        settings.trusted_proxies,
+    )
     user = store.get_user(body.username)
+    if not _holds_key(user, body.proof, now):
+        wait = throttle.retry_after(username=body.username, source=source, now=now)
+        if wait > 0:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"too many failed sign-ins from here; try again in {math.ceil(wait)} s "
+                "(`teeflow account login` with your keyring is not held back)",
+            )
     try:
         if user is None:
             raise VerificationError("unknown user")
         _hasher.verify(user.password_hash, body.password)
     except VerificationError:
-        store.record_login_failure(username=body.username, now=now)
+        throttle.failed(username=body.username, source=source, now=now)
         raise ApiError(401, "unauthorized", "wrong username or password") from None
-    store.clear_login_failures(body.username)
+    throttle.succeeded(username=body.username, source=source)
     token = "tf_" + secrets.token_urlsafe(32)
     expires = now + timedelta(seconds=settings.token_ttl_seconds)
     store.add_token(token_hash=token_hash(token), username=body.username, expires_at=expires)
     return TokenPublic(token=token, expires_at=expires.isoformat())
+
+
+def _holds_key(user: UserRecord | None, proof: SignInProof | None, now: datetime) -> bool:
+    """Whether ``proof`` is the account's signing key over a fresh sign-in message."""
+    if user is None or proof is None:
+        return False
+    try:
+        at = datetime.fromisoformat(proof.at)
+        if at.tzinfo is None or abs((now - at).total_seconds()) > PROOF_MAX_SKEW_SECONDS:
+            return False
+        message = sign_in_message(user.username, proof.at)
+        VerifyKey.from_b64(user.sign_pk).verify(SIGN_IN_DOMAIN, message, b64d(proof.signature))
+    except (ValueError, CryptoError):
+        return False
+    return True
 
 
 _bearer = HTTPBearer(auto_error=False)

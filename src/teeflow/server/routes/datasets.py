@@ -11,18 +11,20 @@ import uuid
 from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from teeflow.server.deps import CurrentUser, PlatformDep
 from teeflow.server.errors import ApiError, error_responses
+from teeflow.server.quotas import OPEN_TASK_STATES, storage_left, storage_quota_error
 from teeflow.server.routes._streams import (
     BLOB_RESPONSE,
     UPLOAD_BODY,
     receive_blob,
     send_blob,
 )
-from teeflow.server.store import DatasetRecord
+from teeflow.server.store import AuditEntry, DatasetRecord
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -115,7 +117,15 @@ async def upload_content(
     if record.state != "pending":
         raise ApiError.conflict("dataset content is already uploaded; create a new dataset")
     key = f"datasets/{dataset_id}"
-    sha256, size = await receive_blob(request, platform, key, expected_sha256=x_content_sha256)
+    left = await run_in_threadpool(storage_left, platform, user.username)
+    try:
+        sha256, size = await receive_blob(
+            request, platform, key, expected_sha256=x_content_sha256, max_bytes=left
+        )
+    except ApiError as exc:
+        if exc.status == 413 and left < platform.settings.max_upload_bytes:
+            raise storage_quota_error(platform.settings.max_storage_bytes) from None
+        raise
     platform.store.mark_dataset_ready(dataset_id, ciphertext_sha256=sha256, size=size, blob_key=key)
     platform.store.append_audit(
         actor=user.username,
@@ -167,3 +177,35 @@ def download_content(
     if record.state != "ready" or record.blob_key is None:
         raise ApiError.conflict("dataset content has not been uploaded yet")
     return send_blob(platform, record.blob_key, filename=f"{dataset_id}.sealed")
+
+
+@router.delete("/{dataset_id}", status_code=204, responses=error_responses(401, 403, 404, 409, 422))
+def delete_dataset(dataset_id: str, user: CurrentUser, platform: PlatformDep) -> None:
+    """Delete a dataset you own: its ciphertext is removed and its space freed; its record stays
+    (state ``deleted``), as do the audit log's entries and the contracts that name it.
+
+    409 while an unfinished task takes it as an input (cancel the task, or wait for it to end).
+    """
+    record = dataset_or_404(platform, dataset_id)
+    if record.owner != user.username or record.joint_owners:
+        raise ApiError.forbidden("only the dataset's sole owner can delete it")
+    if record.state == "deleted":
+        return
+    using = platform.store.tasks_using(dataset_id, statuses=OPEN_TASK_STATES)
+    if using:
+        raise ApiError.conflict(
+            f"unfinished task(s) {', '.join(using)} use this dataset; cancel them or wait until "
+            "they end, then delete it"
+        )
+    blob_key = platform.store.mark_dataset_deleted(
+        dataset_id,
+        now=platform.clock(),
+        audit=AuditEntry(
+            actor=user.username,
+            action="dataset.delete",
+            subject=dataset_id,
+            details={"name": record.name, "ciphertext_sha256": record.ciphertext_sha256},
+        ),
+    )
+    if blob_key is not None:
+        platform.blobs.delete(blob_key)

@@ -18,6 +18,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from teeflow.crypto import b64d, b64e, sha256_hex
+from teeflow.enclave.session import is_session_contract
 from teeflow.server.app import Platform
 from teeflow.server.contracts import plain_json
 from teeflow.server.deps import (
@@ -211,8 +212,14 @@ async def lease(
     wait: float = Query(
         0.0, ge=0.0, le=MAX_LEASE_WAIT_SECONDS, description="long-poll up to seconds for work"
     ),
+    sessions: bool = Query(
+        True, description="false: batch tasks only (the executor already serves a session)"
+    ),
 ) -> Response | dict[str, Any]:
     """Lease the next queued task (200), or 204 if none came within ``wait`` seconds.
+
+    An executor that serves an inference session keeps leasing with ``sessions=false``, so a
+    session never holds an executor away from batch work (docs/inference.md).
 
     The wait is capped at half the lease time, so that leases which expire while every executor
     waits are still found and re-queued promptly.
@@ -224,13 +231,15 @@ async def lease(
             if await request.is_disconnected():
                 # A dead executor's pending long-poll must not take work it can never run.
                 return Response(status_code=204)
-            leased = await run_in_threadpool(_lease_once, executor, platform)
+            leased = await run_in_threadpool(_lease_once, executor, platform, sessions)
             remaining = deadline - loop.time()
             if leased is not None or remaining <= 0 or not await wait_for(woken, remaining):
                 return leased if leased is not None else Response(status_code=204)
 
 
-def _lease_once(executor: ExecutorRecord, platform: Platform) -> dict[str, Any] | None:
+def _lease_once(
+    executor: ExecutorRecord, platform: Platform, sessions: bool = True
+) -> dict[str, Any] | None:
     now = platform.clock()
     if (now - executor.last_seen_at).total_seconds() >= 1.0:
         platform.store.touch_executor(executor.executor_id, now)  # at most one write a second
@@ -241,6 +250,7 @@ def _lease_once(executor: ExecutorRecord, platform: Platform) -> dict[str, Any] 
         audit=AuditEntry(
             actor=f"executor:{executor.executor_id}", action="task.lease", subject="", details={}
         ),
+        skip=None if sessions else is_session_contract,
     )
     if task is None:
         return None

@@ -9,7 +9,7 @@ The enclave re-checks every approval itself: a row edited to "approved" gets it 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response
 from fastapi.concurrency import run_in_threadpool
@@ -24,6 +24,7 @@ from teeflow.server.contracts import Proposal, build_contract
 from teeflow.server.deps import MAX_SEQUENCE, CurrentUser, PlatformDep
 from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.notify import QUEUE, task_key, wait_for
+from teeflow.server.quotas import check_task_quotas
 from teeflow.server.routes._streams import BLOB_RESPONSE, send_blob
 from teeflow.server.store import AuditEntry, Conflict, TaskRecord, UserRecord
 
@@ -85,9 +86,10 @@ def _audit(user: UserRecord, action: str, task_id: str, **details: Any) -> Audit
     return AuditEntry(actor=user.username, action=action, subject=task_id, details=details)
 
 
-@router.post("", status_code=201, responses=error_responses(401, 422, 503))
+@router.post("", status_code=201, responses=error_responses(401, 422, 429, 503))
 def propose(body: Proposal, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
     contract = build_contract(platform, body, creator=user.username)
+    check_task_quotas(platform, creator=user.username, participants=contract["participants"])
     chash = contract_hash(contract)
     task = platform.store.create_task(
         task_id=contract["task_id"],
@@ -101,9 +103,28 @@ def propose(body: Proposal, user: CurrentUser, platform: PlatformDep) -> dict[st
     return task_public(platform, task)
 
 
-@router.get("", responses=error_responses(401))
-def list_tasks(user: CurrentUser, platform: PlatformDep) -> list[dict[str, Any]]:
-    return [task_public(platform, t) for t in platform.store.list_tasks(participant=user.username)]
+@router.get("", responses=error_responses(401, 422))
+def list_tasks(
+    user: CurrentUser,
+    platform: PlatformDep,
+    role: Literal["creator", "invited"] | None = Query(
+        None, description="only tasks you created, or only those others named you in"
+    ),
+    status: str | None = Query(None, max_length=16, description="only tasks in this state"),
+    creator: str | None = Query(None, max_length=64, description="only tasks this member created"),
+    limit: int | None = Query(None, ge=1, le=1000, description="at most this many tasks"),
+    offset: int = Query(0, ge=0, description="skip this many (oldest first)"),
+) -> list[dict[str, Any]]:
+    """Your tasks, oldest first, a page at a time; filters keep your own from being buried."""
+    tasks = platform.store.list_tasks(
+        participant=user.username,
+        role=role,
+        status=status,
+        creator=creator,
+        limit=limit,
+        offset=offset,
+    )
+    return [task_public(platform, t) for t in tasks]
 
 
 MAX_WAIT_SECONDS = 30.0

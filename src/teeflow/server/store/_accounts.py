@@ -106,25 +106,41 @@ class AccountsMixin(StoreBase):
 
     # -- login rate limit ------------------------------------------------------------------------
 
-    def record_login_failure(self, *, username: str, now: datetime) -> None:
+    def record_login_failure(self, *, username: str, now: datetime, source: str = "") -> None:
         now = require_aware(now)
         with self._write() as session:
-            session.add(LoginFailureRow(username=username, at=now))
+            session.add(LoginFailureRow(username=username, at=now, source=source[:64]))
+
+    def login_failures(
+        self, *, since: datetime, username: str | None = None, source: str | None = None
+    ) -> tuple[int, datetime | None]:
+        """Failures at or after ``since`` for ``username`` and/or from ``source`` (None: any):
+        how many, and when the latest was."""
+        since = require_aware(since, "since")
+        where = [LoginFailureRow.at >= since]
+        if username is not None:
+            where.append(LoginFailureRow.username == username)
+        if source is not None:
+            where.append(LoginFailureRow.source == source[:64])
+        with self._read() as session:
+            count, latest = session.execute(
+                select(func.count(), func.max(LoginFailureRow.at)).where(*where)
+            ).one()
+            if latest is not None and latest.tzinfo is None:  # SQLite drops the offset
+                latest = latest.replace(tzinfo=since.tzinfo)
+            return int(count or 0), latest
 
     def count_login_failures(self, *, username: str, since: datetime) -> int:
         """Failures for ``username`` at or after ``since``."""
-        since = require_aware(since, "since")
-        with self._read() as session:
-            count = session.scalar(
-                select(func.count())
-                .select_from(LoginFailureRow)
-                .where(LoginFailureRow.username == username, LoginFailureRow.at >= since)
-            )
-            return int(count or 0)
+        return self.login_failures(since=since, username=username)[0]
 
-    def clear_login_failures(self, username: str) -> None:
+    def clear_login_failures(self, username: str, *, source: str | None = None) -> None:
+        """Forget ``username``'s failures (only those from ``source``, if given)."""
+        where = [LoginFailureRow.username == username]
+        if source is not None:
+            where.append(LoginFailureRow.source == source[:64])
         with self._write() as session:
-            session.execute(delete(LoginFailureRow).where(LoginFailureRow.username == username))
+            session.execute(delete(LoginFailureRow).where(*where))
 
     # -- executors -------------------------------------------------------------------------------
 

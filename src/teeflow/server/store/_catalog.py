@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from teeflow.server.audit import AuditEntry
@@ -153,6 +153,29 @@ class CatalogMixin(StoreBase):
             )
         with self._read() as session:
             return [_dataset(session, row) for row in session.scalars(query).all()]
+
+    def storage_used(self, owner: str) -> int:
+        """Bytes of ciphertext ``owner``'s datasets hold (uploaded, not deleted)."""
+        query = select(func.coalesce(func.sum(DatasetRow.size), 0)).where(
+            DatasetRow.owner == owner, DatasetRow.state == "ready"
+        )
+        with self._read() as session:
+            return int(session.scalar(query) or 0)
+
+    def mark_dataset_deleted(
+        self, dataset_id: str, *, now: datetime, audit: AuditEntry | None = None
+    ) -> str | None:
+        """Mark a dataset ``deleted`` and forget its blob key, which is returned for the caller
+        to delete. The row stays: contracts and the audit log still name it.
+        :class:`NotFound` if unknown."""
+        with self._write() as session:
+            row = session.get(DatasetRow, dataset_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"dataset {dataset_id!r} does not exist")
+            blob_key, row.blob_key, row.state = row.blob_key, None, "deleted"
+            session.flush()
+            self._maybe_audit(session, audit, require_aware(now))
+            return blob_key
 
     def delete_dataset(
         self, dataset_id: str, *, now: datetime | None = None, audit: AuditEntry | None = None

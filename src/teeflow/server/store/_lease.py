@@ -7,6 +7,7 @@ concurrent workers skip each other's candidate rows; SQLite takes the write lock
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -18,7 +19,10 @@ from teeflow.server.store._base import StoreBase, require_aware
 from teeflow.server.store._records import TaskRecord
 from teeflow.server.store._tasks import task_record
 
-__all__ = ["LeaseMixin"]
+__all__ = ["SKIP_WINDOW", "LeaseMixin"]
+
+SKIP_WINDOW = 64
+"""How many waiting tasks a lease that skips some (sessions) looks through."""
 
 
 class LeaseMixin(StoreBase):
@@ -29,8 +33,13 @@ class LeaseMixin(StoreBase):
         now: datetime,
         lease_seconds: float,
         audit: AuditEntry | None = None,
+        skip: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> TaskRecord | None:
         """Lease the oldest task that is ``queued``, or ``running`` with an expired lease.
+
+        With ``skip``, tasks whose contract it holds true for are passed over (an executor that
+        serves an inference session asks for batch work only); only the oldest
+        :data:`SKIP_WINDOW` waiting tasks are looked at.
 
         The task becomes ``running`` under ``executor_id`` until ``now + lease_seconds``, and its
         ``attempts`` grows by one. Returns None when nothing is waiting. With ``audit``, the entry
@@ -43,11 +52,18 @@ class LeaseMixin(StoreBase):
             TaskRow.status == "queued",
             and_(TaskRow.status == "running", TaskRow.lease_expires_at <= now),
         )
-        query = select(TaskRow).where(ready).order_by(TaskRow.created_at, TaskRow.task_id).limit(1)
+        query = (
+            select(TaskRow)
+            .where(ready)
+            .order_by(TaskRow.created_at, TaskRow.task_id)
+            .limit(1 if skip is None else SKIP_WINDOW)
+        )
         if self.is_postgresql:
             query = query.with_for_update(skip_locked=True)
         with self._write() as session:
-            row = session.scalars(query).first()
+            row = next(
+                (r for r in session.scalars(query) if skip is None or not skip(r.contract)), None
+            )
             if row is None:
                 return None
             row.status = "running"

@@ -103,16 +103,66 @@ class TasksMixin(StoreBase):
             row = session.get(TaskRow, task_id)
             return task_record(session, row) if row else None
 
-    def list_tasks(self, *, participant: str) -> list[TaskRecord]:
-        """Tasks the user created or takes part in, oldest first."""
+    def list_tasks(
+        self,
+        *,
+        participant: str,
+        role: Literal["creator", "invited"] | None = None,
+        status: str | None = None,
+        creator: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[TaskRecord]:
+        """Tasks the user created or takes part in, oldest first.
+
+        ``role`` keeps those the user created (``creator``) or was named in by someone else
+        (``invited``); ``status`` and ``creator`` filter further; ``limit``/``offset`` page.
+        """
         among = select(TaskParticipantRow.task_id).where(TaskParticipantRow.username == participant)
-        query = (
-            select(TaskRow)
-            .where(or_(TaskRow.creator == participant, TaskRow.task_id.in_(among)))
-            .order_by(TaskRow.created_at, TaskRow.task_id)
-        )
+        mine = TaskRow.creator == participant
+        invited = TaskRow.task_id.in_(among)
+        where = {"creator": mine, "invited": invited & ~mine, None: or_(mine, invited)}[role]
+        query = select(TaskRow).where(where).order_by(TaskRow.created_at, TaskRow.task_id)
+        if status is not None:
+            query = query.where(TaskRow.status == status)
+        if creator is not None:
+            query = query.where(TaskRow.creator == creator)
+        query = query.offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
         with self._read() as session:
             return [task_record(session, row) for row in session.scalars(query).all()]
+
+    def count_tasks(
+        self, *, creator: str, statuses: frozenset[str], participant: str | None = None
+    ) -> int:
+        """Tasks ``creator`` proposed that are in one of ``statuses`` (and, with
+        ``participant``, name that member)."""
+        query = (
+            select(func.count())
+            .select_from(TaskRow)
+            .where(TaskRow.creator == creator, TaskRow.status.in_(statuses))
+        )
+        if participant is not None:
+            among = select(TaskParticipantRow.task_id).where(
+                TaskParticipantRow.username == participant
+            )
+            query = query.where(TaskRow.task_id.in_(among))
+        with self._read() as session:
+            return int(session.scalar(query) or 0)
+
+    def tasks_using(self, dataset_id: str, *, statuses: frozenset[str]) -> list[str]:
+        """Ids of tasks in one of ``statuses`` whose contract takes ``dataset_id`` as an input."""
+        query = select(TaskRow.task_id, TaskRow.contract).where(TaskRow.status.in_(statuses))
+        with self._read() as session:
+            return [
+                task_id
+                for task_id, contract in session.execute(query)
+                if any(
+                    isinstance(spec, dict) and spec.get("dataset_id") == dataset_id
+                    for spec in (contract or {}).get("inputs", {}).values()
+                )
+            ]
 
     def transition(
         self,
