@@ -137,7 +137,7 @@ class Worker:
             "evidence": self.enclave.evidence().to_json(),
             "public_keys": runtime.identity.public_keys(),
         }
-        data = self.http.post("/v1/executors", json=body).raise_for_status().json()
+        data = self._post_registration(body)
         self.executor_id = data["executor_id"]
         self.http.headers["Authorization"] = f"Bearer {data['token']}"
         self._registered_at = time.monotonic()
@@ -176,6 +176,25 @@ class Worker:
             if serving is not None:
                 serving.join()
         return done
+
+    def _post_registration(self, body: dict[str, Any], *, attempts: int = 8) -> dict[str, Any]:
+        """POST the registration; a control plane that is starting, restarting or overloaded
+        (no connection, 5xx, 429) is retried with backoff, a refusal (4xx) is raised at once."""
+        for attempt in range(attempts):
+            try:
+                response = self.http.post("/v1/executors", json=body)
+            except httpx.TransportError:
+                if attempt == attempts - 1:
+                    raise
+            else:
+                if response.status_code < 500 and response.status_code != 429:
+                    data: dict[str, Any] = response.raise_for_status().json()
+                    return data
+                if attempt == attempts - 1:
+                    response.raise_for_status()
+            log.warning("registration not answered (attempt %d); retrying", attempt + 1)
+            time.sleep(min(0.5 * 2**attempt, 8.0))
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _lease(self, stop: threading.Event, *, sessions: bool) -> dict[str, Any] | None:
         """One long-poll for work (batch tasks only unless ``sessions``); None if none came."""

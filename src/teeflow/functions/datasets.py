@@ -28,6 +28,7 @@ __all__ = [
     "digits_hospitals",
     "german_credit_parties",
     "load_german_credit",
+    "toy_scans",
 ]
 
 BUREAU_COLUMNS = (
@@ -136,3 +137,33 @@ def german_credit_parties(seed: int = 0, overlap: float = 0.85) -> dict[str, byt
     bureau = frame.loc[bureau_rows, ["applicant_id", *BUREAU_COLUMNS]]
     bureau = bureau.sample(frac=1.0, random_state=seed)  # a different row order than the bank's
     return {"bank.csv": _csv(bank), "bureau.csv": _csv(bureau)}
+
+
+def toy_scans(
+    classes: tuple[str, str] = ("top", "bottom"),
+    *,
+    n: int = 10,
+    sizes: tuple[int, ...] = (12, 20),
+    seed: int = 0,
+) -> bytes:
+    """A zip of two class folders of grey PNG "scans" (bright top half vs bright bottom half),
+    ``n`` per class, their sizes cycling through ``sizes``: for tests of mixed-size images."""
+    import zipfile
+
+    from PIL import Image
+
+    def png(array: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(array).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    rng = np.random.RandomState(seed)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for i in range(n):
+            size = sizes[i % len(sizes)]
+            image = (rng.rand(size, size) * 60).astype(np.uint8)
+            image[: size // 2] += 180
+            archive.writestr(f"{classes[0]}/{i:03d}.png", png(image))
+            archive.writestr(f"{classes[1]}/{i:03d}.png", png(np.flipud(image).copy()))
+    return buffer.getvalue()

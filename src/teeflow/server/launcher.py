@@ -130,9 +130,13 @@ class LocalPlatform:
         try:
             deadline = time.monotonic() + timeout
             while len(store.list_executors()) < count:
-                dead = [p for p in self.executors if p.poll() is not None]
+                dead = [i for i, p in enumerate(self.executors) if p.poll() is not None]
                 if dead:
-                    raise RuntimeError("an executor exited during start; see DATA_DIR/logs")
+                    log = self._logs / f"executor-{dead[0]}.log"
+                    tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+                    raise RuntimeError(
+                        f"executor {dead[0]} exited during start; the end of {log}:\n{tail}"
+                    )
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"executors did not register in {timeout:.0f} s")
                 time.sleep(0.1)

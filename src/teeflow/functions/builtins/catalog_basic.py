@@ -33,7 +33,11 @@ register(
             "flags:*": OutputDeclaration("table", 64, scale=2.0, of="slot"),
             "intersection_size": OutputDeclaration("metrics", 256),
         },
-        arguments={"id_column": 'name of the id column (default "id")'},
+        arguments={
+            "id_column": 'name of the id column (default "id")',
+            "id_columns": "input slot -> its own id column name, where parties name it "
+            'differently (e.g. {"bank": "customer_no"}); other slots use id_column',
+        },
         min_inputs=2,
     )
 )
@@ -49,6 +53,8 @@ register(
         declarations={"result": OutputDeclaration("table", 64, scale=1.0)},
         arguments={
             "id_column": 'name of the id column (default "id")',
+            "id_columns": "input slot -> its own id column name, where parties name it "
+            'differently (e.g. {"bank": "customer_no"}); other slots use id_column',
             "amount_column": 'name of the amount column (default "amount")',
         },
         min_inputs=2,

@@ -43,6 +43,12 @@ register(
             "learning_rate": "Adam learning rate (default 0.001)",
             "test_fraction": "held-out share for zips of folders, which have no split "
             "(default 0.2)",
+            "image_size": "resize every image to this size, an int or [height, width] "
+            "(default: keep; sizes must then agree)",
+            "mean": "per-channel mean to normalise with, e.g. [0.5] (with std)",
+            "std": "per-channel standard deviation to normalise with (with mean)",
+            "augment": "flipped copies added to the training split: a list of hflip, vflip",
+            "report_class_counts": "true: metrics list each input's image count per class",
         },
         min_inputs=1,
     )
@@ -65,24 +71,30 @@ register(
 register(
     Builtin(
         name="tabular-train",
-        summary="Logistic regression or MLP on tables from several parties, joined inside the "
-        "enclave (AUC, KS).",
+        summary="Logistic regression, MLP or gradient-boosted trees on tables from several "
+        "parties, joined inside the enclave (AUC, KS; 0/1 or multi-class labels).",
         module=f"{_PACKAGE}.tabular_train",
         inputs="one or more tables (CSV or Parquet): same columns (rows are pooled) or a shared "
         "id column (inner-joined)",
         outputs=("model", "metrics", "metrics_public"),
         declarations={"model": _MODEL, "metrics": _METRICS, "metrics_public": _METRICS},
         arguments={
-            "label_column": "the 0/1 target column (required)",
+            "label_column": "the target column (required): 0/1, or 3 to 50 classes",
             "id_column": "the column that identifies a row and joins column-partitioned tables",
+            "id_columns": "input slot -> its own id column name, where parties name it "
+            "differently; the joined table and the model use id_column (or the first slot's "
+            "name)",
             "partition": "auto (default), rows or columns",
             "positive_label": "label value of the positive class when the label is not 0/1",
-            "model": "logistic (default) or mlp",
+            "model": "logistic (default), mlp, or gbdt (gradient-boosted trees, LightGBM)",
             "hidden": "mlp hidden layer sizes, e.g. [32] (default)",
             **_TRAIN_ARGS,
             "epochs": "training epochs (default 20)",
             "batch_size": "mini-batch size (default 32)",
-            "learning_rate": "Adam learning rate (default 0.01)",
+            "learning_rate": "Adam learning rate (default 0.01); for gbdt the shrinkage "
+            "(default 0.1)",
+            "num_trees": "gbdt boosting rounds (default 100)",
+            "num_leaves": "gbdt leaves per tree (default 31)",
             "threshold": "probability above which a row is predicted positive (default 0.5)",
         },
         min_inputs=1,
@@ -100,6 +112,7 @@ register(
         arguments={
             "threshold": "probability above which a row is labelled 1 (default: the model's)",
             "partition": "auto (default), rows or columns",
+            "id_columns": "input slot -> its own id column name, where it differs from the model's",
         },
         min_inputs=2,
     )
@@ -108,15 +121,17 @@ register(
 register(
     Builtin(
         name="evaluate",
-        summary="AUC, KS, accuracy and confusion matrix of a tabular-train model on labelled "
-        "tables.",
+        summary="Metrics of a tabular-train model on labelled tables (AUC, KS, accuracy, "
+        "confusion matrix) or of an image model on labelled images (per-class recall, macro AUC).",
         module=f"{_PACKAGE}.evaluate",
-        inputs="'model' (from tabular-train) and one or more labelled tables",
+        inputs="'model' (from tabular-train or image-classify-train) and one or more labelled "
+        "tables, or labelled images",
         outputs=("metrics",),
         declarations={"metrics": _METRICS},
         arguments={
             "threshold": "probability above which a row counts as positive (default: the model's)",
             "partition": "auto (default), rows or columns",
+            "id_columns": "input slot -> its own id column name, where it differs from the model's",
         },
         min_inputs=2,
     )
@@ -128,15 +143,17 @@ register(
         summary="Online inference session: answers each requester's sealed rows with a "
         "tabular-train model loaded once.",
         module=f"{_PACKAGE}.tabular_serve",
-        inputs="'model' (from tabular-train) only",
+        inputs="'model' (from tabular-train), and optionally tables the enclave holds and joins "
+        "to each request's rows by the model's id column (e.g. a bureau's columns)",
         outputs=("usage",),
         declarations={"usage": _METRICS},
         arguments={
             **SESSION_ARGUMENTS,
             "threshold": "probability above which a row is labelled 1 (default: the model's)",
+            "id_columns": "input slot (or 'request', for the requests' rows) -> its own id "
+            "column name, where it differs from the model's",
         },
         min_inputs=1,
-        max_inputs=1,
         session=True,
     )
 )

@@ -17,6 +17,7 @@ from teeflow.functions.dl.metrics import softmax
 from teeflow.functions.dl.modelfile import ModelBlob, load_weights
 from teeflow.functions.dl.networks import build_image_model
 from teeflow.functions.dl.training import predict_logits
+from teeflow.functions.dl.transforms import ImageTransform
 
 ARGUMENTS: dict[str, str] = {}
 
@@ -38,11 +39,16 @@ class ImageModel:
         blob = ModelBlob.from_bytes(data, kind="image")
         self.config = blob.config
         self.classes = [str(name) for name in self.config["class_names"]]
+        self.transform = ImageTransform.from_config(self.config.get("transform"))
         self.network = build_image_model(self.config)
         load_weights(self.network, blob.weights)
 
-    def classify(self, images: np.ndarray, names: list[str]) -> pd.DataFrame:
-        """``index``, ``name``, ``predicted`` and one ``p_<class>`` column per class."""
+    def load(self, data: bytes, *, what: str) -> tuple[np.ndarray, list[str]]:
+        """Unlabelled images from an input, resized as the model was trained."""
+        return load_unlabelled(data, what=what, transform=self.transform)
+
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        """(N, classes) probabilities of (N, C, H, W) images, prepared as in training."""
         images = _match_channels(images, int(self.config["channels"]))
         size = self.config["image_size"]
         if list(images.shape[2:]) != list(size):
@@ -50,7 +56,12 @@ class ImageModel:
                 f"the model takes {size[0]}x{size[1]} images, "
                 f"got {images.shape[2]}x{images.shape[3]}; resize them first"
             )
-        probabilities = softmax(predict_logits(self.network, images))
+        result: np.ndarray = softmax(predict_logits(self.network, self.transform.normalise(images)))
+        return result
+
+    def classify(self, images: np.ndarray, names: list[str]) -> pd.DataFrame:
+        """``index``, ``name``, ``predicted`` and one ``p_<class>`` column per class."""
+        probabilities = self.probabilities(images)
         table = pd.DataFrame({"index": np.arange(len(images)), "name": names})
         table["predicted"] = [self.classes[i] for i in probabilities.argmax(axis=1)]
         for i, name in enumerate(self.classes):
@@ -65,6 +76,6 @@ def run(ctx: Context) -> None:
         if slot not in ctx.inputs:
             raise FunctionError(f"image-classify-predict needs an input slot named {slot!r}")
     model = ImageModel(ctx.inputs["model"].read_bytes())
-    images, names = load_unlabelled(ctx.inputs["images"].read_bytes(), what="input 'images'")
+    images, names = model.load(ctx.inputs["images"].read_bytes(), what="input 'images'")
     table = model.classify(images, names)
     outputs["predictions"].write(table.to_csv(index=False).encode("utf-8"))

@@ -17,7 +17,6 @@ from typing import Any
 from teeflow.functions.api import Context, FunctionError
 from teeflow.functions.builtins.image_predict import ImageModel
 from teeflow.functions.dl.args import check_known
-from teeflow.functions.dl.images import load_unlabelled
 from teeflow.functions.serving import SESSION_ARGUMENTS, check_rows
 
 ARGUMENTS = SESSION_ARGUMENTS
@@ -45,7 +44,7 @@ class ImagePredictor:
         self.model = model
 
     def predict(self, request: bytes, *, max_rows: int) -> dict[str, Any]:
-        images, names = load_unlabelled(request, what="the request")
+        images, names = self.model.load(request, what="the request")
         check_rows(len(images), max_rows)
         table = self.model.classify(images, names)
         return {"predictions": table.to_dict("records")}

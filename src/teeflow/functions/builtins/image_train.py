@@ -9,6 +9,7 @@ per-class recall and AUC; aggregates only).
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,7 @@ from teeflow.functions.dl.modelfile import ModelBlob
 from teeflow.functions.dl.networks import IMAGE_MODELS, build_image_model
 from teeflow.functions.dl.state import fingerprint, tensor_arrays
 from teeflow.functions.dl.training import TrainConfig, fit, predict_logits
+from teeflow.functions.dl.transforms import augment, augment_arg, transform_args
 
 ARGUMENTS = {
     "model": "cnn (small CNN, default) or resnet18",
@@ -35,7 +37,51 @@ ARGUMENTS = {
     "learning_rate": "Adam learning rate (default 0.001)",
     "seed": "random seed for initialisation, shuffling and splits (default 0)",
     "test_fraction": "held-out share for zips of folders, which have no split (default 0.2)",
+    "image_size": "resize every image to this size, an int or [height, width] (default: keep; "
+    "sizes must then agree)",
+    "mean": "per-channel mean to normalise with, e.g. [0.5] (with std; default none)",
+    "std": "per-channel standard deviation to normalise with (with mean)",
+    "augment": "flipped copies added to the training split: a list of hflip, vflip",
+    "report_class_counts": "true: metrics list each input's image count per class (default false)",
 }
+
+
+def class_counts(sets: list[ImageSet], slots: list[str]) -> dict[str, dict[str, int]]:
+    """Per input slot, its image count per class name (every split together)."""
+    counts: dict[str, dict[str, int]] = {}
+    for slot, item in zip(slots, sets, strict=True):
+        labels = np.concatenate([labels for _, labels in item.splits.values()])
+        tally = np.bincount(labels, minlength=len(item.class_names))
+        counts[slot] = {name: int(tally[i]) for i, name in enumerate(item.class_names)}
+    return counts
+
+
+def check_classes(counts: dict[str, dict[str, int]]) -> None:
+    """Refuse, before training, class folders spelt differently across inputs (case, spaces,
+    ``-``/``_``) and a class some input has no image of; the message names classes and slots."""
+    spellings: dict[str, dict[str, list[str]]] = {}
+    for slot, tally in counts.items():
+        for name, count in tally.items():
+            if count:
+                key = re.sub(r"[\s_-]+", "", name.casefold())
+                spellings.setdefault(key, {}).setdefault(name, []).append(slot)
+    for variants in spellings.values():
+        if len(variants) > 1:
+            listed = "; ".join(
+                f"{name!r} in {', '.join(s)}" for name, s in sorted(variants.items())
+            )
+            raise FunctionError(
+                f"class folders are spelt differently across inputs ({listed}); give the class "
+                "the same folder name at every party"
+            )
+    every = {name for tally in counts.values() for name, count in tally.items() if count}
+    for slot, tally in counts.items():
+        missing = sorted(every - {name for name, count in tally.items() if count})
+        if missing:
+            raise FunctionError(
+                f"input {slot!r} has no images of class(es) {missing}, which other inputs have; "
+                "every party needs images of every class"
+            )
 
 
 def _class_order(names: set[str]) -> list[str]:
@@ -84,9 +130,23 @@ def run(ctx: Context) -> None:
     seed = int_arg(ctx, "seed", 0, low=0, high=2**31 - 1)
     test_fraction = float_arg(ctx, "test_fraction", 0.2, low=0.01, high=0.9)
 
+    transform = transform_args(ctx)
+    augmentations = augment_arg(ctx)
+    report_counts = ctx.arg("report_class_counts", False)
+    if not isinstance(report_counts, bool):
+        raise FunctionError("argument 'report_class_counts' must be true or false")
+
     slots = sorted(ctx.inputs)
-    sets = [load_images(ctx.inputs[slot].read_bytes(), what=f"input {slot!r}") for slot in slots]
+    sets = [
+        load_images(ctx.inputs[slot].read_bytes(), what=f"input {slot!r}", transform=transform)
+        for slot in slots
+    ]
+    counts = class_counts(sets, slots)
+    if len(slots) > 1:
+        check_classes(counts)
     data, classes = _pool(sets, test_fraction=test_fraction, seed=seed)
+    data = {split: (transform.normalise(x), y) for split, (x, y) in data.items()}
+    data["train"] = augment(*data["train"], augmentations)
     if len(classes) < 2:
         raise FunctionError("the images cover only one class; a classifier needs at least two")
     train_x, train_y = data["train"]
@@ -98,6 +158,7 @@ def run(ctx: Context) -> None:
         "num_classes": len(classes),
         "class_names": classes,
         "image_size": [height, width],
+        "transform": transform.to_config(),
     }
     digest = hashlib.sha256()
     for slot in slots:
@@ -134,6 +195,8 @@ def run(ctx: Context) -> None:
         val_predicted = predict_logits(result.model, val_x).argmax(axis=1)
         metrics["val_accuracy"] = round(float((val_predicted == val_y).mean()), 6)
     metrics["test_accuracy"] = metrics["test"]["accuracy"]
+    if report_counts:
+        metrics["class_counts_per_input"] = counts
 
     if "model" in outputs:
         extra = ModelBlob.export_inference(

@@ -1,7 +1,8 @@
 """``private-join-sum``: sum amounts over the ids that every party holds.
 
 Each input is a CSV table with the columns ``id`` and ``amount`` (names set by the arguments
-``id_column`` and ``amount_column``; other columns are ignored). Output slot ``result`` gets::
+``id_column`` and ``amount_column``, and ``id_columns`` maps an input slot to its own id column
+name where parties differ; other columns are ignored). Output slot ``result`` gets::
 
     id,amount
     1001,42.50
@@ -19,6 +20,7 @@ import io
 from decimal import Decimal, InvalidOperation
 
 from teeflow.functions.api import Context, FunctionError, InputData
+from teeflow.functions.ids import id_column_per_slot
 
 __all__ = ["RESULT_SLOT", "read_amounts", "run"]
 
@@ -66,13 +68,15 @@ def _sort_key(keys: set[str]) -> list[str]:
 
 
 def run(ctx: Context) -> None:
-    id_column = str(ctx.arg("id_column", "id"))
     amount_column = str(ctx.arg("amount_column", "amount"))
     if len(ctx.inputs) < 2:
         raise FunctionError("private-join-sum needs at least two inputs")
+    id_columns = id_column_per_slot(ctx, slots=ctx.inputs, default="id")
     if RESULT_SLOT not in ctx.outputs:
         raise FunctionError(f"private-join-sum writes the output slot {RESULT_SLOT!r}; add it")
-    tables = [read_amounts(data, id_column, amount_column) for data in ctx.inputs.values()]
+    tables = [
+        read_amounts(data, id_columns[slot], amount_column) for slot, data in ctx.inputs.items()
+    ]
     common = set.intersection(*(set(table) for table in tables))
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

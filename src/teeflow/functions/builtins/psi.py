@@ -1,7 +1,8 @@
 """``psi``: private set intersection of ids held by several parties.
 
 Each input is a CSV table with a header naming the id column (argument ``id_column``, default
-``id``), or a plain list of ids, one per line. For input ``X`` the function writes output slot
+``id``; ``id_columns`` maps an input slot to its own name where parties differ), or a plain list of
+ids, one per line. For input ``X`` the function writes output slot
 ``flags:X`` with that party's own rows only, in its own order::
 
     id,in_intersection
@@ -19,6 +20,7 @@ import csv
 import io
 
 from teeflow.functions.api import Context, FunctionError, InputData
+from teeflow.functions.ids import id_column_per_slot
 
 __all__ = ["FLAGS_PREFIX", "SIZE_SLOT", "read_ids", "run"]
 
@@ -48,7 +50,7 @@ def read_ids(data: InputData, id_column: str) -> list[str]:
     else:
         raise FunctionError(
             f"input {data.slot!r}: the header has no column {id_column!r}; "
-            "name it or set the argument id_column"
+            "name it, or set the argument id_column (or id_columns for this input)"
         )
     for row in rows:
         if not row:
@@ -66,16 +68,16 @@ def read_ids(data: InputData, id_column: str) -> list[str]:
 
 
 def run(ctx: Context) -> None:
-    id_column = str(ctx.arg("id_column", "id"))
     if len(ctx.inputs) < 2:
         raise FunctionError("psi needs at least two inputs")
+    id_columns = id_column_per_slot(ctx, slots=ctx.inputs, default="id")
     for slot in ctx.outputs:
         if slot != SIZE_SLOT and slot.removeprefix(FLAGS_PREFIX) not in ctx.inputs:
             raise FunctionError(
                 f"psi writes only {FLAGS_PREFIX}<input slot> and {SIZE_SLOT}; "
                 f"output slot {slot!r} matches no input"
             )
-    ids = {slot: read_ids(data, id_column) for slot, data in ctx.inputs.items()}
+    ids = {slot: read_ids(data, id_columns[slot]) for slot, data in ctx.inputs.items()}
     common = set.intersection(*(set(values) for values in ids.values()))
     for slot, values in ids.items():
         out = ctx.outputs.get(FLAGS_PREFIX + slot)

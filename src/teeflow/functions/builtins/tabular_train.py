@@ -2,9 +2,10 @@
 
 Inputs: every slot is a table (CSV or Parquet). Row-partitioned tables are concatenated;
 column-partitioned ones are inner-joined on ``id_column``. Outputs (each optional, at least one):
-``model`` (weights + preprocessing), ``metrics`` (AUC, KS, accuracy, confusion matrix, per-epoch
-loss, sizes, which columns each party contributed) and ``metrics_public`` (AUC, KS and accuracy
-only, for a party that must not receive the model). No output carries a row's values.
+``model`` (weights + preprocessing), ``metrics`` (AUC, KS, accuracy and confusion matrix of the
+held-out ``test`` split and of the ``train`` split, per-epoch loss, sizes, which columns each
+party contributed) and ``metrics_public`` (AUC, KS and accuracy only, for a party that must not
+receive the model). No output carries a row's values.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import hashlib
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from teeflow.functions.api import Context, FunctionError
 from teeflow.functions.dl.args import (
@@ -25,29 +25,43 @@ from teeflow.functions.dl.args import (
     output_slots,
     str_arg,
 )
-from teeflow.functions.dl.metrics import binary_metrics, sigmoid
+from teeflow.functions.dl.gbdt import BOOSTER_MEMBER, feature_importance, train_booster
+from teeflow.functions.dl.metrics import table_metrics
 from teeflow.functions.dl.modelfile import ModelBlob
 from teeflow.functions.dl.networks import TABULAR_MODELS, build_tabular_model
-from teeflow.functions.dl.scoring import binary_target
+from teeflow.functions.dl.scoring import TabularModel, class_target
 from teeflow.functions.dl.state import fingerprint, tensor_arrays
-from teeflow.functions.dl.tables import PARTITIONS, Preprocessor, combine_tables, read_tables
-from teeflow.functions.dl.training import TrainConfig, fit, predict_logits
+from teeflow.functions.dl.tables import (
+    PARTITIONS,
+    Preprocessor,
+    combine_tables,
+    read_tables,
+    split_rows,
+    with_common_id,
+)
+from teeflow.functions.dl.training import TrainConfig, fit
+from teeflow.functions.ids import id_columns_arg
 
 ARGUMENTS = {
-    "label_column": "the 0/1 target column (required)",
+    "label_column": "the target column (required): 0/1, or 3 to 50 classes",
     "id_column": "the column that identifies a row and joins column-partitioned tables",
+    "id_columns": "input slot -> its own id column name, where parties name it differently; "
+    "the joined table and the model use id_column (or the first slot's name)",
     "partition": "auto (default), rows or columns",
     "positive_label": "label value of the positive class when the label is not 0/1",
-    "model": "logistic (default) or mlp",
+    "model": "logistic (default), mlp, or gbdt (gradient-boosted trees, LightGBM)",
     "hidden": 'mlp hidden layer sizes, e.g. [32] (default) or "64,32"',
     "epochs": "training epochs (default 20)",
     "batch_size": "mini-batch size (default 32)",
-    "learning_rate": "Adam learning rate (default 0.01)",
+    "learning_rate": "Adam learning rate (default 0.01); for gbdt the shrinkage (default 0.1)",
+    "num_trees": "gbdt boosting rounds (default 100)",
+    "num_leaves": "gbdt leaves per tree (default 31)",
     "seed": "random seed for initialisation, shuffling and the split (default 0)",
     "test_fraction": "held-out share for the metrics, stratified by label (default 0.2)",
     "threshold": "probability above which a row is predicted positive (default 0.5)",
 }
 OUTPUTS = ("model", "metrics", "metrics_public")
+GBDT = "gbdt"
 _MAX_CATEGORIES = 100
 
 
@@ -62,33 +76,38 @@ def run(ctx: Context) -> None:
     id_column = str_arg(ctx, "id_column")
     partition = choice_arg(ctx, "partition", "auto", PARTITIONS)
     positive = ctx.arg("positive_label")
-    name = choice_arg(ctx, "model", "logistic", TABULAR_MODELS)
+    name = choice_arg(ctx, "model", "logistic", (*TABULAR_MODELS, GBDT))
     hidden = int_list_arg(ctx, "hidden", [32]) if name == "mlp" else []
     epochs = int_arg(ctx, "epochs", 20, low=1, high=10000)
     batch_size = int_arg(ctx, "batch_size", 32, low=1, high=1 << 20)
-    learning_rate = float_arg(ctx, "learning_rate", 0.01, low=1e-7, high=10.0)
+    rate = 0.1 if name == GBDT else 0.01
+    learning_rate = float_arg(ctx, "learning_rate", rate, low=1e-7, high=10.0)
+    num_trees = int_arg(ctx, "num_trees", 100, low=1, high=5000)
+    num_leaves = int_arg(ctx, "num_leaves", 31, low=2, high=1024)
     seed = int_arg(ctx, "seed", 0, low=0, high=2**31 - 1)
     test_fraction = float_arg(ctx, "test_fraction", 0.2, low=0.05, high=0.9)
     threshold = float_arg(ctx, "threshold", 0.5, low=0.0, high=1.0)
 
     slots = sorted(ctx.inputs)
-    tables = read_tables(ctx.inputs, slots)
+    tables, id_column = with_common_id(
+        read_tables(ctx.inputs, slots),
+        id_column=id_column,
+        id_columns=id_columns_arg(ctx, slots=slots),
+    )
     combined = combine_tables(tables, partition=partition, id_column=id_column)
     frame = combined.frame
     if label not in frame.columns:
         raise FunctionError(f"label column {label!r} is in none of the inputs")
     id_column = combined.id_column
-    target = binary_target(
+    target, class_names = class_target(
         frame[label], column=label, positive_label=None if positive is None else str(positive)
     )
     feature_columns = [c for c in frame.columns if c not in (label, id_column)]
     if not feature_columns:
         raise FunctionError("the inputs hold no feature columns besides the label and id")
-    if min(np.bincount(target, minlength=2)) < 2:
-        raise FunctionError("both label classes need at least two rows")
-    train_rows, test_rows = train_test_split(
-        np.arange(len(frame)), test_size=test_fraction, stratify=target, random_state=seed
-    )
+    if min(np.bincount(target, minlength=len(class_names or [0, 1]))) < 2:
+        raise FunctionError("every label class needs at least two rows")
+    train_rows, test_rows = split_rows(target, test_fraction=test_fraction, seed=seed)
     train_frame = frame.iloc[train_rows]
     preprocessor = Preprocessor.fit(train_frame, feature_columns)
     for column, categories in preprocessor.categorical.items():
@@ -110,31 +129,50 @@ def run(ctx: Context) -> None:
         "positive_label": None if positive is None else str(positive),
         "threshold": threshold,
     }
-    digest = hashlib.sha256()
-    for slot in slots:
-        digest.update(hashlib.sha256(ctx.inputs[slot].read_bytes()).digest())
-    config = TrainConfig(
-        epochs=epochs,
-        batch_size=batch_size,
-        learning_rate=learning_rate,
-        seed=seed,
-        binary=True,
-        fingerprint=fingerprint({**net_config, **dict(ctx.args), "data": digest.hexdigest()}),
-    )
-    result = fit(
-        ctx,
-        build_model=lambda: build_tabular_model(net_config),
-        features=x_train,
-        labels=target[train_rows],
-        config=config,
-    )
-    probability = sigmoid(predict_logits(result.model, x_test)[:, 0])
-    test = binary_metrics(target[test_rows], probability, threshold=threshold)
-
-    public = {key: test[key] for key in ("auc", "ks", "accuracy")}
-    if "model" in outputs:
+    if name == GBDT:
+        net_config["learning_rate"] = learning_rate
+    if class_names is not None:
+        net_config["class_names"] = class_names
+    if name == GBDT:
+        net_config.update(num_trees=num_trees, num_leaves=num_leaves)
+        blob, history = _train_trees(ctx, net_config, x_train, target[train_rows], seed=seed)
+    else:
+        digest = hashlib.sha256()
+        for slot in slots:
+            digest.update(hashlib.sha256(ctx.inputs[slot].read_bytes()).digest())
+        config = TrainConfig(
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+            binary=class_names is None,
+            fingerprint=fingerprint({**net_config, **dict(ctx.args), "data": digest.hexdigest()}),
+        )
+        result = fit(
+            ctx,
+            build_model=lambda: build_tabular_model(net_config),
+            features=x_train,
+            labels=target[train_rows],
+            config=config,
+        )
         blob = ModelBlob(config=net_config, weights=tensor_arrays(result.model.state_dict()))
-        outputs["model"].write(blob.to_bytes())
+        history = {"epochs": result.history}
+    # Scored with the model as saved and loaded back: exactly what predict and evaluate will use.
+    saved = blob.to_bytes()
+    model = TabularModel.from_bytes(saved)
+    test, train = (
+        table_metrics(
+            target[rows], model.probabilities(x), threshold=threshold, class_names=class_names
+        )
+        for rows, x in ((test_rows, x_test), (train_rows, x_train))
+    )
+    if name == GBDT:
+        history["feature_importance"] = feature_importance(
+            model.network, preprocessor.encoded_columns
+        )
+    public = {key: test[key] for key in ("auc", "ks", "accuracy") if key in test}
+    if "model" in outputs:
+        outputs["model"].write(saved)
     if "metrics" in outputs:
         outputs["metrics"].write_json(
             {
@@ -142,7 +180,8 @@ def run(ctx: Context) -> None:
                 "model": name,
                 **public,
                 "test": test,
-                "epochs": result.history,
+                "train": train,
+                **history,
                 "n_train": len(train_rows),
                 "n_test": len(test_rows),
                 "n_features_encoded": preprocessor.width,
@@ -155,3 +194,27 @@ def run(ctx: Context) -> None:
         )
     if "metrics_public" in outputs:
         outputs["metrics_public"].write_json(public)
+
+
+def _train_trees(
+    ctx: Context,
+    config: dict[str, Any],
+    features: np.ndarray,
+    labels: np.ndarray,
+    *,
+    seed: int,
+) -> tuple[ModelBlob, dict[str, Any]]:
+    """LightGBM trees for ``config`` (no checkpoints: boosting a table takes seconds)."""
+    booster = train_booster(
+        ctx,
+        features,
+        labels,
+        classes=len(config.get("class_names") or [0, 1]),
+        seed=seed,
+        num_trees=int(config["num_trees"]),
+        num_leaves=int(config["num_leaves"]),
+        learning_rate=float(config["learning_rate"]),
+    )
+    text: str = booster.model_to_string()
+    blob = ModelBlob(config=config, weights={}, extra={BOOSTER_MEMBER: text.encode("utf-8")})
+    return blob, {"trees": int(config["num_trees"])}

@@ -16,6 +16,8 @@ from pathlib import PurePosixPath
 import numpy as np
 
 from teeflow.functions.api import FunctionError
+from teeflow.functions.dl.state import check_zip
+from teeflow.functions.dl.transforms import ImageTransform
 
 __all__ = ["ImageSet", "load_images", "load_unlabelled", "split_holdout"]
 
@@ -44,18 +46,27 @@ def _to_nchw(images: np.ndarray, *, what: str) -> np.ndarray:
     return np.ascontiguousarray(images.astype(np.float32) / scale)
 
 
-def _is_npz(data: bytes) -> bool:
+def _is_npz(data: bytes, *, what: str) -> bool:
+    """Whether ``data`` is an ``.npz``; FunctionError for any zip beyond :func:`check_zip`."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            check_zip(archive, size=len(data), what=what)
             names = archive.namelist()
     except zipfile.BadZipFile:
         return False
     return bool(names) and all(name.endswith(".npy") for name in names)
 
 
-def _load_npz(data: bytes, *, what: str) -> ImageSet:
-    with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-        arrays = {name: archive[name] for name in archive.files}
+def _npz_arrays(data: bytes, *, what: str) -> dict[str, np.ndarray]:
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        raise FunctionError(f"{what}: not a readable .npz archive") from exc
+
+
+def _load_npz(data: bytes, *, what: str, transform: ImageTransform) -> ImageSet:
+    arrays = _npz_arrays(data, what=what)
     result = ImageSet()
     for split in ("train", "val", "test"):
         if f"{split}_images" not in arrays:
@@ -63,7 +74,7 @@ def _load_npz(data: bytes, *, what: str) -> ImageSet:
         labels = arrays.get(f"{split}_labels")
         if labels is None:
             raise FunctionError(f"{what}: {split}_images has no {split}_labels")
-        images = _to_nchw(arrays[f"{split}_images"], what=what)
+        images = transform.resize_batch(_to_nchw(arrays[f"{split}_images"], what=what))
         flat = np.asarray(labels).reshape(len(labels), -1)[:, 0].astype(np.int64)
         if len(flat) != len(images):
             raise FunctionError(f"{what}: {split}_images and {split}_labels differ in length")
@@ -98,6 +109,7 @@ def _decode(name: str, payload: bytes, *, what: str) -> np.ndarray:
 def _image_members(data: bytes, *, what: str) -> list[tuple[str, bytes]]:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            check_zip(archive, size=len(data), what=what)
             members = [
                 (info.filename, archive.read(info))
                 for info in archive.infolist()
@@ -106,27 +118,35 @@ def _image_members(data: bytes, *, what: str) -> list[tuple[str, bytes]]:
                 and not PurePosixPath(info.filename).name.startswith(".")
                 and "__MACOSX" not in info.filename
             ]
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise FunctionError(f"{what}: expected a MedMNIST .npz or a zip of image folders") from exc
     if not members:
         raise FunctionError(f"{what}: the zip holds no PNG, JPEG or DICOM images")
     return sorted(members)
 
 
-def _stack(decoded: list[np.ndarray], *, what: str) -> np.ndarray:
+def _stack(decoded: list[np.ndarray], *, what: str, transform: ImageTransform) -> np.ndarray:
+    decoded = [transform.resize(image) for image in decoded]
     shapes = {image.shape for image in decoded}
     if len(shapes) != 1:
-        raise FunctionError(f"{what}: images differ in size {sorted(shapes)}; resize them first")
+        raise FunctionError(
+            f"{what}: images differ in size {sorted(shapes)}; set the argument 'image_size' "
+            "to resize them to one size"
+        )
     stacked = np.stack(decoded)
     return _to_nchw(stacked, what=what)
 
 
-def _load_folders(data: bytes, *, what: str) -> ImageSet:
+def _load_folders(data: bytes, *, what: str, transform: ImageTransform) -> ImageSet:
     members = _image_members(data, what=what)
     classes = sorted({PurePosixPath(name).parent.name for name, _ in members})
     if "" in classes:
         raise FunctionError(f"{what}: every image must sit in a folder named after its class")
-    images = _stack([_decode(name, payload, what=what) for name, payload in members], what=what)
+    images = _stack(
+        [_decode(name, payload, what=what) for name, payload in members],
+        what=what,
+        transform=transform,
+    )
     labels = np.array(
         [classes.index(PurePosixPath(name).parent.name) for name, _ in members], dtype=np.int64
     )
@@ -143,20 +163,27 @@ def split_holdout(
     return (images[train], labels[train]), (images[test], labels[test])
 
 
-def load_images(data: bytes, *, what: str) -> ImageSet:
-    """One labelled image input (``.npz`` or zip of class folders)."""
-    return _load_npz(data, what=what) if _is_npz(data) else _load_folders(data, what=what)
+def load_images(data: bytes, *, what: str, transform: ImageTransform | None = None) -> ImageSet:
+    """One labelled image input (``.npz`` or zip of class folders), resized by ``transform``."""
+    transform = transform or ImageTransform()
+    if _is_npz(data, what=what):
+        return _load_npz(data, what=what, transform=transform)
+    return _load_folders(data, what=what, transform=transform)
 
 
-def load_unlabelled(data: bytes, *, what: str) -> tuple[np.ndarray, list[str]]:
-    """Images to predict: ``.npz`` (``images`` or ``test_images``) or any zip of images."""
-    if _is_npz(data):
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
-            for key in ("images", "test_images", "train_images"):
-                if key in archive.files:
-                    images = _to_nchw(archive[key], what=what)
-                    return images, [str(i) for i in range(len(images))]
+def load_unlabelled(
+    data: bytes, *, what: str, transform: ImageTransform | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Images to predict: ``.npz`` (``images`` or ``test_images``) or any zip of images, resized
+    by ``transform``."""
+    transform = transform or ImageTransform()
+    if _is_npz(data, what=what):
+        arrays = _npz_arrays(data, what=what)
+        for key in ("images", "test_images", "train_images"):
+            if key in arrays:
+                images = transform.resize_batch(_to_nchw(arrays[key], what=what))
+                return images, [str(i) for i in range(len(images))]
         raise FunctionError(f"{what}: the .npz has no 'images' or 'test_images' array")
     members = _image_members(data, what=what)
     decoded = [_decode(name, payload, what=what) for name, payload in members]
-    return _stack(decoded, what=what), [name for name, _ in members]
+    return _stack(decoded, what=what, transform=transform), [name for name, _ in members]

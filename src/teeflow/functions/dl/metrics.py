@@ -12,7 +12,14 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
-__all__ = ["binary_metrics", "multiclass_metrics", "sigmoid", "softmax"]
+__all__ = [
+    "binary_metrics",
+    "class_probabilities",
+    "multiclass_metrics",
+    "sigmoid",
+    "softmax",
+    "table_metrics",
+]
 
 _DIGITS = 6
 
@@ -86,3 +93,27 @@ def multiclass_metrics(
         "class_names": class_names,
         "n": len(y_true),
     }
+
+
+def class_probabilities(logits: np.ndarray, *, multiclass: bool) -> np.ndarray:
+    """(rows, classes) probabilities from a tabular network's logits: softmax of one logit per
+    class, or ``[1 - p, p]`` with ``p`` the sigmoid of a 0/1 model's one logit."""
+    if multiclass:
+        return softmax(logits)
+    positive = sigmoid(logits[:, 0])
+    return np.column_stack([1.0 - positive, positive])
+
+
+def table_metrics(
+    y_true: np.ndarray,
+    probabilities: np.ndarray,
+    *,
+    threshold: float,
+    class_names: list[str] | None,
+) -> dict[str, Any]:
+    """A tabular model's metrics from (rows, classes) ``probabilities``: :func:`binary_metrics`
+    of the last column when ``class_names`` is ``None`` (a 0/1 model), else
+    :func:`multiclass_metrics` (per-class recall, confusion matrix, one-vs-rest macro AUC)."""
+    if class_names is None:
+        return binary_metrics(y_true, probabilities[:, -1], threshold=threshold)
+    return multiclass_metrics(y_true, probabilities, class_names=class_names)

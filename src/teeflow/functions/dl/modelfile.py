@@ -21,11 +21,20 @@ from typing import Any
 import numpy as np
 
 from teeflow.functions.api import FunctionError
-from teeflow.functions.dl.state import arrays_from_npz, arrays_to_npz, read_zip, write_zip
+from teeflow.functions.dl.state import (
+    arrays_from_npz,
+    arrays_to_npz,
+    exact_json,
+    read_zip,
+    write_zip,
+)
 
 __all__ = ["MODEL_FORMAT", "ModelBlob", "load_weights"]
 
-MODEL_FORMAT = "teeflow-model/1"
+MODEL_FORMAT = "teeflow-model/2"
+# teeflow-model/1 saved config.json with sorted keys, which lost a tabular model's feature order;
+# image models of that format carry no order-bearing mapping and still load.
+_READABLE = {"image": (MODEL_FORMAT, "teeflow-model/1"), "tabular": (MODEL_FORMAT,)}
 
 
 @dataclass
@@ -36,9 +45,9 @@ class ModelBlob:
 
     def to_bytes(self) -> bytes:
         members = {
-            "config.json": json.dumps(
-                {**self.config, "format": MODEL_FORMAT}, indent=2, sort_keys=True
-            ).encode("utf-8"),
+            "config.json": exact_json(
+                {"format": MODEL_FORMAT, **self.config}, what="the model config"
+            ),
             "weights.npz": arrays_to_npz(self.weights),
         }
         members.update(self.extra)
@@ -52,18 +61,35 @@ class ModelBlob:
             config = json.loads(members.pop("config.json"))
         except (KeyError, ValueError) as exc:
             raise FunctionError(not_a_model) from exc
-        if not isinstance(config, dict) or config.get("format") != MODEL_FORMAT:
+        if not isinstance(config, dict) or not str(config.get("format")).startswith(
+            "teeflow-model/"
+        ):
             raise FunctionError(f"the model input is not in format {MODEL_FORMAT!r}")
         if config.get("kind") != kind:
             raise FunctionError(
                 f"the model input is a {config.get('kind')!r} model; this function needs a "
                 f"{kind!r} model"
             )
+        if config["format"] not in _READABLE.get(kind, ()):
+            raise FunctionError(
+                f"the model input is in format {config['format']!r}, which did not record its "
+                f"feature order; train the model again (this teeflow writes {MODEL_FORMAT!r})"
+            )
         try:
             weights = arrays_from_npz(members.pop("weights.npz"))
         except (KeyError, ValueError) as exc:
             raise FunctionError(not_a_model) from exc
         return cls(config=config, weights=weights, extra=members)
+
+    @staticmethod
+    def kind_of(data: bytes) -> str:
+        """The ``kind`` a model blob declares ("image" | "tabular"), FunctionError if none."""
+        members = read_zip(data, what="the model input")
+        try:
+            config = json.loads(members["config.json"])
+            return str(config["kind"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise FunctionError("the model input is not a teeflow model (no config.json)") from exc
 
     @staticmethod
     def export_inference(

@@ -63,14 +63,14 @@ def build_image_model(config: dict[str, Any]) -> nn.Layer:
 
 
 class MLP(nn.Layer):
-    def __init__(self, in_features: int, hidden: list[int]) -> None:
+    def __init__(self, in_features: int, hidden: list[int], outputs: int = 1) -> None:
         super().__init__()
         layers: list[nn.Layer] = []
         width = in_features
         for size in hidden:
             layers += [nn.Linear(width, size), nn.ReLU()]
             width = size
-        layers.append(nn.Linear(width, 1))
+        layers.append(nn.Linear(width, outputs))
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -79,12 +79,16 @@ class MLP(nn.Layer):
 
 
 def build_tabular_model(config: dict[str, Any]) -> nn.Layer:
-    """One output logit: ``logistic`` is a single linear layer, ``mlp`` adds ReLU hidden layers."""
+    """One output logit for 0/1 labels, one per class when ``config["class_names"]`` lists 3 or
+    more: ``logistic`` is a single linear layer (softmax regression for classes), ``mlp`` adds
+    ReLU hidden layers."""
     name, width = config["model"], int(config["in_features"])
+    classes = config.get("class_names") or []
+    outputs = len(classes) if len(classes) > 2 else 1
     if name == "logistic":
-        return MLP(width, [])
+        return MLP(width, [], outputs)
     if name == "mlp":
-        return MLP(width, [int(size) for size in config["hidden"]])
+        return MLP(width, [int(size) for size in config["hidden"]], outputs)
     raise FunctionError(
         f"unknown tabular model {name!r}; choose one of {', '.join(TABULAR_MODELS)}"
     )

@@ -24,6 +24,8 @@ __all__ = [
     "TrainState",
     "arrays_from_npz",
     "arrays_to_npz",
+    "check_zip",
+    "exact_json",
     "fingerprint",
     "read_zip",
     "tensor_arrays",
@@ -56,8 +58,11 @@ def tensor_arrays(state: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 def arrays_from_npz(data: bytes) -> dict[str, np.ndarray]:
-    """Arrays from ``.npz`` bytes; never unpickles. Raises ValueError on anything malformed."""
+    """Arrays from ``.npz`` bytes; never unpickles. Raises ValueError on anything malformed,
+    FunctionError on a zip that would expand beyond :func:`check_zip`'s bounds."""
     try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            check_zip(archive, size=len(data), what="an array archive")
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
@@ -73,12 +78,72 @@ def write_zip(members: Mapping[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+MAX_ZIP_BYTES = 8 << 30
+"""Most bytes a zip may expand to, whatever its size."""
+MAX_ZIP_RATIO = 200
+"""Most a zip may expand relative to its own size (beyond a 64 MiB allowance): image and array
+zips expand a few times, a zip bomb thousands of times."""
+MAX_ZIP_MEMBERS = 1_000_000
+
+
+def check_zip(archive: zipfile.ZipFile, *, size: int, what: str) -> None:
+    """Refuse, before reading anything, a zip whose members declare more than
+    ``min(MAX_ZIP_BYTES, max(64 MiB, MAX_ZIP_RATIO * size))`` bytes in all, or more than
+    :data:`MAX_ZIP_MEMBERS` members. Reading stays bounded by these declared sizes: Python's
+    zipfile stops each member at its declared size and fails its CRC if the data says otherwise.
+    """
+    infos = archive.infolist()
+    if len(infos) > MAX_ZIP_MEMBERS:
+        raise FunctionError(f"{what} has more than {MAX_ZIP_MEMBERS} files")
+    limit = min(MAX_ZIP_BYTES, max(64 << 20, MAX_ZIP_RATIO * size))
+    declared = sum(info.file_size for info in infos)
+    if declared > limit:
+        raise FunctionError(
+            f"{what} would expand to {declared / (1 << 20):.0f} MiB, more than the "
+            f"{limit / (1 << 20):.0f} MiB a zip of {size / (1 << 20):.1f} MiB may; split it, "
+            "or send it less compressed"
+        )
+
+
 def read_zip(data: bytes, *, what: str) -> dict[str, bytes]:
+    """Every member of a zip, within the bounds of :func:`check_zip`."""
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            check_zip(archive, size=len(data), what=what)
             return {name: archive.read(name) for name in archive.namelist()}
-    except (zipfile.BadZipFile, OSError) as exc:
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise FunctionError(f"{what} is not a valid zip archive") from exc
+
+
+def exact_json(document: Any, *, what: str) -> bytes:
+    """``document`` as JSON that loads back to exactly ``document``, or FunctionError.
+
+    Written in the document's own key order (never sorted: RFC 8785 and ``sort_keys`` reorder
+    keys, and a reader that took meaning from key order would get another document back), with
+    no NaN or infinity, and checked by loading it again: same keys in the same order, same types,
+    same values. Anything that would not survive (a non-finite number, a non-string key, a tuple
+    where a list is read, a numpy scalar) is refused here rather than loaded back wrong.
+    """
+    try:
+        text = json.dumps(document, indent=1, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise FunctionError(f"{what} holds a value that cannot be saved exactly ({exc})") from exc
+    if not _same(json.loads(text), document):
+        raise FunctionError(f"{what} would not load back exactly as saved")
+    return text.encode("utf-8")
+
+
+def _same(loaded: Any, saved: Any) -> bool:
+    """Equal values, equal types and equal key order, all the way down."""
+    if type(loaded) is not type(saved):
+        return False
+    if isinstance(saved, dict):
+        return list(loaded) == list(saved) and all(_same(loaded[key], saved[key]) for key in saved)
+    if isinstance(saved, list):
+        return len(loaded) == len(saved) and all(
+            _same(a, b) for a, b in zip(loaded, saved, strict=True)
+        )
+    return bool(loaded == saved)
 
 
 def fingerprint(config: Mapping[str, Any]) -> str:
@@ -113,7 +178,7 @@ class TrainState:
         }
         return write_zip(
             {
-                "meta.json": json.dumps(meta, sort_keys=True).encode("utf-8"),
+                "meta.json": exact_json(meta, what="the checkpoint"),
                 "model.npz": arrays_to_npz(self.model),
                 "optimizer.npz": arrays_to_npz(self.optimizer),
                 "rng.npz": arrays_to_npz({"key": keys}),

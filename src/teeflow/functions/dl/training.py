@@ -12,6 +12,7 @@ checkpoint, are the same in every run.
 
 from __future__ import annotations
 
+import math
 import random
 import warnings
 from collections.abc import Callable, Iterator
@@ -108,6 +109,11 @@ def fit(
             history, start = list(state.history), state.epoch
         for epoch in range(start + 1, config.epochs + 1):
             loss, accuracy = _one_epoch(model, optimizer, shuffler, features, labels, config)
+            if not math.isfinite(loss):
+                raise FunctionError(
+                    f"training diverged in epoch {epoch} (the loss is not a finite number); "
+                    "lower 'learning_rate'"
+                )
             record = {"epoch": epoch, "loss": round(loss, 6), "accuracy": round(accuracy, 6)}
             history.append(record)
             ctx.progress(epochs=config.epochs, **record)
