@@ -287,12 +287,18 @@ class EnclaveRuntime:
 
     # -- inputs -----------------------------------------------------------------------------
 
-    def open_task(self, bundle: TaskBundle, host: Host) -> OpenedTask:
+    def open_task(self, bundle: TaskBundle, host: Host, *, own_checkpoint: bool) -> OpenedTask:
         """Every check :meth:`execute` makes, then the inputs decrypted in memory, for code that
-        runs the function its own way (an inference session). Raises :class:`OpenRefused`."""
-        return self._open_task(bundle, host, PhaseTimer())
+        runs the function its own way (an inference session). Raises :class:`OpenRefused`.
 
-    def _open_task(self, bundle: TaskBundle, host: Host, timer: PhaseTimer) -> OpenedTask:
+        ``own_checkpoint``: the caller seals a checkpoint of its own format (a session's
+        counters), so the function checkpoint is not read here; a run authorisation past its
+        start window is then accepted only if the host hands in a checkpoint to resume."""
+        return self._open_task(bundle, host, PhaseTimer(), own_checkpoint=own_checkpoint)
+
+    def _open_task(
+        self, bundle: TaskBundle, host: Host, timer: PhaseTimer, *, own_checkpoint: bool = False
+    ) -> OpenedTask:
         chash = ""
         input_hashes: dict[str, str] = {}
         try:
@@ -305,7 +311,12 @@ class EnclaveRuntime:
                     now=self.clock(),
                 )
             chash = plan.contract_hash
-            resumed = self._load_checkpoint(chash, plan.grant, host)
+            if own_checkpoint:
+                if not plan.grant.fresh and host.load_checkpoint() is None:
+                    raise TaskRejected(stale_message(plan.grant))
+                resumed: tuple[bytes | None, int, EventCounter] = (None, 0, EventCounter())
+            else:
+                resumed = self._load_checkpoint(chash, plan.grant, host)
             inputs, input_hashes = self._open_inputs(chash, bundle, plan.input_keys, host, timer)
             source = self._open_function(plan.function_key, bundle.contract, host)
         except TaskRejected as exc:

@@ -203,7 +203,7 @@ class InferenceSession:
         """
         contract = bundle.contract
         try:
-            opened = runtime.open_task(bundle, host)
+            opened = runtime.open_task(bundle, host, own_checkpoint=True)
         except OpenRefused as exc:
             failed = runtime.failed(
                 contract, exc.contract_hash, exc.input_hashes, str(exc), now=now
