@@ -21,7 +21,6 @@ def test_every_path_without_the_launch_token_is_refused(
     browser: httpx.Client, console: ConsoleServer
 ) -> None:
     launch = console.launch
-    origin = console.base
     for path in ("/", "/datasets", "/audit/export", "/static/htmx.min.js", "/tasks/x/outputs/y"):
         response = browser.get(path)
         assert response.status_code == 403, path
@@ -34,7 +33,6 @@ def test_token_in_the_url_sets_a_strict_cookie_and_leaves_the_url(
     browser: httpx.Client, console: ConsoleServer
 ) -> None:
     launch = console.launch
-    origin = console.base
 
     response = browser.get(f"/datasets?token={launch.token}&x=1")
 
@@ -72,9 +70,7 @@ def test_a_change_without_the_csrf_token_is_refused(
     wrong = browser.post("/audit/remember", headers=headers, data={"csrf_token": "guess"})
     wrong_header = browser.post("/tasks/t1/approve", headers={**headers, "X-CSRF-Token": "x"})
     form_ok = browser.post("/audit/remember", headers=headers, data={"csrf_token": launch.csrf})
-    header_ok = browser.post(
-        "/audit/remember", headers={**headers, "X-CSRF-Token": launch.csrf}
-    )
+    header_ok = browser.post("/audit/remember", headers={**headers, "X-CSRF-Token": launch.csrf})
 
     assert (missing.status_code, wrong.status_code, wrong_header.status_code) == (403, 403, 403)
     assert "CSRF" in missing.text
@@ -91,9 +87,7 @@ def test_a_change_from_another_origin_is_refused_even_with_both_tokens(
 
     foreign = browser.post("/audit/remember", headers={"Origin": "http://evil.example"}, data=data)
     none = browser.post("/audit/remember", data=data)
-    by_referer = browser.post(
-        "/audit/remember", headers={"Referer": f"{origin}/audit"}, data=data
-    )
+    by_referer = browser.post("/audit/remember", headers={"Referer": f"{origin}/audit"}, data=data)
 
     assert foreign.status_code == 403 and none.status_code == 403
     assert by_referer.status_code == 303
@@ -103,7 +97,6 @@ def test_every_response_carries_the_strict_policy(
     browser: httpx.Client, console: ConsoleServer
 ) -> None:
     launch = console.launch
-    origin = console.base
     refused = browser.get("/")
     _signed_in(browser, launch)
     page = browser.get("/")

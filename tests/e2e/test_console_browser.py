@@ -66,7 +66,9 @@ class Member:
 
 
 @pytest.fixture(scope="module")
-def members(member: MemberFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Member]]:
+def members(
+    member: MemberFactory, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Member]]:
     require_chromium()
     made: dict[str, Member] = {}
     try:
@@ -101,7 +103,9 @@ def test_two_members_propose_approve_run_and_read_results(
     bank.find("#upload-name").send_keys("bank credit")
     bank.find("#upload-rows").click()
     bank.find("#upload-submit").click()
-    dataset_id = wait_for(lambda: bank.find("#uploaded code").text, timeout=60, what="upload", driver=bank.driver)
+    dataset_id = wait_for(
+        lambda: bank.find("#uploaded code").text, timeout=60, what="upload", driver=bank.driver
+    )
     screenshots(bank.driver, "datasets")
 
     # alice: propose tabular-train from the generated form
@@ -118,11 +122,21 @@ def test_two_members_propose_approve_run_and_read_results(
     alice.find("#disclose-progress").send_keys("alice,bank")
     screenshots(alice.driver, "propose-form")
     alice.find("#propose-submit").click()
-    wait_for(lambda: "/tasks/" in alice.driver.current_url, timeout=30, what="the task page", driver=alice.driver)
+    wait_for(
+        lambda: "/tasks/" in alice.driver.current_url,
+        timeout=30,
+        what="the task page",
+        driver=alice.driver,
+    )
     task_id = alice.driver.current_url.rstrip("/").rsplit("/", 1)[1]
     assert alice.find("#simulated").is_displayed()
     alice.find("#action-approve").click()
-    wait_for(lambda: not alice.all("#action-approve"), timeout=60, what="alice's approval", driver=alice.driver)
+    wait_for(
+        lambda: not alice.all("#action-approve"),
+        timeout=60,
+        what="alice's approval",
+        driver=alice.driver,
+    )
 
     # bank: the task waits on its To do page; it reads the review and approves
     bank.open("/")
@@ -133,23 +147,48 @@ def test_two_members_propose_approve_run_and_read_results(
     assert "bank" in warnings or "alice" in warnings  # who gets what is computed from its data
     screenshots(bank.driver, "task-review")
     bank.find("#action-approve").click()
-    wait_for(lambda: not bank.all("#action-approve"), timeout=60, what="bank's approval", driver=bank.driver)
+    wait_for(
+        lambda: not bank.all("#action-approve"),
+        timeout=60,
+        what="bank's approval",
+        driver=bank.driver,
+    )
 
     # alice: run, watch the live progress, then the results
     alice.open(f"/tasks/{task_id}")
     alice.find("#action-run").click()
-    wait_for(lambda: alice.all("#live-status"), timeout=30, what="live progress", driver=alice.driver)
+    wait_for(
+        lambda: alice.all("#live-status"), timeout=30, what="live progress", driver=alice.driver
+    )
     wait_for(
         lambda: alice.find("#progress-body").get_attribute("data-status") == "succeeded",
         what="the task to succeed",
         driver=alice.driver,
     )
     assert alice.find("#live-epoch").text == "4"
-    wait_for(lambda: _image_drawn(alice, "#training-plot"), timeout=30, what="training curve", driver=alice.driver)
-    assert alice.find("#receipt-ok").is_displayed() if alice.all("#receipt-ok") else True
+    wait_for(
+        lambda: _image_drawn(alice, "#training-plot"),
+        timeout=30,
+        what="training curve",
+        driver=alice.driver,
+    )
+    # the page reloads itself once the task ends: header, actions and receipt follow
+    wait_for(
+        lambda: alice.find("#task-status").text == "succeeded",
+        timeout=30,
+        what="the page to show the end state",
+        driver=alice.driver,
+    )
+    assert alice.find("#receipt-ok").is_displayed() and not alice.all("#action-cancel")
+    wait_for(lambda: _image_drawn(alice, "#training-plot"), timeout=30, what="training curve")
     screenshots(alice.driver, "task-done")
     alice.open(f"/tasks/{task_id}/results")
-    wait_for(lambda: _image_drawn(alice, "#plot-metrics-roc"), timeout=30, what="ROC picture", driver=alice.driver)
+    wait_for(
+        lambda: _image_drawn(alice, "#plot-metrics-roc"),
+        timeout=30,
+        what="ROC picture",
+        driver=alice.driver,
+    )
     assert _image_drawn(alice, "#plot-metrics-ks")
     assert float(alice.find("#metric-metrics-auc").text) > 0.5
     screenshots(alice.driver, "results")

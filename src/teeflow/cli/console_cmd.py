@@ -19,7 +19,8 @@ __all__ = ["register"]
 
 def console(
     port: Annotated[
-        int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1 (default: a free one).")
+        int,
+        typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1 (default: a free one)."),
     ] = 0,
     open_browser: Annotated[
         bool, typer.Option("--open/--no-open", help="Open the URL in your web browser.")

@@ -24,10 +24,13 @@ def report(
     task_id: Annotated[str, typer.Argument(help="The task id.", metavar="ID")],
     out: Annotated[
         Path | None,
-        typer.Option("--out", help="Write one self-contained HTML file (embedded SVG).", dir_okay=False),
+        typer.Option(
+            "--out", help="Write one self-contained HTML file (embedded SVG).", dir_okay=False
+        ),
     ] = None,
     png_dir: Annotated[
-        Path | None, typer.Option("--png-dir", help="Write one PNG per picture here.", file_okay=False)
+        Path | None,
+        typer.Option("--png-dir", help="Write one PNG per picture here.", file_okay=False),
     ] = None,
     passphrase_file: PassphraseFile = None,
 ) -> None:
@@ -47,7 +50,7 @@ def report(
             if output_kind(task, slot, functions) != "metrics":
                 continue
             data = client.output(task_id, slot)
-            assert isinstance(data, bytes)  # no destination: bytes  # noqa: S101
+            assert isinstance(data, bytes)  # no destination: bytes
             try:
                 document = json.loads(data)
             except ValueError:

@@ -15,7 +15,8 @@ page. So, for every request (pure ASGI middleware, static files included):
    (htmx) or the ``csrf_token`` form field (:func:`require_csrf`, a route dependency, since
    only the route reads the form);
 4. every response carries a strict Content-Security-Policy (no inline script or style, nothing
-   from elsewhere, no framing), ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin`` (with no-referrer, Chromium sends ``Origin: null`` on form posts),
+   from elsewhere, no framing), ``X-Frame-Options: DENY``, ``Referrer-Policy: same-origin``
+   (with no-referrer, Chromium sends ``Origin: null`` on form posts),
    ``X-Content-Type-Options: nosniff`` and ``Cache-Control: no-store``.
 
 A refusal is a plain 403 page that says what to do; it never echoes the token.
@@ -43,7 +44,7 @@ CSP = (
 )
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 CSRF_HEADER = "x-csrf-token"
-CSRF_FIELD = "csrf_token"  # noqa: S105 - a form field's name
+CSRF_FIELD = "csrf_token"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

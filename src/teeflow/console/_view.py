@@ -29,9 +29,7 @@ def my_outputs(task: Mapping[str, Any], me: str) -> list[str]:
     return sorted(slot for slot, spec in outputs.items() if me in (spec.get("recipients") or []))
 
 
-def output_kind(
-    task: Mapping[str, Any], slot: str, functions: list[dict[str, Any]]
-) -> str | None:
+def output_kind(task: Mapping[str, Any], slot: str, functions: list[dict[str, Any]]) -> str | None:
     """The declared kind of output ``slot`` (``metrics``, ``model``, ``table``, ``bytes``): an
     uploaded function's declaration in the contract, else the built-in's in ``functions``
     (``Client.functions()``); None when nothing declares it."""

@@ -59,7 +59,7 @@ class ConsoleState:
         key = (task_id, slot)
         if key not in self.outputs:
             data = self.client.output(task_id, slot)
-            assert isinstance(data, bytes)  # no destination: bytes  # noqa: S101
+            assert isinstance(data, bytes)  # no destination: bytes
             with self.lock:
                 self.outputs[key] = data
         return self.outputs[key]

@@ -59,7 +59,9 @@ def _partners(state: StateDep, extra: str = "") -> list[str]:
     return sorted(names - {state.me})
 
 
-def known_datasets(state: StateDep, extra: str = "") -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def known_datasets(
+    state: StateDep, extra: str = ""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(mine, partners'): my own and jointly owned datasets, and the metadata (name, kind,
     published row count) of the datasets of every member I deal with."""
     mine = state.client.datasets()
@@ -105,9 +107,7 @@ async def preview(
         problem = None
     except ValueError as exc:
         facts, problem = None, str(exc)
-    return page(
-        state, request, "_preview.html", facts=facts, problem=problem, size=len(data)
-    )
+    return page(state, request, "_preview.html", facts=facts, problem=problem, size=len(data))
 
 
 @router.post("/datasets", response_model=None)
@@ -132,8 +132,11 @@ async def upload(
         rows = facts["rows"] if publish_rows else None
     try:
         record = state.client.upload_dataset(
-            data, name=name.strip() or (file.filename or "data"), kind=kind,
-            description=description, rows=rows,
+            data,
+            name=name.strip() or (file.filename or "data"),
+            kind=kind,
+            description=description,
+            rows=rows,
         )
     except ClientError as exc:
         return _datasets_page(request, state, error=f"upload failed: {exc}")
@@ -150,7 +153,9 @@ def _function(state: StateDep, name: str) -> dict[str, Any]:
 @router.get("/propose", response_class=HTMLResponse)
 def propose_page(request: Request, state: StateDep, function: str = "") -> HTMLResponse:
     chosen = _function(state, function) if function else None
-    mine, partners = known_datasets(state, request.query_params.get("owner", "")) if chosen else ([], [])
+    mine, partners = (
+        known_datasets(state, request.query_params.get("owner", "")) if chosen else ([], [])
+    )
     outputs: list[str] = []
     if chosen:
         outputs = [s for s in chosen.get("outputs") or [] if not str(s).endswith("*")]

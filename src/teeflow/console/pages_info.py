@@ -80,8 +80,9 @@ def _remembered_head(state: StateDep) -> dict[str, Any] | None:
 
 
 def _filtered(events: list[dict[str, Any]], request: Request) -> list[dict[str, Any]]:
-    action, subject, actor = (request.query_params.get(k, "").strip() for k in
-                              ("action", "subject", "actor"))
+    action, subject, actor = (
+        request.query_params.get(k, "").strip() for k in ("action", "subject", "actor")
+    )
     return [
         e
         for e in events

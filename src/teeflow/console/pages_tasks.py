@@ -13,7 +13,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from teeflow.client import ClientError
-from teeflow.console._view import my_outputs, output_kind, task_view, todo_groups
+from teeflow.console._view import TERMINAL, my_outputs, output_kind, task_view, todo_groups
 from teeflow.console.app import StateDep, page
 from teeflow.console.plots import metric_pictures, metric_summary, training_picture
 
@@ -93,13 +93,15 @@ def task_action(
 
 
 @router.get("/tasks/{task_id}/progress", response_class=HTMLResponse)
-def progress(request: Request, state: StateDep, task_id: str) -> HTMLResponse:
-    """The live part of the Task page (htmx polls it until the task ends)."""
+def progress(request: Request, state: StateDep, task_id: str, shown: str = "") -> HTMLResponse:
+    """The live part of the Task page (htmx polls it until the task ends). ``shown`` is the
+    status the page was drawn with: once the task ends after that, htmx reloads the page, so
+    its header, actions and receipt show the end state too."""
     task = state.client.task(task_id)
     events = state.new_events(task_id)
     latest = next((e for e in reversed(events) if e.get("kind") == "progress"), None)
     errors = [e for e in events if e.get("kind") == "error"]
-    return page(
+    response = page(
         state,
         request,
         "_progress.html",
@@ -107,7 +109,11 @@ def progress(request: Request, state: StateDep, task_id: str) -> HTMLResponse:
         latest=latest,
         errors=errors,
         n_events=len(events),
+        shown=shown,
     )
+    if shown and shown not in TERMINAL and task["status"] in TERMINAL:
+        response.headers["HX-Refresh"] = "true"
+    return response
 
 
 @router.get("/tasks/{task_id}/training.svg")

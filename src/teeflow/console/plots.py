@@ -20,7 +20,7 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -70,15 +70,15 @@ def _figure() -> tuple[Figure, Any]:
     return figure, axes
 
 
+def _number(value: Any) -> TypeGuard[int | float]:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _numbers(values: Any) -> list[float] | None:
-    if not isinstance(values, list) or not values:
+    if not isinstance(values, list) or not values or not all(_number(v) for v in values):
         return None
-    out: list[float] = []
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            return None
-        out.append(float(value))
-    return out
+    return [float(v) for v in values]
 
 
 def _section(metrics: Mapping[str, Any], key: str) -> Any:
@@ -93,10 +93,17 @@ def _roc(metrics: Mapping[str, Any]) -> tuple[list[float], list[float], list[flo
     roc = _section(metrics, "roc")
     if not isinstance(roc, Mapping):
         return None
-    fpr, tpr, threshold = _numbers(roc.get("fpr")), _numbers(roc.get("tpr")), _numbers(
-        roc.get("threshold")
+    fpr, tpr, threshold = (
+        _numbers(roc.get("fpr")),
+        _numbers(roc.get("tpr")),
+        _numbers(roc.get("threshold")),
     )
-    if fpr is None or tpr is None or threshold is None or not len(fpr) == len(tpr) == len(threshold):
+    if (
+        fpr is None
+        or tpr is None
+        or threshold is None
+        or not len(fpr) == len(tpr) == len(threshold)
+    ):
         return None
     return fpr, tpr, threshold
 
@@ -141,11 +148,7 @@ def _confusion_figure(matrix: list[list[float]], names: list[str]) -> Figure:
 
 
 def _bars(values: Mapping[str, Any], *, xlabel: str) -> Figure | None:
-    pairs = [
-        (str(k), float(v))
-        for k, v in values.items()
-        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
-    ]
+    pairs = [(str(k), float(v)) for k, v in values.items() if _number(v)]
     if not pairs:
         return None
     pairs = sorted(pairs, key=lambda kv: abs(kv[1]))[-20:]  # the 20 largest, largest on top
@@ -168,21 +171,16 @@ def _confusion(metrics: Mapping[str, Any]) -> Figure | None:
     return _confusion_figure([row for row in rows if row is not None], [str(n) for n in names])
 
 
-def training_picture(
-    records: Sequence[Mapping[str, Any]], *, fmt: str = "svg"
-) -> Picture | None:
+def training_picture(records: Sequence[Mapping[str, Any]], *, fmt: str = "svg") -> Picture | None:
     """Loss and accuracy (and validation ones where present) by epoch, from per-epoch records
     or decrypted progress events; None when no record has an epoch and a curve value."""
     series: dict[str, list[tuple[float, float]]] = {}
     for record in records:
         epoch = record.get("epoch")
-        if not isinstance(epoch, int | float) or isinstance(epoch, bool):
-            continue
         for name in _CURVES:
             value = record.get(name)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                if math.isfinite(value):
-                    series.setdefault(name, []).append((float(epoch), float(value)))
+            if _number(epoch) and _number(value):
+                series.setdefault(name, []).append((float(epoch), float(value)))
     if not series:
         return None
     figure, axes = _figure()
@@ -227,6 +225,6 @@ def metric_summary(metrics: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key in ("auc", "ks", "accuracy", "n", "n_train", "n_test"):
         value = _section(metrics, key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if _number(value):
             out[key] = value
     return out

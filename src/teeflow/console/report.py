@@ -21,7 +21,9 @@ def report_pictures(
     fmt: str = "svg",
 ) -> list[tuple[str, Picture]]:
     """(slot, picture) for every metrics output, then the training curve from progress events."""
-    out = [(slot, p) for slot, doc in sorted(metrics.items()) for p in metric_pictures(doc, fmt=fmt)]
+    out = [
+        (slot, p) for slot, doc in sorted(metrics.items()) for p in metric_pictures(doc, fmt=fmt)
+    ]
     curve = training_picture([e for e in events if e.get("kind") == "progress"], fmt=fmt)
     if curve is not None:
         out.append(("progress", curve))
@@ -40,13 +42,14 @@ def report_html(
     parts = [
         "<!doctype html><html lang=en><meta charset=utf-8>",
         f"<title>teeflow report {e(str(task['id']))}</title>",
-        "<style>body{font:15px system-ui,sans-serif;max-width:1100px;margin:1rem auto;padding:0 1rem}"
-        "figure{display:inline-block;margin:.5rem;vertical-align:top}"
+        "<style>body{font:15px system-ui,sans-serif;max-width:1100px;margin:1rem auto;"
+        "padding:0 1rem}figure{display:inline-block;margin:.5rem;vertical-align:top}"
         "figure svg{max-width:100%;height:auto}table{border-collapse:collapse}"
         "td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:left}</style>",
         f"<h1>Task {e(str(task['id']))}: {e(str(contract['function']['name']))}</h1>",
         f"<p>status <b>{e(str(task['status']))}</b> · contract hash "
-        f"<code>{e(str(task['contract_hash']))}</code> · enclave {e(str(contract['executor']['tee']))}"
+        f"<code>{e(str(task['contract_hash']))}</code> · enclave "
+        f"{e(str(contract['executor']['tee']))}"
         + (" <b>SIMULATED</b>" if contract["executor"]["tee"] == "sim" else "")
         + "</p>",
     ]
@@ -55,7 +58,9 @@ def report_html(
         summary = metric_summary(doc)
         parts.append(f"<h2>{e(slot)}</h2>")
         if summary:
-            rows = "".join(f"<tr><th>{e(k)}</th><td>{e(json.dumps(v))}</td></tr>" for k, v in summary.items())
+            rows = "".join(
+                f"<tr><th>{e(k)}</th><td>{e(json.dumps(v))}</td></tr>" for k, v in summary.items()
+            )
             parts.append(f"<table>{rows}</table>")
         for owner, picture in pictures:
             if owner == slot:

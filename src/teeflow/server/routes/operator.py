@@ -50,9 +50,7 @@ def operator_page(platform: PlatformDep) -> HTMLResponse:
         for x in sorted(store.list_executors(), key=lambda x: x.registered_at)
     )
     states = "".join(f"<tr><th>{e(k)}</th><td>{v}</td></tr>" for k, v in sorted(counts.items()))
-    audit = (
-        f"entry {head.seq}, hash <code>{e(head.hash)}</code>" if head is not None else "empty"
-    )
+    audit = f"entry {head.seq}, hash <code>{e(head.hash)}</code>" if head is not None else "empty"
     body = (
         "<!doctype html><html lang=en><meta charset=utf-8><title>teeflow operator</title>"
         f"<style>{_STYLE}</style><h1>teeflow control plane</h1>"
