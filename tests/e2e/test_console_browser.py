@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from teeflow.client.audit_verify import verify_audit_log
 from teeflow.console.server import ConsoleServer
 
 from ._browser import clean, require_chromium, screenshots, start_chromium, wait_for
@@ -194,7 +195,7 @@ def test_two_members_propose_approve_run_and_read_results(
     screenshots(alice.driver, "results")
     alice.find("#download-metrics").click()
     saved = wait_for(
-        lambda: [p for p in alice.downloads.iterdir() if not p.name.endswith(".crdownload")],
+        lambda: [p for p in alice.downloads.glob("*-metrics") if p.is_file()],
         timeout=30,
         what="the download",
     )
@@ -219,6 +220,13 @@ def test_two_members_propose_approve_run_and_read_results(
     alice.open("/audit")
     assert alice.find("#audit-ok").is_displayed()
     screenshots(alice.driver, "audit")
+    alice.find("#audit-export").click()
+    exported = wait_for(
+        lambda: list(alice.downloads.glob("*.jsonl")), timeout=30, what="the audit export"
+    )
+    events = [json.loads(line) for line in exported[0].read_text().splitlines()]
+    report = verify_audit_log(events, policy=alice.client.policy())
+    assert report.ok and report.receipts_verified >= 1, report.problem
 
 
 def test_browser_requests_without_the_token_or_the_csrf_token_are_refused(

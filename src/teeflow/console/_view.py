@@ -58,9 +58,13 @@ def task_actions(task: Mapping[str, Any], me: str) -> list[str]:
     return actions
 
 
-def task_view(task: Mapping[str, Any], me: str) -> dict[str, Any]:
+def task_view(
+    task: Mapping[str, Any], me: str, trust: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """The contract in readable form: function, enclave, inputs, arguments, outputs,
-    disclosure and participants with their key fingerprints and approval state."""
+    disclosure and participants with their key fingerprints, approval state and ``trust``
+    (participant -> "you", "verified", "unverified", "new" or "KEYS CHANGED", from the keys
+    this member pinned; see client/_pins.py)."""
     contract = task["contract"]
     executor = contract["executor"]
     approvals = task.get("approvals", {})
@@ -97,6 +101,7 @@ def task_view(task: Mapping[str, Any], me: str) -> dict[str, Any]:
                 approvals.get(name, ""), "pending"
             ),
             "me": name == me,
+            "trust": (trust or {}).get(name, ""),
         }
         for name, keys in sorted(contract["participants"].items())
     ]

@@ -13,6 +13,7 @@ import pandas as pd
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from teeflow.cli._session import parse_names, parse_value
 from teeflow.client import ClientError
 from teeflow.console.app import StateDep, page
 
@@ -55,7 +56,7 @@ def table_preview(data: bytes, filename: str) -> dict[str, Any]:
 def _partners(state: StateDep, extra: str = "") -> list[str]:
     """Members I deal with: the participants of my tasks, and ``extra`` (a name asked for)."""
     names = {p for task in state.client.tasks() for p in task["contract"]["participants"]}
-    names |= set(_names(extra))
+    names |= set(parse_names(extra))
     return sorted(names - {state.me})
 
 
@@ -173,19 +174,6 @@ def propose_page(request: Request, state: StateDep, function: str = "") -> HTMLR
     )
 
 
-def _names(text: str) -> list[str]:
-    return [n.strip() for n in text.split(",") if n.strip()]
-
-
-def _value(text: str) -> Any:
-    import json
-
-    try:
-        return json.loads(text)
-    except ValueError:
-        return text
-
-
 @router.post("/propose", response_model=None)
 async def propose(request: Request, state: StateDep) -> Response:
     """Build the proposal from the form: ``input_slot_N``/``input_ds_N`` pairs, ``arg_NAME``,
@@ -200,20 +188,20 @@ async def propose(request: Request, state: StateDep) -> Response:
             if dataset:
                 inputs[slot.strip()] = dataset
     arguments = {
-        key.removeprefix("arg_"): _value(value.strip())
+        key.removeprefix("arg_"): parse_value(value.strip())
         for key, value in fields.items()
         if key.startswith("arg_") and value.strip()
     }
     outputs: dict[str, dict[str, Any]] = {}
     for key, value in fields.items():
-        if key.startswith("out_") and _names(value):
+        if key.startswith("out_") and parse_names(value):
             slot = key.removeprefix("out_")
             field = "joint_owners" if fields.get(f"joint_{slot}") else "recipients"
-            outputs[slot] = {field: _names(value)}
+            outputs[slot] = {field: parse_names(value)}
     disclosure = {
-        channel: _names(fields.get(f"disclose_{channel}", ""))
+        channel: parse_names(fields.get(f"disclose_{channel}", ""))
         for channel in _DISCLOSURE
-        if _names(fields.get(f"disclose_{channel}", ""))
+        if parse_names(fields.get(f"disclose_{channel}", ""))
     }
     try:
         if not outputs:

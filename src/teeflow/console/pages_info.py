@@ -1,8 +1,9 @@
 """Enclave (evidence, measurement, TCB, policy, verdict) and Audit (filters, verification,
 export) pages.
 
-The audit log is verified here with ``teeflow.client.audit_verify`` (hash chain and every
-receipt's enclave signature); the head the member last verified is remembered in the member's
+The audit log is verified here with ``teeflow.client.audit_verify`` against the member's own
+policy (hash chain, each executor registration's evidence, every receipt's enclave signature);
+the head the member last verified is the one ``teeflow audit verify`` remembers in the member's
 home, so a log rewritten or cut short since then is reported.
 """
 
@@ -10,22 +11,20 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from teeflow.client import ClientError
-from teeflow.client.audit_verify import verify_audit_log
-from teeflow.client.keyring import write_private_file
+from teeflow.client.audit_verify import AuditReport, verify_audit_log
 from teeflow.console.app import StateDep, page
+from teeflow.crypto import canonical_json
 
 __all__ = ["router"]
 
 router = APIRouter()
-
-_HEAD_FILE = "console-audit-head.json"
 
 
 def _policy_rows(state: StateDep) -> tuple[list[tuple[str, str]], str | None]:
@@ -70,15 +69,6 @@ def enclave(request: Request, state: StateDep) -> HTMLResponse:
     )
 
 
-def _remembered_head(state: StateDep) -> dict[str, Any] | None:
-    path: Path = state.client.home.root / _HEAD_FILE
-    try:
-        data: dict[str, Any] = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data
-
-
 def _filtered(events: list[dict[str, Any]], request: Request) -> list[dict[str, Any]]:
     action, subject, actor = (
         request.query_params.get(k, "").strip() for k in ("action", "subject", "actor")
@@ -92,20 +82,20 @@ def _filtered(events: list[dict[str, Any]], request: Request) -> list[dict[str, 
     ]
 
 
+def _verified(state: StateDep) -> tuple[list[dict[str, Any]], AuditReport | None, str | None]:
+    """The log, its report against the member's policy and remembered head, or why not."""
+    events = state.client.audit()
+    try:
+        policy = state.client.policy()
+    except ClientError as exc:
+        return events, None, str(exc)
+    since = state.client.home.audit_head(state.client.server)
+    return events, verify_audit_log(events, policy=policy, since=since), None
+
+
 @router.get("/audit", response_class=HTMLResponse)
 def audit(request: Request, state: StateDep) -> HTMLResponse:
-    events = state.client.audit()
-    remembered = _remembered_head(state)
-    report = verify_audit_log(events)
-    cut_short = None
-    if report.ok and remembered is not None:
-        # The log must still pass through the head remembered at its seq.
-        at = [e for e in events if int(e["seq"]) == int(remembered["seq"])]
-        if not at or at[0]["hash"] != remembered["hash"]:
-            cut_short = (
-                f"the log no longer holds the head you verified before (entry "
-                f"{remembered['seq']}): it was rewritten or cut short"
-            )
+    events, report, problem = _verified(state)
     shown = _filtered(events, request)
     return page(
         state,
@@ -115,31 +105,35 @@ def audit(request: Request, state: StateDep) -> HTMLResponse:
         events=shown[::-1][:500],
         total=len(events),
         report=report,
-        remembered=remembered,
-        cut_short=cut_short,
+        problem=problem or (str(report.problem) if report and report.problem else None),
+        remembered=state.client.home.audit_head(state.client.server),
         filters={k: request.query_params.get(k, "") for k in ("action", "subject", "actor")},
     )
 
 
 @router.post("/audit/remember", response_model=None)
 def remember(state: StateDep) -> Response:
-    """Remember the head of a log that verifies, to check later logs against it."""
-    events = state.client.audit()
-    report = verify_audit_log(events)
-    if report.ok and events:
-        head = {"seq": int(events[-1]["seq"]), "hash": str(events[-1]["hash"])}
-        write_private_file(
-            state.client.home.root / _HEAD_FILE, json.dumps(head).encode(), overwrite=True
-        )
+    """Remember the head of a log that verifies (and the enclave keys it attests), as
+    ``teeflow audit verify`` does: later logs must still pass through it."""
+    _, report, _ = _verified(state)
+    if report is not None and report.ok and report.head and report.head_seq:
+        now = datetime.now(UTC).isoformat()
+        home = state.client.home
+        for key in report.attested:
+            home.record_attested_enclave(
+                public_keys=key.public_keys, tee=key.tee, measurement=key.measurement, at=now
+            )
+        home.save_audit_head(state.client.server, seq=report.head_seq, hash=report.head, at=now)
     return RedirectResponse("/audit", status_code=303)
 
 
 @router.get("/audit/export")
 def export(state: StateDep) -> Response:
-    """The whole log as JSON, for ``teeflow audit verify`` or another auditor."""
-    body = json.dumps(state.client.audit(), indent=2, sort_keys=True).encode()
+    """The whole log as canonical JSON Lines, as ``teeflow audit export`` writes it, for
+    ``teeflow audit verify FILE`` or another auditor."""
+    body = "".join(canonical_json(e).decode("utf-8") + "\n" for e in state.client.audit())
     return Response(
-        body,
-        media_type="application/json",
-        headers={"Content-Disposition": 'attachment; filename="teeflow-audit.json"'},
+        body.encode("utf-8"),
+        media_type="application/jsonl",
+        headers={"Content-Disposition": 'attachment; filename="teeflow-audit.jsonl"'},
     )

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from teeflow.client import ClientError
+from teeflow.client._pins import participant_trust
 from teeflow.console._view import TERMINAL, my_outputs, output_kind, task_view, todo_groups
 from teeflow.console.app import StateDep, page
 from teeflow.console.plots import metric_pictures, metric_summary, training_picture
@@ -26,7 +27,29 @@ router = APIRouter()
 def todo(request: Request, state: StateDep) -> HTMLResponse:
     tasks = state.client.tasks()
     groups = todo_groups(tasks, state.me, state.opened)
-    return page(state, request, "todo.html", tab="todo", groups=groups, tasks=tasks[::-1])
+    key_changes = sorted(
+        {
+            (name, task["id"])
+            for task in tasks
+            if task["status"] not in TERMINAL
+            for name, mark in _trust(state, task).items()
+            if mark == "KEYS CHANGED"
+        }
+    )
+    return page(
+        state,
+        request,
+        "todo.html",
+        tab="todo",
+        groups=groups,
+        tasks=tasks[::-1],
+        key_changes=key_changes,
+    )
+
+
+def _trust(state: StateDep, task: dict[str, Any]) -> dict[str, str]:
+    """How far this member trusts each participant's keys (pinned in its home)."""
+    return participant_trust(task["contract"], me=state.me, home=state.client.home)
 
 
 def _task_page(
@@ -52,7 +75,7 @@ def _task_page(
         "task.html",
         status_code=400 if error else 200,
         tab="todo",
-        task=task_view(task, state.me),
+        task=task_view(task, state.me, _trust(state, task)),
         warnings=warnings,
         blocked=blocked,
         receipt=receipt,

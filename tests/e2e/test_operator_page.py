@@ -11,25 +11,13 @@ import asyncio
 
 import httpx
 
-from teeflow.attestation import Policy, SimQuotingKey, sim_measurement
 from teeflow.client import Client, MemberHome, MemberKeys
 from teeflow.crypto import PrivateKey, SigningKey
 from teeflow.server.app import create_app
 from teeflow.server.launcher import LocalPlatform
 from teeflow.server.settings import Settings
 
-PASSWORD = "correct horse battery staple"
-
-
-def _policy(platform: LocalPlatform) -> Policy:
-    quoting_key = SimQuotingKey.load_or_create(platform.data_dir / "platform")
-    return Policy(
-        allowed_tees=frozenset({"sim"}),
-        allow_simulated=True,
-        sim_quoting_keys=frozenset({quoting_key.public_key_hex}),
-        allowed_measurements=frozenset({sim_measurement()}),
-        accepted_tcb_statuses=frozenset({"Simulated"}),
-    )
+from .conftest import PASSWORD, member_policy
 
 
 def test_operator_page_is_off_by_default(tmp_path) -> None:
@@ -51,7 +39,7 @@ def test_operator_page_shows_status_and_nothing_secret(tmp_path) -> None:
             platform.url,
             keys=keys,
             home=MemberHome(tmp_path / "home"),
-            policy=_policy(platform),
+            policy=member_policy(platform),
         ) as alice:
             alice.register("alice", PASSWORD)
             alice.login("alice", PASSWORD)
