@@ -162,11 +162,21 @@ def results(request: Request, state: StateDep, task_id: str) -> HTMLResponse:
     task = state.client.task(task_id)
     view = task_view(task, state.me)
     mine = set(my_outputs(task, state.me)) if task["status"] == "succeeded" else set()
+    registered = (
+        {o["slot"]: o.get("dataset_id") for o in state.client.outputs(task_id)}
+        if task["status"] == "succeeded"
+        else {}
+    )
     sections = []
     for output in view["outputs"]:
         slot = output["slot"]
         kind = output_kind(task, slot, state.functions())
-        section: dict[str, Any] = {**output, "kind": kind, "readable": slot in mine}
+        section: dict[str, Any] = {
+            **output,
+            "kind": kind,
+            "readable": slot in mine,
+            "dataset_id": registered.get(slot),
+        }
         if slot in mine and kind == "metrics":
             metrics = _metrics(state, task_id, slot)
             if metrics is not None:
