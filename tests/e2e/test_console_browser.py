@@ -207,6 +207,7 @@ def test_two_members_propose_approve_run_and_read_results(
     assert bank.all("#download-metrics")
     assert not bank.all("#download-model")
     assert bank.find("#not-for-model").is_displayed()
+    bank.driver.execute_script("document.getElementById('output-model').scrollIntoView()")
     screenshots(bank.driver, "results-not-recipient")
     denied = bank.driver.execute_async_script(
         "fetch(arguments[0]).then(r => arguments[1](r.status));",
