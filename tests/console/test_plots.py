@@ -56,9 +56,16 @@ def test_image_metrics_give_confusion_and_recall() -> None:
 
 
 def test_feature_importance_is_drawn_where_a_function_writes_it() -> None:
-    keys = [p.key for p in metric_pictures({"feature_importance": {"income": 0.7, "debt": -0.2}})]
+    as_mapping = {"feature_importance": {"income": 0.7, "debt": -0.2}}
+    as_gbdt_list = {
+        "feature_importance": [
+            {"column": "income", "gain_share": 0.8},
+            {"column": "debt", "gain_share": 0.2},
+        ]
+    }
 
-    assert keys == ["importance"]
+    assert [p.key for p in metric_pictures(as_mapping)] == ["importance"]
+    assert [p.key for p in metric_pictures(as_gbdt_list)] == ["importance"]
 
 
 def test_malformed_metrics_give_no_picture_and_no_error() -> None:

@@ -6,7 +6,8 @@ Matplotlib (Agg backend, no display, no JavaScript) turns decrypted metrics into
   at the top of a metrics document or under ``test``;
 - ``confusion``: from ``confusion_matrix`` (rows: true class, columns: predicted);
 - ``recall``: from ``per_class_recall`` (class -> recall or None);
-- ``importance``: from ``feature_importance`` (feature -> weight), where a function writes one;
+- ``importance``: from ``feature_importance`` (feature -> weight, or tabular-train's GBDT list of
+  ``{"column", "gain_share"}``), where a function writes one;
 - ``training``: from ``epochs`` (a list of per-epoch records) or from decrypted progress events.
 
 Every function takes plain JSON-like data and never raises on a field it does not know: a picture
@@ -171,6 +172,20 @@ def _confusion(metrics: Mapping[str, Any]) -> Figure | None:
     return _confusion_figure([row for row in rows if row is not None], [str(n) for n in names])
 
 
+def _importance(raw: Any) -> dict[str, Any]:
+    """``{feature: weight}`` from a mapping, or from tabular-train's GBDT list
+    ``[{"column": name, "gain_share": share}, ...]``."""
+    if isinstance(raw, Mapping):
+        return dict(raw)
+    if isinstance(raw, list):
+        return {
+            str(item["column"]): item.get("gain_share")
+            for item in raw
+            if isinstance(item, Mapping) and "column" in item
+        }
+    return {}
+
+
 def training_picture(records: Sequence[Mapping[str, Any]], *, fmt: str = "svg") -> Picture | None:
     """Loss and accuracy (and validation ones where present) by epoch, from per-epoch records
     or decrypted progress events; None when no record has an epoch and a curve value."""
@@ -204,8 +219,8 @@ def metric_pictures(metrics: Mapping[str, Any], *, fmt: str = "svg") -> list[Pic
     recall = _section(metrics, "per_class_recall")
     if isinstance(recall, Mapping):
         figures.append(("recall", "Recall per class", _bars(recall, xlabel="recall")))
-    importance = _section(metrics, "feature_importance")
-    if isinstance(importance, Mapping):
+    importance = _importance(_section(metrics, "feature_importance"))
+    if importance:
         figures.append(("importance", "Feature importance", _bars(importance, xlabel="weight")))
     pictures = [
         Picture(key, title, render(figure, fmt=fmt), fmt)
