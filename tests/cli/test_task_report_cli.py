@@ -3,10 +3,15 @@ from the command line only (each member its own $TEEFLOW_HOME), against a real l
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
 from test_platform_cli import PASSWORD_ENV, Member, one_line_error
@@ -86,3 +91,27 @@ def test_a_member_without_metrics_gets_only_the_training_curve_or_an_error(
     page = out.read_text()
     assert "Training curves" in page and "ROC curve" not in page  # metrics are alice's only
     assert "--out" in one_line_error(nothing)
+
+
+def test_console_command_serves_the_member_at_the_url_it_prints(
+    trained: dict[str, object],
+) -> None:
+    alice = trained["members"]["alice"]  # type: ignore[index]
+    command = [sys.executable, "-m", "teeflow.cli.main", "console"]
+    env = {**os.environ, "TEEFLOW_HOME": str(alice.home)}
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as run:
+        try:
+            lines = [run.stdout.readline().decode() for _ in range(3)] if run.stdout else []
+            url = next(line.strip() for line in lines if "?token=" in line)
+            with httpx.Client(follow_redirects=True, timeout=30) as browser:
+                todo = browser.get(url)
+                results = browser.get(url.split("?")[0] + f"tasks/{trained['task']}/results")
+                stranger = httpx.get(url.split("?")[0], timeout=30)
+        finally:
+            run.send_signal(signal.SIGINT)
+            run.communicate(timeout=30)
+
+    assert url.startswith("http://127.0.0.1:")
+    assert todo.status_code == 200 and 'signed in as <b id="me">alice</b>' in todo.text
+    assert results.status_code == 200 and 'id="plot-metrics-roc"' in results.text
+    assert stranger.status_code == 403
