@@ -9,6 +9,7 @@ from teeflow.cli import (
     attest,
     attest_trust,
     audit,
+    console_cmd,
     dataset,
     demo,
     enclave,
@@ -18,6 +19,7 @@ from teeflow.cli import (
     member,
     server_cmd,
     task,
+    task_report,
 )
 
 app = typer.Typer(
@@ -34,11 +36,13 @@ attest_trust.register(attest.app)
 app.add_typer(account.app, name="account")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(function.app, name="function")
+task_report.register(task.app)
 app.add_typer(task.app, name="task")
 app.add_typer(member.app, name="member")
 app.add_typer(audit.app, name="audit")
 server_cmd.register(app)
 demo.register(app)
+console_cmd.register(app)
 
 if __name__ == "__main__":
     app()

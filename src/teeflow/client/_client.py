@@ -171,6 +171,12 @@ class Client:
             self._policy = Policy.from_file(self.home.policy_path)
         return self._policy
 
+    def enclave(self) -> dict[str, Any]:
+        """The executor evidence the control plane publishes, NOT verified: tee, measurement,
+        public_keys, evidence, executors. :meth:`attest` verifies it against the policy."""
+        result: dict[str, Any] = self._call("GET", "/v1/enclave")
+        return result
+
     def attest(self) -> dict[str, Any]:
         """Verify the executor's evidence against this member's policy; return what was attested."""
         info = self._call("GET", "/v1/enclave")

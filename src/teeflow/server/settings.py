@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     stale_upload_seconds: float = Field(default=3600.0, ge=0)
     """At start, temporary files of uploads untouched this long are deleted (a crash left them).
     0 suits one control plane alone; several sharing a blob directory need the margin."""
+    operator_page: bool = False
+    """Serve the read-only ``/operator`` status page (no secrets; no operator accounts exist,
+    so turn it on only where the operator alone reaches the port or a proxy authenticates)."""
     blob_store: Literal["local", "s3"] = "local"
     """Where ciphertext blobs live: ``DATA_DIR/blobs`` or an S3-compatible bucket."""
     s3_endpoint_url: str | None = None

@@ -1,7 +1,9 @@
 """Evaluation metrics, as JSON-ready aggregates that never carry a row's values.
 
 Binary (credit risk, screening): AUC, KS (max distance between the score distributions of the two
-classes, i.e. max(TPR - FPR)), accuracy at a threshold, confusion matrix. Multiclass (images):
+classes, i.e. max(TPR - FPR)), accuracy at a threshold, confusion matrix, and the ROC curve at
+most ``ROC_POINTS`` points (FPR, TPR and the score threshold of each, from which the KS curve is
+drawn too). Multiclass (images):
 accuracy, confusion matrix, per-class recall, one-vs-rest macro AUC over the classes that occur.
 """
 
@@ -13,15 +15,19 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, roc_auc_score, roc_curve
 
 __all__ = [
+    "ROC_POINTS",
     "binary_metrics",
     "class_probabilities",
     "multiclass_metrics",
+    "roc_points",
     "sigmoid",
     "softmax",
     "table_metrics",
 ]
 
 _DIGITS = 6
+ROC_POINTS = 51
+"""Most points of the ROC curve kept in a metrics output (aggregates, not rows)."""
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
@@ -41,10 +47,30 @@ def _auc(y_true: np.ndarray, score: np.ndarray) -> float | None:
     return round(float(roc_auc_score(y_true, score)), _DIGITS)
 
 
+def roc_points(
+    y_true: np.ndarray, score: np.ndarray, *, limit: int = ROC_POINTS
+) -> dict[str, list[float]] | None:
+    """The ROC curve as ``{"fpr": [...], "tpr": [...], "threshold": [...]}``, at most ``limit``
+    points (evenly chosen among sklearn's, first and last kept), thresholds clipped to [0, 1];
+    None with one class present."""
+    if len(np.unique(y_true)) < 2:
+        return None
+    fpr, tpr, thresholds = roc_curve(y_true, score)
+    if len(fpr) > limit:
+        keep = np.unique(np.linspace(0, len(fpr) - 1, limit).round().astype(np.int64))
+        fpr, tpr, thresholds = fpr[keep], tpr[keep], thresholds[keep]
+    return {
+        "fpr": [round(float(v), 4) for v in fpr],
+        "tpr": [round(float(v), 4) for v in tpr],
+        "threshold": [round(float(v), 4) for v in np.clip(thresholds, 0.0, 1.0)],
+    }
+
+
 def binary_metrics(
     y_true: np.ndarray, probability: np.ndarray, *, threshold: float = 0.5
 ) -> dict[str, Any]:
-    """AUC, KS, accuracy and confusion matrix ``[[tn, fp], [fn, tp]]`` for 0/1 labels."""
+    """AUC, KS, accuracy, confusion matrix ``[[tn, fp], [fn, tp]]`` and ROC points (see
+    :func:`roc_points`; None with one class) for 0/1 labels."""
     y_true = np.asarray(y_true).astype(np.int64)
     predicted = (probability >= threshold).astype(np.int64)
     ks: float | None = None
@@ -59,6 +85,7 @@ def binary_metrics(
         "confusion_matrix": matrix.astype(int).tolist(),
         "threshold": threshold,
         "n": len(y_true),
+        "roc": roc_points(y_true, probability),
     }
 
 

@@ -378,6 +378,20 @@ class TasksMixin(StoreBase):
             row = session.get(CheckpointRow, task_id)
             return (row.blob_key, row.epoch) if row else None
 
+    def task_counts(self) -> dict[str, int]:
+        """Number of tasks in each state (states with none are left out), for the operator."""
+        query = select(TaskRow.status, func.count()).group_by(TaskRow.status)
+        with self._read() as session:
+            return {str(status): int(n) for status, n in session.execute(query).all()}
+
+    def current_leases(self) -> dict[str, str]:
+        """Executor id -> the task it holds a lease on (running tasks), for the operator."""
+        query = select(TaskRow.lease_owner, TaskRow.task_id).where(
+            TaskRow.status == "running", TaskRow.lease_owner.is_not(None)
+        )
+        with self._read() as session:
+            return {str(owner): str(task) for owner, task in session.execute(query).all()}
+
 
 def _approval(row: ApprovalRow) -> ApprovalRecord:
     return ApprovalRecord(
