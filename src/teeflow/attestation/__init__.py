@@ -13,6 +13,7 @@ Typical use::
 from teeflow.attestation._binding import check_binding, report_data_for
 from teeflow.attestation._dcap import dcap_tee_of, load_dcap_collateral, verify_dcap
 from teeflow.attestation._errors import AttestationError
+from teeflow.attestation._layout import ReportFields, read_report
 from teeflow.attestation._manifest import render_gramine_manifest
 from teeflow.attestation._model import REPORT_DATA_SIZE, TEE_TYPES, Claims, Evidence, TeeType
 from teeflow.attestation._pccs import CollateralFetch, PccsCache, pccs_fetch
@@ -49,6 +50,7 @@ __all__ = [
     "GramineSgxProvider",
     "PccsCache",
     "Policy",
+    "ReportFields",
     "SimProvider",
     "SimQuotingKey",
     "SnpCollateral",
@@ -59,6 +61,7 @@ __all__ = [
     "get_provider",
     "load_dcap_collateral",
     "pccs_fetch",
+    "read_report",
     "render_gramine_manifest",
     "report_data_for",
     "sim_measurement",
