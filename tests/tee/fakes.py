@@ -18,16 +18,15 @@ thread that plays the kernel:
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import select
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import cast
 
-from teeflow.attestation import AttestationError, Claims, Evidence, read_report
+from teeflow.attestation import AttestationError, Claims, Evidence, TeeType, read_report
 from teeflow.crypto import CryptoError, SigningKey, VerifyKey
 
 FAKE_DOMAIN = "fake-tee-hardware"
@@ -125,7 +124,9 @@ class FakeHardwareVerifier:
 class _Device(threading.Thread):
     """A fake kernel for one device directory: reads inputs, serves outputs on demand."""
 
-    def __init__(self, directory: Path, hardware: FakeHardware, inputs: str, outputs: dict[str, str]):
+    def __init__(
+        self, directory: Path, hardware: FakeHardware, inputs: str, outputs: dict[str, str]
+    ):
         super().__init__(daemon=True)
         self.directory = directory
         self.hardware = hardware
@@ -190,3 +191,17 @@ def fake_gramine(root: Path, hardware: FakeHardware) -> _Device:
     (directory / "attestation_type").write_text("dcap\n")
     device.start()
     return device
+
+
+class DirectProvider:
+    """An EvidenceProvider straight on :class:`FakeHardware` (no device tree), for unit tests."""
+
+    def __init__(self, hardware: FakeHardware) -> None:
+        self.hardware = hardware
+
+    @property
+    def tee(self) -> TeeType:
+        return cast(TeeType, self.hardware.tee)
+
+    def get_evidence(self, report_data: bytes) -> Evidence:
+        return Evidence(self.tee, self.hardware.report(report_data))
