@@ -144,15 +144,29 @@ class _Device(threading.Thread):
         in_fd = os.open(self.directory / self.inputs, os.O_RDWR | os.O_NONBLOCK)
         self._pending = b""
         try:
+            busy: set[str] = set()
             while not self.stop.is_set():
                 select.select([in_fd], [], [], 0.002)
-                self._drain(in_fd)
+                if self._drain(in_fd):
+                    busy.clear()
+                for name in list(busy):
+                    try:
+                        os.close(os.open(self.directory / name, os.O_WRONLY | os.O_NONBLOCK))
+                    except OSError:  # ENXIO: no reader any more
+                        busy.discard(name)
                 for name, kind in self.outputs.items():
                     with contextlib.suppress(OSError):
                         fd = os.open(self.directory / name, os.O_WRONLY | os.O_NONBLOCK)
+                        if name in busy:
+                            # Its last reader may still be open: serve each reader once.
+                            os.close(fd)
+                            continue
+                        busy.clear()  # one client at a time: the previous reader is done
+                        busy.add(name)
                         try:
                             # A reader is waiting: whatever it wrote before is in the pipe now.
                             self._drain(in_fd)
+                            busy.add(name)
                             os.set_blocking(fd, True)
                             if kind == "report":
                                 os.write(fd, self.hardware.report(self.report_data))
@@ -163,12 +177,16 @@ class _Device(threading.Thread):
         finally:
             os.close(in_fd)
 
-    def _drain(self, in_fd: int) -> None:
+    def _drain(self, in_fd: int) -> bool:
+        """Take what was written to the input; True if a new report_data arrived."""
         with contextlib.suppress(BlockingIOError):
             self._pending += os.read(in_fd, 4096)
+        fresh = False
         while len(self._pending) >= 64:
             self.report_data, self._pending = self._pending[:64], self._pending[64:]
             self.generation += 1
+            fresh = True
+        return fresh
 
     def close(self) -> None:
         self.stop.set()

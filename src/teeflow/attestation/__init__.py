@@ -19,6 +19,7 @@ from teeflow.attestation._model import REPORT_DATA_SIZE, TEE_TYPES, Claims, Evid
 from teeflow.attestation._pccs import CollateralFetch, PccsCache, pccs_fetch
 from teeflow.attestation._policy import SIMULATED_TCB_STATUS, Policy
 from teeflow.attestation._providers import (
+    TSM_ROOT,
     EvidenceProvider,
     GramineSgxProvider,
     SimProvider,
@@ -42,6 +43,7 @@ __all__ = [
     "SIMULATED_TCB_STATUS",
     "SNP_TCB_STATUS",
     "TEE_TYPES",
+    "TSM_ROOT",
     "AttestationError",
     "Claims",
     "CollateralFetch",

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
-from teeflow.attestation import AttestationError, Policy
+from teeflow.attestation import AttestationError, Claims, Policy, verify
 from teeflow.client._errors import ClientError, raise_for_error
 from teeflow.client._home import MemberHome
 from teeflow.client._trust import attest_evidence, check_trusted_contract, remember_attested
@@ -76,6 +76,7 @@ class Client:
         policy: Policy | None = None,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        verifier: Callable[..., Claims] = verify,
     ) -> None:
         self.server = server.rstrip("/")
         self.keys = keys
@@ -83,6 +84,8 @@ class Client:
         self.username = username
         self._policy = policy
         self._clock = clock
+        self._verify = verifier
+        """``verify(evidence, policy, now=...)``; tests on fake TEE hardware inject theirs."""
         self._attested: dict[str, Any] | None = None
         self.http = httpx.Client(
             base_url=self.server, timeout=httpx.Timeout(120.0, connect=5.0), transport=transport
@@ -172,7 +175,7 @@ class Client:
         now = self._clock()
         try:
             claims, public_keys = attest_evidence(
-                info["evidence"], info["public_keys"], self.policy(), now=now
+                info["evidence"], info["public_keys"], self.policy(), now=now, verifier=self._verify
             )
         except (AttestationError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ClientError(f"enclave attestation failed: {exc}") from exc

@@ -9,7 +9,10 @@ import signal
 import threading
 from pathlib import Path
 
+from teeflow.attestation import AttestationError
 from teeflow.enclave.boot import boot_enclave
+from teeflow.enclave.keyrelease import KeyReleaseError
+from teeflow.executor.keyrelease import add_tee_arguments, boot_from_args
 from teeflow.executor.worker import Worker, read_secret
 from teeflow.functions.registry import preload_builtins
 
@@ -20,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-dir", required=True, type=Path, help="the platform's data directory"
     )
-    parser.add_argument("--tee", default="sim")
+    parser.add_argument("--tee", default="sim", choices=["sim", "sgx", "tdx", "sev-snp"])
+    add_tee_arguments(parser)
     parser.add_argument("--max-tasks", type=int, default=None)
     parser.add_argument(
         "--checkpoint-interval",
@@ -34,7 +38,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("TEEFLOW_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
     )
-    enclave = boot_enclave(tee=args.tee, platform_dir=args.data_dir / "platform")
+    if args.key_service_policy is None and args.tee == "sim":
+        enclave = boot_enclave(tee=args.tee, platform_dir=args.data_dir / "platform")
+    elif args.key_service_policy is None:
+        parser.error(
+            f"--tee {args.tee} gets its enclave key by key release: give --key-service-policy"
+        )
+    else:
+        try:
+            enclave = boot_from_args(args, args.server)
+        except (KeyReleaseError, AttestationError) as exc:
+            logging.getLogger("teeflow.executor").error("key release failed: %s", exc)
+            return 2
     enclave.runtime.checkpoint_interval_s = args.checkpoint_interval
     secret = os.environ.get("TEEFLOW_EXECUTOR_SECRET") or read_secret(args.data_dir)
     worker = Worker(enclave=enclave, server_url=args.server, secret=secret)

@@ -48,7 +48,15 @@ def load_executor_secret(settings: Settings) -> str:
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
-    from teeflow.server.routes import accounts, datasets, executors, functions, sessions, tasks
+    from teeflow.server.routes import (
+        accounts,
+        datasets,
+        executors,
+        functions,
+        keyrelease,
+        sessions,
+        tasks,
+    )
 
     # Only the platform's own user may enter its data directory (database, secrets, blobs, logs).
     private_directory(settings.data_dir, tighten=True)
@@ -69,7 +77,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
     app.state.platform = platform
     app.add_middleware(JsonBodyLimit, limit=settings.max_json_bytes)
     install_error_handlers(app)
-    for module in (accounts, datasets, functions, tasks, sessions, executors):
+    for module in (accounts, datasets, functions, tasks, sessions, executors, keyrelease):
         app.include_router(module.router)
 
     @app.get("/v1/health", tags=["health"])

@@ -106,12 +106,21 @@ class LocalPlatform:
         self.wait_executors(self.n_executors)
         return self
 
-    def add_executor(self, *, server_url: str | None = None) -> subprocess.Popen[bytes]:
-        """Start one more executor; ``server_url`` points it elsewhere (e.g. at a proxy)."""
+    def add_executor(
+        self,
+        *,
+        server_url: str | None = None,
+        data_dir: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> subprocess.Popen[bytes]:
+        """Start one more executor; ``server_url`` points it elsewhere (e.g. at a proxy),
+        ``data_dir`` gives it its own data directory (as on another host), ``extra_args`` go to
+        ``python -m teeflow.executor`` (e.g. ``--tee tdx --key-service-policy FILE``)."""
         index = len(self.executors)
         url = server_url or self.url
+        own_dir = str(data_dir or self.data_dir)
         process = self._spawn(
-            ["-m", "teeflow.executor", "--server", url, "--data-dir", str(self.data_dir)],
+            ["-m", "teeflow.executor", "--server", url, "--data-dir", own_dir, *extra_args],
             f"executor-{index}.log",
         )
         self.executors.append(process)
