@@ -11,10 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tee.fakes import FakeHardwareVerifier  # noqa: E402
-
-from teeflow.crypto import VerifyKey  # noqa: E402
-from teeflow.keyservice.__main__ import parser, serve  # noqa: E402
+from tee.fakes import FakeHardwareVerifier
+from teeflow.crypto import VerifyKey
+from teeflow.keyservice.__main__ import parser, serve
 
 if __name__ == "__main__":
     parse = parser()

@@ -43,12 +43,25 @@ ARGS = {"label_column": "malignant", "id_column": "patient_id", "model": "mlp", 
 
 
 class Deployment:
-    def __init__(self, root: Path, platform: LocalPlatform, members: dict[str, Client]) -> None:
+    def __init__(self, root: Path, platform: LocalPlatform, keys: dict[str, MemberKeys]) -> None:
         self.root = root
         self.platform = platform
-        self.members = members
+        self.keys = keys
         self.devices: list[Any] = []
         self.service_policy = root / "key-service-policy.json"
+
+    def member(self, name: str, tee: str) -> Client:
+        """``name``'s client with a policy for ``tee``'s executor, attested and logged in."""
+        client = Client(
+            self.platform.url,
+            keys=self.keys[name],
+            home=MemberHome(self.root / f"home-{name}"),
+            policy=_member_policy(tee),
+            verifier=fake_member_verifier,
+        )
+        client.login(name, PASSWORD)
+        client.attest()
+        return client
 
     def start_executor(self, tee: str, name: str) -> None:
         """An executor on a fresh fake host: own device tree, own empty data directory."""
@@ -112,14 +125,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         platform.env["TEEFLOW_EXECUTOR_SECRET"] = (
             (root / "control-plane" / "executor-secret").read_text().strip()
         )
-        members: dict[str, Client] = {}
         for name, member_keys in keys.items():
-            home = MemberHome(root / f"home-{name}")
-            client = Client(platform.url, keys=member_keys, home=home, verifier=fake_member_verifier)
-            client.register(name, PASSWORD)
-            client.login(name, PASSWORD)
-            members[name] = client
-        made = Deployment(root, platform, members)
+            with Client(
+                platform.url, keys=member_keys, home=MemberHome(root / f"home-{name}")
+            ) as c:
+                c.register(name, PASSWORD)
+        made = Deployment(root, platform, keys)
         made.service_policy.write_text(json.dumps(service_policy(kbs_dir).to_dict()))
         # Both participants sign which measurements may have the key (via the relay).
         entries = [(tee, m.hex(), 1) for tee, m in MEASUREMENTS.items()]
@@ -127,8 +138,6 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         httpx.put(f"{platform.url}/kbs/v0/allow-list", json=document).raise_for_status()
         yield made
     finally:
-        for client in locals().get("members", {}).values():
-            client.close()
         for device in getattr(locals().get("made"), "devices", []):
             device.close()
         platform.stop()
@@ -161,12 +170,18 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) 
 @pytest.mark.slow
 @pytest.mark.parametrize("tee", ["tdx", "sev-snp", "sgx"])
 def test_executor_on_tee_trains_and_another_host_resumes(deployment: Deployment, tee: str) -> None:
-    platform, alice, bank = deployment.platform, deployment.members["alice"], deployment.members["bank"]
+    platform = deployment.platform
     registered = len(platform.executors)
     deployment.start_executor(tee, f"{tee}-a")
     platform.wait_executors(registered + 1)
-    for member in (alice, bank):
-        member._policy = _member_policy(tee)
+    with deployment.member("alice", tee) as alice, deployment.member("bank", tee) as bank:
+        _train_and_resume(deployment, alice, bank, tee, registered)
+
+
+def _train_and_resume(
+    deployment: Deployment, alice: Client, bank: Client, tee: str, registered: int
+) -> None:
+    platform = deployment.platform
     attested = alice.attest()
     assert attested["tee"] == tee and attested["measurement"] == MEASUREMENTS[tee].hex()
 
@@ -182,7 +197,9 @@ def test_executor_on_tee_trains_and_another_host_resumes(deployment: Deployment,
     alice.approve(task["id"])
     bank.approve(task["id"])
     alice.run(task["id"])
-    _wait_for(lambda: _checkpoint_sequence(platform, task["id"]) >= 3, "training never checkpointed")
+    _wait_for(
+        lambda: _checkpoint_sequence(platform, task["id"]) >= 3, "training never checkpointed"
+    )
     platform.kill_executor(registered)
 
     deployment.start_executor(tee, f"{tee}-b")  # another host: nothing shared but the URL
@@ -195,7 +212,9 @@ def test_executor_on_tee_trains_and_another_host_resumes(deployment: Deployment,
     log = (platform.data_dir / "logs" / f"executor-{registered + 1}.log").read_text()
     assert f"({tee}, measurement {MEASUREMENTS[tee].hex()[:16]})" in log
     releases = [
-        e for e in alice._call("GET", "/v1/audit") if e["action"] == "key.release"
+        e
+        for e in alice._call("GET", "/v1/audit")
+        if e["action"] == "key.release"
         and e["details"].get("measurement") == MEASUREMENTS[tee].hex()
     ]
     assert len(releases) >= 2  # one per executor

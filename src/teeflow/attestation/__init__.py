@@ -14,6 +14,12 @@ from teeflow.attestation._binding import check_binding, report_data_for
 from teeflow.attestation._dcap import dcap_tee_of, load_dcap_collateral, verify_dcap
 from teeflow.attestation._errors import AttestationError
 from teeflow.attestation._layout import ReportFields, read_report
+from teeflow.attestation._libos import (
+    MEASURED,
+    EnclaveFootprint,
+    render_occlum_config,
+    render_scone_config,
+)
 from teeflow.attestation._manifest import render_gramine_manifest
 from teeflow.attestation._model import REPORT_DATA_SIZE, TEE_TYPES, Claims, Evidence, TeeType
 from teeflow.attestation._pccs import CollateralFetch, PccsCache, pccs_fetch
@@ -39,6 +45,7 @@ from teeflow.attestation._verify import verify, verify_evidence
 
 __all__ = [
     "INTEL_SGX_ROOT_CA_SHA256",
+    "MEASURED",
     "REPORT_DATA_SIZE",
     "SIMULATED_TCB_STATUS",
     "SNP_TCB_STATUS",
@@ -47,6 +54,7 @@ __all__ = [
     "AttestationError",
     "Claims",
     "CollateralFetch",
+    "EnclaveFootprint",
     "Evidence",
     "EvidenceProvider",
     "GramineSgxProvider",
@@ -65,6 +73,8 @@ __all__ = [
     "pccs_fetch",
     "read_report",
     "render_gramine_manifest",
+    "render_occlum_config",
+    "render_scone_config",
     "report_data_for",
     "sim_measurement",
     "sim_measurement_inputs",

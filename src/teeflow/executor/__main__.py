@@ -12,6 +12,7 @@ from pathlib import Path
 from teeflow.attestation import AttestationError
 from teeflow.enclave.boot import boot_enclave
 from teeflow.enclave.keyrelease import KeyReleaseError
+from teeflow.enclave.memory import parse_size
 from teeflow.executor.keyrelease import add_tee_arguments, boot_from_args
 from teeflow.executor.worker import Worker, read_secret
 from teeflow.functions.registry import preload_builtins
@@ -33,8 +34,18 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds between training checkpoints (0: after every epoch); "
         "env TEEFLOW_CHECKPOINT_INTERVAL_S",
     )
+    parser.add_argument(
+        "--memory-limit",
+        default=os.environ.get("TEEFLOW_ENCLAVE_MEMORY_LIMIT"),
+        help="the TEE's memory (e.g. 8G: SGX enclave size, CVM memory); tasks that declare or "
+        "are estimated to need more are refused; env TEEFLOW_ENCLAVE_MEMORY_LIMIT",
+    )
     args = parser.parse_args(argv)
     os.umask(0o077)  # the database, secrets, blobs and caches are this user's alone
+    try:
+        memory_limit = parse_size(args.memory_limit) if args.memory_limit else None
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(
         level=os.environ.get("TEEFLOW_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
     )
@@ -51,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             logging.getLogger("teeflow.executor").error("key release failed: %s", exc)
             return 2
     enclave.runtime.checkpoint_interval_s = args.checkpoint_interval
+    enclave.runtime.memory_limit_bytes = memory_limit
     secret = os.environ.get("TEEFLOW_EXECUTOR_SECRET") or read_secret(args.data_dir)
     worker = Worker(enclave=enclave, server_url=args.server, secret=secret)
     stop = threading.Event()

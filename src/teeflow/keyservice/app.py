@@ -41,7 +41,9 @@ def create_keyservice_app(service: KeyService) -> FastAPI:
         return challenge
 
     @app.post("/kbs/v0/attest")
-    def attest(attestation: dict[str, Any], kbs_session_id: str = Cookie("", alias=SESSION_COOKIE)) -> Any:
+    def attest(
+        attestation: dict[str, Any], kbs_session_id: str = Cookie("", alias=SESSION_COOKIE)
+    ) -> Any:
         try:
             service.attest(kbs_session_id, attestation)
         except KeyReleaseRefused as exc:

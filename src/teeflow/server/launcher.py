@@ -71,6 +71,7 @@ class LocalPlatform:
         self.env = {**os.environ, **(env or {})}
         self.server: subprocess.Popen[bytes] | None = None
         self.executors: list[subprocess.Popen[bytes]] = []
+        self._killed: set[int] = set()
         self._logs = self.data_dir / "logs"
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
@@ -139,7 +140,11 @@ class LocalPlatform:
         try:
             deadline = time.monotonic() + timeout
             while len(store.list_executors()) < count:
-                dead = [i for i, p in enumerate(self.executors) if p.poll() is not None]
+                dead = [
+                    i
+                    for i, p in enumerate(self.executors)
+                    if p.poll() is not None and i not in self._killed
+                ]
                 if dead:
                     log = self._logs / f"executor-{dead[0]}.log"
                     tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
@@ -155,6 +160,7 @@ class LocalPlatform:
     def kill_executor(self, index: int) -> None:
         """SIGKILL one executor (its process group), as a crash would."""
         process = self.executors[index]
+        self._killed.add(index)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
