@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from stress._proxy import FaultPlan, fault_proxy
 from teeflow.attestation import Claims, Evidence, Policy
 from teeflow.client import Client, MemberHome, MemberKeys
 from teeflow.crypto import PrivateKey, SigningKey
@@ -63,7 +64,7 @@ class Deployment:
         client.attest()
         return client
 
-    def start_executor(self, tee: str, name: str) -> None:
+    def start_executor(self, tee: str, name: str, *, server_url: str | None = None) -> None:
         """An executor on a fresh fake host: own device tree, own empty data directory."""
         host = self.root / f"host-{name}"
         hardware = FakeHardware(tee, MEASUREMENTS[tee], root=ROOT)
@@ -75,7 +76,7 @@ class Deployment:
             tee_args = ("--device-root", str(host / "tsm"), "--tsm-entry", "teeflow")
         (host / "data").mkdir(parents=True)
         args = ("--tee", tee, *tee_args, "--key-service-policy", str(self.service_policy))
-        self.platform.add_executor(data_dir=host / "data", extra_args=args)
+        self.platform.add_executor(server_url=server_url, data_dir=host / "data", extra_args=args)
 
 
 def fake_member_verifier(evidence: Evidence, policy: Policy, *, now: datetime) -> Claims:
@@ -172,14 +173,24 @@ def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) 
 def test_executor_on_tee_trains_and_another_host_resumes(deployment: Deployment, tee: str) -> None:
     platform = deployment.platform
     registered = len(platform.executors)
-    deployment.start_executor(tee, f"{tee}-a")
-    platform.wait_executors(registered + 1)
-    with deployment.member("alice", tee) as alice, deployment.member("bank", tee) as bank:
-        _train_and_resume(deployment, alice, bank, tee, registered)
+    # The first executor talks through a proxy that holds its third checkpoint upload: it is
+    # then stuck mid-training at a known point, whatever the machine's speed.
+    plan = FaultPlan()
+    plan.fail("PUT", r"/checkpoint$", nth=3, fault="hold")
+    with fault_proxy(platform.port, plan) as proxy_url:
+        deployment.start_executor(tee, f"{tee}-a", server_url=proxy_url)
+        platform.wait_executors(registered + 1)
+        with deployment.member("alice", tee) as alice, deployment.member("bank", tee) as bank:
+            _train_and_resume(deployment, alice, bank, tee, registered, plan)
 
 
 def _train_and_resume(
-    deployment: Deployment, alice: Client, bank: Client, tee: str, registered: int
+    deployment: Deployment,
+    alice: Client,
+    bank: Client,
+    tee: str,
+    registered: int,
+    plan: FaultPlan,
 ) -> None:
     platform = deployment.platform
     attested = alice.attest()
@@ -197,10 +208,10 @@ def _train_and_resume(
     alice.approve(task["id"])
     bank.approve(task["id"])
     alice.run(task["id"])
-    _wait_for(
-        lambda: _checkpoint_sequence(platform, task["id"]) >= 3, "training never checkpointed"
-    )
+    _wait_for(lambda: bool(plan.injected), "training never reached its third checkpoint")
     platform.kill_executor(registered)
+    plan.release()
+    assert _checkpoint_sequence(platform, task["id"]) >= 1  # a sealed checkpoint to resume
 
     deployment.start_executor(tee, f"{tee}-b")  # another host: nothing shared but the URL
     done = alice.wait(task["id"], timeout=300)
@@ -209,6 +220,9 @@ def _train_and_resume(
     assert done["status"] == "succeeded", (done["failure_reason"], errors)
     assert done["attempts"] >= 2
     assert bank.output(task["id"], "model")
+    body = done["receipt"]["body"]
+    assert body["tee"] == tee and body["measurement"] == MEASUREMENTS[tee].hex()
+    assert body["peak_memory_bytes"] > 0  # the enclave's peak memory, in the signed receipt
     log = (platform.data_dir / "logs" / f"executor-{registered + 1}.log").read_text()
     assert f"({tee}, measurement {MEASUREMENTS[tee].hex()[:16]})" in log
     releases = [

@@ -40,7 +40,7 @@ class MemoryBudgetExceeded(Exception):
 
 def parse_size(text: str) -> int:
     """``"8G"``, ``"512M"``, ``"1048576"`` -> bytes (binary units); ValueError otherwise."""
-    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)i?B?\s*", text.upper())
+    match = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)I?B?\s*", text.upper())
     if not match:
         raise ValueError(f"memory size {text!r} is not like 8G, 512M or a number of bytes")
     return int(match.group(1)) * _UNITS[match.group(2)]
