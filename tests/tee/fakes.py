@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import cast
 
 from teeflow.attestation import AttestationError, Claims, Evidence, TeeType, read_report
+from teeflow.attestation._snp_report import parse_report as parse_snp_report
 from teeflow.crypto import CryptoError, SigningKey, VerifyKey
 
 FAKE_DOMAIN = "fake-tee-hardware"
@@ -50,6 +51,7 @@ class FakeHardware:
         if self.tee == "sev-snp":
             raw = bytearray(0x4A0)
             raw[0:4] = (2).to_bytes(4, "little")
+            raw[0x34:0x38] = (1).to_bytes(4, "little")  # SIGNATURE_ALGO: ECDSA P-384
             policy = 0x30000 | ((1 << 19) if self.debug else 0)
             raw[0x08:0x10] = policy.to_bytes(8, "little")
             raw[0x50:0x90] = report_data
@@ -107,6 +109,7 @@ class FakeHardwareVerifier:
         except CryptoError as exc:
             raise AttestationError("fake hardware signature is invalid", code="signature") from exc
         fields = read_report(evidence)
+        snp = parse_snp_report(raw) if evidence.tee == "sev-snp" else None
         return Claims(
             tee=evidence.tee,
             measurements=fields.measurements,
@@ -118,6 +121,9 @@ class FakeHardwareVerifier:
             collateral_valid_from=now - timedelta(hours=1),
             collateral_valid_until=now + timedelta(hours=1),
             details={"verifier": "FAKE hardware root (tests only)"},
+            guest_policy=snp.guest_policy if snp else {},
+            reported_tcb=snp.tcb_levels if snp else {},
+            vmpl=snp.vmpl if snp else None,
         )
 
 

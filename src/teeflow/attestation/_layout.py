@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from teeflow.attestation._errors import AttestationError
 from teeflow.attestation._model import PRIMARY_MEASUREMENT, Evidence, TeeType
+from teeflow.attestation._snp_report import parse_report as parse_snp_report
 
 __all__ = ["ReportFields", "read_report"]
 
@@ -27,7 +28,6 @@ _QUOTE_HEADER = 48
 _SGX_BODY = 384
 _TDX_BODY = 584
 _SNP_REPORT = 0x4A0
-_SNP_POLICY_DEBUG = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,12 @@ def _tdx(raw: bytes) -> ReportFields:
 
 def _snp(raw: bytes) -> ReportFields:
     _need(raw, _SNP_REPORT, "SEV-SNP report")
-    policy = int.from_bytes(raw[0x08:0x10], "little")
+    report = parse_snp_report(raw)
     return ReportFields(
         tee="sev-snp",
-        measurements={"measurement": raw[0x90:0xC0].hex()},
-        report_data=raw[0x50:0x90],
-        debug=bool(policy & _SNP_POLICY_DEBUG),
+        measurements={"measurement": report.measurement.hex()},
+        report_data=report.report_data,
+        debug=report.guest_policy["debug"],
     )
 
 
