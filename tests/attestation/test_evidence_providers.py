@@ -153,7 +153,7 @@ def test_gramine_manifest_is_valid_toml_and_lists_trusted_files():
     assert manifest["sgx"]["enclave_size"] == "4G"
     assert manifest["sgx"]["max_threads"] == 16
     assert manifest["sgx"]["debug"] is False
-    assert manifest["loader"]["argv"][1:] == ["-m", "teeflow.enclave"]
+    assert manifest["loader"]["argv"][1:5] == ["-m", "teeflow.executor", "--tee", "sgx"]
     assert f"file:{manifest['libos']['entrypoint']}" in trusted
     assert f"file:{package}/" in trusted
     numpy_dir = Path(__import__("numpy").__file__).resolve().parent

@@ -18,7 +18,8 @@ from alembic.script import ScriptDirectory
 from teeflow.server.audit import event_to_dict, verify_chain
 from teeflow.server.db import alembic_config, current_revision, upgrade
 from teeflow.server.models import Base
-from teeflow.server.store import AuditEntry, Conflict, NotFound, Store, TaskRecord
+from teeflow.server.routes.executors import _skip_for
+from teeflow.server.store import AuditEntry, Conflict, ExecutorRecord, NotFound, Store, TaskRecord
 
 T0 = datetime(2025, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -280,6 +281,41 @@ def test_approvals_are_one_per_user(users: Store) -> None:
     }
     assert next(a for a in approvals if a.username == "bob").wrapped_keys == {"in": "wk"}
     assert len(users.list_audit()) == 1  # the refused approval logged nothing
+
+
+def _executor(tee: str, measurement: str) -> ExecutorRecord:
+    return ExecutorRecord(
+        executor_id="x", tee=tee, measurement=measurement, evidence={}, public_keys={},
+        token_hash="h", registered_at=T0, last_seen_at=T0,
+    )  # fmt: skip
+
+
+def test_lease_goes_only_to_an_executor_of_the_contracts_enclave(users: Store) -> None:
+    """In a mixed fleet a tdx executor never takes (and fails) a task approved for sgx."""
+
+    def task_for(tee: str, at: int) -> TaskRecord:
+        made = users.create_task(
+            task_id=new_id(), creator="alice",
+            contract={"executor": {"tee": tee, "measurement": tee * 4}, "n": at},
+            contract_hash="c" * 64, participants=["alice", "bob"],
+            now=T0 + timedelta(seconds=at),
+        )  # fmt: skip
+        queue(users, made)
+        return made
+
+    sgx_task, tdx_task = task_for("sgx", 0), task_for("tdx", 1)
+
+    def lease(executor: str, tee: str, measurement: str) -> TaskRecord | None:
+        skip = _skip_for(_executor(tee, measurement), sessions=True)
+        return users.lease_next(executor_id=executor, now=T0, lease_seconds=30, skip=skip)
+
+    tdx = lease("t", "tdx", "tdx" * 4)
+    nothing = lease("t2", "tdx", "x")
+    sgx = lease("s", "sgx", "sgx" * 4)
+
+    assert tdx is not None and tdx.task_id == tdx_task.task_id
+    assert nothing is None
+    assert sgx is not None and sgx.task_id == sgx_task.task_id
 
 
 def test_lease_picks_oldest_and_requeues_expired(users: Store) -> None:

@@ -1,8 +1,9 @@
 """A fault-injecting HTTP proxy on loopback, between executors and the control plane.
 
 It forwards each request whole (the executor's bodies are small) and lets a test answer chosen
-requests itself: ``"503"`` (a gateway that lost its upstream) or ``"drop"`` (the connection closes
-with no response). A dropped or refused request never reaches the control plane.
+requests itself: ``"503"`` (a gateway that lost its upstream), ``"drop"`` (the connection closes
+with no response) or ``"hold"`` (no answer until ``FaultPlan.release``, then dropped: the caller
+is stuck at a known point). A dropped, held or refused request never reaches the control plane.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Literal
 
-Fault = Literal["503", "drop"]
+Fault = Literal["503", "drop", "hold"]
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "host"}
 
 
@@ -28,6 +29,11 @@ class FaultPlan:
         self._rules: list[tuple[str, re.Pattern[str], int, Fault]] = []
         self._seen: dict[int, int] = {}
         self.injected: list[str] = []
+        self.released = threading.Event()
+
+    def release(self) -> None:
+        """Let every held request go (as dropped)."""
+        self.released.set()
 
     def fail(self, method: str, path: str, *, nth: int, fault: Fault) -> None:
         self._rules.append((method, re.compile(path), nth, fault))
@@ -62,7 +68,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else None
         fault = self.server.plan.decide(self.command, self.path)
-        if fault == "drop":
+        if fault == "hold":
+            self.server.plan.released.wait()
+        if fault in ("drop", "hold"):
             self.close_connection = True
             return
         if fault == "503":

@@ -13,11 +13,19 @@ Typical use::
 from teeflow.attestation._binding import check_binding, report_data_for
 from teeflow.attestation._dcap import dcap_tee_of, load_dcap_collateral, verify_dcap
 from teeflow.attestation._errors import AttestationError
+from teeflow.attestation._layout import ReportFields, read_report
+from teeflow.attestation._libos import (
+    MEASURED,
+    EnclaveFootprint,
+    render_occlum_config,
+    render_scone_config,
+)
 from teeflow.attestation._manifest import render_gramine_manifest
 from teeflow.attestation._model import REPORT_DATA_SIZE, TEE_TYPES, Claims, Evidence, TeeType
 from teeflow.attestation._pccs import CollateralFetch, PccsCache, pccs_fetch
 from teeflow.attestation._policy import SIMULATED_TCB_STATUS, Policy
 from teeflow.attestation._providers import (
+    TSM_ROOT,
     EvidenceProvider,
     GramineSgxProvider,
     SimProvider,
@@ -37,18 +45,22 @@ from teeflow.attestation._verify import verify, verify_evidence
 
 __all__ = [
     "INTEL_SGX_ROOT_CA_SHA256",
+    "MEASURED",
     "REPORT_DATA_SIZE",
     "SIMULATED_TCB_STATUS",
     "SNP_TCB_STATUS",
     "TEE_TYPES",
+    "TSM_ROOT",
     "AttestationError",
     "Claims",
     "CollateralFetch",
+    "EnclaveFootprint",
     "Evidence",
     "EvidenceProvider",
     "GramineSgxProvider",
     "PccsCache",
     "Policy",
+    "ReportFields",
     "SimProvider",
     "SimQuotingKey",
     "SnpCollateral",
@@ -59,7 +71,10 @@ __all__ = [
     "get_provider",
     "load_dcap_collateral",
     "pccs_fetch",
+    "read_report",
     "render_gramine_manifest",
+    "render_occlum_config",
+    "render_scone_config",
     "report_data_for",
     "sim_measurement",
     "sim_measurement_inputs",

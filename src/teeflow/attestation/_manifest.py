@@ -16,7 +16,11 @@ from typing import Any
 
 import tomli_w
 
-__all__ = ["ENCLAVE_MODULES", "render_gramine_manifest"]
+from teeflow.attestation._libos import MEASURED
+
+__all__ = ["DATA_DIR", "ENCLAVE_MODULES", "render_gramine_manifest"]
+
+DATA_DIR = "/teeflow-data"
 
 # Top-level modules the executor imports (distribution names differ for some of them).
 ENCLAVE_MODULES = (
@@ -47,13 +51,23 @@ def _outermost(paths: set[str]) -> list[str]:
 def render_gramine_manifest(
     *,
     python: str | None = None,
-    entrypoint_module: str = "teeflow.enclave",
-    enclave_size: str = "8G",
-    max_threads: int = 64,
+    entrypoint_module: str = "teeflow.executor",
+    enclave_size: str | None = None,
+    max_threads: int | None = None,
+    edmm: bool = False,
+    server_url: str = "https://control-plane.example:8000",
+    key_service_policy: str = "/teeflow/kbs-policy.json",
     teeflow_dir: Path | None = None,
     modules: tuple[str, ...] = ENCLAVE_MODULES,
 ) -> str:
-    """A Gramine SGX manifest for ``python -m <entrypoint_module>`` with DCAP attestation."""
+    """A Gramine SGX manifest for ``python -m <entrypoint_module> --tee sgx ...`` with DCAP
+    attestation. ``enclave_size`` / ``max_threads`` default to the measured footprint
+    (:data:`MEASURED`); ``edmm`` turns on SGX2 dynamic memory (``sgx.edmm_enable``). The
+    executor's arguments are baked into ``loader.argv`` (measured), its data directory is an
+    encrypted mount keyed to MRENCLAVE (``_sgx_mrenclave``), and the key-service policy is a
+    trusted file. No ``insecure__`` option is set."""
+    enclave_size = enclave_size or MEASURED.enclave_size
+    max_threads = max_threads or MEASURED.max_threads
     interpreter = str(Path(python or sys.executable).resolve())
     package = str((teeflow_dir or _TEEFLOW_DIR).resolve())
     package_root = str(Path(package).parent)
@@ -66,6 +80,7 @@ def render_gramine_manifest(
         "file:/lib/x86_64-linux-gnu/",
         "file:/usr/lib/x86_64-linux-gnu/",
         f"file:{interpreter}",
+        f"file:{key_service_policy}",
         *(f"file:{d}/" for d in stdlib),
         f"file:{package}/",
         *(f"file:{d}/" for d in site if d != package_root),
@@ -77,25 +92,46 @@ def render_gramine_manifest(
         *({"path": d, "uri": f"file:{d}"} for d in python_dirs),
         {"path": str(Path(interpreter).parent), "uri": f"file:{Path(interpreter).parent}"},
         {"type": "tmpfs", "path": "/tmp"},  # noqa: S108 - enclave-private tmpfs
-    ]
+        # The executor's data directory: sealed to this enclave's MRENCLAVE by Gramine.
+        {"type": "encrypted", "path": DATA_DIR, "uri": "file:teeflow-data",
+         "key_name": "_sgx_mrenclave"},
+        {"path": str(Path(key_service_policy).parent),
+         "uri": f"file:{Path(key_service_policy).parent}"},
+    ]  # fmt: skip
     manifest: dict[str, Any] = {
         "libos": {"entrypoint": interpreter},
         "loader": {
             "entrypoint": {"uri": "file:{{ gramine.libos }}"},
             "log_level": "error",
-            "argv": [interpreter, "-m", entrypoint_module],
+            "argv": [
+                interpreter,
+                "-m",
+                entrypoint_module,
+                "--tee",
+                "sgx",
+                "--server",
+                server_url,
+                "--data-dir",
+                DATA_DIR,
+                "--key-service-policy",
+                key_service_policy,
+                "--memory-limit",
+                enclave_size,
+            ],
             "env": {
                 "LD_LIBRARY_PATH": "/lib:/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu",
                 "PYTHONPATH": ":".join([package_root, *site]),
                 "PYTHONDONTWRITEBYTECODE": "1",
                 "TEEFLOW_TEE": "sgx",
+                # The registration secret only lets an executor register (docs/tee-hosts.md).
+                "TEEFLOW_EXECUTOR_SECRET": {"passthrough": True},
             },
         },
         "fs": {"mounts": mounts},
         "sys": {"enable_extra_runtime_domain_names_conf": True},
         "sgx": {
             "debug": False,
-            "edmm_enable": False,
+            "edmm_enable": edmm,
             "enclave_size": enclave_size,
             "max_threads": max_threads,  # named sgx.thread_num before Gramine 1.5
             "remote_attestation": "dcap",

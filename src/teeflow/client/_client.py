@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
-from teeflow.attestation import AttestationError, Policy
+from teeflow.attestation import AttestationError, Claims, Policy, verify
 from teeflow.client._errors import ClientError, raise_for_error
 from teeflow.client._events import EventChecker, RejectedEvent
 from teeflow.client._home import MemberHome
@@ -80,6 +80,7 @@ class Client:
         policy: Policy | None = None,
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        verifier: Callable[..., Claims] = verify,
     ) -> None:
         self.server = server.rstrip("/")
         self.keys = keys
@@ -87,6 +88,8 @@ class Client:
         self.username = username
         self._policy = policy
         self._clock = clock
+        self._verify = verifier
+        """``verify(evidence, policy, now=...)``; tests on fake TEE hardware inject theirs."""
         self._attested: dict[str, Any] | None = None
         self._event_checkers: dict[str, EventChecker] = {}
         self.http = httpx.Client(
@@ -183,7 +186,7 @@ class Client:
         now = self._clock()
         try:
             claims, public_keys = attest_evidence(
-                info["evidence"], info["public_keys"], self.policy(), now=now
+                info["evidence"], info["public_keys"], self.policy(), now=now, verifier=self._verify
             )
         except (AttestationError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ClientError(f"enclave attestation failed: {exc}") from exc

@@ -12,7 +12,7 @@ so the client believes a receipt only when
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,14 +25,22 @@ __all__ = ["attest_evidence", "check_trusted_contract", "remember_attested"]
 
 
 def attest_evidence(
-    evidence: Mapping[str, Any], public_keys: Mapping[str, Any], policy: Policy, *, now: datetime
+    evidence: Mapping[str, Any],
+    public_keys: Mapping[str, Any],
+    policy: Policy,
+    *,
+    now: datetime,
+    verifier: Callable[..., Claims] = verify,
 ) -> tuple[Claims, dict[str, str]]:
     """Verify ``evidence`` at ``now`` under ``policy`` and check it binds ``public_keys``.
+
+    ``verifier(evidence, policy, now=...)`` is :func:`teeflow.attestation.verify` unless a test on
+    fake TEE hardware injects its own.
 
     Returns the claims and the keys as strings; raises AttestationError (or KeyError, TypeError,
     ValueError for malformed input) otherwise.
     """
-    claims = verify(Evidence.from_json(evidence), policy, now=now)
+    claims = verifier(Evidence.from_json(evidence), policy, now=now)
     keys = {str(k): str(v) for k, v in public_keys.items()}
     check_binding(claims, canonical_json(keys))
     return claims, keys

@@ -1,39 +1,82 @@
-"""Start an enclave: measure, unseal (or create) the identity, and produce evidence binding it.
+"""Start an enclave: obtain its key, learn its measurement, and produce evidence binding the key.
 
-Only the simulated TEE boots on a machine without TEE hardware. On SGX (Gramine) or a TDX /
-SEV-SNP guest the evidence providers in teeflow.attestation apply; the boot path for them (reading
-the own measurement from the quote and hardware sealing keys) is not wired yet and says so.
+Two ways to the enclave key (decision 0012):
+
+- :func:`boot_enclave` (sim, one host): the identity is sealed under the platform's sealing
+  secret in its data directory, as before (decision 0003).
+- :func:`boot_with_key_release` (every TEE, any host): the key service releases the keyring of
+  this enclave's measurement after attesting it (RCAR, docs/key-release.md). On sgx/tdx/sev-snp
+  the measurement is read from the enclave's own hardware report; the key lives only in memory,
+  so a restarted executor asks again.
 """
 
 from __future__ import annotations
 
+import copy
 import os
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from teeflow.attestation import (
     Evidence,
+    EvidenceProvider,
+    Policy,
     SimProvider,
     SimQuotingKey,
+    read_report,
     report_data_for,
     sim_measurement,
 )
 from teeflow.crypto import read_or_create_secret
 from teeflow.enclave.identity import EnclaveIdentity
+from teeflow.enclave.keyrelease import (
+    KeyReleaseError,
+    KeyReleaseTransport,
+    Verifier,
+    obtain_keyring,
+)
+from teeflow.enclave.keyring import Keyring
 from teeflow.enclave.runtime import EnclaveRuntime
 
-__all__ = ["BootedEnclave", "boot_enclave"]
+__all__ = ["BootedEnclave", "boot_enclave", "boot_with_key_release"]
 
 
 @dataclass(frozen=True)
 class BootedEnclave:
     runtime: EnclaveRuntime
-    provider: SimProvider
+    provider: EvidenceProvider
+    keyring: Keyring | None = None
+    """Every epoch of the enclave key when it came by key release; None for a sealed identity."""
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def evidence(self, nonce: bytes | None = None) -> Evidence:
         """Fresh evidence whose report_data binds the enclave's public key bundle (and nonce)."""
         bundle = self.runtime.identity.public_key_bundle()
-        return self.provider.get_evidence(report_data_for(bundle, nonce))
+        with self._lock:  # one report at a time through the device (configfs-tsm, Gramine)
+            return self.provider.get_evidence(report_data_for(bundle, nonce))
+
+    def runtime_for(self, contract: Mapping[str, Any]) -> EnclaveRuntime:
+        """The runtime holding the key epoch ``contract`` was approved for.
+
+        After a rotation, tasks approved under an older epoch still run (and resume their
+        checkpoints) with that epoch's key; anything else gets the current one, and the
+        enclave's checks then refuse a contract naming keys it does not hold.
+        """
+        if self.keyring is None:
+            return self.runtime
+        try:
+            _, identity = self.keyring.for_public_keys(contract["executor"]["public_keys"])
+        except (KeyError, TypeError):
+            return self.runtime
+        if identity is self.runtime.identity:
+            return self.runtime
+        chosen = copy.copy(self.runtime)
+        chosen.identity = identity
+        return chosen
 
 
 def _platform_secret(platform_dir: Path) -> bytes:
@@ -41,10 +84,11 @@ def _platform_secret(platform_dir: Path) -> bytes:
 
 
 def boot_enclave(*, tee: str, platform_dir: Path) -> BootedEnclave:
+    """A sim enclave whose identity is sealed in ``platform_dir`` (one host only)."""
     if tee != "sim":
         raise RuntimeError(
-            f"booting a {tee!r} executor is not supported yet; run with --tee sim "
-            "(evidence verification for sgx/tdx/sev-snp works: `teeflow attest verify`)"
+            f"a {tee!r} executor gets its enclave key by key release: start it with "
+            "--key-service-policy FILE (docs/key-release.md)"
         )
     measurement = sim_measurement()
     identity = EnclaveIdentity.load_or_create(
@@ -55,3 +99,35 @@ def boot_enclave(*, tee: str, platform_dir: Path) -> BootedEnclave:
     provider = SimProvider(SimQuotingKey.load_or_create(platform_dir), measurement=measurement)
     runtime = EnclaveRuntime(identity=identity, tee="sim", measurement=measurement)
     return BootedEnclave(runtime=runtime, provider=provider)
+
+
+def boot_with_key_release(
+    *,
+    provider: EvidenceProvider,
+    transport: KeyReleaseTransport,
+    service_policy: Policy,
+    service_verifier: Verifier,
+    now: Callable[[], datetime],
+) -> BootedEnclave:
+    """Boot on ``provider``'s TEE with the keyring the key service releases to it.
+
+    Raises KeyReleaseError (refused, service not attested, or a keyring for another measurement).
+    """
+    released = obtain_keyring(
+        transport=transport,
+        provider=provider,
+        service_policy=service_policy,
+        service_verifier=service_verifier,
+        now=now,
+    )
+    if isinstance(provider, SimProvider):
+        measurement = provider.measurement
+    else:
+        measurement = read_report(released.evidence).measurement
+    keyring = released.keyring
+    if keyring.measurement != measurement:
+        raise KeyReleaseError(
+            "the key service released the key of another measurement; refusing to use it"
+        )
+    runtime = EnclaveRuntime(identity=keyring.current, tee=provider.tee, measurement=measurement)
+    return BootedEnclave(runtime=runtime, provider=provider, keyring=keyring)

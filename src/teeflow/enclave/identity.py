@@ -67,11 +67,12 @@ class EnclaveIdentity:
     def fingerprint(self) -> str:
         return sha256_hex(self.public_key_bundle())
 
-    def _to_bytes(self) -> bytes:
+    def to_bytes(self) -> bytes:
+        """The 96 secret bytes (Ed25519 seed, X25519 key, derivation secret); seal or wrap them."""
         return self.signing_key.to_bytes() + self.receiving_key.to_bytes() + self.secret
 
     @classmethod
-    def _from_bytes(cls, raw: bytes) -> EnclaveIdentity:
+    def from_bytes(cls, raw: bytes) -> EnclaveIdentity:
         if len(raw) != 96:
             raise IntegrityError("sealed enclave identity has the wrong size")
         return cls(SigningKey.from_bytes(raw[:32]), PrivateKey.from_bytes(raw[32:64]), raw[64:96])
@@ -89,6 +90,6 @@ class EnclaveIdentity:
         path = directory / f"identity-{measurement[:16]}.sealed"
         # First writer wins; a racing executor loads the winner's identity.
         sealed = read_or_create_secret(
-            path, lambda: seal_bytes(cls.generate()._to_bytes(), sealing_key)
+            path, lambda: seal_bytes(cls.generate().to_bytes(), sealing_key)
         )
-        return cls._from_bytes(unseal_bytes(sealed, sealing_key))
+        return cls.from_bytes(unseal_bytes(sealed, sealing_key))

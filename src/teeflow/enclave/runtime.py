@@ -37,6 +37,12 @@ from teeflow.crypto import (
 from teeflow.enclave.checks import TaskRejected, check_bundle
 from teeflow.enclave.events import EventCounter, seal_event
 from teeflow.enclave.identity import EnclaveIdentity, derive_key
+from teeflow.enclave.memory import (
+    MemoryBudgetExceeded,
+    check_memory_budget,
+    peak_memory_bytes,
+    reset_peak_memory,
+)
 from teeflow.enclave.receipt import sign_receipt
 from teeflow.enclave.run_state import RunGrant, stale_message
 from teeflow.functions.api import Context, FunctionError, InputData, OutputData
@@ -214,8 +220,11 @@ class EnclaveRuntime:
         checkpoint_interval_s: float = 1.0,
         progress_interval_s: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        memory_limit_bytes: int | None = None,
     ) -> None:
         self.identity = identity
+        self.memory_limit_bytes = memory_limit_bytes
+        """The TEE's memory (enclave size / CVM memory); larger tasks are refused (memory.py)."""
         self.tee = tee
         self.measurement = measurement
         self.function_timeout_s = function_timeout_s
@@ -248,6 +257,12 @@ class EnclaveRuntime:
             return self._failed(contract, exc.contract_hash, exc.input_hashes, str(exc), now)
         chash, input_hashes = opened.contract_hash, opened.input_hashes
         source = opened.source
+        try:
+            size = sum(len(i.data) for i in opened.inputs.values())
+            check_memory_budget(contract, size, limit=self.memory_limit_bytes)
+        except MemoryBudgetExceeded as exc:
+            return self._failed(contract, chash, input_hashes, str(exc), now)
+        reset_peak_memory()
         scratch = Path(tempfile.mkdtemp(prefix="teeflow-task-", dir=_scratch_root()))
         try:
             outputs = {slot: OutputData(slot) for slot in contract["outputs"]}
@@ -281,7 +296,7 @@ class EnclaveRuntime:
             status="succeeded",
             reason="",
             now=now,
-            extra={"run": run},
+            extra={"run": run, "peak_memory_bytes": peak_memory_bytes()},
         )
         return ExecutionResult("succeeded", sealed, receipt, "")
 

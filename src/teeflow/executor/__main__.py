@@ -9,7 +9,11 @@ import signal
 import threading
 from pathlib import Path
 
+from teeflow.attestation import AttestationError
 from teeflow.enclave.boot import boot_enclave
+from teeflow.enclave.keyrelease import KeyReleaseError
+from teeflow.enclave.memory import parse_size
+from teeflow.executor.keyrelease import add_tee_arguments, boot_from_args
 from teeflow.executor.worker import Worker, read_secret
 from teeflow.functions.registry import preload_builtins
 
@@ -20,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-dir", required=True, type=Path, help="the platform's data directory"
     )
-    parser.add_argument("--tee", default="sim")
+    parser.add_argument("--tee", default="sim", choices=["sim", "sgx", "tdx", "sev-snp"])
+    add_tee_arguments(parser)
     parser.add_argument("--max-tasks", type=int, default=None)
     parser.add_argument(
         "--checkpoint-interval",
@@ -29,13 +34,35 @@ def main(argv: list[str] | None = None) -> int:
         help="seconds between training checkpoints (0: after every epoch); "
         "env TEEFLOW_CHECKPOINT_INTERVAL_S",
     )
+    parser.add_argument(
+        "--memory-limit",
+        default=os.environ.get("TEEFLOW_ENCLAVE_MEMORY_LIMIT"),
+        help="the TEE's memory (e.g. 8G: SGX enclave size, CVM memory); tasks that declare or "
+        "are estimated to need more are refused; env TEEFLOW_ENCLAVE_MEMORY_LIMIT",
+    )
     args = parser.parse_args(argv)
     os.umask(0o077)  # the database, secrets, blobs and caches are this user's alone
+    try:
+        memory_limit = parse_size(args.memory_limit) if args.memory_limit else None
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(
         level=os.environ.get("TEEFLOW_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
     )
-    enclave = boot_enclave(tee=args.tee, platform_dir=args.data_dir / "platform")
+    if args.key_service_policy is None and args.tee == "sim":
+        enclave = boot_enclave(tee=args.tee, platform_dir=args.data_dir / "platform")
+    elif args.key_service_policy is None:
+        parser.error(
+            f"--tee {args.tee} gets its enclave key by key release: give --key-service-policy"
+        )
+    else:
+        try:
+            enclave = boot_from_args(args, args.server)
+        except (KeyReleaseError, AttestationError) as exc:
+            logging.getLogger("teeflow.executor").error("key release failed: %s", exc)
+            return 2
     enclave.runtime.checkpoint_interval_s = args.checkpoint_interval
+    enclave.runtime.memory_limit_bytes = memory_limit
     secret = os.environ.get("TEEFLOW_EXECUTOR_SECRET") or read_secret(args.data_dir)
     worker = Worker(enclave=enclave, server_url=args.server, secret=secret)
     stop = threading.Event()

@@ -255,7 +255,8 @@ class Worker:
                 has_checkpoint=lease.get("has_checkpoint", True),
                 inline_inputs={k: b64d(v) for k, v in lease.get("inline_inputs", {}).items()},
             )
-            result = self.enclave.runtime.execute(bundle, host, now=self.clock())
+            runtime = self.enclave.runtime_for(bundle.contract)  # the key epoch approved
+            result = runtime.execute(bundle, host, now=self.clock())
             if host.failed:
                 raise HostUnavailable("a call to the control plane failed during the task")
             started = time.perf_counter()

@@ -53,6 +53,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         datasets,
         executors,
         functions,
+        keyrelease,
         operator,
         sessions,
         tasks,
@@ -77,7 +78,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
     app.state.platform = platform
     app.add_middleware(JsonBodyLimit, limit=settings.max_json_bytes)
     install_error_handlers(app)
-    for module in (accounts, datasets, functions, tasks, sessions, executors, operator):
+    for module in (accounts, datasets, functions, tasks, sessions, executors, operator, keyrelease):
         app.include_router(module.router)
 
     @app.get("/v1/health", tags=["health"])

@@ -71,6 +71,7 @@ class LocalPlatform:
         self.env = {**os.environ, **(env or {})}
         self.server: subprocess.Popen[bytes] | None = None
         self.executors: list[subprocess.Popen[bytes]] = []
+        self._killed: set[int] = set()
         self._logs = self.data_dir / "logs"
 
     def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
@@ -106,12 +107,21 @@ class LocalPlatform:
         self.wait_executors(self.n_executors)
         return self
 
-    def add_executor(self, *, server_url: str | None = None) -> subprocess.Popen[bytes]:
-        """Start one more executor; ``server_url`` points it elsewhere (e.g. at a proxy)."""
+    def add_executor(
+        self,
+        *,
+        server_url: str | None = None,
+        data_dir: Path | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> subprocess.Popen[bytes]:
+        """Start one more executor; ``server_url`` points it elsewhere (e.g. at a proxy),
+        ``data_dir`` gives it its own data directory (as on another host), ``extra_args`` go to
+        ``python -m teeflow.executor`` (e.g. ``--tee tdx --key-service-policy FILE``)."""
         index = len(self.executors)
         url = server_url or self.url
+        own_dir = str(data_dir or self.data_dir)
         process = self._spawn(
-            ["-m", "teeflow.executor", "--server", url, "--data-dir", str(self.data_dir)],
+            ["-m", "teeflow.executor", "--server", url, "--data-dir", own_dir, *extra_args],
             f"executor-{index}.log",
         )
         self.executors.append(process)
@@ -130,7 +140,11 @@ class LocalPlatform:
         try:
             deadline = time.monotonic() + timeout
             while len(store.list_executors()) < count:
-                dead = [i for i, p in enumerate(self.executors) if p.poll() is not None]
+                dead = [
+                    i
+                    for i, p in enumerate(self.executors)
+                    if p.poll() is not None and i not in self._killed
+                ]
                 if dead:
                     log = self._logs / f"executor-{dead[0]}.log"
                     tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
@@ -146,6 +160,7 @@ class LocalPlatform:
     def kill_executor(self, index: int) -> None:
         """SIGKILL one executor (its process group), as a crash would."""
         process = self.executors[index]
+        self._killed.add(index)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)

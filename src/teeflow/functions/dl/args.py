@@ -18,8 +18,12 @@ __all__ = [
 ]
 
 
+PLATFORM_ARGUMENTS = frozenset({"memory_bytes"})
+"""Arguments the enclave itself reads (teeflow.enclave.memory), accepted by every function."""
+
+
 def check_known(ctx: Context, known: Iterable[str]) -> None:
-    unknown = sorted(set(ctx.args) - set(known))
+    unknown = sorted(set(ctx.args) - set(known) - PLATFORM_ARGUMENTS)
     if unknown:
         raise FunctionError(
             f"unknown argument(s) {', '.join(unknown)}; this function accepts "

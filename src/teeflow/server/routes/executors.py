@@ -10,6 +10,7 @@ import asyncio
 import hmac
 import secrets
 import uuid
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -240,6 +241,20 @@ async def lease(
                 return leased if leased is not None else Response(status_code=204)
 
 
+def _skip_for(executor: ExecutorRecord, *, sessions: bool) -> Callable[[Mapping[str, Any]], bool]:
+    """Which waiting tasks this executor passes over: those approved for another TEE or
+    measurement (its enclave would only refuse them: a mixed fleet), and sessions if asked."""
+    enclave = (executor.tee, executor.measurement)
+
+    def skip(contract: Mapping[str, Any]) -> bool:
+        named = contract.get("executor") or {}
+        if (named.get("tee"), named.get("measurement")) != enclave:
+            return True
+        return not sessions and is_session_contract(contract)
+
+    return skip
+
+
 def _lease_once(
     executor: ExecutorRecord, platform: Platform, sessions: bool = True
 ) -> dict[str, Any] | None:
@@ -253,7 +268,7 @@ def _lease_once(
         audit=AuditEntry(
             actor=f"executor:{executor.executor_id}", action="task.lease", subject="", details={}
         ),
-        skip=None if sessions else is_session_contract,
+        skip=_skip_for(executor, sessions=sessions),
     )
     if task is None:
         return None
