@@ -36,6 +36,7 @@ from teeflow.crypto import (
     unseal_bytes,
 )
 from teeflow.enclave.checks import TaskRejected, check_bundle
+from teeflow.enclave.spend import privacy_receipt, refused_spend, spend_problem
 from teeflow.enclave.identity import EnclaveIdentity, derive_key
 from teeflow.enclave.receipt import sign_receipt
 from teeflow.functions.api import Context, FunctionError, InputData, OutputData
@@ -108,6 +109,10 @@ class OpenedTask:
     """slot -> the ciphertext SHA-256 that was checked (for the receipt)."""
     source: str | None
     """Uploaded function source; None for a built-in."""
+    min_rows: int = 0
+    """Aggregation threshold from the strictest input policy (enclave/policies.py)."""
+    spend: dict[str, dict[str, float]] = field(default_factory=dict)
+    """input slot -> the DP budget the task declares it spends (enclave/budget.py)."""
 
 
 class OpenRefused(TaskRejected):
@@ -228,15 +233,24 @@ class EnclaveRuntime:
         try:
             opened = self._open_task(bundle, host, timer)
         except OpenRefused as exc:
-            return self._failed(contract, exc.contract_hash, exc.input_hashes, str(exc), now)
+            refused = privacy_receipt(refused_spend(contract), ran=False)
+            return self._failed(
+                contract, exc.contract_hash, exc.input_hashes, str(exc), now, refused
+            )
         chash, inputs, input_hashes = opened.contract_hash, opened.inputs, opened.input_hashes
+        # From here the function reads the inputs: a DP spend stands whatever happens next.
+        privacy = privacy_receipt(opened.spend, ran=True)
         source = opened.source
         scratch = Path(tempfile.mkdtemp(prefix="teeflow-task-", dir=_scratch_root()))
         try:
             outputs = {slot: OutputData(slot) for slot in contract["outputs"]}
             ctx = self._context(chash, contract, inputs, outputs, scratch, host, timer)
+            ctx.min_rows = opened.min_rows
             with timer.phase("function"):
                 error = self._run_function(contract, source, ctx)
+            if error is None:
+                error = spend_problem(opened.spend, ctx.privacy_spent)
+                privacy = privacy_receipt(opened.spend, ran=True, reported=ctx.privacy_spent)
             ctx.progress()  # flush the latest progress held back by the pacing
             if error is None:
                 missing = [slot for slot, out in outputs.items() if not out.written]
@@ -244,10 +258,10 @@ class EnclaveRuntime:
                     error = f"function did not write output(s) {missing}"
             if error is not None:
                 reason = self._disclose_error(chash, contract, host, timer, error)
-                return self._failed(contract, chash, input_hashes, reason, now)
+                return self._failed(contract, chash, input_hashes, reason, now, privacy)
             refused = _declaration_problem(contract, inputs, outputs)
             if refused is not None:  # checked before anything is sealed: nothing leaves
-                return self._failed(contract, chash, input_hashes, refused, now)
+                return self._failed(contract, chash, input_hashes, refused, now, privacy)
             with timer.phase("crypto"):
                 sealed = {
                     slot: self._seal_output(chash, contract, slot, out)
@@ -256,7 +270,14 @@ class EnclaveRuntime:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
         receipt = self.receipt(
-            contract, chash, input_hashes, sealed, status="succeeded", reason="", now=now
+            contract,
+            chash,
+            input_hashes,
+            sealed,
+            status="succeeded",
+            reason="",
+            now=now,
+            extra=privacy,
         )
         return ExecutionResult("succeeded", sealed, receipt, "")
 
@@ -280,7 +301,9 @@ class EnclaveRuntime:
             source = self._open_function(plan.function_key, bundle.contract, host)
         except TaskRejected as exc:
             raise OpenRefused(str(exc), contract_hash=chash, input_hashes=input_hashes) from None
-        return OpenedTask(chash, inputs, input_hashes, source)
+        return OpenedTask(
+            chash, inputs, input_hashes, source, min_rows=plan.min_rows, spend=plan.spend
+        )
 
     def _open_inputs(
         self,
@@ -536,8 +559,11 @@ class EnclaveRuntime:
         inputs: Mapping[str, str],
         reason: str,
         now: datetime,
+        extra: Mapping[str, Any] | None = None,
     ) -> ExecutionResult:
-        receipt = self.receipt(contract, chash, inputs, {}, status="failed", reason=reason, now=now)
+        receipt = self.receipt(
+            contract, chash, inputs, {}, status="failed", reason=reason, now=now, extra=extra
+        )
         return ExecutionResult("failed", {}, receipt, reason)
 
 

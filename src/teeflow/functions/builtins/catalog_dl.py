@@ -96,6 +96,7 @@ register(
             "num_trees": "gbdt boosting rounds (default 100)",
             "num_leaves": "gbdt leaves per tree (default 31)",
             "threshold": "probability above which a row is predicted positive (default 0.5)",
+            "dp": "train with DP-SGD: {epsilon, delta, max_grad_norm (default 1.0)}",
         },
         min_inputs=1,
     )

@@ -29,6 +29,7 @@ from teeflow.functions.dl.networks import IMAGE_MODELS, build_image_model
 from teeflow.functions.dl.state import fingerprint, tensor_arrays
 from teeflow.functions.dl.training import TrainConfig, fit, predict_logits
 from teeflow.functions.dl.transforms import augment, augment_arg, transform_args
+from teeflow.functions.thresholds import guard_metrics, withheld
 
 ARGUMENTS = {
     "model": "cnn (small CNN, default) or resnet18",
@@ -186,17 +187,25 @@ def run(ctx: Context) -> None:
         "epochs": result.history,
         "n_train": len(train_x),
         "n_test": len(test_x),
-        "test": multiclass_metrics(
-            test_y, softmax(predict_logits(result.model, test_x)), class_names=classes
+        "test": guard_metrics(
+            multiclass_metrics(
+                test_y, softmax(predict_logits(result.model, test_x)), class_names=classes
+            ),
+            labels=test_y,
+            min_rows=ctx.min_rows,
+            what="the test metrics",
         ),
     }
-    if "val" in data:
+    if "val" in data and len(data["val"][1]) >= ctx.min_rows:
         val_x, val_y = data["val"]
         val_predicted = predict_logits(result.model, val_x).argmax(axis=1)
         metrics["val_accuracy"] = round(float((val_predicted == val_y).mean()), 6)
-    metrics["test_accuracy"] = metrics["test"]["accuracy"]
+    metrics["test_accuracy"] = metrics["test"].get("accuracy")
     if report_counts:
-        metrics["class_counts_per_input"] = counts
+        small = [n for tally in counts.values() for n in tally.values() if 0 < n < ctx.min_rows]
+        metrics["class_counts_per_input"] = (
+            withheld("a class count", min(small), ctx.min_rows) if small else counts
+        )
 
     if "model" in outputs:
         extra = ModelBlob.export_inference(
