@@ -15,13 +15,17 @@ from teeflow.enclave.policies import DatasetPolicy, sign_policy
 
 def _ledger(tmp_path: Path, epsilon: float = 2.0) -> PrivacyLedger:
     ledger = PrivacyLedger(tmp_path)
-    policy = DatasetPolicy(owner="bank", ciphertext_sha256="ab" * 32, dp_epsilon=epsilon, dp_delta=1e-5)
+    policy = DatasetPolicy(
+        owner="bank", ciphertext_sha256="ab" * 32, dp_epsilon=epsilon, dp_delta=1e-5
+    )
     ledger.set_policy("d1", sign_policy(policy, SigningKey.generate()))
     return ledger
 
 
 def _reserve(ledger: PrivacyLedger, chash: str, epsilon: float) -> tuple[float, float, int]:
-    return ledger.reserve("d1", task_id=chash, contract_hash=chash, slot="data", spend=(epsilon, 1e-6))
+    return ledger.reserve(
+        "d1", task_id=chash, contract_hash=chash, slot="data", spend=(epsilon, 1e-6)
+    )
 
 
 def test_spends_count_from_approval_and_the_budget_is_a_hard_limit(tmp_path: Path) -> None:

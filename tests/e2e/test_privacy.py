@@ -53,13 +53,19 @@ def _unreviewed_approve(
     enclave_pk = PublicKey.from_b64(contract["executor"]["public_keys"]["x25519"])
     wrapped = dict(extra or {})
     for slot, spec in contract["inputs"].items():
-        key = client.home.dataset_key(spec["dataset_id"]) if spec["owners"] == [client.username] else None
+        key = (
+            client.home.dataset_key(spec["dataset_id"])
+            if spec["owners"] == [client.username]
+            else None
+        )
         if key is not None:
             info = key_wrap_info("input", chash, slot)
             wrapped[slot] = b64e(hpke_seal(key.raw, enclave_pk, info=info))
     signature = b64e(client.keys.signing_key.sign(APPROVAL_DOMAIN, chash.encode("ascii")))
     result: dict[str, Any] = client._call(
-        "POST", f"/v1/tasks/{task_id}/approve", json={"signature": signature, "wrapped_keys": wrapped}
+        "POST",
+        f"/v1/tasks/{task_id}/approve",
+        json={"signature": signature, "wrapped_keys": wrapped},
     )
     return result
 
@@ -150,7 +156,10 @@ def test_a_policy_stripped_from_the_contract_is_refused_by_the_owner(
         ).fetchone()
         db.execute(
             "UPDATE datasets SET meta = ? WHERE dataset_id = ?",
-            (json.dumps({k: v for k, v in json.loads(meta).items() if k != "policy"}), dataset["id"]),
+            (
+                json.dumps({k: v for k, v in json.loads(meta).items() if k != "policy"}),
+                dataset["id"],
+            ),
         )
     task = alice.propose(
         "echo", inputs={"data": dataset["id"]}, outputs={"data": {"recipients": ["alice"]}}
@@ -229,7 +238,9 @@ def test_dp_task_spends_budget_and_one_beyond_it_is_refused(
     assert bank.settle(first["id"]) == {"data": "spent"}
     left, _, _ = bank.ledger.remaining(budgeted["id"])
     assert left == pytest.approx(1.5 - spent)
-    audit = [e for e in bank.audit() if e["action"] == "task.approve" and e["subject"] == first["id"]]
+    audit = [
+        e for e in bank.audit() if e["action"] == "task.approve" and e["subject"] == first["id"]
+    ]
     assert any(e["details"].get("privacy_spend") for e in audit)
 
     second = _dp_task(alice, budgeted["id"], 1.0)
@@ -311,7 +322,11 @@ def test_failed_task_refunds_only_when_the_function_never_ran(
     ran = alice.propose(
         "tabular-train",
         inputs={"data": dataset["id"]},
-        arguments={**DP_ARGS, "label_column": "no_such_column", "dp": {"epsilon": 0.5, "delta": 1e-6}},
+        arguments={
+            **DP_ARGS,
+            "label_column": "no_such_column",
+            "dp": {"epsilon": 0.5, "delta": 1e-6},
+        },
         outputs={"metrics": {"recipients": ["alice", "bank"]}},
     )
     alice.approve(ran["id"])

@@ -9,9 +9,8 @@ import dp_accounting
 import numpy as np
 import paddle
 import pytest
-from dp_accounting import rdp
-
 from conftest_dl import run_builtin
+from dp_accounting import rdp
 
 from teeflow.functions.api import Context, OutputData
 from teeflow.functions.datasets import breast_cancer_hospitals
@@ -102,7 +101,9 @@ def test_noisy_gradient_clips_each_example_then_adds_calibrated_noise() -> None:
         want = (clipped + noise.normal(0.0, sigma * clip, size=clipped.shape)) / expected_batch
         np.testing.assert_allclose(out, want, rtol=1e-9, atol=1e-12)
     # Each example's clipped contribution has norm at most the clip.
-    assert np.all(np.sqrt(sum((g.reshape(6, -1) ** 2).sum(1) for g in grads)) * factor <= clip + 1e-9)
+    assert np.all(
+        np.sqrt(sum((g.reshape(6, -1) ** 2).sum(1) for g in grads)) * factor <= clip + 1e-9
+    )
 
 
 def _context(tmp_path: Path) -> Context:

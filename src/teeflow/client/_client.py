@@ -431,7 +431,9 @@ class Client:
         delta)``; see enclave/policies.py. Returns the signed policy."""
         record = self.home.dataset_record(dataset_id)
         if record is None:
-            raise ClientError(f"you hold no key for dataset {dataset_id}: only its owner sets a policy")
+            raise ClientError(
+                f"you hold no key for dataset {dataset_id}: only its owner sets a policy"
+            )
         try:
             signed = make_policy(
                 owner=self._me(),

@@ -6,7 +6,7 @@ The owner writes a policy on its own machine and signs it (Ed25519, domain ``dat
      "functions": ["tabular-train", "sha256:<code hash>"] | null,   # null: any function
      "recipients": ["alice", "bank"] | null,                        # null: anyone
      "min_rows": 20,            # fewest rows behind any disclosed aggregate (0: no threshold)
-     "raw_rows": false,         # may outputs that carry rows (echo, flags, joins, predictions) leave?
+     "raw_rows": false,         # may row-carrying outputs (echo, flags, joins, predictions) leave?
      "dp": {"epsilon": 3.0, "delta": 1e-5} | null}   # differential-privacy budget
 
 The control plane puts the signed policy into the contract's input spec (``inputs[slot].policy``),
@@ -135,7 +135,7 @@ def _budget(dp: Any) -> tuple[float | None, float | None]:
             raise ValueError(f"policy dp.{name} must be finite")
     if float(delta) >= 1:
         raise ValueError("policy dp.delta must be below 1")
-    return float(epsilon), float(delta)
+    return float(epsilon), float(delta)  # type: ignore[arg-type]
 
 
 def sign_policy(policy: DatasetPolicy, key: SigningKey) -> dict[str, Any]:
@@ -165,7 +165,9 @@ def input_policies(contract: Mapping[str, Any]) -> dict[str, DatasetPolicy]:
             continue
         owners = list(spec["owners"])
         if len(owners) != 1:
-            raise PolicyViolation(slot, ",".join(owners), "signature", "a joint input has no policy")
+            raise PolicyViolation(
+                slot, ",".join(owners), "signature", "a joint input has no policy"
+            )
         owner = owners[0]
         try:
             key = VerifyKey.from_b64(contract["participants"][owner]["sign_pk"])

@@ -36,9 +36,9 @@ from teeflow.crypto import (
     unseal_bytes,
 )
 from teeflow.enclave.checks import TaskRejected, check_bundle
-from teeflow.enclave.spend import privacy_receipt, refused_spend, spend_problem
 from teeflow.enclave.identity import EnclaveIdentity, derive_key
 from teeflow.enclave.receipt import sign_receipt
+from teeflow.enclave.spend import privacy_receipt, refused_spend, spend_problem
 from teeflow.functions.api import Context, FunctionError, InputData, OutputData
 from teeflow.functions.outputs import check_outputs, uploaded_declarations
 
@@ -233,9 +233,9 @@ class EnclaveRuntime:
         try:
             opened = self._open_task(bundle, host, timer)
         except OpenRefused as exc:
-            refused = privacy_receipt(refused_spend(contract), ran=False)
+            unspent = privacy_receipt(refused_spend(contract), ran=False)
             return self._failed(
-                contract, exc.contract_hash, exc.input_hashes, str(exc), now, refused
+                contract, exc.contract_hash, exc.input_hashes, str(exc), now, unspent
             )
         chash, inputs, input_hashes = opened.contract_hash, opened.inputs, opened.input_hashes
         # From here the function reads the inputs: a DP spend stands whatever happens next.

@@ -8,7 +8,7 @@ by a ``withheld`` note that says why, so the parties learn that it was withheld 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from teeflow.functions.api import FunctionError
@@ -67,7 +67,7 @@ def require_rows(rows: int, *, min_rows: int, what: str) -> None:
 
 
 def guard_metrics(
-    metrics: Mapping[str, Any], *, labels: Sequence[Any], min_rows: int, what: str
+    metrics: Mapping[str, Any], *, labels: Iterable[Any], min_rows: int, what: str
 ) -> dict[str, Any]:
     """Both guards for evaluation metrics over rows labelled ``labels``: the whole set must
     reach ``min_rows`` rows, and per-class counts need every present class to reach it."""
@@ -75,4 +75,5 @@ def guard_metrics(
     for label in labels:
         counts[str(label)] = counts.get(str(label), 0) + 1
     guarded = guard_per_class(metrics, class_rows=list(counts.values()), min_rows=min_rows)
-    return guard_aggregate(guarded, rows=len(labels), min_rows=min_rows, what=what)
+    rows = sum(counts.values())
+    return guard_aggregate(guarded, rows=rows, min_rows=min_rows, what=what)
