@@ -2,9 +2,9 @@
 
 The ``tabular-train`` built-in runs in this process through a Context (no platform around it: the
 figure is the price of DP-SGD itself, not of the enclave), on the same split, seed, model, epochs
-and batch size (after one warm-up run), once plainly (Adam) and once per target epsilon with DP-SGD (Poisson sampling,
-per-example clipping at 1.0, Gaussian noise calibrated by the RDP accountant, then Adam; delta
-1e-5). Datasets:
+and batch size (after one warm-up run), once plainly (Adam) and once per target epsilon with
+DP-SGD (Poisson sampling, per-example clipping at 1.0, Gaussian noise calibrated by the RDP
+accountant, then Adam; delta 1e-5). Datasets:
 
 - breast cancer (scikit-learn's Wisconsin table, both hospitals pooled: 483 rows, 30 features);
 - digits (scikit-learn's 1,797 8x8 images flattened to 64 pixel columns, binary target "digit >= 5":
