@@ -9,9 +9,7 @@ enclave must refuse on its own, naming the policy rule.
 from __future__ import annotations
 
 import json
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,24 +22,11 @@ from teeflow.functions.datasets import breast_cancer_hospitals
 from teeflow.server.launcher import LocalPlatform
 
 from .conftest import MemberFactory
+from .test_member_review import _cli, cli_victim  # noqa: F401 - a fixture the CLI test uses
+from .test_operator_identity import force_queue, operator_db, outputs_of
 
 TABLE = breast_cancer_hospitals()["hospital_a.csv"]
 DP_ARGS = {"label_column": "malignant", "id_column": "patient_id", "epochs": 2}
-
-
-@contextmanager
-def operator_db(platform: LocalPlatform) -> Iterator[sqlite3.Connection]:
-    connection = sqlite3.connect(platform.data_dir / "teeflow.db", timeout=30)
-    try:
-        with connection:
-            yield connection
-    finally:
-        connection.close()
-
-
-def _force_queue(platform: LocalPlatform, task_id: str) -> None:
-    with operator_db(platform) as db:
-        db.execute("UPDATE tasks SET status = 'queued' WHERE task_id = ?", (task_id,))
 
 
 def _unreviewed_approve(
@@ -70,10 +55,6 @@ def _unreviewed_approve(
     return result
 
 
-def _outputs(client: Client, task_id: str) -> list[Any]:
-    return list(client.http.get(f"/v1/tasks/{task_id}/outputs").json())
-
-
 # -- owner policies: functions and recipients ---------------------------------------------
 
 
@@ -91,12 +72,12 @@ def test_forbidden_function_is_refused_at_review_and_by_the_enclave(
     with pytest.raises(ClientError, match="rule 'functions'"):
         bank.review(bank.task(task["id"]))
     _unreviewed_approve(alice, task["id"])  # alice's review refuses it too
-    _force_queue(platform, task["id"])  # the operator marks it approved; bank never signed
+    force_queue(platform, task["id"])  # the operator marks it approved; bank never signed
     done = alice.wait(task["id"], timeout=60)
 
     assert done["status"] == "failed"
     assert "rule 'functions'" in done["failure_reason"] and "'echo'" in done["failure_reason"]
-    assert _outputs(alice, task["id"]) == []
+    assert outputs_of(alice, task["id"]) == []
 
 
 def test_forbidden_function_is_refused_even_with_the_owners_signature(
@@ -116,7 +97,7 @@ def test_forbidden_function_is_refused_even_with_the_owners_signature(
 
     assert done["status"] == "failed"
     assert "rule 'functions'" in done["failure_reason"]
-    assert _outputs(alice, task["id"]) == []
+    assert outputs_of(alice, task["id"]) == []
 
 
 def test_forbidden_recipient_is_refused_at_review_and_by_the_enclave(
@@ -141,7 +122,7 @@ def test_forbidden_recipient_is_refused_at_review_and_by_the_enclave(
 
     assert done["status"] == "failed"
     assert "rule 'recipients'" in done["failure_reason"] and "alice" in done["failure_reason"]
-    assert _outputs(alice, task["id"]) == []
+    assert outputs_of(alice, task["id"]) == []
 
 
 def test_a_policy_stripped_from_the_contract_is_refused_by_the_owner(
@@ -264,7 +245,7 @@ def test_dp_task_spends_budget_and_one_beyond_it_is_refused(
 
     assert refused["status"] == "failed"
     assert "rule 'budget'" in refused["failure_reason"]
-    assert _outputs(alice, second["id"]) == []
+    assert outputs_of(alice, second["id"]) == []
 
 
 def test_a_budget_statement_replayed_from_another_task_is_refused(
@@ -337,3 +318,34 @@ def test_failed_task_refunds_only_when_the_function_never_ran(
 
     assert bank.settle(ran["id"]) == {"data": "spent"}
     assert bank.ledger.remaining(dataset["id"])[0] == pytest.approx(1.5)
+
+
+# -- the command line -----------------------------------------------------------------------
+
+
+def test_policy_and_budget_from_the_command_line(
+    member: MemberFactory,
+    cli_victim: Path,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    alice = member("alice")
+    data = tmp_path / "victim.csv"
+    data.write_bytes(TABLE)
+    uploaded = _cli(cli_victim, "dataset", "upload", str(data), "--name", "v.csv", "--json")
+    dataset_id = json.loads(uploaded.stdout)["id"]
+
+    signed = _cli(
+        cli_victim, "dataset", "policy", dataset_id, "--function", "tabular-train",
+        "--min-rows", "20", "--dp-epsilon", "2", "--json",
+    )  # fmt: skip
+    budget = _cli(cli_victim, "dataset", "budget", dataset_id, "--json")
+    task = alice.propose(
+        "echo", inputs={"data": dataset_id}, outputs={"data": {"recipients": ["victim"]}}
+    )
+    approved = _cli(cli_victim, "task", "approve", task["id"])
+
+    assert signed.exit_code == 0, signed.stdout + signed.stderr
+    assert json.loads(signed.stdout)["dp"] == {"epsilon": 2.0, "delta": 1e-5}
+    assert json.loads(budget.stdout)["remaining_epsilon"] == 2.0
+    assert approved.exit_code != 0
+    assert "rule 'functions'" in approved.stdout + approved.stderr
