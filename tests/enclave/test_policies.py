@@ -136,3 +136,10 @@ def test_budget_statement_must_cover_the_spend_and_be_for_this_contract() -> Non
         with pytest.raises(PolicyViolation, match=words) as refused:
             check(bad)
         assert refused.value.rule == "budget"
+
+
+def test_malformed_dp_arguments_are_refused_without_any_policy() -> None:
+    bad = {"dp": {"epsilon": float("inf"), "delta": 1e-6}}
+
+    assert _rule(_contract(None, arguments=bad)) == "dp"
+    assert check_policies(_contract(None, arguments={"dp": {"epsilon": 1, "delta": 0}})) == {}

@@ -271,9 +271,10 @@ def _spend_or_violation(
     try:
         return declared_spend(contract)
     except ValueError as exc:
-        slot = next(iter(policies), "-")
-        owner = policies[slot].owner if slot in policies else "-"
-        raise PolicyViolation(slot, owner, "dp", f"arguments.dp: {exc}") from None
+        # Malformed DP arguments are refused whether or not an input has a policy.
+        slot = next(iter(policies), None) or next(iter(sorted(contract["inputs"])), "-")
+        owners = contract["inputs"].get(slot, {}).get("owners") or ["-"]
+        raise PolicyViolation(slot, ",".join(owners), "dp", f"arguments.dp: {exc}") from None
 
 
 def _check_dp(
