@@ -203,7 +203,7 @@ def test_dp_task_spends_budget_and_one_beyond_it_is_refused(
     alice, bank = member("alice"), member("bank")
     first = _dp_task(alice, budgeted["id"], 1.0)
     notes = bank.review(bank.task(first["id"]))
-    assert any("spends epsilon=1" in n for n in notes), notes
+    assert any("every input spends epsilon=1," in n for n in notes), notes
     alice.approve(first["id"])
     bank.approve(first["id"])
     alice.run(first["id"])

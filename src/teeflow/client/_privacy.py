@@ -81,6 +81,11 @@ def review_policies(contract: Mapping[str, Any], *, me: str, ledger: PrivacyLedg
         raise ClientError(f"the task breaks a dataset policy: {exc}") from None
     spend = declared_spend(contract)
     notes = []
+    if spend is not None:
+        notes.append(
+            f"differentially private training: every input spends epsilon={spend[0]:g}, "
+            f"delta={spend[1]:g} of its budget"
+        )
     for slot, policy in sorted(policies.items()):
         if policy.min_rows:
             notes.append(
@@ -88,7 +93,6 @@ def review_policies(contract: Mapping[str, Any], *, me: str, ledger: PrivacyLedg
             )
         if policy.dp_epsilon is None or spend is None:
             continue
-        notes.append(f"input {slot!r} spends epsilon={spend[0]:g}, delta={spend[1]:g}")
         if policy.owner == me:
             epsilon, delta, _ = ledger.remaining(contract["inputs"][slot]["dataset_id"])
             if spend[0] > epsilon + 1e-12 or spend[1] > delta + 1e-18:
