@@ -12,7 +12,7 @@ import pytest
 from conftest_dl import run_builtin
 from dp_accounting import rdp
 
-from teeflow.functions.api import Context, OutputData
+from teeflow.functions.api import Context, FunctionError, OutputData
 from teeflow.functions.datasets import breast_cancer_hospitals
 from teeflow.functions.dl.dp import (
     RDP_ORDERS,
@@ -187,3 +187,46 @@ def test_tabular_train_with_dp_reports_its_privacy_and_no_training_loss(tmp_path
     assert metrics["privacy"]["epsilon"] <= 1.0 and metrics["privacy"]["sampling"] == "poisson"
     assert all(set(epoch) == {"epoch", "epsilon"} for epoch in metrics["epochs"])
     assert all("loss" not in p for p in run.progress)
+
+
+def test_image_cnn_per_example_gradients_match_the_loop_and_batchnorm_is_refused() -> None:
+    from teeflow.functions.dl.dp import _class_loss, _per_example
+    from teeflow.functions.dl.networks import SmallCNN
+
+    paddle.seed(2)
+    images = paddle.to_tensor(np.random.RandomState(1).rand(3, 1, 8, 8).astype(np.float32))
+    labels = paddle.to_tensor(np.array([0, 2, 1]))
+    model = SmallCNN(1, 3, norm="group")
+
+    grads = _per_example(model, images, labels, _class_loss)
+    summed = paddle.grad(_class_loss(model(images), labels).sum(), model.parameters())
+
+    for per, total in zip(grads, summed, strict=True):  # per-example grads add up to the batch's
+        np.testing.assert_allclose(per.sum(axis=0), total.numpy(), rtol=1e-3, atol=1e-5)
+    with pytest.raises(FunctionError, match="BatchNorm"):
+        _per_example(SmallCNN(1, 3), images, labels, _class_loss)
+
+
+def test_image_train_with_dp_spends_no_more_than_asked(tmp_path: Path) -> None:
+    from teeflow.functions.datasets import digits_hospitals
+
+    images = digits_hospitals()
+    run = run_builtin(
+        "image-classify-train",
+        {"a": images["hospital_a.npz"]},
+        {"epochs": 1, "batch_size": 64, "dp": {"epsilon": 2.0, "delta": 1e-5}},
+        ("model", "metrics"),
+        tmp_path,
+    )
+    predicted = run_builtin(
+        "image-classify-predict",
+        {"model": run.outputs["model"], "images": images["hospital_b.npz"]},
+        {},
+        ("predictions",),
+        tmp_path / "predict",
+    )
+
+    metrics = run.json("metrics")
+    assert 0 < metrics["privacy"]["epsilon"] <= 2.0
+    assert metrics["test"]["accuracy"] is not None
+    assert predicted.outputs["predictions"]  # the GroupNorm model loads and predicts

@@ -41,7 +41,7 @@ __all__ = [
 
 POLICY_DOMAIN = "dataset-policy"
 POLICY_VERSION = 1
-DP_FUNCTIONS = frozenset({"tabular-train"})
+DP_FUNCTIONS = frozenset({"tabular-train", "image-classify-train"})
 """Built-ins that train with DP-SGD when the contract's ``arguments.dp`` asks for it."""
 RAW_ROW_OUTPUTS = {
     "echo": ("*",),

@@ -49,6 +49,7 @@ register(
             "std": "per-channel standard deviation to normalise with (with mean)",
             "augment": "flipped copies added to the training split: a list of hflip, vflip",
             "report_class_counts": "true: metrics list each input's image count per class",
+            "dp": "train the cnn with DP-SGD: {epsilon, delta, max_grad_norm (default 1.0)}",
         },
         min_inputs=1,
     )

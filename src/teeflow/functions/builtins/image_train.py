@@ -22,6 +22,7 @@ from teeflow.functions.dl.args import (
     int_arg,
     output_slots,
 )
+from teeflow.functions.dl.dp import dp_settings_arg, fit_private
 from teeflow.functions.dl.images import ImageSet, load_images, split_holdout
 from teeflow.functions.dl.metrics import multiclass_metrics, softmax
 from teeflow.functions.dl.modelfile import ModelBlob
@@ -44,6 +45,7 @@ ARGUMENTS = {
     "std": "per-channel standard deviation to normalise with (with mean)",
     "augment": "flipped copies added to the training split: a list of hflip, vflip",
     "report_class_counts": "true: metrics list each input's image count per class (default false)",
+    "dp": "train the cnn with DP-SGD: {epsilon, delta, max_grad_norm (default 1.0)}",
 }
 
 
@@ -130,9 +132,15 @@ def run(ctx: Context) -> None:
     learning_rate = float_arg(ctx, "learning_rate", 1e-3, low=1e-7, high=10.0)
     seed = int_arg(ctx, "seed", 0, low=0, high=2**31 - 1)
     test_fraction = float_arg(ctx, "test_fraction", 0.2, low=0.01, high=0.9)
+    dp = dp_settings_arg(ctx)
+    if dp is not None and name != "cnn":
+        raise FunctionError("DP training supports the model 'cnn' only (GroupNorm, no BatchNorm)")
 
     transform = transform_args(ctx)
     augmentations = augment_arg(ctx)
+    if dp is not None and augmentations:
+        # A flipped copy is a second row of the same patient: the guarantee would cover pairs.
+        raise FunctionError("DP training takes no 'augment': each image must appear once")
     report_counts = ctx.arg("report_class_counts", False)
     if not isinstance(report_counts, bool):
         raise FunctionError("argument 'report_class_counts' must be true or false")
@@ -160,6 +168,7 @@ def run(ctx: Context) -> None:
         "class_names": classes,
         "image_size": [height, width],
         "transform": transform.to_config(),
+        **({"norm": "group"} if dp is not None else {}),
     }
     digest = hashlib.sha256()
     for slot in slots:
@@ -172,13 +181,18 @@ def run(ctx: Context) -> None:
         binary=False,
         fingerprint=fingerprint({**net_config, **dict(ctx.args), "data": digest.hexdigest()}),
     )
-    result = fit(
-        ctx,
-        build_model=lambda: build_image_model(net_config),
-        features=train_x,
-        labels=train_y,
-        config=config,
-    )
+    fit_args: dict[str, Any] = {
+        "build_model": lambda: build_image_model(net_config),
+        "features": train_x,
+        "labels": train_y,
+        "config": config,
+    }
+    privacy: dict[str, Any] | None = None
+    if dp is None:
+        result = fit(ctx, **fit_args)
+    else:
+        result, plan = fit_private(ctx, dp=dp, **fit_args)
+        privacy = plan.describe()
 
     test_x, test_y = data["test"]
     metrics: dict[str, Any] = {
@@ -206,6 +220,8 @@ def run(ctx: Context) -> None:
         metrics["class_counts_per_input"] = (
             withheld("a class count", min(small), ctx.min_rows) if small else counts
         )
+    if privacy:
+        metrics["privacy"] = privacy
 
     if "model" in outputs:
         extra = ModelBlob.export_inference(

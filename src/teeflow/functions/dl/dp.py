@@ -146,14 +146,35 @@ def calibrate(settings: DPSettings, *, rows: int, batch_size: int, epochs: int) 
     return DPPlan(sigma, sample_rate, steps, epsilon, settings.delta, settings.max_grad_norm)
 
 
+_ELEMENTWISE = (nn.Linear, nn.ReLU, nn.Sigmoid, nn.Tanh)
+
+
+def _leaves(model: nn.Layer) -> list[nn.Layer]:
+    return [layer for layer in model.sublayers() if not list(layer.children())]
+
+
 def _linear_stack(model: nn.Layer) -> list[nn.Layer]:
-    layers = [layer for layer in model.sublayers() if not list(layer.children())]
+    layers = _leaves(model)
     for layer in layers:
-        if not isinstance(layer, nn.Linear | nn.ReLU | nn.Sigmoid | nn.Tanh):
+        if not isinstance(layer, _ELEMENTWISE):
             raise FunctionError(
-                f"DP-SGD supports Linear layers and element-wise activations; found {layer}"
+                f"vectorised DP-SGD supports Linear layers and element-wise activations; "
+                f"found {type(layer).__name__}"
             )
     return layers
+
+
+def _per_example(
+    model: nn.Layer, features: paddle.Tensor, labels: paddle.Tensor, loss_fn: LossFn
+) -> list[np.ndarray]:
+    """Vectorised for a Linear stack, one example at a time for anything else; a layer that
+    mixes the examples of a batch (BatchNorm) is refused."""
+    leaves = _leaves(model)
+    if any(isinstance(layer, nn.layer.norm._BatchNormBase) for layer in leaves):
+        raise FunctionError("DP-SGD cannot train a network with BatchNorm; use GroupNorm")
+    if all(isinstance(layer, _ELEMENTWISE) for layer in leaves):
+        return per_example_gradients(model, features, labels, loss_fn)
+    return per_example_gradients_loop(model, features, labels, loss_fn)
 
 
 def per_example_gradients(
@@ -225,6 +246,12 @@ def _binary_loss(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
     )
 
 
+def _class_loss(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
+    return paddle.nn.functional.cross_entropy(
+        logits, labels.astype("int64"), reduction="none"
+    ).reshape([-1])
+
+
 def _apply(model: nn.Layer, optimizer: Any, grads: list[np.ndarray]) -> None:
     # The gradient of sum(p * g) with respect to p is g: the optimizer sees the noisy gradient.
     optimizer.clear_grad()
@@ -253,7 +280,7 @@ def fit_private(
     config: TrainConfig,
     dp: DPSettings,
 ) -> tuple[TrainResult, DPPlan]:
-    """DP-SGD counterpart of training.fit for binary tabular models; sets ``ctx.privacy_spent``.
+    """DP-SGD counterpart of training.fit; sets ``ctx.privacy_spent``.
 
     Checkpoints carry the secret generator's state (sealed to the enclave), so a resumed run
     continues the same noise stream. Progress reports the epoch and the epsilon spent so far.
@@ -284,11 +311,11 @@ def fit_private(
         for _ in range(steps_per_epoch):
             chosen = np.flatnonzero(rng.random_sample(len(features)) < plan.sample_rate)
             if len(chosen):
-                grads = per_example_gradients(
+                grads = _per_example(
                     model,
                     paddle.to_tensor(features[chosen]),
                     paddle.to_tensor(labels[chosen]),
-                    _binary_loss,
+                    _binary_loss if config.binary else _class_loss,
                 )
             else:
                 grads = [np.zeros((0, *p.shape)) for p in model.parameters()]
