@@ -230,3 +230,31 @@ def test_image_train_with_dp_spends_no_more_than_asked(tmp_path: Path) -> None:
     assert 0 < metrics["privacy"]["epsilon"] <= 2.0
     assert metrics["test"]["accuracy"] is not None
     assert predicted.outputs["predictions"]  # the GroupNorm model loads and predicts
+
+
+def test_multiclass_tabular_train_with_dp(tmp_path: Path) -> None:
+    from sklearn.datasets import load_iris
+
+    iris = load_iris()
+    rows = ["id,a,b,c,d,species"] + [
+        f"{i},{','.join(map(str, x))},{iris.target_names[y]}"
+        for i, (x, y) in enumerate(zip(iris.data, iris.target, strict=True))
+    ]
+    run = run_builtin(
+        "tabular-train",
+        {"a": ("\n".join(rows) + "\n").encode()},
+        {
+            "label_column": "species",
+            "id_column": "id",
+            "model": "mlp",
+            "epochs": 2,
+            "dp": {"epsilon": 3.0, "delta": 1e-5},
+        },
+        ("metrics",),
+        tmp_path,
+    )
+
+    metrics = run.json("metrics")
+    assert metrics["privacy"]["epsilon"] <= 3.0
+    assert "withheld" in metrics["train"]  # training-set metrics are not private
+    assert len(metrics["test"]["confusion_matrix"]) == 3
