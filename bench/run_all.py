@@ -36,6 +36,7 @@ SUITE: list[tuple[str, str, list[str], list[str]]] = [
     ("P3", "bench_sealed.py", [], ["--mib", "32", "--repeats", "3"]),
     ("P4/P5", "bench_task_latency.py", [], ["--runs", "10", "--tasks", "40"]),
     ("P8", "bench_attestation.py", [], ["--rounds", "20"]),
+    ("P9", "bench_dp.py", [], ["--epochs", "5", "--epsilons", "1,8"]),
 ]
 
 

@@ -1,4 +1,5 @@
-"""``teeflow dataset upload | list | delete``: seal a file locally, upload only its ciphertext.
+"""``teeflow dataset upload | list | delete | policy | budget``: seal a file locally, upload only
+its ciphertext; delete it; sign its policy; read your own ledger of its privacy budget.
 
 The data key stays in $TEEFLOW_HOME/datasets/ and leaves this machine only wrapped to an
 enclave the member attested, when the member approves a task that uses the dataset.
@@ -79,3 +80,68 @@ def delete(
     with session(passphrase_file) as client:
         client.delete_dataset(dataset_id)
     emit({"id": dataset_id, "state": "deleted"}, as_json=as_json, title="Dataset deleted")
+
+
+@app.command()
+def policy(
+    dataset_id: Annotated[str, typer.Argument(help="Your dataset's id.")],
+    function: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--function",
+            help="A built-in name or sha256:<code hash> that may read it (repeat; default: any).",
+        ),
+    ] = None,
+    recipient: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--recipient",
+            help="A member who may receive what is computed from it (repeat; default: anyone).",
+        ),
+    ] = None,
+    min_rows: Annotated[
+        int, typer.Option("--min-rows", min=0, help="Fewest rows behind a disclosed aggregate.")
+    ] = 0,
+    no_raw_rows: Annotated[
+        bool, typer.Option("--no-raw-rows", help="Let no row-carrying output leave.")
+    ] = False,
+    dp_epsilon: Annotated[
+        float | None, typer.Option("--dp-epsilon", min=0.0, help="Differential-privacy budget.")
+    ] = None,
+    dp_delta: Annotated[float, typer.Option("--dp-delta", min=0.0, max=0.5)] = 1e-5,
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Sign a policy for DATASET_ID (docs/privacy.md); the enclave enforces it."""
+    with session(passphrase_file) as client:
+        signed = client.set_policy(
+            dataset_id,
+            functions=function or None,
+            recipients=recipient or None,
+            min_rows=min_rows,
+            raw_rows=not no_raw_rows,
+            dp=None if dp_epsilon is None else (dp_epsilon, dp_delta),
+        )
+    emit(signed["policy"], as_json=as_json, title="Dataset policy signed and attached")
+
+
+@app.command()
+def budget(
+    dataset_id: Annotated[str, typer.Argument(help="Your dataset's id.")],
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """What your own ledger says is left of DATASET_ID's privacy budget, and every spend."""
+    with session(passphrase_file) as client:
+        epsilon, delta, version = client.ledger.remaining(dataset_id)
+        entries = client.ledger.entries(dataset_id)
+    emit(
+        {
+            "remaining_epsilon": epsilon,
+            "remaining_delta": delta,
+            "ledger_version": version,
+            "spends": [f"{e['task_id']}: {e['state']} eps={e['epsilon']:g}" for e in entries],
+        },
+        as_json=as_json,
+        title="Privacy budget (your own ledger)",
+    )

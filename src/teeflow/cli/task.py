@@ -452,6 +452,21 @@ def receipt(
 
 
 @app.command()
+def settle(
+    task_id: TaskId, passphrase_file: PassphraseFile = None, as_json: JsonOut = False
+) -> None:
+    """Apply the task's signed receipt to your privacy-budget ledger: a refund if the enclave
+    says the function never ran, else the spend stands (docs/privacy.md)."""
+    with session(passphrase_file) as client:
+        states = client.settle(task_id)
+    emit(
+        {slot: state for slot, state in states.items()} or {"inputs": "none of yours is budgeted"},
+        as_json=as_json,
+        title="Ledger settled",
+    )
+
+
+@app.command()
 def infer(
     task_id: TaskId,
     input_file: Annotated[

@@ -22,6 +22,8 @@ from teeflow.attestation import AttestationError, Claims, Policy, verify
 from teeflow.client._errors import ClientError, raise_for_error
 from teeflow.client._events import EventChecker, RejectedEvent
 from teeflow.client._home import MemberHome
+from teeflow.client._ledger import PrivacyLedger
+from teeflow.client._privacy import budget_statements, make_policy, settle
 from teeflow.client._trust import attest_evidence, check_trusted_contract, remember_attested
 from teeflow.client.keyring import MemberKeys, write_private_file
 from teeflow.crypto import (
@@ -436,6 +438,11 @@ class Client:
                 raise ClientError("no local key for your function's sealed source")
             info = key_wrap_info("function", chash, FUNCTION_SLOT)
             wrapped[FUNCTION_SLOT] = b64e(hpke_seal(key.raw, enclave_pk, info=info))
+        wrapped.update(  # reserves this task's DP spend in the owner's own ledger
+            budget_statements(
+                contract, chash=chash, me=self._me(), ledger=self.ledger, key=self.keys.signing_key
+            )
+        )
         signature = b64e(self.keys.signing_key.sign(APPROVAL_DOMAIN, chash.encode("ascii")))
         # Kept before the approval leaves: from now on only this contract's receipt is believed.
         self.home.record_approval(
@@ -450,6 +457,40 @@ class Client:
             json={"signature": signature, "wrapped_keys": wrapped},
         )
         return result
+
+    @property
+    def ledger(self) -> PrivacyLedger:
+        """This member's own record of its dataset policies and DP spends (client/_ledger.py)."""
+        return PrivacyLedger(self.home.root)
+
+    def set_policy(self, dataset_id: str, **rules: Any) -> dict[str, Any]:
+        """Sign and attach a policy to one of this member's datasets: ``functions``,
+        ``recipients`` (lists or None for any), ``min_rows``, ``raw_rows``, ``dp=(epsilon,
+        delta)``; see enclave/policies.py. Returns the signed policy."""
+        record = self.home.dataset_record(dataset_id)
+        if record is None:
+            raise ClientError(
+                f"you hold no key for dataset {dataset_id}: only its owner sets a policy"
+            )
+        try:
+            signed = make_policy(
+                owner=self._me(),
+                ciphertext_sha256=record["ciphertext_sha256"],
+                key=self.keys.signing_key,
+                **rules,
+            )
+        except ValueError as exc:
+            raise ClientError(f"policy refused: {exc}") from exc
+        self._call("PUT", f"/v1/datasets/{dataset_id}/policy", json=signed)
+        self.ledger.set_policy(dataset_id, signed)
+        return signed
+
+    def settle(self, task_id: str) -> dict[str, str]:
+        """Apply the task's enclave-signed receipt to this member's ledger: a refund when the
+        function never ran, else the spend the receipt states. ``{input slot: state}``."""
+        task = self.task(task_id)
+        body = self._verified_receipt(task)["body"]
+        return settle(task["contract"], body, me=self._me(), ledger=self.ledger)
 
     def reject(self, task_id: str, reason: str = "") -> dict[str, Any]:
         result: dict[str, Any] = self._call(

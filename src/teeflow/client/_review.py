@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 from teeflow.client._errors import ClientError
 from teeflow.client._exposure import exposure_warnings, output_declaration_warnings
 from teeflow.client._home import MemberHome
+from teeflow.client._ledger import PrivacyLedger
 from teeflow.client._pins import check_participants
+from teeflow.client._privacy import review_policies
 from teeflow.enclave.contract import ContractError, contract_hash, validate_contract
 
 if TYPE_CHECKING:
@@ -63,7 +65,8 @@ def review_contract(
                 f"input {slot!r}: the contract's ciphertext hash differs from what you uploaded"
             )
     check_participants(contract, me=me, home=home)
-    return _warnings(contract, me, attested)
+    notes = review_policies(contract, me=me, ledger=PrivacyLedger(home.root))
+    return _warnings(contract, me, attested) + notes
 
 
 def _warnings(contract: Mapping[str, Any], me: str, attested: Mapping[str, Any]) -> list[str]:

@@ -8,7 +8,7 @@ here, with a reason that names what failed and leaks nothing secret.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +21,7 @@ from teeflow.crypto import (
     hpke_open,
     key_wrap_info,
 )
+from teeflow.enclave.budget import check_budgets
 from teeflow.enclave.contract import (
     APPROVAL_DOMAIN,
     ContractError,
@@ -28,6 +29,7 @@ from teeflow.enclave.contract import (
     validate_contract,
 )
 from teeflow.enclave.identity import EnclaveIdentity
+from teeflow.enclave.policies import PolicyViolation, check_policies
 from teeflow.enclave.receipt import verify_receipt
 from teeflow.enclave.run_state import RunGrant, RunStateError, check_run_state
 
@@ -50,6 +52,10 @@ class ExecutionPlan:
     function_key: DataKey | None
     grant: RunGrant
     """The creator's run authorisation as checked (enclave/run_state.py)."""
+    min_rows: int = 0
+    """The strictest input policy's aggregation threshold (enclave/policies.py)."""
+    spend: dict[str, dict[str, float]] = field(default_factory=dict)
+    """input slot -> the (epsilon, delta) the task spends of its DP budget (enclave/budget.py)."""
 
 
 def check_bundle(
@@ -71,6 +77,11 @@ def check_bundle(
         raise TaskRejected(f"contract is invalid: {exc}") from None
     chash = contract_hash(contract)
     _check_executor(contract["executor"], identity=identity, tee=tee, measurement=measurement)
+    # Owner policies before signatures: a task no approval could make legal is refused by rule.
+    try:
+        policies = check_policies(contract)
+    except PolicyViolation as exc:
+        raise TaskRejected(str(exc)) from None
     _check_signatures(contract, chash, bundle.approvals)
     try:
         grant = check_run_state(
@@ -82,6 +93,10 @@ def check_bundle(
         )
     except RunStateError as exc:
         raise TaskRejected(str(exc)) from None
+    try:
+        spend = check_budgets(contract, chash, policies, bundle.approvals)
+    except PolicyViolation as exc:
+        raise TaskRejected(str(exc)) from None
     keys: dict[str, DataKey] = {}
     for slot, spec in contract["inputs"].items():
         if spec.get("joint"):
@@ -91,7 +106,14 @@ def check_bundle(
                 raise TaskRejected(f"input {slot!r} has several owners but no joint provenance")
             owner = spec["owners"][0]
             keys[slot] = _unwrap(identity, bundle.approvals[owner], "input", chash, slot, owner)
-    return ExecutionPlan(chash, keys, _function_key(contract, chash, bundle, identity), grant)
+    return ExecutionPlan(
+        chash,
+        keys,
+        _function_key(contract, chash, bundle, identity),
+        grant,
+        min_rows=max((p.min_rows for p in policies.values()), default=0),
+        spend=spend,
+    )
 
 
 def _check_executor(

@@ -45,6 +45,7 @@ from teeflow.enclave.memory import (
 )
 from teeflow.enclave.receipt import sign_receipt
 from teeflow.enclave.run_state import RunGrant, stale_message
+from teeflow.enclave.spend import privacy_receipt, refused_spend, spend_problem
 from teeflow.functions.api import Context, FunctionError, InputData, OutputData
 from teeflow.functions.outputs import check_outputs, uploaded_declarations
 
@@ -126,6 +127,10 @@ class OpenedTask:
     checkpoint_seq: int = 0
     events: EventCounter = field(default_factory=EventCounter)
     """The enclave's event sequence, continued from the checkpoint."""
+    min_rows: int = 0
+    """Aggregation threshold from the strictest input policy (enclave/policies.py)."""
+    spend: dict[str, dict[str, float]] = field(default_factory=dict)
+    """input slot -> the DP budget the task declares it spends (enclave/budget.py)."""
 
 
 class OpenRefused(TaskRejected):
@@ -254,21 +259,31 @@ class EnclaveRuntime:
         try:
             opened = self._open_task(bundle, host, timer)
         except OpenRefused as exc:
-            return self._failed(contract, exc.contract_hash, exc.input_hashes, str(exc), now)
+            unspent = privacy_receipt(refused_spend(contract), ran=False)
+            return self._failed(
+                contract, exc.contract_hash, exc.input_hashes, str(exc), now, unspent
+            )
         chash, input_hashes = opened.contract_hash, opened.input_hashes
+        # From here the function reads the inputs: a DP spend stands whatever happens next.
+        privacy = privacy_receipt(opened.spend, ran=True)
         source = opened.source
         try:
             size = sum(len(i.data) for i in opened.inputs.values())
             check_memory_budget(contract, size, limit=self.memory_limit_bytes)
-        except MemoryBudgetExceeded as exc:
-            return self._failed(contract, chash, input_hashes, str(exc), now)
+        except MemoryBudgetExceeded as exc:  # refused before the function ran: nothing spent
+            unspent = privacy_receipt(opened.spend, ran=False)
+            return self._failed(contract, chash, input_hashes, str(exc), now, unspent)
         reset_peak_memory()
         scratch = Path(tempfile.mkdtemp(prefix="teeflow-task-", dir=_scratch_root()))
         try:
             outputs = {slot: OutputData(slot) for slot in contract["outputs"]}
             ctx = self._context(opened, contract, outputs, scratch, host, timer)
+            ctx.min_rows = opened.min_rows
             with timer.phase("function"):
                 error = self._run_function(contract, source, ctx)
+            if error is None:
+                error = spend_problem(opened.spend, ctx.privacy_spent)
+                privacy = privacy_receipt(opened.spend, ran=True, reported=ctx.privacy_spent)
             ctx.progress()  # flush the latest progress held back by the pacing
             if error is None:
                 missing = [slot for slot, out in outputs.items() if not out.written]
@@ -276,10 +291,10 @@ class EnclaveRuntime:
                     error = f"function did not write output(s) {missing}"
             if error is not None:
                 reason = self._disclose_error(chash, contract, host, timer, error, opened.events)
-                return self._failed(contract, chash, input_hashes, reason, now)
+                return self._failed(contract, chash, input_hashes, reason, now, privacy)
             refused = _declaration_problem(contract, opened.inputs, outputs)
             if refused is not None:  # checked before anything is sealed: nothing leaves
-                return self._failed(contract, chash, input_hashes, refused, now)
+                return self._failed(contract, chash, input_hashes, refused, now, privacy)
             with timer.phase("crypto"):
                 sealed = {
                     slot: self._seal_output(chash, contract, slot, out)
@@ -296,7 +311,7 @@ class EnclaveRuntime:
             status="succeeded",
             reason="",
             now=now,
-            extra={"run": run, "peak_memory_bytes": peak_memory_bytes()},
+            extra={"run": run, "peak_memory_bytes": peak_memory_bytes(), **privacy},
         )
         return ExecutionResult("succeeded", sealed, receipt, "")
 
@@ -336,7 +351,10 @@ class EnclaveRuntime:
             source = self._open_function(plan.function_key, bundle.contract, host)
         except TaskRejected as exc:
             raise OpenRefused(str(exc), contract_hash=chash, input_hashes=input_hashes) from None
-        return OpenedTask(chash, inputs, input_hashes, source, plan.grant, *resumed)
+        return OpenedTask(
+            chash, inputs, input_hashes, source, plan.grant, *resumed,
+            min_rows=plan.min_rows, spend=plan.spend,
+        )  # fmt: skip
 
     def _load_checkpoint(
         self, chash: str, grant: RunGrant, host: Host
@@ -641,8 +659,11 @@ class EnclaveRuntime:
         inputs: Mapping[str, str],
         reason: str,
         now: datetime,
+        extra: Mapping[str, Any] | None = None,
     ) -> ExecutionResult:
-        receipt = self.receipt(contract, chash, inputs, {}, status="failed", reason=reason, now=now)
+        receipt = self.receipt(
+            contract, chash, inputs, {}, status="failed", reason=reason, now=now, extra=extra
+        )
         return ExecutionResult("failed", {}, receipt, reason)
 
 

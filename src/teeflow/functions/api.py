@@ -124,6 +124,12 @@ class Context:
     _checkpoint: CheckpointSink = _drop_checkpoint
     _checkpoint_due: Callable[[], bool] = _always
     _restored: bytes | None = None
+    min_rows: int = 0
+    """The fewest rows behind any aggregate the function may disclose (the strictest input
+    policy's threshold, enclave/policies.py); built-ins withhold smaller ones
+    (functions/thresholds.py)."""
+    privacy_spent: dict[str, float] | None = None
+    """A DP trainer sets ``{"epsilon", "delta"}`` it spent; the enclave's receipt states it."""
 
     def progress(self, **metrics: Any) -> None:
         """Report progress (e.g. ``epoch=3, loss=0.41``); only disclosed parties can read it."""

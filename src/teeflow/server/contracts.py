@@ -159,6 +159,9 @@ def _input_entry(platform: Platform, slot: str, dataset_id: str) -> dict[str, An
         }
     else:
         entry["owners"] = [record.owner]
+        policy = (record.meta or {}).get("policy")
+        if policy is not None:  # the owner's signed policy (enclave/policies.py), signed over
+            entry["policy"] = policy
     return entry
 
 

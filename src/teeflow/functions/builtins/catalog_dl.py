@@ -49,6 +49,7 @@ register(
             "std": "per-channel standard deviation to normalise with (with mean)",
             "augment": "flipped copies added to the training split: a list of hflip, vflip",
             "report_class_counts": "true: metrics list each input's image count per class",
+            "dp": "train the cnn with DP-SGD: {epsilon, delta, max_grad_norm (default 1.0)}",
         },
         min_inputs=1,
     )
@@ -96,6 +97,7 @@ register(
             "num_trees": "gbdt boosting rounds (default 100)",
             "num_leaves": "gbdt leaves per tree (default 31)",
             "threshold": "probability above which a row is predicted positive (default 0.5)",
+            "dp": "train with DP-SGD: {epsilon, delta, max_grad_norm (default 1.0)}",
         },
         min_inputs=1,
     )

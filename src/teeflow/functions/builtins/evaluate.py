@@ -21,6 +21,7 @@ from teeflow.functions.dl.args import check_known, float_arg, output_slots
 from teeflow.functions.dl.metrics import multiclass_metrics, table_metrics
 from teeflow.functions.dl.modelfile import ModelBlob
 from teeflow.functions.dl.scoring import model_target, score_inputs
+from teeflow.functions.thresholds import guard_metrics
 
 ARGUMENTS = {
     "threshold": "probability above which a row counts as positive (default: the model's, 0.5)",
@@ -35,7 +36,10 @@ def run(ctx: Context) -> None:
     if "model" not in ctx.inputs:
         raise FunctionError("evaluate needs an input slot named 'model'")
     if ModelBlob.kind_of(ctx.inputs["model"].read_bytes()) == "image":
-        outputs["metrics"].write_json(_image_metrics(ctx))
+        image, labels = _image_metrics(ctx)
+        outputs["metrics"].write_json(
+            guard_metrics(image, labels=labels, min_rows=ctx.min_rows, what="the metrics")
+        )
         return
     scored = score_inputs(ctx)
     threshold = float_arg(ctx, "threshold", float(scored.config["threshold"]), low=0.0, high=1.0)
@@ -44,18 +48,23 @@ def run(ctx: Context) -> None:
         raise FunctionError(f"the table has no label column {label!r} to evaluate against")
     target = model_target(scored.frame[label], column=label, config=scored.config)
     names = scored.config.get("class_names")
-    metrics = table_metrics(
-        target,
-        scored.probabilities,
-        threshold=threshold,
-        class_names=[str(name) for name in names] if names else None,
+    metrics = guard_metrics(
+        table_metrics(
+            target,
+            scored.probabilities,
+            threshold=threshold,
+            class_names=[str(name) for name in names] if names else None,
+        ),
+        labels=target,
+        min_rows=ctx.min_rows,
+        what="the evaluation metrics",
     )
     outputs["metrics"].write_json(
         {"function": "evaluate", "model": scored.config["model"], "label_column": label, **metrics}
     )
 
 
-def _image_metrics(ctx: Context) -> dict[str, Any]:
+def _image_metrics(ctx: Context) -> tuple[dict[str, Any], np.ndarray]:
     """Accuracy, per-class recall, confusion matrix and macro AUC of an image model on every
     labelled image of the other input slots (every split of a ``.npz``; zips of class folders)."""
     from teeflow.functions.builtins.image_predict import ImageModel
@@ -85,5 +94,6 @@ def _image_metrics(ctx: Context) -> dict[str, Any]:
             images.append(x)
             labels.append(remap[y])
     probabilities = model.probabilities(np.concatenate(images))
-    metrics = multiclass_metrics(np.concatenate(labels), probabilities, class_names=model.classes)
-    return {"function": "evaluate", "model": model.config["model"], **metrics}
+    truth = np.concatenate(labels)
+    metrics = multiclass_metrics(truth, probabilities, class_names=model.classes)
+    return {"function": "evaluate", "model": model.config["model"], **metrics}, truth

@@ -22,6 +22,7 @@ from teeflow.functions.dl.args import (
     int_arg,
     output_slots,
 )
+from teeflow.functions.dl.dp import dp_settings_arg, fit_private
 from teeflow.functions.dl.images import ImageSet, load_images, split_holdout
 from teeflow.functions.dl.metrics import multiclass_metrics, softmax
 from teeflow.functions.dl.modelfile import ModelBlob
@@ -29,6 +30,7 @@ from teeflow.functions.dl.networks import IMAGE_MODELS, build_image_model
 from teeflow.functions.dl.state import fingerprint, tensor_arrays
 from teeflow.functions.dl.training import TrainConfig, fit, predict_logits
 from teeflow.functions.dl.transforms import augment, augment_arg, transform_args
+from teeflow.functions.thresholds import guard_metrics, withheld
 
 ARGUMENTS = {
     "model": "cnn (small CNN, default) or resnet18",
@@ -43,6 +45,7 @@ ARGUMENTS = {
     "std": "per-channel standard deviation to normalise with (with mean)",
     "augment": "flipped copies added to the training split: a list of hflip, vflip",
     "report_class_counts": "true: metrics list each input's image count per class (default false)",
+    "dp": "train the cnn with DP-SGD: {epsilon, delta, max_grad_norm (default 1.0)}",
 }
 
 
@@ -129,9 +132,15 @@ def run(ctx: Context) -> None:
     learning_rate = float_arg(ctx, "learning_rate", 1e-3, low=1e-7, high=10.0)
     seed = int_arg(ctx, "seed", 0, low=0, high=2**31 - 1)
     test_fraction = float_arg(ctx, "test_fraction", 0.2, low=0.01, high=0.9)
+    dp = dp_settings_arg(ctx)
+    if dp is not None and name != "cnn":
+        raise FunctionError("DP training supports the model 'cnn' only (GroupNorm, no BatchNorm)")
 
     transform = transform_args(ctx)
     augmentations = augment_arg(ctx)
+    if dp is not None and augmentations:
+        # A flipped copy is a second row of the same patient: the guarantee would cover pairs.
+        raise FunctionError("DP training takes no 'augment': each image must appear once")
     report_counts = ctx.arg("report_class_counts", False)
     if not isinstance(report_counts, bool):
         raise FunctionError("argument 'report_class_counts' must be true or false")
@@ -159,6 +168,7 @@ def run(ctx: Context) -> None:
         "class_names": classes,
         "image_size": [height, width],
         "transform": transform.to_config(),
+        **({"norm": "group"} if dp is not None else {}),
     }
     digest = hashlib.sha256()
     for slot in slots:
@@ -171,13 +181,18 @@ def run(ctx: Context) -> None:
         binary=False,
         fingerprint=fingerprint({**net_config, **dict(ctx.args), "data": digest.hexdigest()}),
     )
-    result = fit(
-        ctx,
-        build_model=lambda: build_image_model(net_config),
-        features=train_x,
-        labels=train_y,
-        config=config,
-    )
+    fit_args: dict[str, Any] = {
+        "build_model": lambda: build_image_model(net_config),
+        "features": train_x,
+        "labels": train_y,
+        "config": config,
+    }
+    privacy: dict[str, Any] | None = None
+    if dp is None:
+        result = fit(ctx, **fit_args)
+    else:
+        result, plan = fit_private(ctx, dp=dp, **fit_args)
+        privacy = plan.describe()
 
     test_x, test_y = data["test"]
     metrics: dict[str, Any] = {
@@ -186,17 +201,27 @@ def run(ctx: Context) -> None:
         "epochs": result.history,
         "n_train": len(train_x),
         "n_test": len(test_x),
-        "test": multiclass_metrics(
-            test_y, softmax(predict_logits(result.model, test_x)), class_names=classes
+        "test": guard_metrics(
+            multiclass_metrics(
+                test_y, softmax(predict_logits(result.model, test_x)), class_names=classes
+            ),
+            labels=test_y,
+            min_rows=ctx.min_rows,
+            what="the test metrics",
         ),
     }
-    if "val" in data:
+    if "val" in data and len(data["val"][1]) >= ctx.min_rows:
         val_x, val_y = data["val"]
         val_predicted = predict_logits(result.model, val_x).argmax(axis=1)
         metrics["val_accuracy"] = round(float((val_predicted == val_y).mean()), 6)
-    metrics["test_accuracy"] = metrics["test"]["accuracy"]
+    metrics["test_accuracy"] = metrics["test"].get("accuracy")
     if report_counts:
-        metrics["class_counts_per_input"] = counts
+        small = [n for tally in counts.values() for n in tally.values() if 0 < n < ctx.min_rows]
+        metrics["class_counts_per_input"] = (
+            withheld("a class count", min(small), ctx.min_rows) if small else counts
+        )
+    if privacy:
+        metrics["privacy"] = privacy
 
     if "model" in outputs:
         extra = ModelBlob.export_inference(

@@ -21,6 +21,7 @@ from decimal import Decimal, InvalidOperation
 
 from teeflow.functions.api import Context, FunctionError, InputData
 from teeflow.functions.ids import id_column_per_slot
+from teeflow.functions.thresholds import require_rows
 
 __all__ = ["RESULT_SLOT", "read_amounts", "run"]
 
@@ -78,6 +79,7 @@ def run(ctx: Context) -> None:
         read_amounts(data, id_columns[slot], amount_column) for slot, data in ctx.inputs.items()
     ]
     common = set.intersection(*(set(table) for table in tables))
+    require_rows(len(common), min_rows=ctx.min_rows, what="the join (ids every party holds)")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["id", "amount"])

@@ -21,6 +21,7 @@ import io
 
 from teeflow.functions.api import Context, FunctionError, InputData
 from teeflow.functions.ids import id_column_per_slot
+from teeflow.functions.thresholds import guard_aggregate
 
 __all__ = ["FLAGS_PREFIX", "SIZE_SLOT", "read_ids", "run"]
 
@@ -89,5 +90,9 @@ def run(ctx: Context) -> None:
         writer.writerows([value, 1 if value in common else 0] for value in values)
         out.write_text(buffer.getvalue())
     if SIZE_SLOT in ctx.outputs:
-        ctx.outputs[SIZE_SLOT].write_json({"size": len(common)})
+        size = {"size": len(common)}
+        what = "the intersection size"
+        ctx.outputs[SIZE_SLOT].write_json(
+            guard_aggregate(size, rows=len(common), min_rows=ctx.min_rows, what=what)
+        )
     ctx.progress(step=1, of=1)

@@ -25,6 +25,7 @@ from teeflow.functions.dl.args import (
     output_slots,
     str_arg,
 )
+from teeflow.functions.dl.dp import dp_settings_arg, fit_private
 from teeflow.functions.dl.gbdt import BOOSTER_MEMBER, feature_importance, train_booster
 from teeflow.functions.dl.metrics import table_metrics
 from teeflow.functions.dl.modelfile import ModelBlob
@@ -41,6 +42,7 @@ from teeflow.functions.dl.tables import (
 )
 from teeflow.functions.dl.training import TrainConfig, fit
 from teeflow.functions.ids import id_columns_arg
+from teeflow.functions.thresholds import guard_metrics
 
 ARGUMENTS = {
     "label_column": "the target column (required): 0/1, or 3 to 50 classes",
@@ -59,6 +61,7 @@ ARGUMENTS = {
     "seed": "random seed for initialisation, shuffling and the split (default 0)",
     "test_fraction": "held-out share for the metrics, stratified by label (default 0.2)",
     "threshold": "probability above which a row is predicted positive (default 0.5)",
+    "dp": "train with DP-SGD: {epsilon, delta, max_grad_norm (default 1.0)} (docs/privacy.md)",
 }
 OUTPUTS = ("model", "metrics", "metrics_public")
 GBDT = "gbdt"
@@ -87,6 +90,9 @@ def run(ctx: Context) -> None:
     seed = int_arg(ctx, "seed", 0, low=0, high=2**31 - 1)
     test_fraction = float_arg(ctx, "test_fraction", 0.2, low=0.05, high=0.9)
     threshold = float_arg(ctx, "threshold", 0.5, low=0.0, high=1.0)
+    dp = dp_settings_arg(ctx)
+    if dp is not None and name == GBDT:
+        raise FunctionError("DP training supports the models logistic and mlp, not gbdt")
 
     slots = sorted(ctx.inputs)
     tables, id_column = with_common_id(
@@ -148,29 +154,40 @@ def run(ctx: Context) -> None:
             binary=class_names is None,
             fingerprint=fingerprint({**net_config, **dict(ctx.args), "data": digest.hexdigest()}),
         )
-        result = fit(
-            ctx,
-            build_model=lambda: build_tabular_model(net_config),
-            features=x_train,
-            labels=target[train_rows],
-            config=config,
-        )
+        fit_args: dict[str, Any] = {
+            "build_model": lambda: build_tabular_model(net_config),
+            "features": x_train,
+            "labels": target[train_rows],
+            "config": config,
+        }
+        if dp is None:
+            result = fit(ctx, **fit_args)
+            history = {"epochs": result.history}
+        else:  # training-set metrics are not private: the DP run reports none
+            result, plan = fit_private(ctx, dp=dp, **fit_args)
+            history = {"epochs": result.history, "privacy": plan.describe()}
         blob = ModelBlob(config=net_config, weights=tensor_arrays(result.model.state_dict()))
-        history = {"epochs": result.history}
     # Scored with the model as saved and loaded back: exactly what predict and evaluate will use.
     saved = blob.to_bytes()
     model = TabularModel.from_bytes(saved)
     test, train = (
-        table_metrics(
-            target[rows], model.probabilities(x), threshold=threshold, class_names=class_names
+        guard_metrics(
+            table_metrics(
+                target[rows], model.probabilities(x), threshold=threshold, class_names=class_names
+            ),
+            labels=target[rows],
+            min_rows=ctx.min_rows,
+            what=f"the {part} metrics",
         )
-        for rows, x in ((test_rows, x_test), (train_rows, x_train))
+        for part, rows, x in (("test", test_rows, x_test), ("train", train_rows, x_train))
     )
+    if dp is not None:
+        train = {"withheld": "training-set metrics are not differentially private"}
     if name == GBDT:
         history["feature_importance"] = feature_importance(
             model.network, preprocessor.encoded_columns
         )
-    public = {key: test[key] for key in ("auc", "ks", "accuracy") if key in test}
+    public = {key: test[key] for key in ("auc", "ks", "accuracy", "withheld") if key in test}
     if "model" in outputs:
         outputs["model"].write(saved)
     if "metrics" in outputs:

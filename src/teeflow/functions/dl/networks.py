@@ -20,16 +20,23 @@ TABULAR_MODELS = ("logistic", "mlp")
 
 
 class SmallCNN(nn.Layer):
-    """Two conv blocks and a linear head; works from 8x8 (digits) to 224x224 inputs."""
+    """Two conv blocks and a linear head; works from 8x8 (digits) to 224x224 inputs.
 
-    def __init__(self, in_channels: int, num_classes: int) -> None:
+    ``norm="group"`` (GroupNorm, 8 groups) replaces BatchNorm for DP-SGD, whose per-example
+    gradients BatchNorm's mixing of examples within a batch would break (functions/dl/dp.py)."""
+
+    def __init__(self, in_channels: int, num_classes: int, norm: str = "batch") -> None:
         super().__init__()
+
+        def normalise(width: int) -> nn.Layer:
+            return nn.GroupNorm(8, width) if norm == "group" else nn.BatchNorm2D(width)
+
         self.features = nn.Sequential(
             nn.Conv2D(in_channels, 32, 3, padding=1),
-            nn.BatchNorm2D(32),
+            normalise(32),
             nn.ReLU(),
             nn.Conv2D(32, 64, 3, padding=1),
-            nn.BatchNorm2D(64),
+            normalise(64),
             nn.ReLU(),
             nn.MaxPool2D(2),
             nn.AdaptiveAvgPool2D(4),
@@ -56,7 +63,7 @@ def _resnet18(in_channels: int, num_classes: int) -> nn.Layer:
 def build_image_model(config: dict[str, Any]) -> nn.Layer:
     name, channels, classes = config["model"], int(config["channels"]), int(config["num_classes"])
     if name == "cnn":
-        return SmallCNN(channels, classes)
+        return SmallCNN(channels, classes, norm=str(config.get("norm", "batch")))
     if name == "resnet18":
         return _resnet18(channels, classes)
     raise FunctionError(f"unknown image model {name!r}; choose one of {', '.join(IMAGE_MODELS)}")

@@ -15,6 +15,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from teeflow.crypto import VerifyKey
+from teeflow.enclave.policies import verify_policy
 from teeflow.server.deps import CurrentUser, PlatformDep
 from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.quotas import OPEN_TASK_STATES, storage_left, storage_quota_error
@@ -209,3 +211,46 @@ def delete_dataset(dataset_id: str, user: CurrentUser, platform: PlatformDep) ->
     )
     if blob_key is not None:
         platform.blobs.delete(blob_key)
+
+
+class SignedPolicy(BaseModel):
+    """An owner-signed dataset policy (enclave/policies.py); the control plane only stores it."""
+
+    policy: dict[str, Any]
+    signature: str = Field(max_length=200)
+
+
+@router.put("/{dataset_id}/policy", responses=error_responses(401, 403, 404, 409, 422))
+def set_policy(
+    dataset_id: str, body: SignedPolicy, user: CurrentUser, platform: PlatformDep
+) -> dict[str, Any]:
+    """Attach the owner's signed policy; every later contract over the dataset carries it.
+
+    The control plane checks the signature so a mistake shows at once; the owner's client and
+    the enclave check it again (the control plane is not trusted to)."""
+    record = dataset_or_404(platform, dataset_id)
+    if record.owner != user.username or record.joint_owners:
+        raise ApiError.forbidden("only the dataset's owner sets its policy")
+    if record.state != "ready":
+        raise ApiError.conflict("upload the dataset's content before its policy")
+    signed = body.model_dump()
+    try:
+        policy = verify_policy(signed, VerifyKey.from_b64(user.sign_pk))
+    except ValueError as exc:
+        raise ApiError.invalid(f"policy refused: {exc}") from None
+    if policy.owner != user.username or policy.ciphertext_sha256 != record.ciphertext_sha256:
+        raise ApiError.invalid("the policy names another owner or another ciphertext")
+    now = platform.clock()
+    platform.store.set_dataset_meta(
+        dataset_id,
+        key="policy",
+        value=signed,
+        now=now,
+        audit=AuditEntry(
+            actor=user.username,
+            action="dataset.policy",
+            subject=dataset_id,
+            details={"policy": signed["policy"], "signature": signed["signature"]},
+        ),
+    )
+    return signed

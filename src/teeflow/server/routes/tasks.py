@@ -22,6 +22,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from teeflow.crypto import CryptoError, VerifyKey, b64d
+from teeflow.enclave.budget import BUDGET_PREFIX, verify_budget_statement
 from teeflow.enclave.checks import FUNCTION_SLOT
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
 from teeflow.enclave.run_state import (
@@ -102,6 +103,20 @@ def task_for(platform: Platform, task_id: str, user: UserRecord) -> TaskRecord:
     if task is None or user.username not in task.participants:
         raise ApiError.not_found(f"task {task_id}")
     return task
+
+
+def _budget_statements(wrapped_keys: dict[str, str], user: UserRecord) -> list[dict[str, Any]]:
+    """The owner's signed budget statements in an approval (enclave/budget.py), for the audit
+    log: each approved DP spend is an audit event. The enclave checks them again."""
+    spends = []
+    for key, text in sorted(wrapped_keys.items()):
+        if not key.startswith(BUDGET_PREFIX):
+            continue
+        try:
+            spends.append(verify_budget_statement(text, VerifyKey.from_b64(user.sign_pk)))
+        except ValueError as exc:
+            raise ApiError.invalid(f"approval's budget statement refused: {exc}") from None
+    return spends
 
 
 def _audit(user: UserRecord, action: str, task_id: str, **details: Any) -> AuditEntry:
@@ -227,6 +242,7 @@ def approve(
     missing = _expected_slots(task.contract, user.username) - set(body.wrapped_keys)
     if missing:
         raise ApiError.invalid(f"approval lacks wrapped keys for {sorted(missing)}")
+    spends = _budget_statements(body.wrapped_keys, user)
     now = platform.clock()
     try:
         platform.store.add_approval(
@@ -242,6 +258,7 @@ def approve(
                 task_id,
                 contract_hash=task.contract_hash,
                 signature=body.signature,
+                **({"privacy_spend": spends} if spends else {}),
             ),
         )
     except Conflict:

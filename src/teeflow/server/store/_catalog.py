@@ -133,6 +133,20 @@ class CatalogMixin(StoreBase):
                 self._maybe_audit(session, audit, now)
             return _dataset(session, row)
 
+    def set_dataset_meta(
+        self, dataset_id: str, *, key: str, value: Any, now: datetime, audit: AuditEntry
+    ) -> DatasetRecord:
+        """Set one field of a dataset's metadata (e.g. its owner's signed policy) and audit it.
+        :class:`NotFound` if unknown."""
+        with self._write() as session:
+            row = session.get(DatasetRow, dataset_id, with_for_update=True)
+            if row is None:
+                raise NotFound(f"dataset {dataset_id!r} does not exist")
+            row.meta = {**dict(row.meta or {}), key: value}
+            session.flush()
+            self._maybe_audit(session, audit, require_aware(now))
+            return _dataset(session, row)
+
     def get_dataset(self, dataset_id: str) -> DatasetRecord | None:
         with self._read() as session:
             row = session.get(DatasetRow, dataset_id)
