@@ -1,6 +1,6 @@
 """Start an enclave: obtain its key, learn its measurement, and produce evidence binding the key.
 
-Two ways to the enclave key (decision 0012):
+Two ways to the enclave key (decision 0015):
 
 - :func:`boot_enclave` (sim, one host): the identity is sealed under the platform's sealing
   secret in its data directory, as before (decision 0003).

@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     key_service_url: str | None = None
     """The key service executors get the enclave key from (relayed at ``/kbs/v0``); without
-    one, sim executors share it by the sealing secret in ``platform_dir`` (decision 0012)."""
+    one, sim executors share it by the sealing secret in ``platform_dir`` (decision 0015)."""
     # S3 credentials are deliberately not settings: boto3's standard chain (AWS_ACCESS_KEY_ID ...,
     # a profile or an instance role) provides them, so they never sit in teeflow's configuration.
 
