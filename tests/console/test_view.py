@@ -7,12 +7,19 @@ from typing import Any
 from teeflow.console._view import my_outputs, output_kind, task_actions, todo_groups
 
 
-def _task(status: str, *, pending: list[str], creator: str = "alice") -> dict[str, Any]:
+def _task(
+    status: str,
+    *,
+    pending: list[str],
+    creator: str = "alice",
+    approvals: dict[str, str] | None = None,
+) -> dict[str, Any]:
     return {
         "id": "t1",
         "status": status,
         "creator": creator,
         "pending": pending,
+        "approvals": approvals or {},
         "contract": {
             "function": {"name": "tabular-train", "kind": "builtin"},
             "outputs": {
@@ -33,6 +40,22 @@ def test_actions_follow_role_and_state() -> None:
     assert task_actions(approved, "alice") == ["run", "cancel"]
     assert task_actions(approved, "bank") == []
     assert task_actions(_task("succeeded", pending=[]), "alice") == []
+
+
+def test_a_participant_who_approved_may_withdraw_until_the_task_ends() -> None:
+    both = {"alice": "approve", "bank": "approve"}
+    queued = _task("queued", pending=[], approvals=both)
+
+    assert task_actions(queued, "bank") == ["withdraw"]
+    assert task_actions(queued, "alice") == ["cancel", "withdraw"]
+    assert task_actions(
+        _task("proposed", pending=["bank"], approvals={"alice": "approve"}), "bank"
+    ) == [
+        "approve",
+        "reject",
+    ]
+    assert task_actions({**queued, "withdrawn": ["bank"]}, "bank") == []
+    assert task_actions(_task("succeeded", pending=[], approvals=both), "bank") == []
 
 
 def test_only_named_recipients_get_outputs_and_joint_ones_go_to_nobody() -> None:

@@ -46,7 +46,8 @@ def output_kind(task: Mapping[str, Any], slot: str, functions: list[dict[str, An
 
 def task_actions(task: Mapping[str, Any], me: str) -> list[str]:
     """What ``me`` may ask for now: approve / reject while its approval is pending, run for the
-    creator once everyone approved, cancel for the creator before the task ends."""
+    creator once everyone approved, cancel for the creator before the task ends, withdraw for a
+    participant who approved, before the task ends (client/_run_state.py)."""
     status = task["status"]
     actions: list[str] = []
     if status == "proposed" and me in task.get("pending", []):
@@ -55,6 +56,9 @@ def task_actions(task: Mapping[str, Any], me: str) -> list[str]:
         actions.append("run")
     if task["creator"] == me and status not in TERMINAL:
         actions.append("cancel")
+    approved = task.get("approvals", {}).get(me) == "approve"
+    if approved and status not in TERMINAL and me not in task.get("withdrawn", []):
+        actions.append("withdraw")
     return actions
 
 

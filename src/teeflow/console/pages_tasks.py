@@ -1,4 +1,5 @@
-"""To do, Task, progress and Results pages, and the task actions (approve, reject, run, cancel).
+"""To do, Task, progress and Results pages, and the task actions (approve, reject, run, cancel,
+withdraw).
 
 Every action goes through ``teeflow.Client``: approving repeats the member's own review, attests
 the enclave against the member's policy and only then signs and wraps keys on this machine.
@@ -108,6 +109,8 @@ def task_action(
             client.run(task_id)
         elif action == "cancel":
             client.cancel(task_id)
+        elif action == "withdraw":
+            client.withdraw(task_id)
         else:
             raise HTTPException(404, f"no task action {action!r}")
     except ClientError as exc:
