@@ -8,6 +8,7 @@ audit head, and none of the member's keys, contract or the executor's token.
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import httpx
 
@@ -29,6 +30,32 @@ def test_operator_page_is_off_by_default(tmp_path) -> None:
             return await http.get("/operator")
 
     assert asyncio.run(get()).status_code == 404
+
+
+def test_operator_page_lists_key_releases_and_refusals(tmp_path) -> None:
+    app = create_app(Settings(data_dir=tmp_path / "data", operator_page=True))
+    store, now = app.state.platform.store, datetime.now(UTC)
+    store.append_audit(
+        actor="key-service", action="key.release", subject="m" * 64, details={"epoch": 2}, now=now
+    )
+    store.append_audit(
+        actor="key-service",
+        action="key.release.refused",
+        subject="<b>x</b>",
+        details={"reason": "not on the allow-list"},
+        now=now,
+    )
+
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://cp") as http:
+            return await http.get("/operator")
+
+    text = asyncio.run(get()).text
+    releases = text.split("id=key-releases>", 1)[1]
+    assert "m" * 64 in releases and "released" in releases and "<td>2</td>" in releases
+    assert "refused" in releases and "not on the allow-list" in releases
+    assert "&lt;b&gt;x&lt;/b&gt;" in releases and "<b>x</b>" not in releases
 
 
 def test_operator_page_shows_status_and_nothing_secret(tmp_path) -> None:

@@ -1,7 +1,8 @@
 """``GET /operator``: a read-only status page for the platform's operator, with nothing secret.
 
 Executors (TEE type, measurement, last heartbeat, current lease), queue depth, task counts by
-state and the audit head: all of it metadata the control plane holds anyway. No contract,
+state, the latest key releases (and refusals) of the key service, and the audit head: all of it
+metadata the control plane holds anyway. No contract,
 member key, ciphertext or wrapped key appears. The control plane has no operator accounts, so
 the page is off unless the operator turns it on (``TEEFLOW_OPERATOR_PAGE=true``) on a control
 plane whose port only the operator reaches, or behind the operator's own proxy auth.
@@ -49,6 +50,13 @@ def operator_page(platform: PlatformDep) -> HTMLResponse:
         f"<td><code>{e(leases.get(x.executor_id, '—'))}</code></td></tr>"
         for x in sorted(store.list_executors(), key=lambda x: x.registered_at)
     )
+    releases = "".join(
+        f"<tr><td>{e(r.ts.isoformat(timespec='seconds'))}</td><td>"
+        + ("released" if r.action == "key.release" else "<b>refused</b>")
+        + f"</td><td><code>{e(r.subject)}</code></td>"
+        f"<td>{e(str(r.details.get('epoch', r.details.get('reason', ''))))}</td></tr>"
+        for r in store.recent_audit({"key.release", "key.release.refused"}, limit=20)
+    )
     states = "".join(f"<tr><th>{e(k)}</th><td>{v}</td></tr>" for k, v in sorted(counts.items()))
     audit = f"entry {head.seq}, hash <code>{e(head.hash)}</code>" if head is not None else "empty"
     body = (
@@ -58,7 +66,10 @@ def operator_page(platform: PlatformDep) -> HTMLResponse:
         f"<b>{counts.get('running', 0)}</b> · audit head {audit}</p>"
         "<h2>Executors</h2><table id=executors><tr><th>id</th><th>TEE</th><th>measurement</th>"
         f"<th>heartbeat</th><th>current lease</th></tr>{rows}</table>"
-        f"<h2>Tasks by state</h2><table id=states>{states}</table></html>"
+        f"<h2>Tasks by state</h2><table id=states>{states}</table>"
+        "<h2>Key releases (latest 20)</h2><table id=key-releases><tr><th>time</th>"
+        f"<th>outcome</th><th>measurement</th><th>epoch / reason</th></tr>{releases}</table>"
+        "</html>"
     )
     return HTMLResponse(
         body,

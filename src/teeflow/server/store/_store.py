@@ -63,6 +63,17 @@ class Store(AccountsMixin, CatalogMixin, TasksMixin, LeaseMixin):
         with self._read() as session:
             return [to_audit_record(row) for row in session.scalars(query)]
 
+    def recent_audit(self, actions: set[str], *, limit: int) -> list[AuditRecord]:
+        """The newest ``limit`` entries whose action is one of ``actions``, newest first."""
+        query = (
+            select(AuditRow)
+            .where(AuditRow.action.in_(sorted(actions)))
+            .order_by(AuditRow.seq.desc())
+            .limit(limit)
+        )
+        with self._read() as session:
+            return [to_audit_record(row) for row in session.scalars(query)]
+
     def audit_head(self) -> AuditRecord | None:
         """The newest audit entry (its hash commits to the whole log), or None when empty."""
         with self._read() as session:
