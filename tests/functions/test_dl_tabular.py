@@ -257,3 +257,28 @@ def test_predict_rejects_a_table_without_the_model_columns(tmp_path: Path) -> No
             ("predictions",),
             tmp_path,
         )
+
+
+def test_a_long_training_run_fits_its_declared_metrics_output(tmp_path: Path) -> None:
+    """2,000 epochs once made a metrics output over its 64 KiB declaration, so the enclave
+    refused the task after training; the metrics now list at most HISTORY_POINTS epochs."""
+    from teeflow.functions.dl.training import HISTORY_POINTS, thinned_history
+    from teeflow.functions.outputs import check_outputs
+    from teeflow.functions.registry import get_builtin
+
+    rows = "id,x,y\n" + "".join(f"{i},{i % 7 / 7},{i % 2}\n" for i in range(40))
+    train = run_builtin(
+        "tabular-train",
+        {"t": rows.encode()},
+        {"label_column": "y", "id_column": "id", "model": "logistic", "epochs": 1500,
+         "batch_size": 64, "seed": 0},
+        ("model", "metrics"),
+        tmp_path,
+    )  # fmt: skip
+
+    epochs = [record["epoch"] for record in train.json("metrics")["epochs"]]
+    declarations = get_builtin("tabular-train").declarations
+    assert check_outputs(train.outputs, declarations, {"t": len(rows)}) is None
+    assert len(epochs) == HISTORY_POINTS and epochs[0] == 1 and epochs[-1] == 1500
+    assert epochs == sorted(set(epochs))
+    assert thinned_history([{"epoch": 1}, {"epoch": 2}]) == [{"epoch": 1}, {"epoch": 2}]

@@ -28,7 +28,7 @@ from teeflow.functions.dl.metrics import multiclass_metrics, softmax
 from teeflow.functions.dl.modelfile import ModelBlob
 from teeflow.functions.dl.networks import IMAGE_MODELS, build_image_model
 from teeflow.functions.dl.state import fingerprint, tensor_arrays
-from teeflow.functions.dl.training import TrainConfig, fit, predict_logits
+from teeflow.functions.dl.training import TrainConfig, fit, predict_logits, thinned_history
 from teeflow.functions.dl.transforms import augment, augment_arg, transform_args
 from teeflow.functions.thresholds import guard_metrics, withheld
 
@@ -198,7 +198,7 @@ def run(ctx: Context) -> None:
     metrics: dict[str, Any] = {
         "function": "image-classify-train",
         "model": name,
-        "epochs": result.history,
+        "epochs": thinned_history(result.history),
         "n_train": len(train_x),
         "n_test": len(test_x),
         "test": guard_metrics(

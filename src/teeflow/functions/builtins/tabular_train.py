@@ -40,7 +40,7 @@ from teeflow.functions.dl.tables import (
     split_rows,
     with_common_id,
 )
-from teeflow.functions.dl.training import TrainConfig, fit
+from teeflow.functions.dl.training import TrainConfig, fit, thinned_history
 from teeflow.functions.ids import id_columns_arg
 from teeflow.functions.thresholds import guard_metrics
 
@@ -162,10 +162,10 @@ def run(ctx: Context) -> None:
         }
         if dp is None:
             result = fit(ctx, **fit_args)
-            history = {"epochs": result.history}
+            history = {"epochs": thinned_history(result.history)}
         else:  # training-set metrics are not private: the DP run reports none
             result, plan = fit_private(ctx, dp=dp, **fit_args)
-            history = {"epochs": result.history, "privacy": plan.describe()}
+            history = {"epochs": thinned_history(result.history), "privacy": plan.describe()}
         blob = ModelBlob(config=net_config, weights=tensor_arrays(result.model.state_dict()))
     # Scored with the model as saved and loaded back: exactly what predict and evaluate will use.
     saved = blob.to_bytes()

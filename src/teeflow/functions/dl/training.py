@@ -26,7 +26,19 @@ import paddle
 from teeflow.functions.api import Context, FunctionError
 from teeflow.functions.dl.state import TrainState, tensor_arrays
 
-__all__ = ["TrainConfig", "TrainResult", "fit", "predict_logits", "seed_everything"]
+__all__ = [
+    "HISTORY_POINTS",
+    "TrainConfig",
+    "TrainResult",
+    "fit",
+    "predict_logits",
+    "seed_everything",
+    "thinned_history",
+]
+
+HISTORY_POINTS = 200
+"""Most epochs a metrics output lists: a declared metrics output is at most 64 KiB, and a
+per-epoch record is about 60 bytes, so 2,000 epochs would not fit (functions/outputs.py)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +58,17 @@ class TrainResult:
     model: paddle.nn.Layer
     history: list[dict[str, Any]]
     resumed_from_epoch: int
+
+
+def thinned_history(
+    history: list[dict[str, Any]], limit: int = HISTORY_POINTS
+) -> list[dict[str, Any]]:
+    """At most ``limit`` of the per-epoch records, evenly spaced, the first and last always kept
+    (each record keeps its ``epoch``, so a reader sees which epochs are listed)."""
+    if len(history) <= limit:
+        return list(history)
+    step = (len(history) - 1) / (limit - 1)
+    return [history[round(i * step)] for i in range(limit)]
 
 
 def seed_everything(seed: int) -> None:
