@@ -4,7 +4,7 @@ key, and checkpoints sealed under it still open: nothing is re-encrypted."""
 from __future__ import annotations
 
 import pytest
-from session_kit import MEASUREMENT, make_served
+from session_kit import MEASUREMENT, NOW, make_served
 
 from teeflow.attestation import SimProvider, SimQuotingKey
 from teeflow.crypto import seal_bytes, unseal_bytes
@@ -17,7 +17,9 @@ from teeflow.enclave.runtime import EnclaveRuntime, OpenRefused
 def test_a_task_of_the_old_epoch_runs_with_the_old_key(model_bytes: bytes, tmp_path) -> None:
     served = make_served(model_bytes)  # approved under the epoch-1 key
     keyring = Keyring(MEASUREMENT, {1: served.runtime.identity, 2: EnclaveIdentity.generate()})
-    current = EnclaveRuntime(identity=keyring.current, tee="sim", measurement=MEASUREMENT)
+    current = EnclaveRuntime(
+        identity=keyring.current, tee="sim", measurement=MEASUREMENT, clock=lambda: NOW
+    )  # the contract's own time: it expires a week after NOW
     booted = BootedEnclave(
         runtime=current,
         provider=SimProvider(SimQuotingKey.load_or_create(tmp_path), measurement=MEASUREMENT),

@@ -100,6 +100,9 @@ class _Runtime:
 class _Enclave:
     runtime = _Runtime()
 
+    def runtime_for(self, contract: Any) -> _Runtime:
+        return self.runtime
+
 
 def _lease() -> dict[str, Any]:
     contract = {"task_id": "t1", "function": {"kind": "builtin", "name": "echo"}}

@@ -317,7 +317,9 @@ class EnclaveRuntime:
 
     # -- inputs -----------------------------------------------------------------------------
 
-    def open_task(self, bundle: TaskBundle, host: Host, *, own_checkpoint: bool) -> OpenedTask:
+    def open_task(
+        self, bundle: TaskBundle, host: Host, *, own_checkpoint: bool = False
+    ) -> OpenedTask:
         """Every check :meth:`execute` makes, then the inputs decrypted in memory, for code that
         runs the function its own way (an inference session). Raises :class:`OpenRefused`.
 
