@@ -47,7 +47,7 @@ class Workload:
     title: str
     builtin: str
     args: dict[str, Any]
-    outputs: tuple[str, ...] = ("model", "metrics")
+    outputs: tuple[str, ...] = ("model", "metrics_public")
     files: dict[str, bytes] = field(default_factory=dict)
 
 

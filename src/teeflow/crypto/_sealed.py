@@ -20,6 +20,7 @@ import hmac
 import io
 import os
 import struct
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -141,6 +142,45 @@ def _fill(src: BinaryIO, view: memoryview) -> int:
     return filled
 
 
+class _Hasher:
+    """SHA-256 of the ciphertext, computed beside the encryption.
+
+    hashlib and AESGCM both release the GIL on large buffers, so a block hashed on this thread
+    overlaps the encryption of the next: sealing costs about the hash alone instead of hash plus
+    encryption (docs/decisions/0008-sealed-files-at-aes-speed.md). Small files hash inline.
+    """
+
+    def __init__(self, first: bytes) -> None:
+        self._digest = hashlib.sha256(first)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[int, Future[None]] = {}
+
+    def update(self, slot: int, block: memoryview, *, background: bool) -> None:
+        """Hash ``block``; with ``background`` it may still be read after this returns, until
+        :meth:`wait` for the same ``slot``."""
+        if not background:
+            self._digest.update(block)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teeflow-seal")
+        self._pending[slot] = self._pool.submit(self._digest.update, block)
+
+    def wait(self, slot: int) -> None:
+        """Block until the block last handed in under ``slot`` is hashed (it may be reused)."""
+        future = self._pending.pop(slot, None)
+        if future is not None:
+            future.result()
+
+    def hexdigest(self) -> str:
+        for slot in list(self._pending):
+            self.wait(slot)
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
 def seal_stream(
     src: BinaryIO,
     dst: BinaryIO,
@@ -162,29 +202,68 @@ def seal_stream(
         raise CryptoError(f"nonce prefix must be {PREFIX_SIZE} bytes")
     header = SealedHeader(VERSION, ALG_AES_256_GCM, chunk_size, key.key_id, prefix).to_bytes()
     aead = AESGCM(key.raw)
-    digest = hashlib.sha256(header)
+    hasher = _Hasher(header)
     dst.write(header)
     written = len(header)
     plain_total = 0
     # Two plaintext buffers: the chunk being sealed and the one after it, read ahead because a
-    # chunk's nonce carries whether it is the last (an empty read-ahead means it is).
+    # chunk's nonce carries whether it is the last (an empty read-ahead means it is). Two output
+    # blocks: one is hashed on the hasher's thread while the other is encrypted into.
     current, following = memoryview(bytearray(chunk_size)), memoryview(bytearray(chunk_size))
-    block = memoryview(bytearray(chunk_size + TAG_SIZE))
+    blocks = [memoryview(bytearray(chunk_size + TAG_SIZE)) for _ in range(2)]
     counter = 0
-    size = _fill(src, current)
-    while True:
-        next_size = _fill(src, following) if size == chunk_size else 0
-        final = next_size == 0
-        out = block[: size + TAG_SIZE]
-        aead.encrypt_into(_nonce(prefix, counter, final), current[:size], header, out)
-        dst.write(out)
-        digest.update(out)
-        written += len(out)
-        plain_total += size
-        if final:
-            return SealInfo(digest.hexdigest(), written, plain_total)
-        current, following, size = following, current, next_size
-        counter += 1
+    try:
+        size = _fill(src, current)
+        while True:
+            next_size = _fill(src, following) if size == chunk_size else 0
+            final = next_size == 0
+            slot = counter % 2
+            hasher.wait(slot)
+            out = blocks[slot][: size + TAG_SIZE]
+            aead.encrypt_into(_nonce(prefix, counter, final), current[:size], header, out)
+            dst.write(out)
+            hasher.update(slot, out, background=counter > 0 or not final)
+            written += len(out)
+            plain_total += size
+            if final:
+                return SealInfo(hasher.hexdigest(), written, plain_total)
+            current, following, size = following, current, next_size
+            counter += 1
+    finally:
+        hasher.close()
+
+
+class _Records:
+    """Fixed-size records of a sealed stream, each as a read-only view.
+
+    An in-memory source (``io.BytesIO``) is read in place through ``getvalue()``, which CPython
+    hands out without a copy; any other stream is read into two reused buffers.
+    """
+
+    def __init__(self, src: BinaryIO, size: int, start: int) -> None:
+        self._src = src
+        self._whole: memoryview | None = None
+        self._at = start
+        if isinstance(src, io.BytesIO):
+            self._whole = memoryview(src.getvalue())
+        else:
+            self._buffers = [memoryview(bytearray(size)) for _ in range(2)]
+            self._turn = 0
+
+    def read(self, size: int) -> memoryview:
+        """The next ``size`` bytes (fewer at the end); valid until the call after the next."""
+        if self._whole is not None:
+            view = self._whole[self._at : self._at + size]
+            self._at += len(view)
+            return view
+        buffer = self._buffers[self._turn][:size]
+        self._turn ^= 1
+        return buffer[: _fill(self._src, buffer)]
+
+    def close(self) -> None:
+        """Leave an in-memory source positioned after what was read."""
+        if self._whole is not None:
+            self._src.seek(self._at)
 
 
 def unseal_stream(src: BinaryIO, dst: BinaryIO, key: DataKey) -> int:
@@ -201,20 +280,35 @@ def unseal_stream(src: BinaryIO, dst: BinaryIO, key: DataKey) -> int:
         raise IntegrityError("sealed with a different key (key id does not match)")
     aead = AESGCM(key.raw)
     block_size = header.chunk_size + TAG_SIZE
-    current, following = memoryview(bytearray(block_size)), memoryview(bytearray(block_size))
     plain = memoryview(bytearray(header.chunk_size))
+    records = _Records(src, block_size, src.tell() if isinstance(src, io.BytesIO) else 0)
+    try:
+        return _unseal_records(records, block_size, aead, header, header_bytes, plain, dst)
+    finally:
+        records.close()
+
+
+def _unseal_records(
+    records: _Records,
+    block_size: int,
+    aead: AESGCM,
+    header: SealedHeader,
+    header_bytes: bytes,
+    plain: memoryview,
+    dst: BinaryIO,
+) -> int:
     total = 0
     counter = 0
-    size = _fill(src, current)
+    current = records.read(block_size)
     while True:
-        next_size = _fill(src, following) if size == block_size else 0
-        final = next_size == 0
-        if size < TAG_SIZE:
+        following = records.read(block_size) if len(current) == block_size else None
+        final = not following
+        if len(current) < TAG_SIZE:
             raise IntegrityError(f"sealed data is truncated at chunk {counter}")
-        out = plain[: size - TAG_SIZE]
+        out = plain[: len(current) - TAG_SIZE]
         try:
             aead.decrypt_into(
-                _nonce(header.nonce_prefix, counter, final), current[:size], header_bytes, out
+                _nonce(header.nonce_prefix, counter, final), current, header_bytes, out
             )
         except InvalidTag:
             # decrypt_into has already written unauthenticated plaintext: wipe it.
@@ -226,7 +320,8 @@ def unseal_stream(src: BinaryIO, dst: BinaryIO, key: DataKey) -> int:
         total += len(out)
         if final:
             return total
-        current, following, size = following, current, next_size
+        assert following is not None
+        current = following
         counter += 1
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import shutil
 import tempfile
 import time
@@ -43,6 +44,7 @@ from teeflow.enclave.memory import (
     peak_memory_bytes,
     reset_peak_memory,
 )
+from teeflow.enclave.outbox import Outbox
 from teeflow.enclave.receipt import sign_receipt
 from teeflow.enclave.run_state import RunGrant, stale_message
 from teeflow.enclave.spend import privacy_receipt, refused_spend, spend_problem
@@ -190,6 +192,8 @@ class _TimedHost:
     def __init__(self, host: Host, timer: PhaseTimer) -> None:
         self._host = host
         self._timer = timer
+        self.inner = host
+        """The host itself, for calls made off the timed thread."""
 
     def read_input(self, slot: str) -> bytes:
         with self._timer.phase("io"):
@@ -248,12 +252,19 @@ class EnclaveRuntime:
         """Check and run one task. Never raises for a task-level problem: it returns a failed
         result with a public reason and a signed receipt."""
         timer = PhaseTimer()
-        with timer.phase("other"):
-            result = self._execute(bundle, _TimedHost(host, timer), now, timer)
-        return dataclasses.replace(result, timings=dict(timer.totals))
+        # Checkpoint and progress uploads leave on this thread while the function goes on; it
+        # calls the untimed host (the timer is not thread-safe) and keeps its own total.
+        outbox = Outbox()
+        try:
+            with timer.phase("other"):
+                result = self._execute(bundle, _TimedHost(host, timer), now, timer, outbox)
+        finally:
+            outbox.close()
+        timings = {**timer.totals, "io (background)": outbox.seconds}
+        return dataclasses.replace(result, timings=timings)
 
     def _execute(
-        self, bundle: TaskBundle, host: Host, now: datetime, timer: PhaseTimer
+        self, bundle: TaskBundle, host: Host, now: datetime, timer: PhaseTimer, outbox: Outbox
     ) -> ExecutionResult:
         contract = bundle.contract
         try:
@@ -277,7 +288,7 @@ class EnclaveRuntime:
         scratch = Path(tempfile.mkdtemp(prefix="teeflow-task-", dir=_scratch_root()))
         try:
             outputs = {slot: OutputData(slot) for slot in contract["outputs"]}
-            ctx = self._context(opened, contract, outputs, scratch, host, timer)
+            ctx = self._context(opened, contract, outputs, scratch, host, timer, outbox)
             ctx.min_rows = opened.min_rows
             with timer.phase("function"):
                 error = self._run_function(contract, source, ctx)
@@ -285,6 +296,8 @@ class EnclaveRuntime:
                 error = spend_problem(opened.spend, ctx.privacy_spent)
                 privacy = privacy_receipt(opened.spend, ran=True, reported=ctx.privacy_spent)
             ctx.progress()  # flush the latest progress held back by the pacing
+            with timer.phase("io"):
+                outbox.drain()  # every checkpoint and event is out before the result
             if error is None:
                 missing = [slot for slot, out in outputs.items() if not out.written]
                 if missing:
@@ -444,7 +457,11 @@ class EnclaveRuntime:
         scratch: Path,
         host: Host,
         timer: PhaseTimer,
+        outbox: Outbox,
     ) -> Context:
+        """The function's context. Checkpoints and progress events are sealed here, in the
+        function's thread, and uploaded by ``outbox`` while the function goes on."""
+        raw_host = host.inner if isinstance(host, _TimedHost) else host
         chash = opened.contract_hash
         checkpoint_key = self._checkpoint_key(chash)
         counter = [opened.checkpoint_seq]
@@ -457,10 +474,12 @@ class EnclaveRuntime:
 
         def save(state: bytes) -> None:
             counter[0] += 1
+            sequence = counter[0]
             with timer.phase("crypto"):
-                header = counter[0].to_bytes(8, "big") + events.seq.to_bytes(8, "big") + run_id
+                header = sequence.to_bytes(8, "big") + events.seq.to_bytes(8, "big") + run_id
                 sealed = seal_bytes(header + state, checkpoint_key)
-            host.save_checkpoint(sealed, counter[0])
+            with timer.phase("io"):  # only waits while the previous upload holds the queue
+                outbox.submit(lambda: raw_host.save_checkpoint(sealed, sequence))
             checkpoint_pace.mark()
 
         def progress(metrics: Mapping[str, Any]) -> None:
@@ -471,7 +490,12 @@ class EnclaveRuntime:
                     return
             if held:
                 data = {"kind": "progress", **held.pop()}
-                self._emit(chash, contract, "progress", host, timer, data, events)
+                sealed_events = self._sealed_events(
+                    chash, contract, "progress", timer, data, events
+                )
+                for name, payload in sealed_events:
+                    with timer.phase("io"):
+                        outbox.submit(functools.partial(raw_host.emit_event, name, payload))
                 progress_pace.mark()
 
         return Context(
@@ -516,9 +540,22 @@ class EnclaveRuntime:
         data: dict[str, Any],
         events: EventCounter,
     ) -> None:
+        for name, payload in self._sealed_events(chash, contract, channel, timer, data, events):
+            host.emit_event(name, payload)
+
+    def _sealed_events(
+        self,
+        chash: str,
+        contract: Mapping[str, Any],
+        channel: str,
+        timer: PhaseTimer,
+        data: dict[str, Any],
+        events: EventCounter,
+    ) -> list[tuple[str, str]]:
         """One event per recipient the contract discloses ``channel`` to, each signed by the
         enclave with its own sequence number and sealed to that recipient (enclave/events.py)."""
         seq = events.next()
+        sealed = []
         for name in contract.get("disclosure", {}).get(channel, []):
             recipient = PublicKey.from_b64(contract["participants"][name]["enc_pk"])
             with timer.phase("crypto"):
@@ -531,7 +568,8 @@ class EnclaveRuntime:
                     attempt=events.attempt,
                     seq=seq,
                 )
-            host.emit_event(name, payload)
+            sealed.append((name, payload))
+        return sealed
 
     def disclose_error(
         self,
