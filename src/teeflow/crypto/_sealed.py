@@ -20,6 +20,7 @@ import hmac
 import io
 import os
 import struct
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -147,7 +148,7 @@ class _Hasher:
 
     hashlib and AESGCM both release the GIL on large buffers, so a block hashed on this thread
     overlaps the encryption of the next: sealing costs about the hash alone instead of hash plus
-    encryption (docs/decisions/0008-sealed-files-at-aes-speed.md). Small files hash inline.
+    encryption (docs/decisions/0010-sealed-files-at-aes-speed.md). Small files hash inline.
     """
 
     def __init__(self, first: bytes) -> None:
@@ -283,7 +284,7 @@ def unseal_stream(src: BinaryIO, dst: BinaryIO, key: DataKey) -> int:
     plain = memoryview(bytearray(header.chunk_size))
     records = _Records(src, block_size, src.tell() if isinstance(src, io.BytesIO) else 0)
     try:
-        return _unseal_records(records, block_size, aead, header, header_bytes, plain, dst)
+        return _unseal_records(records, block_size, aead, header, header_bytes, plain, dst.write)
     finally:
         records.close()
 
@@ -295,8 +296,10 @@ def _unseal_records(
     header: SealedHeader,
     header_bytes: bytes,
     plain: memoryview,
-    dst: BinaryIO,
+    write: Callable[[memoryview], object] | None,
 ) -> int:
+    """Decrypt every record into ``plain`` and hand it to ``write``; with ``write`` None,
+    ``plain`` is the whole output and each chunk is decrypted in place at its offset."""
     total = 0
     counter = 0
     current = records.read(block_size)
@@ -305,7 +308,10 @@ def _unseal_records(
         final = not following
         if len(current) < TAG_SIZE:
             raise IntegrityError(f"sealed data is truncated at chunk {counter}")
-        out = plain[: len(current) - TAG_SIZE]
+        size = len(current) - TAG_SIZE
+        out = plain[:size] if write is not None else plain[total : total + size]
+        if len(out) != size:
+            raise IntegrityError("sealed data is longer than its chunks say")
         try:
             aead.decrypt_into(
                 _nonce(header.nonce_prefix, counter, final), current, header_bytes, out
@@ -316,8 +322,9 @@ def _unseal_records(
             raise IntegrityError(
                 f"chunk {counter} failed authentication (tampered, truncated or reordered)"
             ) from None
-        dst.write(out)
-        total += len(out)
+        if write is not None:
+            write(out)
+        total += size
         if final:
             return total
         assert following is not None
@@ -332,6 +339,22 @@ def seal_bytes(data: bytes, key: DataKey, *, chunk_size: int = CHUNK_SIZE) -> by
 
 
 def unseal_bytes(blob: bytes, key: DataKey) -> bytes:
-    out = io.BytesIO()
-    unseal_stream(io.BytesIO(blob), out, key)
-    return out.getvalue()
+    """:func:`unseal_stream` of a sealed file in memory; every chunk is decrypted straight into
+    the result (no intermediate buffers). Raises IntegrityError like it."""
+    view = memoryview(blob)
+    header_bytes = bytes(view[:HEADER_SIZE])
+    header = SealedHeader.parse(header_bytes)
+    if not hmac.compare_digest(header.key_id, key.key_id):
+        raise IntegrityError("sealed with a different key (key id does not match)")
+    block_size = header.chunk_size + TAG_SIZE
+    body = len(view) - HEADER_SIZE
+    chunks = max(1, -(-body // block_size))
+    result = bytearray(max(0, body - chunks * TAG_SIZE))
+    records = _Records(io.BytesIO(blob), block_size, HEADER_SIZE)
+    aead = AESGCM(key.raw)
+    try:
+        _unseal_records(records, block_size, aead, header, header_bytes, memoryview(result), None)
+    except IntegrityError:
+        result[:] = bytes(len(result))  # nothing unauthenticated stays in memory
+        raise
+    return bytes(result)

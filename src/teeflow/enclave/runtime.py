@@ -13,11 +13,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import io
 import shutil
 import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +34,7 @@ from teeflow.crypto import (
     key_wrap_info,
     pad,
     seal_bytes,
+    seal_stream,
     sha256_hex,
     unseal_bytes,
 )
@@ -412,16 +415,22 @@ class EnclaveRuntime:
         for slot, spec in bundle.contract["inputs"].items():
             ciphertext = host.read_input(slot)
             with timer.phase("crypto"):
-                digest = sha256_hex(ciphertext)
+                # The hash and the decryption overlap (both release the GIL); the plaintext is
+                # used only once the hash matches the approved one.
+                hashing = _hash_beside(ciphertext)
+                try:
+                    plaintext: bytes | None = unseal_bytes(ciphertext, keys[slot])
+                    failure = ""
+                except IntegrityError as exc:
+                    plaintext, failure = None, str(exc)
+                digest = hashing()
                 if digest != spec["ciphertext_sha256"]:
                     raise TaskRejected(
                         f"input {slot!r}: ciphertext hash {digest[:16]}… differs from the approved"
                         f" {spec['ciphertext_sha256'][:16]}… (the dataset changed after approval)"
                     )
-                try:
-                    plaintext = unseal_bytes(ciphertext, keys[slot])
-                except IntegrityError as exc:
-                    raise TaskRejected(f"input {slot!r} does not decrypt: {exc}") from None
+                if plaintext is None:
+                    raise TaskRejected(f"input {slot!r} does not decrypt: {failure}")
             inputs[slot] = InputData(slot, plaintext, owner=",".join(spec["owners"]))
             hashes[slot] = digest
         return inputs, hashes
@@ -618,7 +627,9 @@ class EnclaveRuntime:
         plaintext = out.getvalue()
         if spec.get("pad") is not None:  # length hiding, inside the sealed plaintext
             plaintext = pad(plaintext, spec["pad"])
-        ciphertext = seal_bytes(plaintext, key)
+        sink = io.BytesIO()
+        sealed = seal_stream(io.BytesIO(plaintext), sink, key)  # hashes as it seals
+        ciphertext = sink.getvalue()
         wrapped: dict[str, str] = {}
         joint = spec.get("joint_owners")
         if joint:
@@ -631,7 +642,7 @@ class EnclaveRuntime:
                 info = key_wrap_info("output", chash, slot)
                 wrapped[name] = b64e(hpke_seal(key.raw, recipient, info=info))
         return SealedOutput(
-            ciphertext, sha256_hex(ciphertext), wrapped, list(joint) if joint else None
+            ciphertext, sealed.ciphertext_sha256, wrapped, list(joint) if joint else None
         )
 
     def receipt(
@@ -752,6 +763,21 @@ def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
             value = None
         out[str(key)] = value
     return out
+
+
+def _hash_beside(data: bytes) -> Callable[[], str]:
+    """Start SHA-256 of ``data`` on a helper thread (inline when small); call the result for the
+    hex digest."""
+    if len(data) < _THREADED_HASH_BYTES:
+        digest = sha256_hex(data)
+        return lambda: digest
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teeflow-hash")
+    future = pool.submit(sha256_hex, data)
+    pool.shutdown(wait=False)
+    return future.result
+
+
+_THREADED_HASH_BYTES = 1 << 20
 
 
 def _scratch_root() -> str | None:
