@@ -9,8 +9,10 @@
 Every chunk but the last holds exactly ``chunk_size`` plaintext bytes; the last holds 0 to
 ``chunk_size``. Because the counter and the final flag are in the nonce and the header is the
 associated data of every chunk, a flipped, dropped, reordered, duplicated or truncated chunk, a
-moved final flag, appended bytes or an edited header all fail authentication. Memory stays
-bounded by two chunks whatever the file size.
+moved final flag, appended bytes or an edited header all fail authentication. Buffers stay
+bounded by four chunks whatever the file size (seal: two plaintext, two output blocks, one of them
+being hashed on a second thread); in-memory sources are read in place
+(docs/decisions/0010-sealed-files-at-aes-speed.md).
 """
 
 from __future__ import annotations
