@@ -351,12 +351,15 @@ def unseal_bytes(blob: bytes, key: DataKey) -> bytes:
     block_size = header.chunk_size + TAG_SIZE
     body = len(view) - HEADER_SIZE
     chunks = max(1, -(-body // block_size))
-    result = bytearray(max(0, body - chunks * TAG_SIZE))
+    size = max(0, body - chunks * TAG_SIZE)
+    # The result is a BytesIO sized up front: its buffer is decrypted into in place and handed
+    # out by getvalue() without a copy.
+    result = io.BytesIO()
+    if size:
+        result.seek(size - 1)
+        result.write(b"\0")
     records = _Records(io.BytesIO(blob), block_size, HEADER_SIZE)
     aead = AESGCM(key.raw)
-    try:
-        _unseal_records(records, block_size, aead, header, header_bytes, memoryview(result), None)
-    except IntegrityError:
-        result[:] = bytes(len(result))  # nothing unauthenticated stays in memory
-        raise
-    return bytes(result)
+    with result.getbuffer() as target:
+        _unseal_records(records, block_size, aead, header, header_bytes, target, None)
+    return result.getvalue()
