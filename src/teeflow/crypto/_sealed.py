@@ -12,7 +12,7 @@ associated data of every chunk, a flipped, dropped, reordered, duplicated or tru
 moved final flag, appended bytes or an edited header all fail authentication. Buffers stay
 bounded by four chunks whatever the file size (seal: two plaintext, two output blocks, one of them
 being hashed on a second thread); in-memory sources are read in place
-(docs/decisions/0012-sealed-files-at-aes-speed.md).
+(docs/decisions/0017-sealed-files-at-aes-speed.md).
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ class _Hasher:
 
     hashlib and AESGCM both release the GIL on large buffers, so a block hashed on this thread
     overlaps the encryption of the next: sealing costs about the hash alone instead of hash plus
-    encryption (docs/decisions/0012-sealed-files-at-aes-speed.md). Small files hash inline.
+    encryption (docs/decisions/0017-sealed-files-at-aes-speed.md). Small files hash inline.
     """
 
     def __init__(self, first: bytes) -> None:
