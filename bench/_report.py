@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import operator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +30,14 @@ class Figure:
     target: str = ""
     """``"<= 1.05"`` or ``">= 0.95"``; empty when there is no target."""
     note: str = ""
+    split: dict[str, float] = field(default_factory=dict)
+    """Where the teeflow figure's time goes (part -> value, in ``split_unit``), when measured."""
+    split_unit: str = ""
+
+    def split_text(self) -> str:
+        """``"part 1.23 s, other 0.4 s"``, or empty."""
+        unit = self.split_unit
+        return ", ".join(f"{part} {value:.3g} {unit}" for part, value in self.split.items())
 
     @property
     def ratio(self) -> float | None:

@@ -74,6 +74,7 @@ def environment() -> dict[str, Any]:
         "openssl (cryptography)": backend.openssl_version_text(),
         "openssl (python ssl)": ssl.OPENSSL_VERSION,
         "teeflow commit": commit + (" (with uncommitted changes)" if dirty else ""),
+        "load average at start (1, 5, 15 min)": ", ".join(f"{v:.2f}" for v in os.getloadavg()),
         "tee": "sim (no TEE hardware on this machine)",
     }
 
@@ -88,6 +89,12 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _split(figure: dict[str, Any]) -> str:
+    split = figure.get("split") or {}
+    unit = figure.get("split_unit", "")
+    return ", ".join(f"{part} {_fmt(value)} {unit}" for part, value in split.items()) or "-"
+
+
 def render_markdown(env: dict[str, Any], figures: list[dict[str, Any]], failures: list[str]) -> str:
     lines = ["# teeflow benchmarks: confidential versus plain", ""]
     lines += [f"- {key}: {value}" for key, value in env.items()]
@@ -97,15 +104,16 @@ def render_markdown(env: dict[str, Any], figures: list[dict[str, Any]], failures
         "`bound` is the quantity the target applies to: teeflow / plain (ratio), teeflow itself "
         "(absolute), or teeflow - plain (added).",
         "",
-        "| id | figure | plain | teeflow | unit | bound | target | met | note |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| id | figure | plain | teeflow | unit | bound | target | met | teeflow split | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for f in figures:
         met = {True: "yes", False: "**no**", None: "-"}[f.get("met")]
         bound = f"{_fmt(f.get('bounded'))} ({f.get('target_on', 'ratio')})"
         lines.append(
             f"| {f['id']} | {f['name']} | {_fmt(f.get('plain'))} | {_fmt(f['teeflow'])} | "
-            f"{f['unit']} | {bound} | {f.get('target') or '-'} | {met} | {f.get('note', '')} |"
+            f"{f['unit']} | {bound} | {f.get('target') or '-'} | {met} | {_split(f)} | "
+            f"{f.get('note', '')} |"
         )
     if failures:
         lines += ["", "## Benchmarks that did not finish", ""]
@@ -140,6 +148,7 @@ def main() -> int:
             figures += json.loads(out.read_text())
 
     args.out.mkdir(parents=True, exist_ok=True)
+    env["load average at end (1, 5, 15 min)"] = ", ".join(f"{v:.2f}" for v in os.getloadavg())
     report = {"environment": env, "figures": figures, "failures": failures}
     (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     markdown = render_markdown(env, figures, failures)

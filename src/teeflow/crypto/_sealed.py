@@ -9,8 +9,10 @@
 Every chunk but the last holds exactly ``chunk_size`` plaintext bytes; the last holds 0 to
 ``chunk_size``. Because the counter and the final flag are in the nonce and the header is the
 associated data of every chunk, a flipped, dropped, reordered, duplicated or truncated chunk, a
-moved final flag, appended bytes or an edited header all fail authentication. Memory stays
-bounded by two chunks whatever the file size.
+moved final flag, appended bytes or an edited header all fail authentication. Buffers stay
+bounded by four chunks whatever the file size (seal: two plaintext, two output blocks, one of them
+being hashed on a second thread); in-memory sources are read in place
+(docs/decisions/0017-sealed-files-at-aes-speed.md).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import hmac
 import io
 import os
 import struct
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -141,6 +145,45 @@ def _fill(src: BinaryIO, view: memoryview) -> int:
     return filled
 
 
+class _Hasher:
+    """SHA-256 of the ciphertext, computed beside the encryption.
+
+    hashlib and AESGCM both release the GIL on large buffers, so a block hashed on this thread
+    overlaps the encryption of the next: sealing costs about the hash alone instead of hash plus
+    encryption (docs/decisions/0017-sealed-files-at-aes-speed.md). Small files hash inline.
+    """
+
+    def __init__(self, first: bytes) -> None:
+        self._digest = hashlib.sha256(first)
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: dict[int, Future[None]] = {}
+
+    def update(self, slot: int, block: memoryview, *, background: bool) -> None:
+        """Hash ``block``; with ``background`` it may still be read after this returns, until
+        :meth:`wait` for the same ``slot``."""
+        if not background:
+            self._digest.update(block)
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teeflow-seal")
+        self._pending[slot] = self._pool.submit(self._digest.update, block)
+
+    def wait(self, slot: int) -> None:
+        """Block until the block last handed in under ``slot`` is hashed (it may be reused)."""
+        future = self._pending.pop(slot, None)
+        if future is not None:
+            future.result()
+
+    def hexdigest(self) -> str:
+        for slot in list(self._pending):
+            self.wait(slot)
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+
+
 def seal_stream(
     src: BinaryIO,
     dst: BinaryIO,
@@ -162,29 +205,68 @@ def seal_stream(
         raise CryptoError(f"nonce prefix must be {PREFIX_SIZE} bytes")
     header = SealedHeader(VERSION, ALG_AES_256_GCM, chunk_size, key.key_id, prefix).to_bytes()
     aead = AESGCM(key.raw)
-    digest = hashlib.sha256(header)
+    hasher = _Hasher(header)
     dst.write(header)
     written = len(header)
     plain_total = 0
     # Two plaintext buffers: the chunk being sealed and the one after it, read ahead because a
-    # chunk's nonce carries whether it is the last (an empty read-ahead means it is).
+    # chunk's nonce carries whether it is the last (an empty read-ahead means it is). Two output
+    # blocks: one is hashed on the hasher's thread while the other is encrypted into.
     current, following = memoryview(bytearray(chunk_size)), memoryview(bytearray(chunk_size))
-    block = memoryview(bytearray(chunk_size + TAG_SIZE))
+    blocks = [memoryview(bytearray(chunk_size + TAG_SIZE)) for _ in range(2)]
     counter = 0
-    size = _fill(src, current)
-    while True:
-        next_size = _fill(src, following) if size == chunk_size else 0
-        final = next_size == 0
-        out = block[: size + TAG_SIZE]
-        aead.encrypt_into(_nonce(prefix, counter, final), current[:size], header, out)
-        dst.write(out)
-        digest.update(out)
-        written += len(out)
-        plain_total += size
-        if final:
-            return SealInfo(digest.hexdigest(), written, plain_total)
-        current, following, size = following, current, next_size
-        counter += 1
+    try:
+        size = _fill(src, current)
+        while True:
+            next_size = _fill(src, following) if size == chunk_size else 0
+            final = next_size == 0
+            slot = counter % 2
+            hasher.wait(slot)
+            out = blocks[slot][: size + TAG_SIZE]
+            aead.encrypt_into(_nonce(prefix, counter, final), current[:size], header, out)
+            dst.write(out)
+            hasher.update(slot, out, background=counter > 0 or not final)
+            written += len(out)
+            plain_total += size
+            if final:
+                return SealInfo(hasher.hexdigest(), written, plain_total)
+            current, following, size = following, current, next_size
+            counter += 1
+    finally:
+        hasher.close()
+
+
+class _Records:
+    """Fixed-size records of a sealed stream, each as a read-only view.
+
+    An in-memory source (``io.BytesIO``) is read in place through ``getvalue()``, which CPython
+    hands out without a copy; any other stream is read into two reused buffers.
+    """
+
+    def __init__(self, src: BinaryIO, size: int, start: int) -> None:
+        self._src = src
+        self._whole: memoryview | None = None
+        self._at = start
+        if isinstance(src, io.BytesIO):
+            self._whole = memoryview(src.getvalue())
+        else:
+            self._buffers = [memoryview(bytearray(size)) for _ in range(2)]
+            self._turn = 0
+
+    def read(self, size: int) -> memoryview:
+        """The next ``size`` bytes (fewer at the end); valid until the call after the next."""
+        if self._whole is not None:
+            view = self._whole[self._at : self._at + size]
+            self._at += len(view)
+            return view
+        buffer = self._buffers[self._turn][:size]
+        self._turn ^= 1
+        return buffer[: _fill(self._src, buffer)]
+
+    def close(self) -> None:
+        """Leave an in-memory source positioned after what was read."""
+        if self._whole is not None:
+            self._src.seek(self._at)
 
 
 def unseal_stream(src: BinaryIO, dst: BinaryIO, key: DataKey) -> int:
@@ -201,20 +283,40 @@ def unseal_stream(src: BinaryIO, dst: BinaryIO, key: DataKey) -> int:
         raise IntegrityError("sealed with a different key (key id does not match)")
     aead = AESGCM(key.raw)
     block_size = header.chunk_size + TAG_SIZE
-    current, following = memoryview(bytearray(block_size)), memoryview(bytearray(block_size))
     plain = memoryview(bytearray(header.chunk_size))
+    records = _Records(src, block_size, src.tell() if isinstance(src, io.BytesIO) else 0)
+    try:
+        return _unseal_records(records, block_size, aead, header, header_bytes, plain, dst.write)
+    finally:
+        records.close()
+
+
+def _unseal_records(
+    records: _Records,
+    block_size: int,
+    aead: AESGCM,
+    header: SealedHeader,
+    header_bytes: bytes,
+    plain: memoryview,
+    write: Callable[[memoryview], object] | None,
+) -> int:
+    """Decrypt every record into ``plain`` and hand it to ``write``; with ``write`` None,
+    ``plain`` is the whole output and each chunk is decrypted in place at its offset."""
     total = 0
     counter = 0
-    size = _fill(src, current)
+    current = records.read(block_size)
     while True:
-        next_size = _fill(src, following) if size == block_size else 0
-        final = next_size == 0
-        if size < TAG_SIZE:
+        following = records.read(block_size) if len(current) == block_size else None
+        final = not following
+        if len(current) < TAG_SIZE:
             raise IntegrityError(f"sealed data is truncated at chunk {counter}")
-        out = plain[: size - TAG_SIZE]
+        size = len(current) - TAG_SIZE
+        out = plain[:size] if write is not None else plain[total : total + size]
+        if len(out) != size:
+            raise IntegrityError("sealed data is longer than its chunks say")
         try:
             aead.decrypt_into(
-                _nonce(header.nonce_prefix, counter, final), current[:size], header_bytes, out
+                _nonce(header.nonce_prefix, counter, final), current, header_bytes, out
             )
         except InvalidTag:
             # decrypt_into has already written unauthenticated plaintext: wipe it.
@@ -222,11 +324,13 @@ def unseal_stream(src: BinaryIO, dst: BinaryIO, key: DataKey) -> int:
             raise IntegrityError(
                 f"chunk {counter} failed authentication (tampered, truncated or reordered)"
             ) from None
-        dst.write(out)
-        total += len(out)
+        if write is not None:
+            write(out)
+        total += size
         if final:
             return total
-        current, following, size = following, current, next_size
+        assert following is not None
+        current = following
         counter += 1
 
 
@@ -237,6 +341,25 @@ def seal_bytes(data: bytes, key: DataKey, *, chunk_size: int = CHUNK_SIZE) -> by
 
 
 def unseal_bytes(blob: bytes, key: DataKey) -> bytes:
-    out = io.BytesIO()
-    unseal_stream(io.BytesIO(blob), out, key)
-    return out.getvalue()
+    """:func:`unseal_stream` of a sealed file in memory; every chunk is decrypted straight into
+    the result (no intermediate buffers). Raises IntegrityError like it."""
+    view = memoryview(blob)
+    header_bytes = bytes(view[:HEADER_SIZE])
+    header = SealedHeader.parse(header_bytes)
+    if not hmac.compare_digest(header.key_id, key.key_id):
+        raise IntegrityError("sealed with a different key (key id does not match)")
+    block_size = header.chunk_size + TAG_SIZE
+    body = len(view) - HEADER_SIZE
+    chunks = max(1, -(-body // block_size))
+    size = max(0, body - chunks * TAG_SIZE)
+    # The result is a BytesIO sized up front: its buffer is decrypted into in place and handed
+    # out by getvalue() without a copy.
+    result = io.BytesIO()
+    if size:
+        result.seek(size - 1)
+        result.write(b"\0")
+    records = _Records(io.BytesIO(blob), block_size, HEADER_SIZE)
+    aead = AESGCM(key.raw)
+    with result.getbuffer() as target:
+        _unseal_records(records, block_size, aead, header, header_bytes, target, None)
+    return result.getvalue()

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import io
 import shutil
 import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +34,7 @@ from teeflow.crypto import (
     key_wrap_info,
     pad,
     seal_bytes,
+    seal_stream,
     sha256_hex,
     unseal_bytes,
 )
@@ -43,6 +47,7 @@ from teeflow.enclave.memory import (
     peak_memory_bytes,
     reset_peak_memory,
 )
+from teeflow.enclave.outbox import Outbox
 from teeflow.enclave.receipt import sign_receipt
 from teeflow.enclave.run_state import RunGrant, stale_message
 from teeflow.enclave.spend import privacy_receipt, refused_spend, spend_problem
@@ -190,6 +195,8 @@ class _TimedHost:
     def __init__(self, host: Host, timer: PhaseTimer) -> None:
         self._host = host
         self._timer = timer
+        self.inner = host
+        """The host itself, for calls made off the timed thread."""
 
     def read_input(self, slot: str) -> bytes:
         with self._timer.phase("io"):
@@ -248,12 +255,19 @@ class EnclaveRuntime:
         """Check and run one task. Never raises for a task-level problem: it returns a failed
         result with a public reason and a signed receipt."""
         timer = PhaseTimer()
-        with timer.phase("other"):
-            result = self._execute(bundle, _TimedHost(host, timer), now, timer)
-        return dataclasses.replace(result, timings=dict(timer.totals))
+        # Checkpoint and progress uploads leave on this thread while the function goes on; it
+        # calls the untimed host (the timer is not thread-safe) and keeps its own total.
+        outbox = Outbox()
+        try:
+            with timer.phase("other"):
+                result = self._execute(bundle, _TimedHost(host, timer), now, timer, outbox)
+        finally:
+            outbox.close()
+        timings = {**timer.totals, "io (background)": outbox.seconds}
+        return dataclasses.replace(result, timings=timings)
 
     def _execute(
-        self, bundle: TaskBundle, host: Host, now: datetime, timer: PhaseTimer
+        self, bundle: TaskBundle, host: Host, now: datetime, timer: PhaseTimer, outbox: Outbox
     ) -> ExecutionResult:
         contract = bundle.contract
         try:
@@ -277,7 +291,7 @@ class EnclaveRuntime:
         scratch = Path(tempfile.mkdtemp(prefix="teeflow-task-", dir=_scratch_root()))
         try:
             outputs = {slot: OutputData(slot) for slot in contract["outputs"]}
-            ctx = self._context(opened, contract, outputs, scratch, host, timer)
+            ctx = self._context(opened, contract, outputs, scratch, host, timer, outbox)
             ctx.min_rows = opened.min_rows
             with timer.phase("function"):
                 error = self._run_function(contract, source, ctx)
@@ -285,6 +299,8 @@ class EnclaveRuntime:
                 error = spend_problem(opened.spend, ctx.privacy_spent)
                 privacy = privacy_receipt(opened.spend, ran=True, reported=ctx.privacy_spent)
             ctx.progress()  # flush the latest progress held back by the pacing
+            with timer.phase("io"):
+                outbox.drain()  # every checkpoint and event is out before the result
             if error is None:
                 missing = [slot for slot, out in outputs.items() if not out.written]
                 if missing:
@@ -401,16 +417,22 @@ class EnclaveRuntime:
         for slot, spec in bundle.contract["inputs"].items():
             ciphertext = host.read_input(slot)
             with timer.phase("crypto"):
-                digest = sha256_hex(ciphertext)
+                # The hash and the decryption overlap (both release the GIL); the plaintext is
+                # used only once the hash matches the approved one.
+                hashing = _hash_beside(ciphertext)
+                try:
+                    plaintext: bytes | None = unseal_bytes(ciphertext, keys[slot])
+                    failure = ""
+                except IntegrityError as exc:
+                    plaintext, failure = None, str(exc)
+                digest = hashing()
                 if digest != spec["ciphertext_sha256"]:
                     raise TaskRejected(
                         f"input {slot!r}: ciphertext hash {digest[:16]}… differs from the approved"
                         f" {spec['ciphertext_sha256'][:16]}… (the dataset changed after approval)"
                     )
-                try:
-                    plaintext = unseal_bytes(ciphertext, keys[slot])
-                except IntegrityError as exc:
-                    raise TaskRejected(f"input {slot!r} does not decrypt: {exc}") from None
+                if plaintext is None:
+                    raise TaskRejected(f"input {slot!r} does not decrypt: {failure}")
             inputs[slot] = InputData(slot, plaintext, owner=",".join(spec["owners"]))
             hashes[slot] = digest
         return inputs, hashes
@@ -446,7 +468,11 @@ class EnclaveRuntime:
         scratch: Path,
         host: Host,
         timer: PhaseTimer,
+        outbox: Outbox,
     ) -> Context:
+        """The function's context. Checkpoints and progress events are sealed here, in the
+        function's thread, and uploaded by ``outbox`` while the function goes on."""
+        raw_host = host.inner if isinstance(host, _TimedHost) else host
         chash = opened.contract_hash
         checkpoint_key = self._checkpoint_key(chash)
         counter = [opened.checkpoint_seq]
@@ -459,10 +485,12 @@ class EnclaveRuntime:
 
         def save(state: bytes) -> None:
             counter[0] += 1
+            sequence = counter[0]
             with timer.phase("crypto"):
-                header = counter[0].to_bytes(8, "big") + events.seq.to_bytes(8, "big") + run_id
+                header = sequence.to_bytes(8, "big") + events.seq.to_bytes(8, "big") + run_id
                 sealed = seal_bytes(header + state, checkpoint_key)
-            host.save_checkpoint(sealed, counter[0])
+            with timer.phase("io"):  # only waits while the previous upload holds the queue
+                outbox.submit(lambda: raw_host.save_checkpoint(sealed, sequence))
             checkpoint_pace.mark()
 
         def progress(metrics: Mapping[str, Any]) -> None:
@@ -473,7 +501,12 @@ class EnclaveRuntime:
                     return
             if held:
                 data = {"kind": "progress", **held.pop()}
-                self._emit(chash, contract, "progress", host, timer, data, events)
+                sealed_events = self._sealed_events(
+                    chash, contract, "progress", timer, data, events
+                )
+                for name, payload in sealed_events:
+                    with timer.phase("io"):
+                        outbox.submit(functools.partial(raw_host.emit_event, name, payload))
                 progress_pace.mark()
 
         return Context(
@@ -518,9 +551,22 @@ class EnclaveRuntime:
         data: dict[str, Any],
         events: EventCounter,
     ) -> None:
+        for name, payload in self._sealed_events(chash, contract, channel, timer, data, events):
+            host.emit_event(name, payload)
+
+    def _sealed_events(
+        self,
+        chash: str,
+        contract: Mapping[str, Any],
+        channel: str,
+        timer: PhaseTimer,
+        data: dict[str, Any],
+        events: EventCounter,
+    ) -> list[tuple[str, str]]:
         """One event per recipient the contract discloses ``channel`` to, each signed by the
         enclave with its own sequence number and sealed to that recipient (enclave/events.py)."""
         seq = events.next()
+        sealed = []
         for name in contract.get("disclosure", {}).get(channel, []):
             recipient = PublicKey.from_b64(contract["participants"][name]["enc_pk"])
             with timer.phase("crypto"):
@@ -533,7 +579,8 @@ class EnclaveRuntime:
                     attempt=events.attempt,
                     seq=seq,
                 )
-            host.emit_event(name, payload)
+            sealed.append((name, payload))
+        return sealed
 
     def disclose_error(
         self,
@@ -582,7 +629,9 @@ class EnclaveRuntime:
         plaintext = out.getvalue()
         if spec.get("pad") is not None:  # length hiding, inside the sealed plaintext
             plaintext = pad(plaintext, spec["pad"])
-        ciphertext = seal_bytes(plaintext, key)
+        sink = io.BytesIO()
+        sealed = seal_stream(io.BytesIO(plaintext), sink, key)  # hashes as it seals
+        ciphertext = sink.getvalue()
         wrapped: dict[str, str] = {}
         joint = spec.get("joint_owners")
         if joint:
@@ -595,7 +644,7 @@ class EnclaveRuntime:
                 info = key_wrap_info("output", chash, slot)
                 wrapped[name] = b64e(hpke_seal(key.raw, recipient, info=info))
         return SealedOutput(
-            ciphertext, sha256_hex(ciphertext), wrapped, list(joint) if joint else None
+            ciphertext, sealed.ciphertext_sha256, wrapped, list(joint) if joint else None
         )
 
     def receipt(
@@ -716,6 +765,21 @@ def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
             value = None
         out[str(key)] = value
     return out
+
+
+def _hash_beside(data: bytes) -> Callable[[], str]:
+    """Start SHA-256 of ``data`` on a helper thread (inline when small); call the result for the
+    hex digest."""
+    if len(data) < _THREADED_HASH_BYTES:
+        digest = sha256_hex(data)
+        return lambda: digest
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teeflow-hash")
+    future = pool.submit(sha256_hex, data)
+    pool.shutdown(wait=False)
+    return future.result
+
+
+_THREADED_HASH_BYTES = 1 << 20
 
 
 def _scratch_root() -> str | None:

@@ -181,18 +181,28 @@ def _batches(
     config: TrainConfig,
 ) -> tuple[float, float]:
     order = shuffler.permutation(len(features))
-    total_loss, correct = 0.0, 0
+    # The step's tensors are kept and read back once per epoch, not with a .numpy() per batch
+    # (a wait and a copy per step that a plain training loop does not make; issue 16, P1).
+    losses: list[paddle.Tensor] = []
+    outputs: list[paddle.Tensor] = []
+    sizes: list[int] = []
     for begin in range(0, len(order), config.batch_size):
         index = order[begin : begin + config.batch_size]
         batch_x = paddle.to_tensor(features[index])
-        batch_y = labels[index]
         logits = model(batch_x)
-        loss = _loss(logits, paddle.to_tensor(batch_y), config.binary)
+        loss = _loss(logits, paddle.to_tensor(labels[index]), config.binary)
         loss.backward()
         optimizer.step()
         optimizer.clear_grad()
-        total_loss += float(loss.numpy()) * len(index)
-        correct += _correct(logits.detach(), batch_y, config.binary)
+        losses.append(loss.detach())
+        outputs.append(logits.detach())
+        sizes.append(len(index))
+    if not sizes:
+        return 0.0, 0.0
+    total_loss = 0.0
+    for value, size in zip(paddle.stack(losses).numpy().tolist(), sizes, strict=True):
+        total_loss += value * size  # the same float64 sum, in the same order, as batch by batch
+    correct = _correct(paddle.concat(outputs), labels[order], config.binary)
     return total_loss / len(order), correct / len(order)
 
 
