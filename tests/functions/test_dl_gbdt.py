@@ -59,7 +59,9 @@ def test_gbdt_multi_class_predict_and_serve(tmp_path: Path) -> None:
         tmp_path,
     )
     session = TabularPredictor(TabularModel.from_bytes(train.outputs["model"]), threshold=0.5)
-    served = session.predict(json.dumps({"rows": features.head(6).to_dict("records")}).encode())
+    served = session.predict(
+        json.dumps({"rows": features.head(6).to_dict("records")}).encode(), max_rows=100
+    )
 
     table = pd.read_csv(io.BytesIO(predicted.outputs["predictions"]))
     assert train.json("metrics")["test"]["auc"] > 0.85

@@ -162,16 +162,20 @@ def test_serving_joins_the_held_bureau_table_to_each_live_request(tmp_path: Path
     live = bank.set_index("customer_no").loc[expected["customer_no"], ["zeta"]].reset_index()
     live = live.rename(columns={"customer_no": "cno"})
 
-    as_json = session.predict(json.dumps({"rows": live.to_dict("records")}).encode())
-    as_csv = session.predict(_csv(live))
+    as_json = session.predict(json.dumps({"rows": live.to_dict("records")}).encode(), max_rows=100)
+    as_csv = session.predict(_csv(live), max_rows=100)
 
     for answer in (as_json, as_csv):
         got = pd.DataFrame(answer["predictions"])
         assert got["cno"].tolist() == expected["customer_no"].tolist()
         assert got["probability"].tolist() == expected["probability"].tolist()
     with pytest.raises(FunctionError, match="1 request row\\(s\\) have an id that the held"):
-        session.predict(json.dumps({"rows": [{"cno": "k0001", "zeta": 1.0}]}).encode())
+        session.predict(
+            json.dumps({"rows": [{"cno": "k0001", "zeta": 1.0}]}).encode(), max_rows=100
+        )
     with pytest.raises(FunctionError, match="come from the held input"):
-        session.predict(json.dumps({"rows": [{"cno": "k0007", "zeta": 1, "alpha": 2}]}).encode())
+        session.predict(
+            json.dumps({"rows": [{"cno": "k0007", "zeta": 1, "alpha": 2}]}).encode(), max_rows=100
+        )
     with pytest.raises(FunctionError, match="needs the id column 'cno'"):
-        session.predict(json.dumps({"rows": [{"zeta": 1.0}]}).encode())
+        session.predict(json.dumps({"rows": [{"zeta": 1.0}]}).encode(), max_rows=100)

@@ -82,7 +82,7 @@ def test_three_classes_train_predict_evaluate_and_serve(tmp_path: Path, model: s
 
     predictor = TabularPredictor(TabularModel.from_bytes(train.outputs["model"]), threshold=0.5)
     rows = frame.drop(columns=["risk"]).head(5).to_dict("records")
-    served = predictor.predict(json.dumps({"rows": rows}).encode())["predictions"]
+    served = predictor.predict(json.dumps({"rows": rows}).encode(), max_rows=100)["predictions"]
     assert [row["predicted"] for row in served] == table["predicted"].head(5).tolist()
     assert [row["p_low"] for row in served] == table["p_low"].head(5).tolist()
 
