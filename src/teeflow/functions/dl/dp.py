@@ -40,8 +40,13 @@ import paddle
 from paddle import nn
 
 from teeflow.functions.api import Context, FunctionError
-from teeflow.functions.dl.state import TrainState, tensor_arrays
-from teeflow.functions.dl.training import TrainConfig, TrainResult, seed_everything
+from teeflow.functions.dl.training import (
+    TrainConfig,
+    TrainResult,
+    checkpoint_training,
+    restore_training,
+    seed_everything,
+)
 
 __all__ = [
     "RDP_ORDERS",
@@ -294,17 +299,7 @@ def fit_private(
             learning_rate=config.learning_rate, parameters=model.parameters()
         )
     rng = _secret_rng()
-    history: list[dict[str, Any]] = []
-    start = 0
-    restored = ctx.restore()
-    if restored is not None:
-        state = TrainState.from_bytes(restored)
-        if state.config_fingerprint != config.fingerprint:
-            raise FunctionError("the checkpoint belongs to a different training setup")
-        model.set_state_dict({k: paddle.to_tensor(v) for k, v in state.model.items()})
-        optimizer.set_state_dict({k: paddle.to_tensor(v) for k, v in state.optimizer.items()})
-        rng.set_state(state.rng)
-        history, start = list(state.history), state.epoch
+    history, start = restore_training(ctx, model, optimizer, rng, config)
     model.train()
     expected = plan.sample_rate * len(features)
     for epoch in range(start + 1, config.epochs + 1):
@@ -337,16 +332,7 @@ def fit_private(
         history.append(record)
         ctx.progress(epochs=config.epochs, **record)
         if epoch < config.epochs and ctx.checkpoint_due():
-            ctx.checkpoint(
-                TrainState(
-                    epoch=epoch,
-                    model=tensor_arrays(model.state_dict()),
-                    optimizer=tensor_arrays(optimizer.state_dict()),
-                    rng=rng.get_state(legacy=False),
-                    history=history,
-                    config_fingerprint=config.fingerprint,
-                ).to_bytes()
-            )
+            checkpoint_training(ctx, epoch, model, optimizer, rng, history, config)
     model.eval()
     ctx.privacy_spent = {"epsilon": plan.epsilon, "delta": plan.delta}
     if not math.isfinite(plan.epsilon):

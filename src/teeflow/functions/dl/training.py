@@ -30,8 +30,10 @@ __all__ = [
     "HISTORY_POINTS",
     "TrainConfig",
     "TrainResult",
+    "checkpoint_training",
     "fit",
     "predict_logits",
+    "restore_training",
     "seed_everything",
     "thinned_history",
 ]
@@ -117,19 +119,7 @@ def fit(
             learning_rate=config.learning_rate, parameters=model.parameters()
         )
         shuffler = np.random.RandomState(config.seed)
-        history: list[dict[str, Any]] = []
-        start = 0
-        restored = ctx.restore()
-        if restored is not None:
-            state = TrainState.from_bytes(restored)
-            if state.config_fingerprint != config.fingerprint:
-                raise FunctionError(
-                    "the checkpoint belongs to a different training setup; start the task afresh"
-                )
-            model.set_state_dict({k: paddle.to_tensor(v) for k, v in state.model.items()})
-            optimizer.set_state_dict({k: paddle.to_tensor(v) for k, v in state.optimizer.items()})
-            shuffler.set_state(state.rng)
-            history, start = list(state.history), state.epoch
+        history, start = restore_training(ctx, model, optimizer, shuffler, config)
         for epoch in range(start + 1, config.epochs + 1):
             loss, accuracy = _one_epoch(model, optimizer, shuffler, features, labels, config)
             if not math.isfinite(loss):
@@ -142,18 +132,56 @@ def fit(
             ctx.progress(epochs=config.epochs, **record)
             if epoch == config.epochs or not ctx.checkpoint_due():
                 continue  # the last epoch's state is the model itself
-            ctx.checkpoint(
-                TrainState(
-                    epoch=epoch,
-                    model=tensor_arrays(model.state_dict()),
-                    optimizer=tensor_arrays(optimizer.state_dict()),
-                    rng=shuffler.get_state(legacy=False),
-                    history=history,
-                    config_fingerprint=config.fingerprint,
-                ).to_bytes()
-            )
+            checkpoint_training(ctx, epoch, model, optimizer, shuffler, history, config)
     model.eval()
     return TrainResult(model=model, history=history, resumed_from_epoch=start)
+
+
+def restore_training(
+    ctx: Context,
+    model: paddle.nn.Layer,
+    optimizer: paddle.optimizer.Optimizer,
+    rng: np.random.RandomState,
+    config: TrainConfig,
+) -> tuple[list[dict[str, Any]], int]:
+    """Load ``ctx.restore()`` (a TrainState) into model, optimizer and ``rng``; return the
+    history so far and the last finished epoch ([] and 0 without a checkpoint).
+
+    Raises FunctionError when the checkpoint was made for another training setup."""
+    restored = ctx.restore()
+    if restored is None:
+        return [], 0
+    state = TrainState.from_bytes(restored)
+    if state.config_fingerprint != config.fingerprint:
+        raise FunctionError(
+            "the checkpoint belongs to a different training setup; start the task afresh"
+        )
+    model.set_state_dict({k: paddle.to_tensor(v) for k, v in state.model.items()})
+    optimizer.set_state_dict({k: paddle.to_tensor(v) for k, v in state.optimizer.items()})
+    rng.set_state(state.rng)
+    return list(state.history), state.epoch
+
+
+def checkpoint_training(
+    ctx: Context,
+    epoch: int,
+    model: paddle.nn.Layer,
+    optimizer: paddle.optimizer.Optimizer,
+    rng: np.random.RandomState,
+    history: list[dict[str, Any]],
+    config: TrainConfig,
+) -> None:
+    """``ctx.checkpoint`` the state after ``epoch``, as :func:`restore_training` reads it."""
+    ctx.checkpoint(
+        TrainState(
+            epoch=epoch,
+            model=tensor_arrays(model.state_dict()),
+            optimizer=tensor_arrays(optimizer.state_dict()),
+            rng=rng.get_state(legacy=False),
+            history=history,
+            config_fingerprint=config.fingerprint,
+        ).to_bytes()
+    )
 
 
 def _one_epoch(
