@@ -16,7 +16,11 @@ from teeflow.executor import worker as worker_module
 from teeflow.executor.worker import Worker
 
 
-def _worker(monkeypatch: pytest.MonkeyPatch, steps: list[int | type[Exception]]) -> Worker:
+def _worker(
+    monkeypatch: pytest.MonkeyPatch,
+    steps: list[int | type[Exception]],
+    steps_after: int | type[Exception] = 200,
+) -> Worker:
     monkeypatch.setattr(worker_module.time, "sleep", lambda _: None)
     runtime = SimpleNamespace(
         tee="sim", measurement="ab" * 32, identity=SimpleNamespace(public_keys=dict)
@@ -27,7 +31,7 @@ def _worker(monkeypatch: pytest.MonkeyPatch, steps: list[int | type[Exception]])
     worker = Worker(enclave=enclave, server_url="http://control-plane", secret="s")
 
     def handle(request: httpx.Request) -> httpx.Response:
-        step = steps.pop(0) if steps else 200
+        step = steps.pop(0) if steps else steps_after
         if isinstance(step, int):
             body = {"executor_id": "e1", "token": "t"} if step == 200 else {}
             return httpx.Response(step, json=body)
@@ -62,7 +66,8 @@ def test_a_refused_registration_is_not_retried(monkeypatch: pytest.MonkeyPatch) 
 def test_a_control_plane_that_never_answers_fails_the_start(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    worker = _worker(monkeypatch, [httpx.ConnectError] * 20)
+    monkeypatch.setattr(worker_module, "RETRY_SECONDS", 0.5)  # sleeps are skipped: a short spin
+    worker = _worker(monkeypatch, [], steps_after=httpx.ConnectError)
 
     with pytest.raises(httpx.ConnectError):
         worker.register()

@@ -45,7 +45,8 @@ def _check(response: httpx.Response) -> httpx.Response:
 
 
 def _send(http: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """One request (bytes or JSON body), retried with backoff on transport errors and 5xx."""
+    """One request (bytes or JSON body), retried with backoff on transport errors, 5xx and 429
+    (a control plane starting, restarting or overloaded) for up to RETRY_SECONDS."""
     deadline = time.monotonic() + RETRY_SECONDS
     pause = 0.25
     while True:
@@ -55,7 +56,8 @@ def _send(http: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Res
             if time.monotonic() + pause > deadline:
                 raise
         else:
-            if response.status_code < 500 or time.monotonic() + pause > deadline:
+            busy = response.status_code >= 500 or response.status_code == 429
+            if not busy or time.monotonic() + pause > deadline:
                 return _check(response)
         time.sleep(pause)
         pause = min(pause * 2, 2.0)
@@ -137,7 +139,8 @@ class Worker:
             "evidence": self.enclave.evidence().to_json(),
             "public_keys": runtime.identity.public_keys(),
         }
-        data = self._post_registration(body)
+        # An executor may boot before the control plane answers: retried like every host call.
+        data = _send(self.http, "POST", "/v1/executors", json=body).json()
         self.executor_id = data["executor_id"]
         self.http.headers["Authorization"] = f"Bearer {data['token']}"
         self._registered_at = time.monotonic()
@@ -176,25 +179,6 @@ class Worker:
             if serving is not None:
                 serving.join()
         return done
-
-    def _post_registration(self, body: dict[str, Any], *, attempts: int = 8) -> dict[str, Any]:
-        """POST the registration; a control plane that is starting, restarting or overloaded
-        (no connection, 5xx, 429) is retried with backoff, a refusal (4xx) is raised at once."""
-        for attempt in range(attempts):
-            try:
-                response = self.http.post("/v1/executors", json=body)
-            except httpx.TransportError:
-                if attempt == attempts - 1:
-                    raise
-            else:
-                if response.status_code < 500 and response.status_code != 429:
-                    data: dict[str, Any] = response.raise_for_status().json()
-                    return data
-                if attempt == attempts - 1:
-                    response.raise_for_status()
-            log.warning("registration not answered (attempt %d); retrying", attempt + 1)
-            time.sleep(min(0.5 * 2**attempt, 8.0))
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _lease(self, stop: threading.Event, *, sessions: bool) -> dict[str, Any] | None:
         """One long-poll for work (batch tasks only unless ``sessions``); None if none came."""
