@@ -12,12 +12,17 @@ thread that plays the kernel:
   ``generation``; reading ``outblob`` returns a report over the last inblob; ``generation``
   reads the current count; ``provider`` names the guest driver.
 - Gramine ``/dev/attestation``: writing ``user_report_data`` then reading ``quote`` returns a quote
-  over it; ``attestation_type`` reads ``dcap``.
+  over it; ``attestation_type`` reads ``dcap``; ``keys/_sgx_mrenclave`` is the 16-byte sealing
+  key of this measurement on this (fake) CPU.
+- ``/dev/sev-guest`` (:class:`FakeSevGuest`): ``SNP_GET_DERIVED_KEY`` reads the MSG_KEY_REQ at
+  the request's address and writes MSG_KEY_RSP at the response's, as the kernel does.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import hashlib
 import os
 import select
 import threading
@@ -26,7 +31,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import cast
 
-from teeflow.attestation import AttestationError, Claims, Evidence, TeeType, read_report
+from teeflow.attestation import (
+    SNP_GET_DERIVED_KEY,
+    AttestationError,
+    Claims,
+    Evidence,
+    TeeType,
+    parse_key_request,
+    read_report,
+)
 from teeflow.attestation._snp_report import parse_report as parse_snp_report
 from teeflow.crypto import CryptoError, SigningKey, VerifyKey
 
@@ -43,6 +56,14 @@ class FakeHardware:
     root: SigningKey = field(default_factory=SigningKey.generate)
     debug: bool = False
     tcb_svn: int = 5
+
+    def sealing_key(self, size: int = 32, fields: int = 0) -> bytes:
+        """What the CPU's key derivation gives this measurement (EGETKEY for MRENCLAVE,
+        MSG_KEY_REQ with ``fields``): a function of the chip's root and the measurement."""
+        material = hashlib.sha256(
+            self.root.verify_key.raw + self.measurement + fields.to_bytes(8, "little")
+        )
+        return material.digest()[:size]
 
     def report(self, report_data: bytes) -> bytes:
         """Evidence bytes in the hardware's own layout over ``report_data`` (64 bytes)."""
@@ -213,6 +234,8 @@ def fake_gramine(root: Path, hardware: FakeHardware) -> _Device:
     directory = root / "dev" / "attestation"
     device = _Device(directory, hardware, "user_report_data", {"quote": "report"})
     (directory / "attestation_type").write_text("dcap\n")
+    (directory / "keys").mkdir()
+    (directory / "keys" / "_sgx_mrenclave").write_bytes(hardware.sealing_key(16))
     device.start()
     return device
 
@@ -229,3 +252,24 @@ class DirectProvider:
 
     def get_evidence(self, report_data: bytes) -> Evidence:
         return Evidence(self.tee, self.hardware.report(report_data))
+
+
+class FakeSevGuest:
+    """``/dev/sev-guest`` of a fake SEV-SNP guest: answers SNP_GET_DERIVED_KEY like the kernel
+    and firmware (reads the request struct at its address, writes the response at its)."""
+
+    def __init__(self, hardware: FakeHardware) -> None:
+        self.hardware = hardware
+        self.requests: list[tuple[int, int, int]] = []
+
+    def ioctl(self, request: int, arg: bytearray) -> None:
+        if request != SNP_GET_DERIVED_KEY:
+            raise OSError(25, "inappropriate ioctl for device")
+        _req, resp_addr, root, fields, vmpl, _svn = parse_key_request(bytes(arg))
+        self.requests.append((root, fields, vmpl))
+        response = bytearray(64)
+        if root > 1 or vmpl > 3:
+            response[0:4] = (0x16).to_bytes(4, "little")  # INVALID_PARAM
+        else:
+            response[0x20:0x40] = self.hardware.sealing_key(32, fields)
+        ctypes.memmove(resp_addr, bytes(response), len(response))

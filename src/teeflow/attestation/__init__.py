@@ -11,6 +11,15 @@ Typical use::
 """
 
 from teeflow.attestation._binding import check_binding, report_data_for
+from teeflow.attestation._collateral import (
+    AMD_KDS_URL,
+    CollateralSource,
+    DirectoryCollateral,
+    FetchingCollateral,
+    hardware_verifier,
+    kds_fetch,
+    snp_vcek_name,
+)
 from teeflow.attestation._dcap import dcap_tee_of, load_dcap_collateral, verify_dcap
 from teeflow.attestation._errors import AttestationError
 from teeflow.attestation._layout import ReportFields, read_report
@@ -34,6 +43,15 @@ from teeflow.attestation._providers import (
 )
 from teeflow.attestation._quote_layout import strip_quote_padding
 from teeflow.attestation._roots import INTEL_SGX_ROOT_CA_SHA256
+from teeflow.attestation._sev_guest import (
+    FIELD_GUEST_POLICY,
+    FIELD_MEASUREMENT,
+    SNP_GET_DERIVED_KEY,
+    SevGuestDevice,
+    SevGuestFile,
+    parse_key_request,
+    snp_derived_key,
+)
 from teeflow.attestation._sim import (
     SimQuotingKey,
     sim_measurement,
@@ -44,10 +62,20 @@ from teeflow.attestation._snp import SNP_TCB_STATUS, SnpCollateral, verify_snp
 from teeflow.attestation._verify import verify, verify_evidence
 
 __all__ = [
+    "FIELD_GUEST_POLICY",
+    "FIELD_MEASUREMENT",
+    "AMD_KDS_URL",
+    "CollateralSource",
+    "DirectoryCollateral",
+    "FetchingCollateral",
+    "hardware_verifier",
+    "kds_fetch",
+    "snp_vcek_name",
     "INTEL_SGX_ROOT_CA_SHA256",
     "MEASURED",
     "REPORT_DATA_SIZE",
     "SIMULATED_TCB_STATUS",
+    "SNP_GET_DERIVED_KEY",
     "SNP_TCB_STATUS",
     "TEE_TYPES",
     "TSM_ROOT",
@@ -62,6 +90,8 @@ __all__ = [
     "Policy",
     "ReportFields",
     "SimProvider",
+    "SevGuestDevice",
+    "SevGuestFile",
     "SimQuotingKey",
     "SnpCollateral",
     "TeeType",
@@ -71,6 +101,7 @@ __all__ = [
     "get_provider",
     "load_dcap_collateral",
     "pccs_fetch",
+    "parse_key_request",
     "read_report",
     "render_gramine_manifest",
     "render_occlum_config",
@@ -78,6 +109,7 @@ __all__ = [
     "report_data_for",
     "sim_measurement",
     "sim_measurement_inputs",
+    "snp_derived_key",
     "strip_quote_padding",
     "verify",
     "verify_dcap",

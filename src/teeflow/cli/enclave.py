@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from teeflow.cli import allow_list
 from teeflow.attestation import (
     MEASURED,
     render_gramine_manifest,
@@ -69,3 +70,6 @@ def manifest_command(
     else:
         out.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {out}")
+
+
+app.add_typer(allow_list.app, name="allow-list")

@@ -6,8 +6,9 @@ Two ways to the enclave key (decision 0015):
   secret in its data directory, as before (decision 0003).
 - :func:`boot_with_key_release` (every TEE, any host): the key service releases the keyring of
   this enclave's measurement after attesting it (RCAR, docs/key-release.md). On sgx/tdx/sev-snp
-  the measurement is read from the enclave's own hardware report; the key lives only in memory,
-  so a restarted executor asks again.
+  the measurement is read from the enclave's own hardware report. On SGX and SEV-SNP the keyring
+  is cached sealed under the hardware sealing key (keycache.py); on TDX a restarted executor
+  asks again.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from teeflow.enclave.keyrelease import (
     Verifier,
     obtain_keyring,
 )
+from teeflow.enclave.keycache import KeyringCache, SealingKeySource
 from teeflow.enclave.keyring import Keyring
 from teeflow.enclave.runtime import EnclaveRuntime
 
@@ -51,6 +53,8 @@ class BootedEnclave:
     provider: EvidenceProvider
     keyring: Keyring | None = None
     """Every epoch of the enclave key when it came by key release; None for a sealed identity."""
+    keyring_from_cache: bool = False
+    """True when the keyring came from the local hardware-sealed cache, not a new release."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def evidence(self, nonce: bytes | None = None) -> Evidence:
@@ -101,6 +105,13 @@ def boot_enclave(*, tee: str, platform_dir: Path) -> BootedEnclave:
     return BootedEnclave(runtime=runtime, provider=provider)
 
 
+def _own_measurement(provider: EvidenceProvider, evidence: Evidence | None = None) -> str:
+    """This enclave's measurement, read from its own report (or the sim provider)."""
+    if isinstance(provider, SimProvider):
+        return provider.measurement
+    return read_report(evidence or provider.get_evidence(bytes(64))).measurement
+
+
 def boot_with_key_release(
     *,
     provider: EvidenceProvider,
@@ -108,11 +119,23 @@ def boot_with_key_release(
     service_policy: Policy,
     service_verifier: Verifier,
     now: Callable[[], datetime],
+    sealing: SealingKeySource | None = None,
+    cache_path: Path | None = None,
 ) -> BootedEnclave:
     """Boot on ``provider``'s TEE with the keyring the key service releases to it.
 
+    With ``sealing`` and ``cache_path`` (SGX, SEV-SNP), a keyring cached there under the hardware
+    sealing key for this measurement is used instead of a new release, and a released one is
+    cached; a cache that does not open is ignored (keycache.py).
+
     Raises KeyReleaseError (refused, service not attested, or a keyring for another measurement).
     """
+    cache = None
+    if sealing is not None and cache_path is not None:
+        cache = KeyringCache(cache_path, sealing, measurement=_own_measurement(provider))
+        cached = cache.load()
+        if cached is not None:
+            return _booted(provider, cached, cached.measurement, from_cache=True)
     released = obtain_keyring(
         transport=transport,
         provider=provider,
@@ -120,14 +143,21 @@ def boot_with_key_release(
         service_verifier=service_verifier,
         now=now,
     )
-    if isinstance(provider, SimProvider):
-        measurement = provider.measurement
-    else:
-        measurement = read_report(released.evidence).measurement
+    measurement = _own_measurement(provider, released.evidence)
     keyring = released.keyring
     if keyring.measurement != measurement:
         raise KeyReleaseError(
             "the key service released the key of another measurement; refusing to use it"
         )
+    if cache is not None:
+        cache.store(keyring)
+    return _booted(provider, keyring, measurement, from_cache=False)
+
+
+def _booted(
+    provider: EvidenceProvider, keyring: Keyring, measurement: str, *, from_cache: bool
+) -> BootedEnclave:
     runtime = EnclaveRuntime(identity=keyring.current, tee=provider.tee, measurement=measurement)
-    return BootedEnclave(runtime=runtime, provider=provider, keyring=keyring)
+    return BootedEnclave(
+        runtime=runtime, provider=provider, keyring=keyring, keyring_from_cache=from_cache
+    )

@@ -11,11 +11,11 @@ are revoked. Versions only go up, so an old list cannot be replayed to undo a re
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from teeflow.crypto import CryptoError, VerifyKey, b64d, b64e, canonical_json
+from teeflow.crypto import CryptoError, SigningKey, VerifyKey, b64d, b64e, canonical_json
 from teeflow.enclave.identity import EnclaveIdentity
 
 __all__ = [
@@ -25,6 +25,9 @@ __all__ = [
     "AllowListError",
     "KeyId",
     "Keyring",
+    "allow_list_document",
+    "sign_allow_list",
+    "valid_signers",
 ]
 
 ALLOW_LIST_DOMAIN = "allow-list"
@@ -153,3 +156,68 @@ class AllowList:
                     f"signature of participant {signer[:12]}… on the allow-list does not verify"
                 ) from None
         return cls(version, entries, revoked)
+
+
+def allow_list_document(
+    *, version: int, entries: Sequence[tuple[str, str, int]], revoked: Sequence[str] = ()
+) -> dict[str, Any]:
+    """An unsigned allow-list document: {"body": {...}, "signatures": {}}.
+
+    ``entries`` are (tee, measurement hex, epoch). Raises AllowListError if the body would not
+    verify (bad version, epoch, TEE or measurement).
+    """
+    body = {
+        "format": ALLOW_LIST_FORMAT,
+        "version": version,
+        "entries": [
+            {"tee": tee, "measurement": m.lower(), "epoch": epoch} for tee, m, epoch in entries
+        ],
+        "revoked": sorted(m.lower() for m in revoked),
+    }
+    _check_body(body)
+    return {"body": body, "signatures": {}}
+
+
+def _check_body(body: Mapping[str, Any]) -> None:
+    if body.get("format") != ALLOW_LIST_FORMAT:
+        raise AllowListError(f'allow-list format must be "{ALLOW_LIST_FORMAT}"')
+    version = body.get("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise AllowListError("allow-list version must be an integer from 1")
+    for entry in body.get("entries", []):
+        if entry.get("tee") not in ("sim", "sgx", "tdx", "sev-snp"):
+            raise AllowListError(f"unknown TEE {entry.get('tee')!r}; use sim, sgx, tdx or sev-snp")
+        try:
+            bytes.fromhex(str(entry.get("measurement")))
+        except ValueError:
+            raise AllowListError(f"measurement {entry.get('measurement')!r} is not hex") from None
+        epoch = entry.get("epoch")
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 1:
+            raise AllowListError("allow-list epochs are integers from 1")
+
+
+def sign_allow_list(document: Mapping[str, Any], signing_key: SigningKey) -> dict[str, Any]:
+    """``document`` with ``signing_key``'s signature over its body added (others kept)."""
+    try:
+        body = dict(document["body"])
+        signatures = {str(k): str(v) for k, v in dict(document.get("signatures", {})).items()}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AllowListError("allow-list document needs a body and signatures") from exc
+    _check_body(body)
+    signatures[signing_key.verify_key.b64()] = b64e(
+        signing_key.sign(ALLOW_LIST_DOMAIN, canonical_json(body))
+    )
+    return {"body": body, "signatures": signatures}
+
+
+def valid_signers(document: Mapping[str, Any]) -> tuple[frozenset[str], frozenset[str]]:
+    """(signers whose signature verifies, signers whose signature does not) of ``document``."""
+    message = canonical_json(dict(document["body"]))
+    good, bad = set(), set()
+    for signer, signature in dict(document.get("signatures", {})).items():
+        try:
+            VerifyKey.from_b64(str(signer)).verify(ALLOW_LIST_DOMAIN, message, b64d(str(signature)))
+            good.add(str(signer))
+        except (CryptoError, ValueError):
+            bad.add(str(signer))
+    return frozenset(good), frozenset(bad)

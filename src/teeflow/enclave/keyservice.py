@@ -131,6 +131,14 @@ class KeyService:
     def allow_list(self) -> AllowList:
         return self._allow_list
 
+    def allow_list_document(self) -> dict[str, Any] | None:
+        """The signed document in force (public: measurements and signatures), or None."""
+        path = self._dir / "allow-list.json"
+        if not path.exists():
+            return None
+        document: dict[str, Any] = json.loads(path.read_text())
+        return document
+
     def set_allow_list(self, document: Mapping[str, Any]) -> AllowList:
         """Install a signed allow-list (AllowListError unless newer and signed by all)."""
         allowed = AllowList.verify(document, signers=self._signers)
@@ -213,16 +221,18 @@ class KeyService:
             claims = self._verifier(evidence, now)
         except AttestationError as exc:
             self._refuse("evidence", f"evidence does not verify: {exc}", evidence_hash)
-        try:
-            check_binding(claims, canonical_json(tee_pubkey), session.nonce)
-        except AttestationError as exc:
-            self._refuse("binding", str(exc), evidence_hash)
+        # Policy before binding: every check must pass anyway, and this order names the real
+        # fault of authentic evidence from a wrong enclave (off the list, debug, old TCB).
         allowed = self._allow_list.measurements(claims.tee)
         try:
             replace(self._policy, allowed_measurements=allowed).check(claims, now=now)
         except AttestationError as exc:
             code = "not-allowed" if claims.measurement not in allowed else "policy"
             self._refuse(code, str(exc), evidence_hash, claims.measurement)
+        try:
+            check_binding(claims, canonical_json(tee_pubkey), session.nonce)
+        except AttestationError as exc:
+            self._refuse("binding", str(exc), evidence_hash, claims.measurement)
         with self._lock:
             session.claims, session.tee_pubkey = claims, tee_pubkey
             session.evidence_sha256 = evidence_hash

@@ -7,6 +7,7 @@ Untrusted plumbing: the enclave (teeflow.enclave.keyrelease) checks everything i
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,15 +23,25 @@ from teeflow.attestation import (
     GramineSgxProvider,
     Policy,
     SimProvider,
+    SevGuestFile,
     SimQuotingKey,
     TsmProvider,
     verify_evidence,
 )
 from teeflow.enclave.boot import BootedEnclave, boot_with_key_release
+from teeflow.enclave.keycache import GramineSealingKey, SealingKeySource, SnpSealingKey
 from teeflow.enclave.keyrelease import KeyReleaseError
 from teeflow.keyservice.app import SESSION_COOKIE
 
-__all__ = ["HttpKeyReleaseTransport", "add_tee_arguments", "boot_from_args", "provider_for"]
+__all__ = [
+    "HttpKeyReleaseTransport",
+    "add_tee_arguments",
+    "boot_from_args",
+    "provider_for",
+    "sealing_for",
+]
+
+log = logging.getLogger("teeflow.executor")
 
 
 class HttpKeyReleaseTransport:
@@ -88,6 +99,12 @@ def add_tee_arguments(parser: argparse.ArgumentParser) -> None:
         help="use this existing configfs-tsm report entry instead of making one per report",
     )
     parser.add_argument(
+        "--sev-guest",
+        type=Path,
+        default=Path("/dev/sev-guest"),
+        help="the SEV-SNP guest device whose derived key seals the local keyring cache",
+    )
+    parser.add_argument(
         "--key-service-policy",
         type=Path,
         default=None,
@@ -117,12 +134,27 @@ def boot_from_args(args: argparse.Namespace, server_url: str) -> BootedEnclave:
 
     transport = HttpKeyReleaseTransport(server_url)
     try:
-        return boot_with_key_release(
+        booted = boot_with_key_release(
             provider=provider_for(args),
             transport=transport,
             service_policy=policy,
             service_verifier=service_verifier,
             now=lambda: datetime.now(UTC),
+            sealing=sealing_for(args),
+            cache_path=args.data_dir / "keyring-cache.sealed",
         )
     finally:
         transport.close()
+    how = "the hardware-sealed cache" if booted.keyring_from_cache else "key release"
+    log.info("enclave key epoch %s from %s", booted.keyring.epoch if booted.keyring else "-", how)
+    return booted
+
+
+def sealing_for(args: argparse.Namespace) -> SealingKeySource | None:
+    """The hardware sealing key that caches the keyring: Gramine's ``_sgx_mrenclave`` on sgx,
+    the SNP derived key (``--sev-guest``) on sev-snp, none on tdx (it asks again each boot)."""
+    if args.tee == "sgx":
+        return GramineSealingKey(args.device_root or Path("/"))
+    if args.tee == "sev-snp":
+        return SnpSealingKey(SevGuestFile(args.sev_guest))
+    return None

@@ -20,14 +20,16 @@ from typing import Any
 import uvicorn
 
 from teeflow.attestation import (
-    AttestationError,
-    Claims,
-    Evidence,
+    AMD_KDS_URL,
+    CollateralSource,
+    DirectoryCollateral,
+    FetchingCollateral,
     Policy,
     SimProvider,
     SimQuotingKey,
+    hardware_verifier,
+    kds_fetch,
     sim_measurement,
-    verify_evidence,
 )
 from teeflow.crypto import read_or_create_secret
 from teeflow.enclave.keyrelease import Verifier
@@ -37,20 +39,24 @@ from teeflow.keyservice.app import create_keyservice_app
 log = logging.getLogger("teeflow.keyservice")
 
 
-def production_verifier(policy: Policy) -> Verifier:
-    """Sim evidence against the policy's pinned quoting keys. Hardware evidence needs
-    collateral (DCAP from a PCCS, SEV-SNP VCEK) that this service does not fetch yet: it
-    refuses such evidence, saying so (docs/key-release.md, "What was not run")."""
+def collateral_source(args: argparse.Namespace) -> CollateralSource | None:
+    """Where hardware collateral comes from: ``--pccs-url`` (fetched, cached under the data
+    directory; VCEKs from ``--amd-kds-url``), else ``--collateral-dir`` (offline files), else
+    none (hardware evidence is then refused as unverifiable)."""
+    if args.pccs_url:
+        return FetchingCollateral(
+            args.data_dir / "collateral-cache", pccs_url=args.pccs_url,
+            kds=kds_fetch(args.amd_kds_url),
+        )  # fmt: skip
+    if args.collateral_dir:
+        return DirectoryCollateral(args.collateral_dir)
+    return None
 
-    def verify(evidence: Evidence, now: datetime) -> Claims:
-        if evidence.tee != "sim":
-            raise AttestationError(
-                f"this key service has no collateral source for {evidence.tee} evidence yet",
-                code="collateral",
-            )
-        return verify_evidence(evidence, now=now, sim_quoting_keys=policy.sim_quoting_keys)
 
-    return verify
+def production_verifier(policy: Policy, source: CollateralSource | None = None) -> Verifier:
+    """Sim evidence against the policy's pinned quoting keys; SGX/TDX DCAP quotes and SEV-SNP
+    reports against collateral from ``source`` (dcap-qvl; VCEK chain to the pinned AMD roots)."""
+    return hardware_verifier(source, sim_quoting_keys=policy.sim_quoting_keys)
 
 
 def build_service(args: argparse.Namespace, verifier: Verifier | None = None) -> KeyService:
@@ -77,7 +83,7 @@ def build_service(args: argparse.Namespace, verifier: Verifier | None = None) ->
         sealing_secret=read_or_create_secret(data / "sealing-secret", lambda: os.urandom(32)),
         policy=policy,
         signers=signers,
-        verifier=verifier or production_verifier(policy),
+        verifier=verifier or production_verifier(policy, collateral_source(args)),
         audit=audit,
     )
 
@@ -90,6 +96,13 @@ def parser() -> argparse.ArgumentParser:
     parse.add_argument("--host", default="127.0.0.1")
     parse.add_argument("--port", type=int, default=8700)
     parse.add_argument("--tee", default="sim", choices=["sim"])
+    parse.add_argument(
+        "--collateral-dir", type=Path, default=None,
+        help="offline collateral for executors' hardware evidence: dcap/<tee>-<FMSPC>-<ca>.json, "
+        "snp/vcek-<chip>-<tcb>.der, snp/cert_chain.pem",
+    )  # fmt: skip
+    parse.add_argument("--pccs-url", default=None, help="PCCS or Intel PCS URL for DCAP collateral")
+    parse.add_argument("--amd-kds-url", default=AMD_KDS_URL, help="AMD KDS URL for VCEKs")
     return parse
 
 

@@ -3,6 +3,7 @@
 - ``POST /kbs/v0/auth``: Request -> Challenge, sets the ``kbs-session-id`` cookie.
 - ``POST /kbs/v0/attest``: Attestation (with the cookie) -> 200, or 401/403 with a reason.
 - ``GET /kbs/v0/resource/teeflow/enclave-key/current``: Response (the sealed keyring).
+- ``GET /kbs/v0/allow-list``: the signed allow-list in force (404 before the first).
 - ``PUT /kbs/v0/allow-list``: a participant-signed allow-list document.
 """
 
@@ -56,6 +57,15 @@ def create_keyservice_app(service: KeyService) -> FastAPI:
             return service.resource(kbs_session_id)
         except KeyReleaseRefused as exc:
             return _refused(exc)
+
+    @app.get("/kbs/v0/allow-list")
+    def current_allow_list() -> Any:
+        document = service.allow_list_document()
+        if document is None:
+            return JSONResponse(
+                {"code": "allow-list", "message": "no allow-list installed yet"}, status_code=404
+            )
+        return document
 
     @app.put("/kbs/v0/allow-list")
     def allow_list(document: dict[str, Any]) -> Any:

@@ -1,0 +1,167 @@
+"""Collateral sources: what a verifier of hardware evidence needs besides the evidence.
+
+A :class:`CollateralSource` answers "which collateral verifies this evidence": dcap-qvl
+``QuoteCollateralV3`` for SGX/TDX quotes, :class:`SnpCollateral` (VCEK + AMD chain) for SEV-SNP
+reports. Collateral is signed by Intel or AMD and checked again by the verifier, so a source needs
+no integrity protection; it only decides where the bytes come from:
+
+- :class:`DirectoryCollateral`: offline files (tests, air-gapped hosts), no network ever.
+  Layout: ``dcap/<tee>-<FMSPC>-<ca>.json`` (the :class:`PccsCache` naming) and
+  ``snp/vcek-<CHIP_ID hex>-<REPORTED_TCB hex>.der`` + ``snp/cert_chain.pem`` (ASK then ARK).
+- :class:`FetchingCollateral`: a PCCS or Intel PCS URL for DCAP (through :class:`PccsCache`) and
+  AMD KDS for VCEKs, each cached in a directory. Used on real hosts; never in tests.
+
+:func:`hardware_verifier` turns a source into a verifier (evidence, now) -> Claims.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from teeflow.attestation._errors import AttestationError
+from teeflow.attestation._model import Claims, Evidence
+from teeflow.attestation._pccs import PccsCache, pccs_fetch
+from teeflow.attestation._snp import SnpCollateral
+from teeflow.attestation._snp_report import parse_report
+from teeflow.attestation._verify import verify_evidence
+
+__all__ = [
+    "AMD_KDS_URL",
+    "CollateralSource",
+    "DirectoryCollateral",
+    "FetchingCollateral",
+    "hardware_verifier",
+    "kds_fetch",
+    "snp_vcek_name",
+]
+
+AMD_KDS_URL = "https://kdsintf.amd.com"
+_CHAIN = "cert_chain.pem"
+
+
+class CollateralSource(Protocol):
+    def collateral_for(self, evidence: Evidence, *, now: datetime) -> object:
+        """Collateral for ``evidence`` (sgx, tdx or sev-snp); AttestationError if none."""
+        ...
+
+
+def snp_vcek_name(raw_report: bytes) -> str:
+    """``vcek-<CHIP_ID hex>-<REPORTED_TCB hex>.der``: the VCEK file for this report's chip/TCB."""
+    report = parse_report(raw_report)
+    return f"vcek-{report.chip_id.hex()}-{report.reported_tcb.hex()}.der"
+
+
+def _dcap_name(raw_quote: bytes) -> str:
+    return PccsCache(Path("."), fetch=lambda raw: "").path_for(raw_quote).name
+
+
+class DirectoryCollateral:
+    """Collateral read from files under ``root`` (layout in the module docstring)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = Path(root)
+
+    def collateral_for(self, evidence: Evidence, *, now: datetime) -> object:
+        from teeflow.attestation._dcap import load_dcap_collateral
+
+        if evidence.tee in ("sgx", "tdx"):
+            path = self._root / "dcap" / _dcap_name(evidence.raw)
+            if not path.is_file():
+                raise AttestationError(
+                    f"no DCAP collateral for this quote's platform: put its QuoteCollateralV3 "
+                    f"JSON at {path}, or configure a PCCS URL",
+                    code="collateral",
+                )
+            return load_dcap_collateral(path)
+        if evidence.tee == "sev-snp":
+            vcek = self._root / "snp" / snp_vcek_name(evidence.raw)
+            if not vcek.is_file():
+                raise AttestationError(
+                    f"no VCEK for this report's chip and TCB: put AMD KDS's VCEK at {vcek}, "
+                    "or configure the AMD KDS URL",
+                    code="collateral",
+                )
+            return SnpCollateral.from_files(vcek=vcek, chain=self._root / "snp" / _CHAIN)
+        raise AttestationError(f"{evidence.tee} evidence needs no collateral", code="config")
+
+
+VcekFetch = Callable[[str], bytes]
+"""GET a KDS path (``/vcek/v1/Milan/<chip>?...`` or ``/vcek/v1/Milan/cert_chain``) -> body."""
+
+
+def kds_fetch(base_url: str = AMD_KDS_URL) -> VcekFetch:
+    def fetch(path: str) -> bytes:
+        try:
+            response = httpx.get(base_url.rstrip("/") + path, timeout=30.0)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise AttestationError(
+                f"cannot fetch SEV-SNP collateral from {base_url} ({exc}); check the KDS URL "
+                "and network, or put the files in a collateral directory",
+                code="collateral",
+            ) from exc
+        return response.content
+
+    return fetch
+
+
+class FetchingCollateral:
+    """DCAP collateral from ``pccs_url`` and VCEKs from AMD KDS, cached under ``cache_dir``."""
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        *,
+        pccs_url: str,
+        kds: VcekFetch | None = None,
+        dcap: PccsCache | None = None,
+    ) -> None:
+        self._dir = Path(cache_dir)
+        self._dcap = dcap or PccsCache(self._dir / "dcap", fetch=pccs_fetch(pccs_url))
+        self._kds = kds or kds_fetch()
+
+    def collateral_for(self, evidence: Evidence, *, now: datetime) -> object:
+        if evidence.tee in ("sgx", "tdx"):
+            return self._dcap.get(evidence.raw, now=now)
+        if evidence.tee != "sev-snp":
+            raise AttestationError(f"{evidence.tee} evidence needs no collateral", code="config")
+        report = parse_report(evidence.raw)
+        snp = self._dir / "snp"
+        snp.mkdir(parents=True, exist_ok=True)
+        vcek, chain = snp / snp_vcek_name(evidence.raw), snp / _CHAIN
+        if not vcek.is_file():
+            levels = report.tcb_levels
+            query = (f"?blSPL={levels['bootloader']}&teeSPL={levels['tee']}"
+                     f"&snpSPL={levels['snp']}&ucodeSPL={levels['microcode']}")  # fmt: skip
+            vcek.write_bytes(self._kds(f"/vcek/v1/Milan/{report.chip_id.hex()}{query}"))
+        if not chain.is_file():
+            chain.write_bytes(self._kds("/vcek/v1/Milan/cert_chain"))
+        return SnpCollateral.from_files(vcek=vcek, chain=chain)
+
+
+def hardware_verifier(
+    source: CollateralSource | None, *, sim_quoting_keys: frozenset[str] = frozenset()
+) -> Callable[[Evidence, datetime], Claims]:
+    """A verifier (evidence, now) -> authentic Claims (no policy) for every TEE: sim against
+    ``sim_quoting_keys``, hardware with collateral from ``source`` (refused if None)."""
+
+    def verify(evidence: Evidence, now: datetime) -> Claims:
+        collateral: Any = None
+        if evidence.tee != "sim":
+            if source is None:
+                raise AttestationError(
+                    f"no collateral source for {evidence.tee} evidence; configure a collateral "
+                    "directory or a PCCS URL",
+                    code="collateral",
+                )
+            collateral = source.collateral_for(evidence, now=now)
+        return verify_evidence(
+            evidence, now=now, collateral=collateral, sim_quoting_keys=sim_quoting_keys
+        )
+
+    return verify
