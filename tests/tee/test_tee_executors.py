@@ -232,3 +232,54 @@ def _train_and_resume(
         and e["details"].get("measurement") == MEASUREMENTS[tee].hex()
     ]
     assert len(releases) >= 2  # one per executor
+
+
+def _kbs_releases(deployment: Deployment, tee: str) -> int:
+    log = deployment.root / "kbs" / "audit.jsonl"
+    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return sum(
+        1
+        for r in records
+        if r["action"] == "key.release" and r["measurement"] == MEASUREMENTS[tee].hex()
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("tee", "releases_on_restart"), [("tdx", 1), ("sgx", 0)])
+def test_restart_asks_again_on_tdx_but_uses_the_sealed_cache_on_sgx(
+    deployment: Deployment, tee: str, releases_on_restart: int
+) -> None:
+    """TDX has no sealing key: a restarted executor makes a second key release. On SGX the
+    keyring is cached sealed under Gramine's _sgx_mrenclave key: the restart makes none."""
+    platform = deployment.platform
+    name = f"{tee}-restart"
+    host = deployment.root / f"host-{name}"
+
+    def boot_and_wait() -> str:
+        index = len(platform.executors)
+        if not (host / "data").exists():
+            deployment.start_executor(tee, name)
+        else:  # the same host again: same device tree, same data directory
+            tee_args = (
+                ("--device-root", str(host / "devroot")) if tee == "sgx" else
+                ("--device-root", str(host / "tsm"), "--tsm-entry", "teeflow")
+            )  # fmt: skip
+            args = ("--tee", tee, *tee_args, "--key-service-policy", str(deployment.service_policy))
+            platform.add_executor(data_dir=host / "data", extra_args=args)
+        log = platform.data_dir / "logs" / f"executor-{index}.log"
+        _wait_for(
+            lambda: log.exists() and "enclave key epoch" in log.read_text(errors="replace"),
+            f"executor {index} never got its enclave key",
+        )
+        platform.kill_executor(index)
+        return log.read_text(errors="replace")
+
+    before = _kbs_releases(deployment, tee)
+    first = boot_and_wait()
+    assert "from key release" in first
+    assert _kbs_releases(deployment, tee) == before + 1
+
+    second = boot_and_wait()
+    assert _kbs_releases(deployment, tee) == before + 1 + releases_on_restart
+    expected = "from key release" if releases_on_restart else "from the hardware-sealed cache"
+    assert expected in second
