@@ -186,7 +186,7 @@ def test_real_quote_without_collateral_is_refused_saying_where_to_put_it(
     service.set_allow_list(
         signed_allow_list(participants, [("tdx", real.measurement, 1)], version=1)
     )
-    with pytest.raises(KeyReleaseRefused, match="no DCAP collateral .* PCCS URL") as caught:
+    with pytest.raises(KeyReleaseRefused, match=r"no DCAP collateral .* PCCS URL") as caught:
         _attest(service, real.evidence)
     assert caught.value.code == "evidence"
 

@@ -101,7 +101,10 @@ def test_snp_restart_uses_the_derived_key_cache(env: Env, hardware_root: Signing
 def test_cache_sealed_for_another_measurement_is_ignored(
     env: Env, hardware_root: SigningKey
 ) -> None:
-    hw_a, hw_b = FakeHardware("sgx", A, root=hardware_root), FakeHardware("sgx", B, root=hardware_root)
+    hw_a, hw_b = (
+        FakeHardware("sgx", A, root=hardware_root),
+        FakeHardware("sgx", B, root=hardware_root),
+    )
     env.boot(hw_a, _gramine(env.tmp, hw_a, "dev-a"))  # caches A's keyring at the shared path
 
     booted = env.boot(hw_b, _gramine(env.tmp, hw_b, "dev-b"))
@@ -114,7 +117,10 @@ def test_cache_under_the_right_key_but_another_measurement_is_ignored(
     env: Env, hardware_root: SigningKey
 ) -> None:
     """Even a sealing key that ignored the measurement would not open A's cache for B."""
-    hw_a, hw_b = FakeHardware("sgx", A, root=hardware_root), FakeHardware("sgx", B, root=hardware_root)
+    hw_a, hw_b = (
+        FakeHardware("sgx", A, root=hardware_root),
+        FakeHardware("sgx", B, root=hardware_root),
+    )
     same_key = _gramine(env.tmp, hw_a, "dev-a")
     env.boot(hw_a, same_key)
 

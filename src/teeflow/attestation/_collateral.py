@@ -57,7 +57,7 @@ def snp_vcek_name(raw_report: bytes) -> str:
 
 
 def _dcap_name(raw_quote: bytes) -> str:
-    return PccsCache(Path("."), fetch=lambda raw: "").path_for(raw_quote).name
+    return PccsCache(Path(), fetch=lambda raw: "").path_for(raw_quote).name
 
 
 class DirectoryCollateral:

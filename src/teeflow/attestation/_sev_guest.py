@@ -90,9 +90,7 @@ def snp_derived_key(
     """
     request = ctypes.create_string_buffer(_KEY_REQ.pack(0, 0, fields, vmpl, 0, 0), _KEY_REQ.size)
     response = ctypes.create_string_buffer(_RESP_SIZE)
-    arg = bytearray(
-        _IOCTL_STRUCT.pack(1, ctypes.addressof(request), ctypes.addressof(response), 0)
-    )
+    arg = bytearray(_IOCTL_STRUCT.pack(1, ctypes.addressof(request), ctypes.addressof(response), 0))
     try:
         device.ioctl(SNP_GET_DERIVED_KEY, arg)
     except OSError as exc:
@@ -118,5 +116,7 @@ def parse_key_request(arg: bytes) -> tuple[int, int, int, int, int, int]:
     version, req_addr, resp_addr, _ = _IOCTL_STRUCT.unpack(bytes(arg))
     if version != 1:
         raise OSError(22, "msg_version must be 1")
-    root, _rsvd, fields, vmpl, svn, _tcb = _KEY_REQ.unpack(ctypes.string_at(req_addr, _KEY_REQ.size))
+    root, _rsvd, fields, vmpl, svn, _tcb = _KEY_REQ.unpack(
+        ctypes.string_at(req_addr, _KEY_REQ.size)
+    )
     return req_addr, resp_addr, root, fields, vmpl, svn

@@ -7,13 +7,13 @@ from typing import Annotated
 
 import typer
 
-from teeflow.cli import allow_list
 from teeflow.attestation import (
     MEASURED,
     render_gramine_manifest,
     render_occlum_config,
     render_scone_config,
 )
+from teeflow.cli import allow_list
 
 app = typer.Typer(help="Enclave build helpers.", no_args_is_help=True)
 

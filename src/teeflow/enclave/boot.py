@@ -34,13 +34,13 @@ from teeflow.attestation import (
 )
 from teeflow.crypto import read_or_create_secret
 from teeflow.enclave.identity import EnclaveIdentity
+from teeflow.enclave.keycache import KeyringCache, SealingKeySource
 from teeflow.enclave.keyrelease import (
     KeyReleaseError,
     KeyReleaseTransport,
     Verifier,
     obtain_keyring,
 )
-from teeflow.enclave.keycache import KeyringCache, SealingKeySource
 from teeflow.enclave.keyring import Keyring
 from teeflow.enclave.runtime import EnclaveRuntime
 
