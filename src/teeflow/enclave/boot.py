@@ -73,13 +73,13 @@ class BootedEnclave:
         if self.keyring is None:
             return self.runtime
         try:
-            _, identity = self.keyring.for_public_keys(contract["executor"]["public_keys"])
+            epoch, identity = self.keyring.for_public_keys(contract["executor"]["public_keys"])
         except (KeyError, TypeError):
             return self.runtime
         if identity is self.runtime.identity:
             return self.runtime
         chosen = copy.copy(self.runtime)
-        chosen.identity = identity
+        chosen.identity, chosen.key_epoch = identity, epoch
         return chosen
 
 
@@ -157,7 +157,10 @@ def boot_with_key_release(
 def _booted(
     provider: EvidenceProvider, keyring: Keyring, measurement: str, *, from_cache: bool
 ) -> BootedEnclave:
-    runtime = EnclaveRuntime(identity=keyring.current, tee=provider.tee, measurement=measurement)
+    runtime = EnclaveRuntime(
+        identity=keyring.current, tee=provider.tee, measurement=measurement,
+        key_epoch=keyring.epoch, keyring=keyring,
+    )  # fmt: skip
     return BootedEnclave(
         runtime=runtime, provider=provider, keyring=keyring, keyring_from_cache=from_cache
     )

@@ -33,14 +33,15 @@ from teeflow.crypto import (
     hpke_seal,
     key_wrap_info,
     pad,
-    seal_bytes,
     seal_stream,
     sha256_hex,
     unseal_bytes,
 )
+from teeflow.enclave.checkpoint_seal import CheckpointKeyError, open_checkpoint, seal_checkpoint
 from teeflow.enclave.checks import TaskRejected, check_bundle
 from teeflow.enclave.events import EventCounter, seal_event
-from teeflow.enclave.identity import EnclaveIdentity, derive_key
+from teeflow.enclave.identity import EnclaveIdentity
+from teeflow.enclave.keyring import KeyId, Keyring
 from teeflow.enclave.memory import (
     MemoryBudgetExceeded,
     check_memory_budget,
@@ -233,8 +234,14 @@ class EnclaveRuntime:
         progress_interval_s: float = 1.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         memory_limit_bytes: int | None = None,
+        key_epoch: int = 0,
+        keyring: Keyring | None = None,
     ) -> None:
         self.identity = identity
+        self.key_epoch = key_epoch
+        """The epoch of ``identity`` in its keyring (0: a sim identity sealed on this host)."""
+        self.keyring = keyring
+        """Every epoch released to this measurement (None for a sealed sim identity)."""
         self.memory_limit_bytes = memory_limit_bytes
         """The TEE's memory (enclave size / CVM memory); larger tasks are refused (memory.py)."""
         self.tee = tee
@@ -390,9 +397,9 @@ class EnclaveRuntime:
                 raise TaskRejected(stale_message(grant))
             return None, 0, EventCounter()
         try:
-            payload = unseal_bytes(sealed, self._checkpoint_key(chash))
-        except IntegrityError as exc:
-            raise TaskRejected(f"checkpoint does not decrypt: {exc}") from None
+            payload = self.open_checkpoint(chash, sealed)
+        except CheckpointKeyError as exc:
+            raise TaskRejected(str(exc)) from None
         if len(payload) < _CHECKPOINT_HEADER:
             raise TaskRejected("checkpoint is too short to be one this enclave made")
         run_id = payload[16:_CHECKPOINT_HEADER].hex()
@@ -401,8 +408,31 @@ class EnclaveRuntime:
         seq, event_seq = int.from_bytes(payload[:8], "big"), int.from_bytes(payload[8:16], "big")
         return payload[_CHECKPOINT_HEADER:], seq, EventCounter(seq=event_seq)
 
-    def _checkpoint_key(self, chash: str) -> DataKey:
-        return derive_key(self.identity.secret, purpose="checkpoint", context=chash)
+    @property
+    def key_id(self) -> KeyId:
+        """(measurement, epoch) of the key this runtime holds; epoch 0 is the sim sealed
+        identity of decision 0003 (not from a key service)."""
+        return KeyId(self.measurement, self.key_epoch)
+
+    def seal_checkpoint(self, chash: str, payload: bytes) -> bytes:
+        """``payload`` sealed under this runtime's key id (checkpoint_seal.py)."""
+        return seal_checkpoint(
+            payload, chash=chash, key_id=self.key_id, secret=self.identity.secret
+        )
+
+    def open_checkpoint(self, chash: str, sealed: bytes) -> bytes:
+        """A checkpoint's payload, opened with the key its header names (this runtime's own, or
+        an epoch of its keyring); CheckpointKeyError if unknown or it does not open."""
+
+        def secret_for(key_id: KeyId) -> bytes | None:
+            if key_id.measurement != self.measurement:
+                return None
+            if key_id.epoch == self.key_epoch:
+                return self.identity.secret
+            held = self.keyring.identities.get(key_id.epoch) if self.keyring else None
+            return held.secret if held is not None and key_id.epoch > 0 else None
+
+        return open_checkpoint(sealed, chash=chash, secret_for=secret_for)
 
     def _open_inputs(
         self,
@@ -474,7 +504,6 @@ class EnclaveRuntime:
         function's thread, and uploaded by ``outbox`` while the function goes on."""
         raw_host = host.inner if isinstance(host, _TimedHost) else host
         chash = opened.contract_hash
-        checkpoint_key = self._checkpoint_key(chash)
         counter = [opened.checkpoint_seq]
         run_id = bytes.fromhex(opened.grant.run_id)
         events = opened.events
@@ -488,7 +517,7 @@ class EnclaveRuntime:
             sequence = counter[0]
             with timer.phase("crypto"):
                 header = sequence.to_bytes(8, "big") + events.seq.to_bytes(8, "big") + run_id
-                sealed = seal_bytes(header + state, checkpoint_key)
+                sealed = self.seal_checkpoint(chash, header + state)
             with timer.phase("io"):  # only waits while the previous upload holds the queue
                 outbox.submit(lambda: raw_host.save_checkpoint(sealed, sequence))
             checkpoint_pace.mark()
@@ -671,6 +700,7 @@ class EnclaveRuntime:
             "contract_hash": chash,
             "tee": self.tee,
             "measurement": self.measurement,
+            "key_id": {"measurement": self.measurement, "epoch": self.key_epoch},
             "simulated": self.tee == "sim",
             "status": status,
             "reason": reason,
