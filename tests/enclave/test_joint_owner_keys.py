@@ -17,6 +17,7 @@ from teeflow.crypto import DataKey, b64e, hpke_seal, key_wrap_info, seal_bytes, 
 from teeflow.enclave.checks import TaskRejected, check_bundle
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
 from teeflow.enclave.identity import EnclaveIdentity
+from teeflow.enclave.keyring import Keyring
 from teeflow.enclave.receipt import sign_receipt, verify_receipt
 from teeflow.enclave.run_state import sign_run_authorisation
 from teeflow.enclave.runtime import EnclaveRuntime, SealedOutput, TaskBundle
@@ -29,7 +30,12 @@ KEY = DataKey.generate()
 CIPHERTEXT = seal_bytes(b"joint model", KEY)
 
 
-def _contract(task_id: str, participants: dict[str, Party], **fields: Any) -> dict[str, Any]:
+def _contract(
+    task_id: str,
+    participants: dict[str, Party],
+    executor: EnclaveIdentity = IDENTITY,
+    **fields: Any,
+) -> dict[str, Any]:
     return {
         "version": 2,
         "task_id": task_id,
@@ -45,7 +51,7 @@ def _contract(task_id: str, participants: dict[str, Party], **fields: Any) -> di
         "executor": {
             "tee": "sim",
             "measurement": MEASUREMENT,
-            "public_keys": IDENTITY.public_keys(),
+            "public_keys": executor.public_keys(),
         },
         "participants": {name: party.public() for name, party in participants.items()},
         "arguments": {},
@@ -54,26 +60,33 @@ def _contract(task_id: str, participants: dict[str, Party], **fields: Any) -> di
     }
 
 
-def _produced() -> tuple[str, dict[str, Any]]:
+def _produced(runtime: EnclaveRuntime = RUNTIME) -> tuple[str, dict[str, Any]]:
     """The producing task's contract hash and its receipt, signed by the runtime."""
     contract = _contract(
         "produce", OWNERS, inputs={}, outputs={"model": {"joint_owners": sorted(OWNERS)}}
     )
     chash = contract_hash(contract)
     sealed = SealedOutput(CIPHERTEXT, sha256_hex(CIPHERTEXT), {"enclave": ""}, sorted(OWNERS))
-    receipt = RUNTIME.receipt(
+    receipt = runtime.receipt(
         contract, chash, {}, {"model": sealed}, status="succeeded", reason="", now=NOW
     )
     return chash, receipt
 
 
-def _use(signers: dict[str, Party], receipt: dict[str, Any], produced_hash: str) -> TaskBundle:
-    """A task on the joint model, shown with ``signers``' keys and signed by each of them."""
+def _use(
+    signers: dict[str, Party],
+    receipt: dict[str, Any],
+    produced_hash: str,
+    executor: EnclaveIdentity = IDENTITY,
+) -> TaskBundle:
+    """A task on the joint model, shown with ``signers``' keys and signed by each of them;
+    ``executor`` is the enclave key the consuming contract names."""
     third = Party("third")
     parties = {**signers, "third": third}
     contract = _contract(
         "use",
         parties,
+        executor,
         inputs={
             "joint": {
                 "dataset_id": "joint-1",
@@ -140,3 +153,25 @@ def test_a_receipt_without_owner_keys_is_refused() -> None:
 
     with pytest.raises(TaskRejected, match="records no owner keys"):
         _check(_use(OWNERS, older, produced_hash))
+
+
+def test_a_joint_output_made_before_a_rotation_opens_after_it() -> None:
+    """Made under epoch 1 (its receipt names key id …:1), used by a task approved under epoch 2:
+    the enclave takes epoch 1's key from its keyring to check the receipt and unwrap the key."""
+    epoch2 = EnclaveIdentity.generate()
+    keyring = Keyring(MEASUREMENT, {1: IDENTITY, 2: epoch2})
+    before = EnclaveRuntime(identity=IDENTITY, tee="sim", measurement=MEASUREMENT, key_epoch=1)
+    produced_hash, receipt = _produced(before)
+    assert receipt["body"]["key_id"] == {"measurement": MEASUREMENT, "epoch": 1}
+    bundle = _use(OWNERS, receipt, produced_hash, executor=epoch2)
+
+    plan = check_bundle(
+        bundle, identity=epoch2, tee="sim", measurement=MEASUREMENT, now=NOW, keyring=keyring
+    )
+    assert plan.input_keys["joint"] == KEY
+
+    with pytest.raises(TaskRejected, match="which this enclave does not hold"):
+        check_bundle(
+            bundle, identity=epoch2, tee="sim", measurement=MEASUREMENT, now=NOW,
+            keyring=Keyring(MEASUREMENT, {2: epoch2}),
+        )  # fmt: skip

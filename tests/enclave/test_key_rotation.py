@@ -11,8 +11,8 @@ from session_kit import MEASUREMENT, NOW, make_served
 from teeflow.attestation import SimProvider, SimQuotingKey
 from teeflow.crypto import canonical_json, seal_bytes, unseal_bytes
 from teeflow.enclave.boot import BootedEnclave
-from teeflow.enclave.identity import EnclaveIdentity, derive_key
 from teeflow.enclave.checkpoint_seal import CheckpointKeyError, read_key_id
+from teeflow.enclave.identity import EnclaveIdentity, derive_key
 from teeflow.enclave.keyring import KeyId, Keyring
 from teeflow.enclave.runtime import EnclaveRuntime, OpenRefused
 

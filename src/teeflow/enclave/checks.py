@@ -29,6 +29,7 @@ from teeflow.enclave.contract import (
     validate_contract,
 )
 from teeflow.enclave.identity import EnclaveIdentity
+from teeflow.enclave.keyring import Keyring
 from teeflow.enclave.policies import PolicyViolation, check_policies
 from teeflow.enclave.receipt import verify_receipt
 from teeflow.enclave.run_state import RunGrant, RunStateError, check_run_state
@@ -65,8 +66,10 @@ def check_bundle(
     tee: str,
     measurement: str,
     now: datetime,
+    keyring: Keyring | None = None,
 ) -> ExecutionPlan:
     """Every check before a key is unwrapped; ``now`` is the enclave's clock (aware).
+    ``keyring`` holds the earlier epochs a joint input may have been wrapped under.
 
     Raises TaskRejected naming the first check that failed.
     """
@@ -100,7 +103,8 @@ def check_bundle(
     keys: dict[str, DataKey] = {}
     for slot, spec in contract["inputs"].items():
         if spec.get("joint"):
-            keys[slot] = _joint_key(slot, spec, bundle, identity)
+            producer = _producer(slot, bundle, identity, keyring, measurement)
+            keys[slot] = _joint_key(slot, spec, bundle, producer)
         else:
             if len(spec["owners"]) != 1:
                 raise TaskRejected(f"input {slot!r} has several owners but no joint provenance")
@@ -204,6 +208,33 @@ def _joint_key(
         )
     except CryptoError:
         raise TaskRejected(f"joint input {slot!r}: key does not unwrap") from None
+
+
+def _producer(
+    slot: str,
+    bundle: TaskBundle,
+    identity: EnclaveIdentity,
+    keyring: Keyring | None,
+    measurement: str,
+) -> EnclaveIdentity:
+    """The epoch's identity a joint input was made under: the one its receipt's ``key_id``
+    names (the receipt's signature is then checked under that very key), taken from the
+    keyring; receipts without a key id, and a sim enclave without a keyring, use ``identity``."""
+    provenance = bundle.joint_inputs.get(slot)
+    receipt = provenance.get("receipt") if isinstance(provenance, Mapping) else None
+    body = receipt.get("body") if isinstance(receipt, Mapping) else None
+    named = body.get("key_id") if isinstance(body, Mapping) else None
+    if not isinstance(named, Mapping) or keyring is None:
+        return identity
+    epoch = named.get("epoch")
+    held = keyring.identities.get(epoch) if isinstance(epoch, int) else None
+    if named.get("measurement") != measurement or held is None:
+        raise TaskRejected(
+            f"joint input {slot!r} was made under key id "
+            f"{str(named.get('measurement'))[:16]}…:{epoch}, which this enclave does not hold "
+            "(another measurement, or an epoch its keyring lacks)"
+        )
+    return held
 
 
 def _check_owner_keys(

@@ -364,6 +364,7 @@ class EnclaveRuntime:
                     tee=self.tee,
                     measurement=self.measurement,
                     now=self.clock(),
+                    keyring=self.keyring,
                 )
             chash = plan.contract_hash
             if own_checkpoint:
