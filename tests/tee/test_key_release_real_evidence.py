@@ -21,8 +21,10 @@ from typing import Any
 import pytest
 
 from teeflow.attestation import (
+    AttestationError,
     DirectoryCollateral,
     Evidence,
+    FetchingCollateral,
     Policy,
     hardware_verifier,
     snp_vcek_name,
@@ -33,6 +35,7 @@ from teeflow.attestation._snp_report import parse_report
 from teeflow.crypto import PrivateKey, SigningKey
 from teeflow.enclave.keyrelease import PROTOCOL_VERSION, TEE_NAMES, b64url, jwk_x25519
 from teeflow.enclave.keyservice import KeyReleaseRefused, KeyService
+from teeflow.keyservice.__main__ import collateral_source, parser
 
 from .conftest import signed_allow_list
 
@@ -198,3 +201,50 @@ def test_altered_real_quote_is_refused_as_evidence(real_service: Callable[..., A
     with pytest.raises(KeyReleaseRefused, match="does not verify") as caught:
         _attest(service, Evidence("tdx", bytes(raw)))
     assert caught.value.code == "evidence"
+
+
+def test_fetched_snp_collateral_is_asked_of_kds_once_and_cached(
+    expected: dict[str, Any], tmp_path: Path
+) -> None:
+    """FetchingCollateral with a stand-in for AMD KDS (no network in tests): the VCEK is asked
+    for by CHIP_ID and REPORTED_TCB, cached, and the real report then verifies with it."""
+    case = expected["snp_cases"][0]
+    raw = (TESTDATA / case["report"]).read_bytes()
+    asked: list[str] = []
+
+    def kds(path: str) -> bytes:
+        asked.append(path)
+        name = case["ask_ark"] if path.endswith("/cert_chain") else case["vcek"]
+        return (TESTDATA / name).read_bytes()
+
+    source = FetchingCollateral(tmp_path / "cache", pccs_url="http://unused.invalid", kds=kds)
+    verify = hardware_verifier(source)
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+
+    first = verify(Evidence("sev-snp", raw), now)
+    verify(Evidence("sev-snp", raw), now)
+
+    levels = parse_report(raw).tcb_levels
+    assert first.measurement == case["measurement"]
+    assert asked == [
+        f"/vcek/v1/Milan/{parse_report(raw).chip_id.hex()}?blSPL={levels['bootloader']}"
+        f"&teeSPL={levels['tee']}&snpSPL={levels['snp']}&ucodeSPL={levels['microcode']}",
+        "/vcek/v1/Milan/cert_chain",
+    ]
+
+
+def test_without_a_collateral_source_hardware_evidence_is_refused(
+    expected: dict[str, Any], tmp_path: Path
+) -> None:
+    real = _real(expected, "sgx", tmp_path / "unused")
+    with pytest.raises(AttestationError, match="no collateral source for sgx evidence"):
+        hardware_verifier(None)(real.evidence, real.now)
+
+
+def test_the_key_service_takes_its_collateral_source_from_its_arguments(tmp_path: Path) -> None:
+    base = ["--data-dir", str(tmp_path), "--policy", "p", "--signers", "s"]
+    assert collateral_source(parser().parse_args(base)) is None
+    offline = parser().parse_args([*base, "--collateral-dir", str(tmp_path / "c")])
+    assert isinstance(collateral_source(offline), DirectoryCollateral)
+    online = parser().parse_args([*base, "--pccs-url", "https://pccs.example:8081"])
+    assert isinstance(collateral_source(online), FetchingCollateral)
