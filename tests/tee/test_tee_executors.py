@@ -283,3 +283,20 @@ def test_restart_asks_again_on_tdx_but_uses_the_sealed_cache_on_sgx(
     assert _kbs_releases(deployment, tee) == before + 1 + releases_on_restart
     expected = "from key release" if releases_on_restart else "from the hardware-sealed cache"
     assert expected in second
+
+
+def test_the_allow_list_in_force_is_shown_through_the_relay(deployment: Deployment) -> None:
+    """A member reads the signed allow-list in force with the CLI, via the control plane."""
+    from typer.testing import CliRunner
+
+    from teeflow.cli.main import app
+
+    result = CliRunner().invoke(
+        app, ["enclave", "allow-list", "show", "--server", deployment.platform.url, "--json"]
+    )
+    shown = json.loads(result.output)
+    assert shown["version"] >= 1
+    assert f"tdx:{MEASUREMENTS['tdx'].hex()}:1" in shown["entries"]
+    assert sorted(shown["signed_by"]) == sorted(
+        k.signing_key.verify_key.b64() for k in deployment.keys.values()
+    )

@@ -134,14 +134,25 @@ class FetchingCollateral:
         snp = self._dir / "snp"
         snp.mkdir(parents=True, exist_ok=True)
         vcek, chain = snp / snp_vcek_name(evidence.raw), snp / _CHAIN
-        if not vcek.is_file():
-            levels = report.tcb_levels
-            query = (f"?blSPL={levels['bootloader']}&teeSPL={levels['tee']}"
-                     f"&snpSPL={levels['snp']}&ucodeSPL={levels['microcode']}")  # fmt: skip
-            vcek.write_bytes(self._kds(f"/vcek/v1/Milan/{report.chip_id.hex()}{query}"))
-        if not chain.is_file():
-            chain.write_bytes(self._kds("/vcek/v1/Milan/cert_chain"))
-        return SnpCollateral.from_files(vcek=vcek, chain=chain)
+        if vcek.is_file() and chain.is_file():
+            return SnpCollateral.from_files(vcek=vcek, chain=chain)
+        levels = report.tcb_levels
+        query = (f"?blSPL={levels['bootloader']}&teeSPL={levels['tee']}"
+                 f"&snpSPL={levels['snp']}&ucodeSPL={levels['microcode']}")  # fmt: skip
+        vcek_der = (
+            vcek.read_bytes()
+            if vcek.is_file()
+            else self._kds(f"/vcek/v1/Milan/{report.chip_id.hex()}{query}")
+        )
+        chain_pem = (
+            chain.read_bytes() if chain.is_file() else self._kds("/vcek/v1/Milan/cert_chain")
+        )
+        collateral = SnpCollateral.from_bytes(vcek=vcek_der, chain_pem=chain_pem)  # parse first
+        for path, data in ((vcek, vcek_der), (chain, chain_pem)):
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return collateral
 
 
 def hardware_verifier(
