@@ -30,7 +30,7 @@ from teeflow.attestation import (
     snp_vcek_name,
     strip_quote_padding,
 )
-from teeflow.attestation._pccs import PccsCache
+from teeflow.attestation._pccs import collateral_file_name
 from teeflow.attestation._snp_report import parse_report
 from teeflow.crypto import PrivateKey, SigningKey
 from teeflow.enclave.keyrelease import PROTOCOL_VERSION, TEE_NAMES, b64url, jwk_x25519
@@ -70,7 +70,7 @@ def _real(expected: dict[str, Any], tee: str, collateral_dir: Path) -> Real:
     name = {"sgx": "sgx_phala_v3", "tdx": "tdx_phala_v4"}[tee]
     case = next(c for c in expected["dcap_cases"] if c["case"] == name)
     raw = strip_quote_padding((TESTDATA / case["quote"]).read_bytes())
-    target = PccsCache(collateral_dir / "dcap", fetch=lambda raw: "").path_for(raw)
+    target = collateral_dir / "dcap" / collateral_file_name(raw)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(TESTDATA / case["collateral"], target)
     measurement = case["mr_enclave"] if tee == "sgx" else case["mr_td"]

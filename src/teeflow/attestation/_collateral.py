@@ -25,7 +25,7 @@ import httpx
 
 from teeflow.attestation._errors import AttestationError
 from teeflow.attestation._model import Claims, Evidence
-from teeflow.attestation._pccs import PccsCache, pccs_fetch
+from teeflow.attestation._pccs import PccsCache, collateral_file_name, pccs_fetch
 from teeflow.attestation._snp import SnpCollateral
 from teeflow.attestation._snp_report import parse_report
 from teeflow.attestation._verify import verify_evidence
@@ -56,10 +56,6 @@ def snp_vcek_name(raw_report: bytes) -> str:
     return f"vcek-{report.chip_id.hex()}-{report.reported_tcb.hex()}.der"
 
 
-def _dcap_name(raw_quote: bytes) -> str:
-    return PccsCache(Path(), fetch=lambda raw: "").path_for(raw_quote).name
-
-
 class DirectoryCollateral:
     """Collateral read from files under ``root`` (layout in the module docstring)."""
 
@@ -70,7 +66,7 @@ class DirectoryCollateral:
         from teeflow.attestation._dcap import load_dcap_collateral
 
         if evidence.tee in ("sgx", "tdx"):
-            path = self._root / "dcap" / _dcap_name(evidence.raw)
+            path = self._root / "dcap" / collateral_file_name(evidence.raw)
             if not path.is_file():
                 raise AttestationError(
                     f"no DCAP collateral for this quote's platform: put its QuoteCollateralV3 "

@@ -22,7 +22,7 @@ from teeflow.attestation._dcap import load_dcap_collateral
 from teeflow.attestation._errors import AttestationError
 from teeflow.attestation._model import require_aware
 
-__all__ = ["CollateralFetch", "PccsCache", "pccs_fetch"]
+__all__ = ["CollateralFetch", "PccsCache", "collateral_file_name", "pccs_fetch"]
 
 CollateralFetch = Callable[[bytes], str]
 """Fetch collateral for a raw quote; returns dcap-qvl QuoteCollateralV3 JSON."""
@@ -59,6 +59,18 @@ def _next_update(collateral_json: str) -> datetime:
     return min(dates)
 
 
+def collateral_file_name(raw_quote: bytes) -> str:
+    """``<tee>-<FMSPC>-<ca>.json``: the file holding collateral for this quote's platform."""
+    try:
+        quote = dcap_qvl.parse_quote(raw_quote)
+        name = f"{'tdx' if quote.is_tdx() else 'sgx'}-{quote.fmspc()}-{quote.ca()}"
+    except ValueError as exc:
+        raise AttestationError("cannot parse the DCAP quote to find its FMSPC") from exc
+    if not name.replace("-", "").isalnum():
+        raise AttestationError("quote has an unexpected FMSPC or CA name")
+    return f"{name}.json"
+
+
 class PccsCache:
     """Collateral per (tee, FMSPC, PCK CA), fetched on a miss or when stale at ``now``."""
 
@@ -74,15 +86,8 @@ class PccsCache:
         self._margin = refresh_margin
 
     def path_for(self, raw_quote: bytes) -> Path:
-        """The cache file for this quote's platform: ``<tee>-<FMSPC>-<ca>.json``."""
-        try:
-            quote = dcap_qvl.parse_quote(raw_quote)
-            name = f"{'tdx' if quote.is_tdx() else 'sgx'}-{quote.fmspc()}-{quote.ca()}"
-        except ValueError as exc:
-            raise AttestationError("cannot parse the DCAP quote to find its FMSPC") from exc
-        if not name.replace("-", "").isalnum():
-            raise AttestationError("quote has an unexpected FMSPC or CA name")
-        return self._dir / f"{name}.json"
+        """The cache file for this quote's platform (:func:`collateral_file_name`)."""
+        return self._dir / collateral_file_name(raw_quote)
 
     def get(self, raw_quote: bytes, *, now: datetime) -> Any:
         """Collateral for ``raw_quote`` that stays fresh past ``now`` (+ refresh margin)."""
