@@ -4,17 +4,21 @@ It forwards each request whole (the executor's bodies are small) and lets a test
 requests itself: ``"503"`` (a gateway that lost its upstream), ``"drop"`` (the connection closes
 with no response) or ``"hold"`` (no answer until ``FaultPlan.release``, then dropped: the caller
 is stuck at a known point). A dropped, held or refused request never reaches the control plane.
+With ``tls`` it terminates HTTPS (as a gateway would) and talks HTTPS to an upstream it verifies.
 """
 
 from __future__ import annotations
 
 import http.client
 import re
+import socket
+import ssl
 import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Literal
 
 Fault = Literal["503", "drop", "hold"]
@@ -53,6 +57,14 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     upstream: tuple[str, int]
     plan: FaultPlan
+    tls: ssl.SSLContext | None = None
+    upstream_tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, object]:
+        sock, address = super().get_request()
+        if self.tls is not None:  # the handshake runs in the handler's thread (setup)
+            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        return sock, address
 
     def handle_error(self, request: object, client_address: object) -> None:
         # A client that hung up (an executor stopping mid long-poll) is not the proxy's error.
@@ -63,6 +75,11 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.do_handshake()
+        super().setup()
 
     def _forward(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -76,7 +93,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fault == "503":
             self._reply(503, [("Content-Type", "text/plain")], b"upstream unavailable")
             return
-        upstream = http.client.HTTPConnection(*self.server.upstream, timeout=120)
+        upstream: http.client.HTTPConnection
+        if self.server.upstream_tls is not None:
+            upstream = http.client.HTTPSConnection(
+                *self.server.upstream, timeout=120, context=self.server.upstream_tls
+            )
+        else:
+            upstream = http.client.HTTPConnection(*self.server.upstream, timeout=120)
         try:
             headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
             upstream.request(self.command, self.path, body=body, headers=headers)
@@ -102,15 +125,29 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def fault_proxy(upstream_port: int, plan: FaultPlan) -> Iterator[str]:
-    """Run the proxy in a thread; yields its URL."""
-    server = _Server(("127.0.0.1", 0), _Handler)
+def fault_proxy(
+    upstream_port: int,
+    plan: FaultPlan,
+    *,
+    listen: str = "127.0.0.1",
+    tls: tuple[Path, Path] | None = None,
+    upstream_ca: Path | None = None,
+) -> Iterator[str]:
+    """Run the proxy in a thread on ``listen``; yields its URL. ``tls`` (certificate, key)
+    makes it serve HTTPS; ``upstream_ca`` makes it dial the upstream (127.0.0.1) over HTTPS,
+    verified against that CA."""
+    server = _Server((listen, 0), _Handler)
     server.upstream = ("127.0.0.1", upstream_port)
     server.plan = plan
+    if tls is not None:
+        server.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.tls.load_cert_chain(*tls)
+    if upstream_ca is not None:
+        server.upstream_tls = ssl.create_default_context(cafile=str(upstream_ca))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"{'https' if tls else 'http'}://{listen}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

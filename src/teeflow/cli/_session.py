@@ -33,8 +33,11 @@ from teeflow.cli._output import cell, fail, joined
 from teeflow.cli.keys import read_passphrase
 from teeflow.client import ApiError, Client, ClientError, Keyring, MemberHome, MemberKeys
 from teeflow.client.keyring import KeyringError
+from teeflow.tls import CA_CERT_ENV, INSECURE_HTTP_ENV, env_ca_cert, env_insecure_http
 
 __all__ = [
+    "CaCert",
+    "InsecureHttp",
     "JsonOut",
     "PassphraseFile",
     "client_errors",
@@ -46,6 +49,7 @@ __all__ = [
     "parse_names",
     "parse_value",
     "session",
+    "transport_of",
 ]
 
 PASSPHRASE_ENV = "TEEFLOW_PASSPHRASE"  # noqa: S105 - a variable name, not a secret
@@ -105,11 +109,46 @@ def client_errors() -> Iterator[None]:
         fail(f"cannot talk to the control plane: {exc}")
 
 
+CaCert = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-cert",
+        envvar=CA_CERT_ENV,
+        dir_okay=False,
+        help="PEM of the CA that signed the control plane's certificate (a private "
+        "deployment's ca.pem); default: the system's roots. Remembered with the session.",
+    ),
+]
+InsecureHttp = Annotated[
+    bool,
+    typer.Option(
+        "--insecure-http",
+        envvar=INSECURE_HTTP_ENV,
+        help="Allow plain http to another host: your password and token travel in clear.",
+    ),
+]
+
+
+def transport_of(credentials: Mapping[str, str]) -> dict[str, Any]:
+    """The ``ca_cert``/``insecure_http`` keywords a session was made with (else the env's)."""
+    ca_cert = credentials.get("ca_cert")
+    return {
+        "ca_cert": Path(ca_cert) if ca_cert else env_ca_cert(),
+        "insecure_http": credentials.get("insecure_http") == "1" or env_insecure_http(),
+    }
+
+
 @contextmanager
-def open_client(server: str, keys: MemberKeys) -> Iterator[Client]:
+def open_client(
+    server: str, keys: MemberKeys, *, ca_cert: Path | None = None, insecure_http: bool = False
+) -> Iterator[Client]:
     """A client for ``server`` that is not signed in yet (register, login)."""
-    with client_errors(), Client(server, keys=keys, home=MemberHome()) as client:
-        yield client
+    with client_errors():
+        client = Client(
+            server, keys=keys, home=MemberHome(), ca_cert=ca_cert, insecure_http=insecure_http
+        )
+        with client:
+            yield client
 
 
 @contextmanager
@@ -123,15 +162,17 @@ def session(passphrase_file: Path | None = None) -> Iterator[Client]:
     if not credentials.get("token") or not credentials.get("server"):
         fail("not signed in: run `teeflow account login --server URL USER`")
     keys = load_keys(passphrase_file)
-    client = Client(
-        credentials["server"],
-        keys=keys,
-        home=home,
-        token=credentials["token"],
-        username=credentials.get("username"),
-    )
-    with client_errors(), client:
-        yield client
+    with client_errors():
+        client = Client(
+            credentials["server"],
+            keys=keys,
+            home=home,
+            token=credentials["token"],
+            username=credentials.get("username"),
+            **transport_of(credentials),
+        )
+        with client:
+            yield client
 
 
 def parse_assignment(text: str, option: str) -> tuple[str, str]:

@@ -16,16 +16,30 @@ import httpx
 import typer
 
 from teeflow.cli._output import emit, fail
-from teeflow.cli._session import JsonOut, PassphraseFile, client_errors, load_keys, open_client
+from teeflow.cli._session import (
+    CaCert,
+    InsecureHttp,
+    JsonOut,
+    PassphraseFile,
+    client_errors,
+    load_keys,
+    open_client,
+    transport_of,
+)
 from teeflow.client import Client, MemberHome
 from teeflow.client._errors import raise_for_error
+from teeflow.tls import InsecureTransportError, client_verify
 
 __all__ = ["app"]
 
 app = typer.Typer(help="Your account on a teeflow control plane.", no_args_is_help=True)
 
 Server = Annotated[
-    str, typer.Option("--server", help="Control plane URL, e.g. http://127.0.0.1:8321")
+    str,
+    typer.Option(
+        "--server",
+        help="Control plane URL, e.g. https://cp.example:8321 (http only on this machine)",
+    ),
 ]
 Username = Annotated[str, typer.Argument(help="Your user name on the platform.")]
 PasswordEnv = Annotated[
@@ -82,12 +96,14 @@ def register(
     password_env: PasswordEnv = None,
     password_file: PasswordFile = None,
     passphrase_file: PassphraseFile = None,
+    ca_cert: CaCert = None,
+    insecure_http: InsecureHttp = False,
     as_json: JsonOut = False,
 ) -> None:
     """Create an account with your public keys, then sign in."""
     keys = load_keys(passphrase_file)  # before the password: no keys, nothing to register
     password = _password(password_env, password_file, confirm=True)
-    with open_client(server, keys) as client:
+    with open_client(server, keys, ca_cert=ca_cert, insecure_http=insecure_http) as client:
         client.register(username, password)
         client.login(username, password)
         result = _signed_in(client, username)
@@ -101,12 +117,14 @@ def login(
     password_env: PasswordEnv = None,
     password_file: PasswordFile = None,
     passphrase_file: PassphraseFile = None,
+    ca_cert: CaCert = None,
+    insecure_http: InsecureHttp = False,
     as_json: JsonOut = False,
 ) -> None:
-    """Sign in; the session token is saved in $TEEFLOW_HOME/credentials.json."""
+    """Sign in; the session token (and --ca-cert) is saved in $TEEFLOW_HOME/credentials.json."""
     keys = load_keys(passphrase_file)  # before the password: no keys, nothing to register
     password = _password(password_env, password_file, confirm=False)
-    with open_client(server, keys) as client:
+    with open_client(server, keys, ca_cert=ca_cert, insecure_http=insecure_http) as client:
         client.login(username, password)
         result = _signed_in(client, username)
     emit(result, as_json=as_json, title="Signed in")
@@ -120,10 +138,17 @@ def logout(passphrase_file: PassphraseFile = None) -> None:
     if not credentials.get("token"):
         fail("not signed in")
     keys = load_keys(passphrase_file)
-    client = Client(credentials["server"], keys=keys, home=home, token=credentials["token"])
     try:
-        with client_errors(), client:
-            client.logout()
+        with client_errors():
+            client = Client(
+                credentials["server"],
+                keys=keys,
+                home=home,
+                token=credentials["token"],
+                **transport_of(credentials),
+            )
+            with client:
+                client.logout()
     finally:
         home.clear_credentials()  # forget the token even when the server is unreachable
     typer.echo(f"signed out of {credentials['server']}", err=True)
@@ -137,7 +162,7 @@ def whoami(as_json: JsonOut = False) -> None:
     if not credentials.get("token"):
         fail("not signed in: run `teeflow account login --server URL USER`")
     headers = {"Authorization": f"Bearer {credentials['token']}"}
-    with client_errors(), _http(credentials["server"], headers) as http:
+    with client_errors(), _http(credentials, headers) as http:
         response = http.get("/v1/users/me")
         raise_for_error(response)
         me = response.json()
@@ -150,6 +175,16 @@ def whoami(as_json: JsonOut = False) -> None:
     emit(result, as_json=as_json, title="Signed in")
 
 
-def _http(server: str, headers: dict[str, str]) -> httpx.Client:
+def _http(credentials: dict[str, str], headers: dict[str, str]) -> httpx.Client:
     """A bare HTTP client: ``whoami`` needs the token only, not the keys."""
-    return httpx.Client(base_url=server, headers=headers, timeout=httpx.Timeout(30.0, connect=5.0))
+    server = credentials["server"]
+    try:
+        verify = client_verify(server, **transport_of(credentials))
+    except InsecureTransportError as exc:
+        fail(str(exc))
+    return httpx.Client(
+        base_url=server,
+        headers=headers,
+        timeout=httpx.Timeout(30.0, connect=5.0),
+        verify=verify,
+    )

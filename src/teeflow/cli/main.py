@@ -20,6 +20,7 @@ from teeflow.cli import (
     server_cmd,
     task,
     task_report,
+    tls_cmd,
 )
 
 app = typer.Typer(
@@ -40,6 +41,7 @@ task_report.register(task.app)
 app.add_typer(task.app, name="task")
 app.add_typer(member.app, name="member")
 app.add_typer(audit.app, name="audit")
+app.add_typer(tls_cmd.app, name="tls")
 server_cmd.register(app)
 demo.register(app)
 console_cmd.register(app)

@@ -16,6 +16,7 @@ import typer
 
 from teeflow.cli._output import fail, warn
 from teeflow.server.launcher import LocalPlatform
+from teeflow.tls import TlsFiles
 
 __all__ = ["register"]
 
@@ -37,9 +38,30 @@ def server(
     executors: Annotated[
         int, typer.Option("--executors", min=0, help="Sim executors to start.")
     ] = 1,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option("--tls-cert", dir_okay=False, help="Serve HTTPS with this certificate."),
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", dir_okay=False, help="Its private key (PEM).")
+    ] = None,
+    ca_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--ca-cert", dir_okay=False, help="The CA of --tls-cert, for the local executors."
+        ),
+    ] = None,
 ) -> None:
-    """Run a local platform (control plane + sim executors) until Ctrl-C."""
-    platform = LocalPlatform(data_dir, host=host, port=port, executors=executors)
+    """Run a local platform (control plane + sim executors) until Ctrl-C.
+
+    Off loopback (--host 0.0.0.0) the control plane serves HTTPS: give --tls-cert, --tls-key
+    and --ca-cert (`teeflow tls init` makes them)."""
+    tls = None
+    if tls_cert is not None or tls_key is not None or ca_cert is not None:
+        if tls_cert is None or tls_key is None or ca_cert is None:
+            fail("give --tls-cert, --tls-key and --ca-cert together")
+        tls = TlsFiles(ca_cert=ca_cert, cert=tls_cert, key=tls_key)
+    platform = LocalPlatform(data_dir, host=host, port=port, executors=executors, tls=tls)
     logs = platform.data_dir / "logs"
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:

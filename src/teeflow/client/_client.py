@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -47,6 +48,7 @@ from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
 from teeflow.enclave.receipt import verify_receipt
 from teeflow.enclave.run_state import DEFAULT_START_WITHIN_S
 from teeflow.signin import SIGN_IN_DOMAIN, sign_in_message
+from teeflow.tls import InsecureTransportError, client_verify
 
 if TYPE_CHECKING:
     from teeflow.client._inference import SessionClient
@@ -83,8 +85,21 @@ class Client:
         transport: httpx.BaseTransport | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         verifier: Callable[..., Claims] = verify,
+        ca_cert: Path | None = None,
+        insecure_http: bool = False,
     ) -> None:
+        """``ca_cert``: the CA the server's certificate must chain to (default: the system's
+        roots); plain http to another host raises ClientError unless ``insecure_http``
+        (teeflow.tls.client_verify). An injected ``transport`` is not the network: no check."""
         self.server = server.rstrip("/")
+        self.ca_cert = ca_cert
+        self.insecure_http = insecure_http
+        tls: ssl.SSLContext | bool = True
+        if transport is None:
+            try:
+                tls = client_verify(self.server, ca_cert=ca_cert, insecure_http=insecure_http)
+            except InsecureTransportError as exc:
+                raise ClientError(str(exc)) from exc
         self.keys = keys
         self.home = home or MemberHome()
         self.username = username
@@ -95,7 +110,10 @@ class Client:
         self._attested: dict[str, Any] | None = None
         self._event_checkers: dict[str, EventChecker] = {}
         self.http = httpx.Client(
-            base_url=self.server, timeout=httpx.Timeout(120.0, connect=5.0), transport=transport
+            base_url=self.server,
+            timeout=httpx.Timeout(120.0, connect=5.0),
+            transport=transport,
+            verify=tls,
         )
         if token:
             self.http.headers["Authorization"] = f"Bearer {token}"
@@ -151,7 +169,13 @@ class Client:
                 "the server holds other public keys for this account than your keyring"
             )
         if remember:
-            self.home.save_credentials(server=self.server, username=username, token=token)
+            self.home.save_credentials(
+                server=self.server,
+                username=username,
+                token=token,
+                ca_cert=self.ca_cert,
+                insecure_http=self.insecure_http,
+            )
         return token
 
     def member(self, username: str) -> dict[str, Any]:

@@ -36,8 +36,22 @@ class MemberHome:
     def credentials_path(self) -> Path:
         return self.root / "credentials.json"
 
-    def save_credentials(self, *, server: str, username: str, token: str) -> None:
-        body = {"server": server, "username": username, "token": token}
+    def save_credentials(
+        self,
+        *,
+        server: str,
+        username: str,
+        token: str,
+        ca_cert: Path | None = None,
+        insecure_http: bool = False,
+    ) -> None:
+        """Remember the session; ``ca_cert`` and ``insecure_http`` are the transport settings
+        it was made with, so later commands reach the server the same way."""
+        body: dict[str, str] = {"server": server, "username": username, "token": token}
+        if ca_cert is not None:
+            body["ca_cert"] = str(Path(ca_cert).resolve())
+        if insecure_http:
+            body["insecure_http"] = "1"
         _write_private(self.credentials_path, json.dumps(body).encode())
 
     def credentials(self) -> dict[str, str]:

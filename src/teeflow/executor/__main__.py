@@ -16,11 +16,28 @@ from teeflow.enclave.memory import parse_size
 from teeflow.executor.keyrelease import add_tee_arguments, boot_from_args
 from teeflow.executor.worker import Worker, read_secret
 from teeflow.functions.registry import preload_builtins
+from teeflow.tls import InsecureTransportError, client_verify, env_ca_cert, env_insecure_http
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="teeflow-executor")
-    parser.add_argument("--server", required=True, help="control plane URL")
+    parser.add_argument(
+        "--server", required=True, help="control plane URL (https:// unless on this machine)"
+    )
+    parser.add_argument(
+        "--ca-cert",
+        type=Path,
+        default=env_ca_cert(),
+        help="PEM of the CA that signed the control plane's certificate (default: the "
+        "system's roots); env TEEFLOW_CA_CERT",
+    )
+    parser.add_argument(
+        "--insecure-http",
+        action="store_true",
+        default=env_insecure_http(),
+        help="allow plain http to another host: the executor secret and tokens travel in "
+        "clear; env TEEFLOW_INSECURE_HTTP=1",
+    )
     parser.add_argument(
         "--data-dir", required=True, type=Path, help="the platform's data directory"
     )
@@ -49,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("TEEFLOW_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
     )
+    try:
+        verify = client_verify(args.server, ca_cert=args.ca_cert, insecure_http=args.insecure_http)
+    except InsecureTransportError as exc:
+        parser.error(str(exc))
     if args.key_service_policy is None and args.tee == "sim":
         enclave = boot_enclave(tee=args.tee, platform_dir=args.data_dir / "platform")
     elif args.key_service_policy is None:
@@ -57,14 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         )
     else:
         try:
-            enclave = boot_from_args(args, args.server)
+            enclave = boot_from_args(args, args.server, verify=verify)
         except (KeyReleaseError, AttestationError) as exc:
             logging.getLogger("teeflow.executor").error("key release failed: %s", exc)
             return 2
     enclave.runtime.checkpoint_interval_s = args.checkpoint_interval
     enclave.runtime.memory_limit_bytes = memory_limit
     secret = os.environ.get("TEEFLOW_EXECUTOR_SECRET") or read_secret(args.data_dir)
-    worker = Worker(enclave=enclave, server_url=args.server, secret=secret)
+    worker = Worker(enclave=enclave, server_url=args.server, secret=secret, verify=verify)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # Import the built-ins (PaddlePaddle: seconds) before taking work, so no task pays for it.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import ssl
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +49,7 @@ class HttpKeyReleaseTransport:
     """RCAR over HTTP; the ``kbs-session-id`` cookie from auth is sent back explicitly (a
     cookie jar may drop cookies of a bare IP host)."""
 
-    def __init__(self, server_url: str, *, verify: bool | str = True) -> None:
+    def __init__(self, server_url: str, *, verify: ssl.SSLContext | bool = True) -> None:
         self._http = httpx.Client(base_url=server_url, timeout=30.0, verify=verify)
         self._session = ""
 
@@ -123,8 +124,11 @@ def provider_for(args: argparse.Namespace) -> EvidenceProvider:
     raise SystemExit(f"unknown --tee {args.tee!r}; use sim, sgx, tdx or sev-snp")
 
 
-def boot_from_args(args: argparse.Namespace, server_url: str) -> BootedEnclave:
-    """Boot by key release through ``server_url``'s relay (KeyReleaseError if refused)."""
+def boot_from_args(
+    args: argparse.Namespace, server_url: str, *, verify: ssl.SSLContext | bool = True
+) -> BootedEnclave:
+    """Boot by key release through ``server_url``'s relay (KeyReleaseError if refused);
+    ``verify`` is the TLS setting from :func:`teeflow.tls.client_verify`."""
     policy = Policy.from_file(args.key_service_policy)
 
     def service_verifier(evidence: Evidence, now: datetime) -> Claims:
@@ -132,7 +136,7 @@ def boot_from_args(args: argparse.Namespace, server_url: str) -> BootedEnclave:
         # on SGX/TDX/SEV-SNP is not wired (docs/key-release.md).
         return verify_evidence(evidence, now=now, sim_quoting_keys=policy.sim_quoting_keys)
 
-    transport = HttpKeyReleaseTransport(server_url)
+    transport = HttpKeyReleaseTransport(server_url, verify=verify)
     try:
         booted = boot_with_key_release(
             provider=provider_for(args),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -120,9 +121,13 @@ class Worker:
         secret: str,
         lease_wait: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        verify: ssl.SSLContext | bool = True,
     ) -> None:
+        """``verify``: the TLS setting for ``server_url`` (teeflow.tls.client_verify)."""
         self.enclave = enclave
-        self.http = httpx.Client(base_url=server_url, timeout=httpx.Timeout(60.0, connect=5.0))
+        self.http = httpx.Client(
+            base_url=server_url, timeout=httpx.Timeout(60.0, connect=5.0), verify=verify
+        )
         self.secret = secret
         self.lease_wait = lease_wait
         self.clock = clock

@@ -35,6 +35,7 @@ from teeflow.crypto import read_or_create_secret
 from teeflow.enclave.keyrelease import Verifier
 from teeflow.enclave.keyservice import KeyService
 from teeflow.keyservice.app import create_keyservice_app
+from teeflow.tls import InsecureTransportError, add_serve_arguments, serve_tls_options
 
 log = logging.getLogger("teeflow.keyservice")
 
@@ -103,13 +104,24 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     parse.add_argument("--pccs-url", default=None, help="PCCS or Intel PCS URL for DCAP collateral")
     parse.add_argument("--amd-kds-url", default=AMD_KDS_URL, help="AMD KDS URL for VCEKs")
+    add_serve_arguments(parse)
     return parse
 
 
 def serve(args: argparse.Namespace, verifier: Verifier | None = None) -> None:
     logging.basicConfig(level="INFO", format="%(asctime)s %(name)s %(message)s")
+    try:
+        tls = serve_tls_options(
+            args.host,
+            cert=args.tls_cert,
+            key=args.tls_key,
+            insecure_http=args.insecure_http,
+            what="the key service",
+        )
+    except InsecureTransportError as exc:
+        raise SystemExit(f"teeflow-keyservice: {exc}") from exc
     app = create_keyservice_app(build_service(args, verifier))
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **tls)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """Run a local platform: the control plane and sim executors, each a separate OS process.
 
-Used by ``teeflow server``, ``teeflow demo`` and the end-to-end tests. Logs go to
+Used by ``teeflow server``, ``teeflow demo`` and the end-to-end tests. With ``tls`` the control
+plane serves HTTPS and every executor verifies it against the CA (``TEEFLOW_CA_CERT``). Logs go to
 ``DATA_DIR/logs/`` (scanned by the tests for leaked plaintext and secrets). The data directory
 is 0700 and every process runs with umask 077: only the platform's user reads its files.
 """
@@ -10,15 +11,18 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 import httpx
 
 from teeflow.crypto import private_directory
+from teeflow.tls import CA_CERT_ENV, TlsFiles, client_verify
 
 __all__ = ["PRIVATE_UMASK", "LocalPlatform", "free_port", "wait_healthy"]
 
@@ -34,8 +38,14 @@ def free_port() -> int:
 
 
 def wait_healthy(
-    url: str, *, timeout: float = 60.0, process: subprocess.Popen[bytes] | None = None
+    url: str,
+    *,
+    timeout: float = 60.0,
+    process: subprocess.Popen[bytes] | None = None,
+    verify: ssl.SSLContext | bool = True,
 ) -> None:
+    """Wait until ``url``'s ``/v1/health`` answers 200 (RuntimeError when ``process`` exits or
+    ``timeout`` seconds pass); ``verify`` as for httpx (the CA of an https server)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -43,7 +53,7 @@ def wait_healthy(
                 f"control plane exited with status {process.returncode}; see its log"
             )
         try:
-            if httpx.get(f"{url}/v1/health", timeout=1.0).status_code == 200:
+            if httpx.get(f"{url}/v1/health", timeout=1.0, verify=verify).status_code == 200:
                 return
         except httpx.TransportError:
             pass
@@ -52,7 +62,12 @@ def wait_healthy(
 
 
 class LocalPlatform:
-    """A control plane plus ``executors`` sim executors on loopback, all separate processes."""
+    """A control plane plus ``executors`` sim executors on loopback, all separate processes.
+
+    ``tls`` (a :class:`~teeflow.tls.TlsFiles`) makes the control plane serve HTTPS with its
+    server certificate; ``url`` is then ``https://127.0.0.1:PORT`` and executors get the CA as
+    ``TEEFLOW_CA_CERT``. Listening on another ``host`` than loopback needs ``tls``.
+    """
 
     def __init__(
         self,
@@ -62,24 +77,30 @@ class LocalPlatform:
         port: int | None = None,
         host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host  # the control plane's listen address; executors dial loopback
         self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.tls = tls
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.n_executors = executors
         self.env = {**os.environ, **(env or {})}
+        if tls is not None:
+            self.env.setdefault(CA_CERT_ENV, str(tls.ca_cert))
         self.server: subprocess.Popen[bytes] | None = None
         self.executors: list[subprocess.Popen[bytes]] = []
         self._killed: set[int] = set()
         self._logs = self.data_dir / "logs"
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, args: list[str], log_name: str, *, prefix: Sequence[str] = ()
+    ) -> subprocess.Popen[bytes]:
         private_directory(self._logs)
         log = os.open(self._logs / log_name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             return subprocess.Popen(
-                [sys.executable, *args],
+                [*prefix, sys.executable, *args],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=self.env,
@@ -90,14 +111,18 @@ class LocalPlatform:
             os.close(log)
 
     def _start_server(self) -> None:
+        tls_args: tuple[str, ...] = ()
+        if self.tls is not None:
+            tls_args = ("--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key))
         self.server = self._spawn(
             [
                 *("-m", "teeflow.server", "--data-dir", str(self.data_dir)),
-                *("--host", self.host, "--port", str(self.port)),
+                *("--host", self.host, "--port", str(self.port), *tls_args),
             ],
             "server.log",
         )
-        wait_healthy(self.url, process=self.server)
+        verify = client_verify(self.url, ca_cert=self.tls.ca_cert if self.tls else None)
+        wait_healthy(self.url, process=self.server, verify=verify)
 
     def start(self) -> LocalPlatform:
         private_directory(self.data_dir, tighten=True)
@@ -113,16 +138,20 @@ class LocalPlatform:
         server_url: str | None = None,
         data_dir: Path | None = None,
         extra_args: tuple[str, ...] = (),
+        prefix: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
         """Start one more executor; ``server_url`` points it elsewhere (e.g. at a proxy),
         ``data_dir`` gives it its own data directory (as on another host), ``extra_args`` go to
-        ``python -m teeflow.executor`` (e.g. ``--tee tdx --key-service-policy FILE``)."""
+        ``python -m teeflow.executor`` (e.g. ``--tee tdx --key-service-policy FILE``), and
+        ``prefix`` runs before the interpreter (e.g. ``unshare ...`` into namespaces of its
+        own; it must end by executing the command it is given)."""
         index = len(self.executors)
         url = server_url or self.url
         own_dir = str(data_dir or self.data_dir)
         process = self._spawn(
             ["-m", "teeflow.executor", "--server", url, "--data-dir", own_dir, *extra_args],
             f"executor-{index}.log",
+            prefix=prefix,
         )
         self.executors.append(process)
         return process

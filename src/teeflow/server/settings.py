@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     key_service_url: str | None = None
     """The key service executors get the enclave key from (relayed at ``/kbs/v0``); without
     one, sim executors share it by the sealing secret in ``platform_dir`` (decision 0015)."""
+    ca_cert: Path | None = None
+    """``TEEFLOW_CA_CERT``: the CA the key service's https certificate must chain to (default:
+    the system's roots)."""
+    insecure_http: bool = False
+    """``TEEFLOW_INSECURE_HTTP``: allow a plain-http key service URL on another host."""
     # S3 credentials are deliberately not settings: boto3's standard chain (AWS_ACCESS_KEY_ID ...,
     # a profile or an instance role) provides them, so they never sit in teeflow's configuration.
 

@@ -18,6 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from teeflow.server.deps import PlatformDep
 from teeflow.server.errors import ApiError
+from teeflow.tls import InsecureTransportError, client_verify
 
 router = APIRouter(tags=["key release"])
 
@@ -41,11 +42,16 @@ async def relay(path: str, request: Request, platform: PlatformDep) -> Response:
         raise ApiError(
             404, "no_key_service", "this platform has no key service; set TEEFLOW_KEY_SERVICE_URL"
         )
+    settings = platform.settings
+    try:
+        verify = client_verify(base, ca_cert=settings.ca_cert, insecure_http=settings.insecure_http)
+    except InsecureTransportError as exc:
+        raise ApiError(503, "key_service_insecure", str(exc)) from exc
     body = await request.body()
     headers = {k: v for k, v in request.headers.items() if k.lower() in _FORWARDED}
 
     def forward() -> httpx.Response:
-        with httpx.Client(base_url=base, timeout=30.0) as http:
+        with httpx.Client(base_url=base, timeout=30.0, verify=verify) as http:
             return http.request(request.method, f"/kbs/v0/{path}", content=body, headers=headers)
 
     try:
