@@ -32,7 +32,11 @@ def _keys(value: Any) -> list[str]:
 
 @pytest.fixture(scope="module")
 def manifest() -> dict[str, Any]:
-    return tomllib.loads(render_gramine_manifest(key_service_policy="/etc/teeflow/kbs.json"))
+    return tomllib.loads(
+        render_gramine_manifest(
+            key_service_policy="/etc/teeflow/kbs.json", ca_cert="/etc/teeflow/tls/ca.pem"
+        )
+    )
 
 
 def test_no_insecure_option_and_no_debug(manifest: dict[str, Any]) -> None:
@@ -62,6 +66,9 @@ def test_trusted_files_cover_what_the_executor_loads(manifest: dict[str, Any]) -
     assert f"file:{manifest['libos']['entrypoint']}" in trusted
     assert f"file:{package}/" in trusted
     assert "file:/etc/teeflow/kbs.json" in trusted  # the key-service policy is measured
+    assert "file:/etc/teeflow/tls/ca.pem" in trusted  # so is the control plane's TLS anchor
+    mounted = [m["path"] for m in manifest["fs"]["mounts"]]
+    assert "/etc/teeflow" in mounted and len(mounted) == len(set(mounted))
 
 
 def test_data_directory_is_an_encrypted_mount_sealed_to_the_enclave(
@@ -78,6 +85,7 @@ def test_executor_arguments_are_baked_in(manifest: dict[str, Any]) -> None:
     assert argv[1:5] == ["-m", "teeflow.executor", "--tee", "sgx"]
     assert argv[argv.index("--key-service-policy") + 1] == "/etc/teeflow/kbs.json"
     assert argv[argv.index("--memory-limit") + 1] == manifest["sgx"]["enclave_size"]
+    assert argv[argv.index("--ca-cert") + 1] == "/etc/teeflow/tls/ca.pem"
     # Only the registration secret comes from the host, by name.
     passthrough = [k for k, v in manifest["loader"]["env"].items() if isinstance(v, dict)]
     assert passthrough == ["TEEFLOW_EXECUTOR_SECRET"]

@@ -57,6 +57,7 @@ def render_gramine_manifest(
     edmm: bool = False,
     server_url: str = "https://control-plane.example:8000",
     key_service_policy: str = "/teeflow/kbs-policy.json",
+    ca_cert: str | None = "/teeflow/ca.pem",
     teeflow_dir: Path | None = None,
     modules: tuple[str, ...] = ENCLAVE_MODULES,
 ) -> str:
@@ -64,8 +65,10 @@ def render_gramine_manifest(
     attestation. ``enclave_size`` / ``max_threads`` default to the measured footprint
     (:data:`MEASURED`); ``edmm`` turns on SGX2 dynamic memory (``sgx.edmm_enable``). The
     executor's arguments are baked into ``loader.argv`` (measured), its data directory is an
-    encrypted mount keyed to MRENCLAVE (``_sgx_mrenclave``), and the key-service policy is a
-    trusted file. No ``insecure__`` option is set."""
+    encrypted mount keyed to MRENCLAVE (``_sgx_mrenclave``), and the key-service policy and
+    ``ca_cert`` (the CA the control plane's HTTPS certificate chains to; None: the system's
+    roots, which the manifest then does not list) are trusted files. No ``insecure__`` option
+    is set."""
     enclave_size = enclave_size or MEASURED.enclave_size
     max_threads = max_threads or MEASURED.max_threads
     interpreter = str(Path(python or sys.executable).resolve())
@@ -74,6 +77,9 @@ def render_gramine_manifest(
     stdlib = _outermost({sysconfig.get_path("stdlib"), sysconfig.get_path("platstdlib")})
     site = [d for d in _site_dirs(modules) if d not in stdlib]
     python_dirs = _outermost({*stdlib, *site, package_root})
+    config_dirs = {str(Path(key_service_policy).parent)}
+    if ca_cert:
+        config_dirs.add(str(Path(ca_cert).parent))
     trusted = [
         "file:{{ gramine.libos }}",
         "file:{{ gramine.runtimedir() }}/",
@@ -81,6 +87,7 @@ def render_gramine_manifest(
         "file:/usr/lib/x86_64-linux-gnu/",
         f"file:{interpreter}",
         f"file:{key_service_policy}",
+        *([f"file:{ca_cert}"] if ca_cert else []),
         *(f"file:{d}/" for d in stdlib),
         f"file:{package}/",
         *(f"file:{d}/" for d in site if d != package_root),
@@ -95,8 +102,7 @@ def render_gramine_manifest(
         # The executor's data directory: sealed to this enclave's MRENCLAVE by Gramine.
         {"type": "encrypted", "path": DATA_DIR, "uri": "file:teeflow-data",
          "key_name": "_sgx_mrenclave"},
-        {"path": str(Path(key_service_policy).parent),
-         "uri": f"file:{Path(key_service_policy).parent}"},
+        *({"path": d, "uri": f"file:{d}"} for d in _outermost(config_dirs)),
     ]  # fmt: skip
     manifest: dict[str, Any] = {
         "libos": {"entrypoint": interpreter},
@@ -117,6 +123,7 @@ def render_gramine_manifest(
                 key_service_policy,
                 "--memory-limit",
                 enclave_size,
+                *(["--ca-cert", ca_cert] if ca_cert else []),
             ],
             "env": {
                 "LD_LIBRARY_PATH": "/lib:/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu",

@@ -41,6 +41,10 @@ def manifest_command(
     key_service_policy: Annotated[
         str, typer.Option(help="path of the key-service policy (a trusted file)")
     ] = "/teeflow/kbs-policy.json",
+    ca_cert: Annotated[
+        str,
+        typer.Option(help="path of the CA the control plane's certificate chains to (trusted)"),
+    ] = "/teeflow/ca.pem",
 ) -> None:
     """Render the LibOS configuration that runs the executor in an SGX enclave."""
     if tee != "sgx":
@@ -57,6 +61,7 @@ def manifest_command(
             edmm=edmm,
             server_url=server_url,
             key_service_policy=key_service_policy,
+            ca_cert=ca_cert,
         )
     elif libos == "occlum":
         text = render_occlum_config()

@@ -16,7 +16,7 @@ import typer
 
 from teeflow.cli._output import fail, warn
 from teeflow.server.launcher import LocalPlatform
-from teeflow.tls import TlsFiles
+from teeflow.tls import InsecureTransportError, TlsFiles, serve_tls_options
 
 __all__ = ["register"]
 
@@ -51,6 +51,13 @@ def server(
             "--ca-cert", dir_okay=False, help="The CA of --tls-cert, for the local executors."
         ),
     ] = None,
+    insecure_http: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-http",
+            help="Serve plain http off loopback (tokens and secrets travel in clear).",
+        ),
+    ] = False,
 ) -> None:
     """Run a local platform (control plane + sim executors) until Ctrl-C.
 
@@ -61,7 +68,13 @@ def server(
         if tls_cert is None or tls_key is None or ca_cert is None:
             fail("give --tls-cert, --tls-key and --ca-cert together")
         tls = TlsFiles(ca_cert=ca_cert, cert=tls_cert, key=tls_key)
-    platform = LocalPlatform(data_dir, host=host, port=port, executors=executors, tls=tls)
+    try:  # the control plane would refuse too; say why here, before anything starts
+        serve_tls_options(host, cert=tls_cert, key=tls_key, insecure_http=insecure_http)
+    except InsecureTransportError as exc:
+        fail(str(exc))
+    platform = LocalPlatform(
+        data_dir, host=host, port=port, executors=executors, tls=tls, insecure_http=insecure_http
+    )
     logs = platform.data_dir / "logs"
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     try:

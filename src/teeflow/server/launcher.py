@@ -66,7 +66,8 @@ class LocalPlatform:
 
     ``tls`` (a :class:`~teeflow.tls.TlsFiles`) makes the control plane serve HTTPS with its
     server certificate; ``url`` is then ``https://127.0.0.1:PORT`` and executors get the CA as
-    ``TEEFLOW_CA_CERT``. Listening on another ``host`` than loopback needs ``tls``.
+    ``TEEFLOW_CA_CERT`` (its certificate must name 127.0.0.1). Listening on another ``host``
+    than loopback needs ``tls`` or ``insecure_http``.
     """
 
     def __init__(
@@ -78,11 +79,13 @@ class LocalPlatform:
         host: str = "127.0.0.1",
         env: dict[str, str] | None = None,
         tls: TlsFiles | None = None,
+        insecure_http: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host  # the control plane's listen address; executors dial loopback
         self.port = port or free_port()
         self.tls = tls
+        self.insecure_http = insecure_http  # plain http on a non-loopback ``host``, warned
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.n_executors = executors
         self.env = {**os.environ, **(env or {})}
@@ -114,6 +117,8 @@ class LocalPlatform:
         tls_args: tuple[str, ...] = ()
         if self.tls is not None:
             tls_args = ("--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key))
+        elif self.insecure_http:
+            tls_args = ("--insecure-http",)
         self.server = self._spawn(
             [
                 *("-m", "teeflow.server", "--data-dir", str(self.data_dir)),
