@@ -20,9 +20,11 @@ from typing import Any
 
 import httpx
 
+from stress._proxy import FaultPlan
 from teeflow.attestation import Claims, Evidence, Policy
 from teeflow.client import Client, MemberHome, MemberKeys
 from teeflow.crypto import PrivateKey, SigningKey
+from teeflow.functions.datasets import breast_cancer_hospitals
 from teeflow.server.launcher import LocalPlatform, free_port, wait_healthy
 from teeflow.tls import TlsFiles, client_verify
 
@@ -200,3 +202,43 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120.0) -
     while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(0.05)
+
+
+def start_training(alice: Client, bank: Client, *, name: str, seed: int) -> str:
+    """Bank's table, a tabular training both approve, run by alice; returns the task id."""
+    dataset = bank.upload_dataset(
+        breast_cancer_hospitals()["hospital_a.csv"], name=name, kind="table"
+    )
+    task = alice.propose(
+        "tabular-train",
+        inputs={"patients": dataset["id"]},
+        outputs={"model": {"recipients": ["bank"]}, "metrics": {"recipients": ["bank"]}},
+        arguments={**ARGS, "seed": seed},
+    )
+    alice.approve(task["id"])
+    bank.approve(task["id"])
+    alice.run(task["id"])
+    task_id: str = task["id"]
+    return task_id
+
+
+def kill_when_held(platform: LocalPlatform, plan: FaultPlan, index: int, task_id: str) -> None:
+    """Once ``plan`` holds executor ``index``'s checkpoint upload, kill it (a host lost
+    mid-training) and check a sealed checkpoint is there to resume."""
+    wait_for(lambda: bool(plan.injected), "training never reached its held checkpoint")
+    platform.kill_executor(index)
+    plan.release()
+    assert checkpoint_sequence(platform, task_id) >= 1
+
+
+def check_resumed(alice: Client, bank: Client, task_id: str, tee: str) -> dict[str, Any]:
+    """Wait for the task; it succeeded on a later attempt with bank's model and a receipt for
+    ``tee``'s measurement. Returns the receipt body."""
+    done = alice.wait(task_id, timeout=300)
+    errors = [e for e in alice.events(task_id) if e["kind"] == "error"]
+    assert done["status"] == "succeeded", (done["failure_reason"], errors)
+    assert done["attempts"] >= 2
+    assert bank.output(task_id, "model")
+    body: dict[str, Any] = done["receipt"]["body"]
+    assert body["tee"] == tee and body["measurement"] == MEASUREMENTS[tee].hex()
+    return body

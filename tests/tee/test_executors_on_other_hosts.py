@@ -22,10 +22,9 @@ from pathlib import Path
 import pytest
 
 from stress._proxy import FaultPlan, fault_proxy
-from teeflow.functions.datasets import breast_cancer_hospitals
 from teeflow.tls import TlsFiles, make_private_ca
 
-from .deployment import ARGS, MEASUREMENTS, Deployment, checkpoint_sequence, deploy, wait_for
+from .deployment import Deployment, check_resumed, deploy, kill_when_held, start_training
 from .netns import NetnsHost, netns_unavailable
 
 UNAVAILABLE = netns_unavailable()
@@ -139,36 +138,15 @@ def test_executor_on_another_host_resumes_over_https(
         first.connect(process)
         platform.wait_executors(1)
         with deployment.member("alice", "tdx") as alice, deployment.member("bank", "tdx") as bank:
-            dataset = bank.upload_dataset(
-                breast_cancer_hospitals()["hospital_a.csv"], name="patients.csv", kind="table"
-            )
-            task = alice.propose(
-                "tabular-train",
-                inputs={"patients": dataset["id"]},
-                outputs={"model": {"recipients": ["bank"]}, "metrics": {"recipients": ["bank"]}},
-                arguments={**ARGS, "seed": 5},
-            )
-            alice.approve(task["id"])
-            bank.approve(task["id"])
-            alice.run(task["id"])
-            wait_for(lambda: bool(plan.injected), "training never reached its third checkpoint")
-            platform.kill_executor(0)
-            plan.release()
-            assert checkpoint_sequence(platform, task["id"]) >= 1  # sealed on the first host
+            task_id = start_training(alice, bank, name="patients.csv", seed=5)
+            kill_when_held(platform, plan, 0, task_id)  # sealed on the first host
 
             url = f"https://{second.host_ip}:{platform.port}"  # the control plane itself
             process = deployment.start_executor(
                 "tdx", "tdx-b", server_url=url, prefix=second.prefix()
             )
             second.connect(process)
-            done = alice.wait(task["id"], timeout=300)
-
-            errors = [e for e in alice.events(task["id"]) if e["kind"] == "error"]
-            assert done["status"] == "succeeded", (done["failure_reason"], errors)
-            assert done["attempts"] >= 2
-            assert bank.output(task["id"], "model")
-            body = done["receipt"]["body"]
-            assert body["tee"] == "tdx" and body["measurement"] == MEASUREMENTS["tdx"].hex()
+            check_resumed(alice, bank, task_id, "tdx")
             assert len(deployment.releases(alice, "tdx")) >= 2  # each host got the key itself
     log = (platform.data_dir / "logs" / "executor-1.log").read_text()
     assert "registered executor" in log

@@ -18,15 +18,14 @@ import pytest
 
 from stress._proxy import FaultPlan, fault_proxy
 from teeflow.client import Client
-from teeflow.functions.datasets import breast_cancer_hospitals
 
 from .deployment import (
-    ARGS,
     MEASUREMENTS,
     Deployment,
-    checkpoint_sequence,
+    check_resumed,
     deploy,
-    wait_for,
+    kill_when_held,
+    start_training,
 )
 
 
@@ -64,32 +63,11 @@ def _train_and_resume(
     attested = alice.attest()
     assert attested["tee"] == tee and attested["measurement"] == MEASUREMENTS[tee].hex()
 
-    dataset = bank.upload_dataset(
-        breast_cancer_hospitals()["hospital_a.csv"], name=f"patients-{tee}.csv", kind="table"
-    )
-    task = alice.propose(
-        "tabular-train",
-        inputs={"patients": dataset["id"]},
-        outputs={"model": {"recipients": ["bank"]}, "metrics": {"recipients": ["bank"]}},
-        arguments={**ARGS, "seed": 3},
-    )
-    alice.approve(task["id"])
-    bank.approve(task["id"])
-    alice.run(task["id"])
-    wait_for(lambda: bool(plan.injected), "training never reached its third checkpoint")
-    platform.kill_executor(registered)
-    plan.release()
-    assert checkpoint_sequence(platform, task["id"]) >= 1  # a sealed checkpoint to resume
+    task_id = start_training(alice, bank, name=f"patients-{tee}.csv", seed=3)
+    kill_when_held(platform, plan, registered, task_id)
 
     deployment.start_executor(tee, f"{tee}-b")  # another host: nothing shared but the URL
-    done = alice.wait(task["id"], timeout=300)
-
-    errors = [e for e in alice.events(task["id"]) if e["kind"] == "error"]
-    assert done["status"] == "succeeded", (done["failure_reason"], errors)
-    assert done["attempts"] >= 2
-    assert bank.output(task["id"], "model")
-    body = done["receipt"]["body"]
-    assert body["tee"] == tee and body["measurement"] == MEASUREMENTS[tee].hex()
+    body = check_resumed(alice, bank, task_id, tee)
     assert body["peak_memory_bytes"] > 0  # the enclave's peak memory, in the signed receipt
     log = (platform.data_dir / "logs" / f"executor-{registered + 1}.log").read_text()
     assert f"({tee}, measurement {MEASUREMENTS[tee].hex()[:16]})" in log

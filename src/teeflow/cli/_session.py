@@ -48,6 +48,7 @@ __all__ = [
     "parse_assignment",
     "parse_names",
     "parse_value",
+    "saved_client",
     "session",
     "transport_of",
 ]
@@ -162,17 +163,21 @@ def session(passphrase_file: Path | None = None) -> Iterator[Client]:
     if not credentials.get("token") or not credentials.get("server"):
         fail("not signed in: run `teeflow account login --server URL USER`")
     keys = load_keys(passphrase_file)
-    with client_errors():
-        client = Client(
-            credentials["server"],
-            keys=keys,
-            home=home,
-            token=credentials["token"],
-            username=credentials.get("username"),
-            **transport_of(credentials),
-        )
-        with client:
-            yield client
+    with client_errors(), saved_client(home, credentials, keys) as client:
+        yield client
+
+
+def saved_client(home: MemberHome, credentials: Mapping[str, str], keys: MemberKeys) -> Client:
+    """A client for the saved session ``credentials`` (server, token, transport settings);
+    ClientError when its URL is refused (plain http to another host)."""
+    return Client(
+        credentials["server"],
+        keys=keys,
+        home=home,
+        token=credentials["token"],
+        username=credentials.get("username"),
+        **transport_of(credentials),
+    )
 
 
 def parse_assignment(text: str, option: str) -> tuple[str, str]:

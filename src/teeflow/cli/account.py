@@ -24,6 +24,7 @@ from teeflow.cli._session import (
     client_errors,
     load_keys,
     open_client,
+    saved_client,
     transport_of,
 )
 from teeflow.client import Client, MemberHome
@@ -139,16 +140,8 @@ def logout(passphrase_file: PassphraseFile = None) -> None:
         fail("not signed in")
     keys = load_keys(passphrase_file)
     try:
-        with client_errors():
-            client = Client(
-                credentials["server"],
-                keys=keys,
-                home=home,
-                token=credentials["token"],
-                **transport_of(credentials),
-            )
-            with client:
-                client.logout()
+        with client_errors(), saved_client(home, credentials, keys) as client:
+            client.logout()
     finally:
         home.clear_credentials()  # forget the token even when the server is unreachable
     typer.echo(f"signed out of {credentials['server']}", err=True)
