@@ -26,6 +26,7 @@ from .deployment import (
     deploy,
     kill_when_held,
     start_training,
+    wait_for,
 )
 
 

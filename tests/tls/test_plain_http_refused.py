@@ -96,3 +96,19 @@ def test_relay_refuses_a_plain_http_key_service_on_another_host(tmp_path: Path) 
 
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "key_service_insecure"
+
+
+def test_allow_list_cli_refuses_plain_http_to_another_host(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from teeflow.cli.main import app
+
+    document = tmp_path / "list.json"
+    document.write_text('{"body": {"version": 1, "entries": [], "revoked": []}, "signatures": {}}')
+
+    result = CliRunner().invoke(
+        app, ["enclave", "allow-list", "submit", str(document), "--server", ELSEWHERE]
+    )
+
+    assert result.exit_code != 0
+    assert "refusing plain http to 192.0.2.10" in result.output

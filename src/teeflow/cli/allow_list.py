@@ -23,13 +23,14 @@ import httpx
 import typer
 
 from teeflow.cli._output import emit, fail
-from teeflow.cli._session import JsonOut, PassphraseFile, load_keys
+from teeflow.cli._session import CaCert, InsecureHttp, JsonOut, PassphraseFile, load_keys
 from teeflow.enclave.keyring import (
     AllowListError,
     allow_list_document,
     sign_allow_list,
     valid_signers,
 )
+from teeflow.tls import InsecureTransportError, client_verify
 
 __all__ = ["app"]
 
@@ -56,9 +57,18 @@ def _write(path: Path, document: dict[str, Any]) -> None:
     path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
 
 
-def _in_force(server: str) -> dict[str, Any] | None:
+def _verify(server: str, ca_cert: Path | None, insecure_http: bool) -> Any:
+    """httpx's ``verify=`` for ``server``; exits when its URL is refused (plain http elsewhere)."""
     try:
-        response = httpx.get(f"{server.rstrip('/')}/kbs/v0/allow-list", timeout=30.0)
+        return client_verify(server, ca_cert=ca_cert, insecure_http=insecure_http)
+    except InsecureTransportError as exc:
+        fail(str(exc))
+
+
+def _in_force(server: str, ca_cert: Path | None, insecure_http: bool) -> dict[str, Any] | None:
+    verify = _verify(server, ca_cert, insecure_http)
+    try:
+        response = httpx.get(f"{server.rstrip('/')}/kbs/v0/allow-list", timeout=30.0, verify=verify)
     except httpx.HTTPError as exc:
         fail(f"cannot reach {server}: {exc}")
     if response.status_code == 404:
@@ -89,12 +99,14 @@ def propose(
         int | None, typer.Option(help="Version (default: the one in force + 1, from --server).")
     ] = None,
     server: ServerOption = None,
+    ca_cert: CaCert = None,
+    insecure_http: InsecureHttp = False,
 ) -> None:
     """Write an unsigned allow-list document for the participants to sign."""
     if version is None:
         if server is None:
             fail("give --version, or --server to take the version in force + 1")
-        current = _in_force(server)
+        current = _in_force(server, ca_cert, insecure_http)
         version = 1 + (int(current["body"]["version"]) if current else 0)
     try:
         document = allow_list_document(
@@ -129,13 +141,15 @@ def sign(
 def show(
     path: Annotated[Path | None, typer.Argument(help="A document (else the one in force).")] = None,
     server: ServerOption = None,
+    ca_cert: CaCert = None,
+    insecure_http: InsecureHttp = False,
     as_json: JsonOut = False,
 ) -> None:
     """Show a document's version, entries, revocations and which signatures verify."""
     if path is not None:
         document = _read(path)
     elif server is not None:
-        found = _in_force(server)
+        found = _in_force(server, ca_cert, insecure_http)
         if found is None:
             fail("the key service has no allow-list yet")
         document = found
@@ -163,11 +177,16 @@ def show(
 def submit(
     path: Annotated[Path, typer.Argument(help="The signed allow-list document.")],
     server: Annotated[str, typer.Option("--server", help="Control plane URL.")],
+    ca_cert: CaCert = None,
+    insecure_http: InsecureHttp = False,
 ) -> None:
     """Send the signed document to the key service; it refuses unless everyone signed."""
     document = _read(path)
+    verify = _verify(server, ca_cert, insecure_http)
     try:
-        response = httpx.put(f"{server.rstrip('/')}/kbs/v0/allow-list", json=document, timeout=30)
+        response = httpx.put(
+            f"{server.rstrip('/')}/kbs/v0/allow-list", json=document, timeout=30, verify=verify
+        )
     except httpx.HTTPError as exc:
         fail(f"cannot reach {server}: {exc}")
     if response.status_code >= 400:
