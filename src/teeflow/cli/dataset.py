@@ -1,5 +1,6 @@
-"""``teeflow dataset upload | list | delete | policy | budget``: seal a file locally, upload only
-its ciphertext; delete it; sign its policy; read your own ledger of its privacy budget.
+"""``teeflow dataset upload | from-output | list | show | delete | policy | budget``: seal a file
+locally, upload only its ciphertext; keep a task's output as your own dataset; delete it; sign its
+policy; read your own ledger of its privacy budget.
 
 The data key stays in $TEEFLOW_HOME/datasets/ and leaves this machine only wrapped to an
 enclave the member attested, when the member approves a task that uses the dataset.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,7 +21,13 @@ __all__ = ["app"]
 
 app = typer.Typer(help="Your encrypted datasets.", no_args_is_help=True)
 
-COLUMNS = ("id", "name", "kind", "owner", "state", "size", "ciphertext_sha256")
+COLUMNS = ("id", "name", "kind", "owners", "state", "size", "ciphertext_sha256")
+
+
+def with_owners(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with ``owners``: every joint owner of a joint dataset, else its one owner."""
+    owners = record.get("joint_owners") or [record.get("owner")]
+    return {**record, "owners": ", ".join(str(o) for o in owners)}
 
 
 class Kind(StrEnum):
@@ -57,6 +64,45 @@ def upload(
     emit(record, as_json=as_json, title="Dataset uploaded (sealed)")
 
 
+@app.command("from-output")
+def from_output(
+    task_id: Annotated[str, typer.Argument(help="The task that produced the output.")],
+    slot: Annotated[str, typer.Argument(help="The output slot addressed to you (e.g. model).")],
+    name: Annotated[str | None, typer.Option("--name", help="Name shown to other members.")] = None,
+    kind: Annotated[
+        Kind | None, typer.Option("--kind", help="What the data is (default: the output's kind).")
+    ] = None,
+    description: Annotated[str, typer.Option("--description", help="Free text.")] = "",
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Keep output SLOT of TASK_ID (addressed to you) as a dataset you own, for later tasks,
+    without uploading it again: its key is unwrapped here and kept in your keyring."""
+    from teeflow.console._view import output_kind
+
+    with session(passphrase_file) as client:
+        if kind is None:
+            declared = output_kind(client.task(task_id), slot, client.functions())
+            kind = Kind(declared) if declared in ("model", "table") else Kind.other
+        record = client.keep_output(
+            task_id, slot, name=name, kind=kind.value, description=description
+        )
+    how = "re-sealed and uploaded (padded output)" if record["resealed"] else "no re-upload"
+    emit(with_owners(record), as_json=as_json, title=f"Output kept as your dataset ({how})")
+
+
+@app.command()
+def show(
+    dataset_id: Annotated[str, typer.Argument(help="The dataset's id.")],
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Show one dataset: owners (all of them for a joint dataset), state, producing task."""
+    with session(passphrase_file) as client:
+        record = client.dataset(dataset_id)
+    emit(with_owners(record), as_json=as_json, title="Dataset")
+
+
 @app.command("list")
 def list_(
     owner: Annotated[str | None, typer.Option("--owner", help="Another member's datasets.")] = None,
@@ -65,7 +111,7 @@ def list_(
 ) -> None:
     """List your datasets, or another member's (metadata only)."""
     with session(passphrase_file) as client:
-        rows = client.datasets(owner=owner)
+        rows = [with_owners(r) for r in client.datasets(owner=owner)]
     emit_rows(rows, COLUMNS, as_json=as_json, title="Datasets")
 
 

@@ -18,7 +18,9 @@ from teeflow.cli import (
     keys,
     member,
     server_cmd,
+    model,
     task,
+    task_outputs,
     task_report,
     tls_cmd,
 )
@@ -37,7 +39,9 @@ attest_trust.register(attest.app)
 app.add_typer(account.app, name="account")
 app.add_typer(dataset.app, name="dataset")
 app.add_typer(function.app, name="function")
+app.add_typer(model.app, name="model")
 task_report.register(task.app)
+task_outputs.register(task.app)
 app.add_typer(task.app, name="task")
 app.add_typer(member.app, name="member")
 app.add_typer(audit.app, name="audit")

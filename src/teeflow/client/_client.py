@@ -255,6 +255,10 @@ class Client:
             self.home.save_dataset_key(
                 record["id"], key, ciphertext_sha256=info.ciphertext_sha256, name=name
             )
+            if kind == "table":  # kept here, for the review to name this member's columns
+                from teeflow.client._columns import remember_columns
+
+                remember_columns(self.home, record["id"], source)
             result: dict[str, Any] = self._call(
                 "PUT",
                 f"/v1/datasets/{record['id']}/content",
@@ -272,6 +276,11 @@ class Client:
         result: list[dict[str, Any]] = self._call(
             "GET", "/v1/datasets", params={"owner": owner} if owner else None
         )
+        return result
+
+    def dataset(self, dataset_id: str) -> dict[str, Any]:
+        """One dataset's metadata (owners, state, producing task), as the control plane shows it."""
+        result: dict[str, Any] = self._call("GET", f"/v1/datasets/{quote(dataset_id, safe='')}")
         return result
 
     def delete_dataset(self, dataset_id: str) -> None:
@@ -633,6 +642,27 @@ class Client:
         result: list[dict[str, Any]] = self._call("GET", f"/v1/tasks/{task_id}/outputs")
         return result
 
+    def output_table(self, task_id: str) -> list[dict[str, Any]]:
+        """The task's outputs for a table: slot, recipients, joint, owners, dataset id(s)."""
+        from teeflow.client._outputs import output_rows
+
+        return output_rows(self, task_id)
+
+    def keep_output(
+        self,
+        task_id: str,
+        slot: str,
+        *,
+        name: str | None = None,
+        kind: str = "model",
+        description: str = "",
+    ) -> dict[str, Any]:
+        """Register output ``slot`` (addressed to this member) as a dataset it owns, usable in
+        later tasks without uploading it again; see client/_outputs.py."""
+        from teeflow.client._outputs import keep_output
+
+        return keep_output(self, task_id, slot, name=name, kind=kind, description=description)
+
     def receipt(self, task_id: str) -> dict[str, Any]:
         """The enclave-signed receipt, verified against the enclave key in the contract.
 
@@ -655,22 +685,22 @@ class Client:
         return {"body": body, "signature": receipt["signature"]}
 
     def output(self, task_id: str, slot: str, destination: Path | None = None) -> bytes | Path:
-        """Download, check against the receipt, and decrypt an output addressed to this member."""
+        """Download, check against the receipt, and decrypt an output addressed to this member.
+
+        Raises ClientError for a joint output (it stays sealed to the enclave) and for one not
+        addressed to this member, before anything is downloaded."""
+        from teeflow.client._outputs import check_readable, open_output_key
+
         task = self.task(task_id)
-        chash = contract_hash(task["contract"])
         body = self._verified_receipt(task)["body"]
+        check_readable(task["contract"], slot, self._me())
         expected = body.get("outputs", {}).get(slot, {}).get("ciphertext_sha256")
         response = self.http.get(f"/v1/tasks/{task_id}/outputs/{slot}/content")
         raise_for_error(response)
         wrapped = response.headers.get(WRAPPED_KEY_HEADER)
         if wrapped is None:
             wrapped = self._call("GET", f"/v1/tasks/{task_id}/outputs/{slot}/key")["wrapped_key"]
-        try:
-            raw = hpke_open(
-                b64d(wrapped), self.keys.receiving_key, info=key_wrap_info("output", chash, slot)
-            )
-        except (IntegrityError, CryptoError, ValueError) as exc:
-            raise ClientError(f"output key does not open for you: {exc}") from exc
+        key = open_output_key(self, task, slot, wrapped)
         ciphertext = response.content
         if sha256_hex(ciphertext) != expected:
             raise ClientError(
@@ -678,7 +708,7 @@ class Client:
             )
         plain = io.BytesIO()
         try:
-            unseal_stream(io.BytesIO(ciphertext), plain, DataKey(raw))
+            unseal_stream(io.BytesIO(ciphertext), plain, key)
         except IntegrityError as exc:
             raise ClientError(f"output {slot!r} does not decrypt: {exc}") from exc
         data = plain.getvalue()

@@ -9,10 +9,17 @@ whatever else the recipient list holds (being a recipient too protects nothing).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["REVEALS", "audience", "exposure_warnings", "output_declaration_warnings"]
+__all__ = [
+    "CARRIES_STATISTICS",
+    "REVEALS",
+    "audience",
+    "exposure_warnings",
+    "output_declaration_warnings",
+    "statistics_warnings",
+]
 
 REVEALS = {
     "echo": "your input byte for byte",
@@ -20,6 +27,11 @@ REVEALS = {
     "private-join-sum": "your ids that the other tables hold and your amounts summed into theirs",
 }
 """What a built-in's outputs reveal of the inputs, named in the warning."""
+
+CARRIES_STATISTICS = {"tabular-train": "model"}
+"""Built-ins whose output slot is a model file carrying statistics of every feature column
+(docs/model-format.md): means and standard deviations of numeric columns, the category values of
+text columns, and for ``model: gbdt`` LightGBM split thresholds on them."""
 
 
 def audience(contract: Mapping[str, Any], me: str) -> dict[str, dict[str, list[str]]]:
@@ -84,3 +96,59 @@ def output_declaration_warnings(contract: Mapping[str, Any], me: str) -> list[st
                 + ": it can hold a copy of your input"
             )
     return warnings
+
+
+def statistics_warnings(
+    contract: Mapping[str, Any],
+    me: str,
+    columns_of: Callable[[str], Mapping[str, str] | None],
+) -> list[str]:
+    """One warning per input of ``me`` whose column statistics a model file delivered to others
+    carries, naming them and those columns. ``columns_of(dataset_id)`` gives ``{column: "number"
+    | "text"}`` of the member's own table (client/_columns.py), or None when unknown."""
+    function = contract["function"]
+    slot = CARRIES_STATISTICS.get(function["name"]) if function["kind"] == "builtin" else None
+    spec = contract["outputs"].get(slot) if slot else None
+    if not spec or spec.get("joint_owners"):
+        return []
+    others = [name for name in spec.get("recipients") or [] if name != me]
+    if not others:
+        return []
+    arguments = contract.get("arguments", {})
+    id_columns = arguments.get("id_columns")
+    warnings = []
+    for input_slot, input_spec in sorted(contract["inputs"].items()):
+        if me not in input_spec["owners"]:
+            continue
+        own_id = id_columns.get(input_slot) if isinstance(id_columns, dict) else None
+        not_features = {arguments.get("label_column"), arguments.get("id_column"), own_id}
+        columns = columns_of(str(input_spec["dataset_id"]))
+        carried = _carried(columns, not_features, gbdt=arguments.get("model") == "gbdt")
+        if carried is None:
+            carried = (
+                f"means and standard deviations (or category values) of the feature columns of "
+                f"your input {input_slot!r}"
+            )
+        elif not carried:
+            continue
+        warnings.append(
+            f"the model file delivered to {', '.join(others)} (output {slot!r}) carries {carried}"
+        )
+    return warnings
+
+
+def _carried(
+    columns: Mapping[str, str] | None, not_features: set[Any], *, gbdt: bool
+) -> str | None:
+    if columns is None:
+        return None
+    numbers = [c for c, kind in columns.items() if kind == "number" and c not in not_features]
+    texts = [c for c, kind in columns.items() if kind != "number" and c not in not_features]
+    parts = []
+    if numbers:
+        parts.append(f"means and standard deviations of your columns {', '.join(numbers)}")
+    if texts:
+        parts.append(f"the category values of your columns {', '.join(texts)}")
+    if parts and gbdt:
+        parts.append("LightGBM split thresholds on them")
+    return "; ".join(parts)

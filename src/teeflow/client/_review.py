@@ -9,7 +9,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from teeflow.client._errors import ClientError
-from teeflow.client._exposure import exposure_warnings, output_declaration_warnings
+from teeflow.client._columns import remembered_columns
+from teeflow.client._exposure import (
+    exposure_warnings,
+    output_declaration_warnings,
+    statistics_warnings,
+)
 from teeflow.client._home import MemberHome
 from teeflow.client._ledger import PrivacyLedger
 from teeflow.client._pins import check_participants
@@ -66,7 +71,8 @@ def review_contract(
             )
     check_participants(contract, me=me, home=home)
     notes = review_policies(contract, me=me, ledger=PrivacyLedger(home.root))
-    return _warnings(contract, me, attested) + notes
+    carried = statistics_warnings(contract, me, lambda d: remembered_columns(home, d))
+    return _warnings(contract, me, attested) + carried + notes
 
 
 def _warnings(contract: Mapping[str, Any], me: str, attested: Mapping[str, Any]) -> list[str]:

@@ -55,6 +55,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         functions,
         keyrelease,
         operator,
+        output_datasets,
         sessions,
         tasks,
     )
@@ -78,7 +79,17 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
     app.state.platform = platform
     app.add_middleware(JsonBodyLimit, limit=settings.max_json_bytes)
     install_error_handlers(app)
-    for module in (accounts, datasets, functions, tasks, sessions, executors, operator, keyrelease):
+    for module in (
+        accounts,
+        datasets,
+        functions,
+        tasks,
+        output_datasets,
+        sessions,
+        executors,
+        operator,
+        keyrelease,
+    ):
         app.include_router(module.router)
 
     @app.get("/v1/health", tags=["health"])

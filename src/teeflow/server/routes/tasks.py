@@ -399,6 +399,8 @@ def withdraw(
 
 @router.get("/{task_id}/outputs", responses=error_responses(401, 404, 422))
 def outputs(task_id: str, user: CurrentUser, platform: PlatformDep) -> list[dict[str, Any]]:
+    from teeflow.server.routes.output_datasets import kept_datasets
+
     task_for(platform, task_id, user)
     return [
         {
@@ -409,6 +411,7 @@ def outputs(task_id: str, user: CurrentUser, platform: PlatformDep) -> list[dict
             "joint_owners": o.joint_owners,
             "dataset_id": o.dataset_id,
             "readable_by_you": user.username in o.wrapped_keys,
+            "kept_as": [d.dataset_id for d in kept_datasets(platform, task_id, o.slot, user.username)],
         }
         for o in platform.store.list_outputs(task_id)
     ]
@@ -418,6 +421,12 @@ def _output_for(platform: Platform, task_id: str, slot: str, user: UserRecord) -
     task_for(platform, task_id, user)
     for output in platform.store.list_outputs(task_id):
         if output.slot == slot:
+            if output.joint_owners:
+                from teeflow.server.routes.output_datasets import joint_output_message
+
+                raise ApiError.forbidden(
+                    joint_output_message(slot, output.joint_owners, output.dataset_id)
+                )
             if user.username not in output.wrapped_keys:
                 raise ApiError.forbidden(f"you are not a recipient of output {slot!r}")
             return output
