@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from teeflow.client._exposure import audience, exposure_warnings, output_declaration_warnings
+from teeflow.client._exposure import (
+    audience,
+    exposure_warnings,
+    output_declaration_warnings,
+    statistics_warnings,
+)
 from teeflow.client._review import _warnings
 
 
@@ -98,3 +103,58 @@ def test_sealed_code_warning_is_kept() -> None:
     warnings = _warnings(contract, "bank", {"simulated": False})
 
     assert any("confidential to 'mallory'" in w for w in warnings)
+
+
+def _training(model: str, **arguments: Any) -> dict[str, Any]:
+    return {
+        "function": {"kind": "builtin", "name": "tabular-train", "code_sha256": "0" * 64},
+        "inputs": {
+            "bank": {"owners": ["bank"], "dataset_id": "b1"},
+            "bureau": {"owners": ["bureau"], "dataset_id": "u1"},
+        },
+        "outputs": {"model": {"recipients": ["bank"]}, "metrics": {"recipients": ["bureau"]}},
+        "arguments": {"label_column": "label", "model": model, **arguments},
+        "disclosure": {},
+    }
+
+
+BUREAU_COLUMNS = {"cust_id": "text", "debt": "number", "age": "number", "region": "text"}
+
+
+def test_the_bureau_is_told_which_of_its_column_statistics_the_banks_model_carries() -> None:
+    contract = _training("mlp", id_columns={"bureau": "cust_id", "bank": "customer_no"})
+
+    warnings = statistics_warnings(contract, "bureau", {"u1": BUREAU_COLUMNS}.get)
+
+    assert warnings == [
+        "the model file delivered to bank (output 'model') carries means and standard "
+        "deviations of your columns debt, age; the category values of your columns region"
+    ]
+
+
+def test_a_gbdt_model_also_carries_split_thresholds_and_the_id_column_is_no_feature() -> None:
+    contract = _training("gbdt", id_column="cust_id")
+
+    (warning,) = statistics_warnings(contract, "bureau", {"u1": BUREAU_COLUMNS}.get)
+
+    assert warning.endswith("region; LightGBM split thresholds on them")
+    assert "cust_id" not in warning
+
+
+def test_unknown_columns_still_warn_and_the_recipient_itself_is_not_warned() -> None:
+    contract = _training("logistic")
+
+    (warning,) = statistics_warnings(contract, "bureau", lambda dataset_id: None)
+
+    assert "feature columns of your input 'bureau'" in warning and "bank" in warning
+    assert statistics_warnings(contract, "bank", {"b1": {"x": "number"}}.get) == []
+
+
+def test_a_model_kept_jointly_or_by_its_owner_alone_warns_no_one() -> None:
+    joint = _training("mlp")
+    joint["outputs"]["model"] = {"joint_owners": ["bank", "bureau"]}
+    mine = _training("mlp")
+    mine["outputs"]["model"] = {"recipients": ["bureau"]}
+
+    for contract in (joint, mine):
+        assert statistics_warnings(contract, "bureau", {"u1": BUREAU_COLUMNS}.get) == []

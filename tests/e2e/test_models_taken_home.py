@@ -133,7 +133,9 @@ def test_the_bank_keeps_its_model_scores_with_it_and_exports_it(
     with pytest.raises(ClientError, match="stays sealed to the enclave") as refused:
         bank.output(train["id"], "metrics_public")
     assert "all its owners approve" in str(refused.value)
-    fetched = cli(home, "task", "output", train["id"], "metrics_public", "--out", str(tmp_path / "x.json"))
+    fetched = cli(
+        home, "task", "output", train["id"], "metrics_public", "--out", str(tmp_path / "x.json")
+    )
     assert fetched.exit_code != 0 and "stays sealed to the enclave" in fetched.stderr
 
     # The kept model scores the training split as training did, in a later task.
@@ -160,7 +162,9 @@ def test_the_bank_keeps_its_model_scores_with_it_and_exports_it(
 
     # Exported on the bank's machine: raw features in, teeflow's probabilities out.
     model_file = tmp_path / "model.zip"
-    assert cli(home, "task", "output", train["id"], "model", "--out", str(model_file)).exit_code == 0
+    assert (
+        cli(home, "task", "output", train["id"], "model", "--out", str(model_file)).exit_code == 0
+    )
     exported = cli_json(home, "model", "export", str(model_file), "--out", str(tmp_path / "x"))
     assert exported["format"] == "paddle-inference" and exported["preprocessing_in_graph"]
     described = json.loads((tmp_path / "x" / "features.json").read_text())
@@ -177,3 +181,55 @@ def test_the_bank_keeps_its_model_scores_with_it_and_exports_it(
     probabilities = _predictor_output(tmp_path / "x", raw)[:, 0]
     # tabular-predict writes probabilities rounded to 6 digits
     np.testing.assert_allclose(probabilities, scored["probability"], rtol=0, atol=1e-6)
+
+
+def _echo(creator: Client, data: bytes, outputs: dict[str, Any], approvers: list[Client]) -> str:
+    dataset = creator.upload_dataset(data, name="rows.csv", kind="table")
+    return _run(
+        creator,
+        "echo",
+        inputs={"data": dataset["id"]},
+        outputs=outputs,
+        approvers=approvers,
+    )["id"]
+
+
+def test_only_a_recipient_keeps_an_output_and_a_padded_one_is_resealed(
+    member: MemberFactory,
+) -> None:
+    alice, carol = member("alice"), member("carol")
+    rows = b"id,amount\na1,7\n"
+    task = _echo(alice, rows, {"data": {"recipients": ["carol"], "pad": 4096}}, [alice, carol])
+
+    with pytest.raises(ClientError, match="not addressed to you"):
+        alice.keep_output(task, "data")
+    refused = alice.http.post(f"/v1/tasks/{task}/outputs/data/dataset", json={"name": "mine"})
+    assert refused.status_code == 403 and "not a recipient" in refused.text
+    padded = carol.http.post(f"/v1/tasks/{task}/outputs/data/dataset", json={"name": "mine"})
+    assert padded.status_code == 409 and "padded" in padded.text
+    kept = carol.keep_output(task, "data", kind="table")
+
+    assert kept["resealed"] and kept["owner"] == "carol"
+    reused = _run(
+        carol,
+        "echo",
+        inputs={"data": kept["id"]},
+        outputs={"data": {"recipients": ["carol"]}},
+        approvers=[carol],
+    )
+    assert carol.output(reused["id"], "data") == rows
+
+
+def test_a_joint_output_cannot_be_kept_or_fetched_by_any_owner(member: MemberFactory) -> None:
+    alice, carol = member("alice"), member("carol")
+    task = _echo(alice, b"id\n1\n", {"data": {"joint_owners": ["alice", "carol"]}}, [alice, carol])
+
+    for client in (alice, carol):
+        with pytest.raises(ClientError, match="stays sealed to the enclave"):
+            client.keep_output(task, "data")
+        direct = client.http.post(f"/v1/tasks/{task}/outputs/data/dataset", json={"name": "m"})
+        content = client.http.get(f"/v1/tasks/{task}/outputs/data/content")
+        for response in (direct, content):
+            assert response.status_code == 403
+            assert "jointly owned by alice, carol" in response.text
+            assert "all its owners approve" in response.text

@@ -80,7 +80,9 @@ def test_an_exported_network_predicts_as_teeflow_on_raw_features(
 ) -> None:
     frame = unordered_table()
     if classes == 3:
-        frame["label"] = np.where(frame["zeta"] > 5300, "high", np.where(frame["alpha"] > -40, "low", "mid"))
+        frame["label"] = np.where(
+            frame["zeta"] > 5300, "high", np.where(frame["alpha"] > -40, "low", "mid")
+        )
     trained = run_builtin(
         "tabular-train",
         {"t": frame.to_csv(index=False).encode()},
@@ -137,7 +139,14 @@ def test_an_exported_cnn_classifies_as_teeflow_with_normalisation_inside(tmp_pat
     trained = run_builtin(
         "image-classify-train",
         {"a": scans},
-        {"epochs": 1, "batch_size": 8, "seed": 0, "image_size": [16, 16], "mean": [0.4], "std": [0.3]},
+        {
+            "epochs": 1,
+            "batch_size": 8,
+            "seed": 0,
+            "image_size": [16, 16],
+            "mean": [0.4],
+            "std": [0.3],
+        },
         ("model",),
         tmp_path / "scratch",
     ).outputs["model"]

@@ -28,14 +28,11 @@ from teeflow.client._privacy import budget_statements, make_policy, settle
 from teeflow.client._trust import attest_evidence, check_trusted_contract, remember_attested
 from teeflow.client.keyring import MemberKeys, write_private_file
 from teeflow.crypto import (
-    CryptoError,
     DataKey,
     IntegrityError,
     PublicKey,
     VerifyKey,
-    b64d,
     b64e,
-    hpke_open,
     hpke_seal,
     key_wrap_info,
     seal_stream,

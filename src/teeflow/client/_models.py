@@ -68,22 +68,26 @@ def _export_table(blob: Any, out: Path) -> dict[str, Any]:
     from teeflow.functions.dl.tables import Preprocessor
 
     preprocessor = Preprocessor.from_dict(blob.config["preprocessing"])
-    model = TabularModel.build(
-        blob.config, preprocessor, weights=blob.weights, extra=blob.extra
-    )
+    model = TabularModel.build(blob.config, preprocessor, weights=blob.weights, extra=blob.extra)
     classes = model.class_names
     layer = TableGraph(preprocessor, model.network, multiclass=classes is not None)
     layer.eval()
-    spec = paddle.static.InputSpec(shape=[None, len(preprocessor.columns)], dtype="float64", name="x")
+    spec = paddle.static.InputSpec(
+        shape=[None, len(preprocessor.columns)], dtype="float64", name="x"
+    )
     paddle.jit.save(layer, str(out / "model"), input_spec=[spec])
     return {
         "format": "paddle-inference",
         "model": blob.config["model"],
         "inputs": [
-            *({"column": c, "type": "number", "mean": m, "std": s}
-              for c, (m, s) in preprocessor.numeric.items()),
-            *({"column": c, "type": "category index", "categories": cats}
-              for c, cats in preprocessor.categorical.items()),
+            *(
+                {"column": c, "type": "number", "mean": m, "std": s}
+                for c, (m, s) in preprocessor.numeric.items()
+            ),
+            *(
+                {"column": c, "type": "category index", "categories": cats}
+                for c, cats in preprocessor.categorical.items()
+            ),
         ],
         "outputs": _outputs(classes, blob.config.get("positive_label")),
         "preprocessing_in_graph": True,
@@ -103,10 +107,14 @@ def _export_gbdt(blob: Any, out: Path) -> dict[str, Any]:
         "format": "lightgbm-text",
         "model": "gbdt",
         "inputs": [
-            *({"column": c, "type": "standardised number", "mean": m, "std": s}
-              for c, (m, s) in preprocessor.numeric.items()),
-            *({"column": c, "type": "one-hot", "categories": cats}
-              for c, cats in preprocessor.categorical.items()),
+            *(
+                {"column": c, "type": "standardised number", "mean": m, "std": s}
+                for c, (m, s) in preprocessor.numeric.items()
+            ),
+            *(
+                {"column": c, "type": "one-hot", "categories": cats}
+                for c, cats in preprocessor.categorical.items()
+            ),
         ],
         "encoded_features": preprocessor.encoded_columns,
         "outputs": _outputs(classes, blob.config.get("positive_label")),

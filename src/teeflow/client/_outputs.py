@@ -87,8 +87,8 @@ def keep_output(
     if spec.get("pad") is not None:
         plain = client.output(task_id, slot)
         assert isinstance(plain, bytes)  # no destination: bytes
-        record = client.upload_dataset(plain, name=name, kind=kind, description=description)
-        return {**record, "resealed": True}
+        resealed = client.upload_dataset(plain, name=name, kind=kind, description=description)
+        return {**resealed, "resealed": True}
     expected = body.get("outputs", {}).get(slot, {}).get("ciphertext_sha256")
     path = f"/v1/tasks/{quote(task_id, safe='')}/outputs/{quote(slot, safe='')}"
     wrapped = client._call("GET", f"{path}/key")["wrapped_key"]

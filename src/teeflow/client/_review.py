@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from teeflow.client._errors import ClientError
 from teeflow.client._columns import remembered_columns
+from teeflow.client._errors import ClientError
 from teeflow.client._exposure import (
     exposure_warnings,
     output_declaration_warnings,

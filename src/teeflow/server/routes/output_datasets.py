@@ -15,6 +15,8 @@ bytes: the client re-seals those instead), callers who are not a recipient, unfi
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+
 from fastapi import APIRouter
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
@@ -25,7 +27,7 @@ from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.quotas import storage_left, storage_quota_error
 from teeflow.server.routes.datasets import DatasetPublic, Kind, dataset_or_404, public_dataset
 from teeflow.server.routes.tasks import task_for
-from teeflow.server.store import AuditEntry, DatasetRecord, OutputRecord
+from teeflow.server.store import DatasetRecord, OutputRecord
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -38,7 +40,7 @@ class OutputDatasetCreate(BaseModel):
     description: str = Field(default="", max_length=2000)
 
 
-def joint_output_message(slot: str, owners: list[str], dataset_id: str | None) -> str:
+def joint_output_message(slot: str, owners: Sequence[str], dataset_id: str | None) -> str:
     """What a member is told when it asks for a joint output's content."""
     where = f" (dataset {dataset_id})" if dataset_id else ""
     return (
@@ -141,4 +143,3 @@ def _copy_blob(platform: Platform, source: str, target: str) -> tuple[str, int]:
         while block := reader.read(_COPY):
             writer.write(block)
     return writer.sha256, writer.size
-

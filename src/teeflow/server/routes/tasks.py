@@ -411,7 +411,9 @@ def outputs(task_id: str, user: CurrentUser, platform: PlatformDep) -> list[dict
             "joint_owners": o.joint_owners,
             "dataset_id": o.dataset_id,
             "readable_by_you": user.username in o.wrapped_keys,
-            "kept_as": [d.dataset_id for d in kept_datasets(platform, task_id, o.slot, user.username)],
+            "kept_as": [
+                d.dataset_id for d in kept_datasets(platform, task_id, o.slot, user.username)
+            ],
         }
         for o in platform.store.list_outputs(task_id)
     ]
