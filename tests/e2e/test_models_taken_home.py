@@ -27,7 +27,7 @@ from teeflow.client import Client, ClientError, Keyring, MemberHome
 from teeflow.functions.dl.tables import split_rows
 from teeflow.server.launcher import LocalPlatform
 
-from .conftest import PASSWORD, MemberFactory, member_policy
+from .conftest import PASSWORD, MemberFactory, member_policy, operator_db
 from .test_dl_correct import BANK, BUREAU, _bytes, _csv, _run, _table
 
 
@@ -233,3 +233,22 @@ def test_a_joint_output_cannot_be_kept_or_fetched_by_any_owner(member: MemberFac
             assert response.status_code == 403
             assert "jointly owned by alice, carol" in response.text
             assert "all its owners approve" in response.text
+
+
+def test_an_operator_who_swaps_the_outputs_ciphertext_gets_no_key_kept(
+    platform: LocalPlatform, member: MemberFactory
+) -> None:
+    alice, carol = member("alice"), member("carol")
+    task = _echo(alice, b"id\n1\n", {"data": {"recipients": ["carol"]}}, [alice, carol])
+    other = carol.upload_dataset(b"other rows\n", name="other", kind="table")
+    with operator_db(platform) as db:  # the output now names another blob, with its hash
+        db.execute(
+            "UPDATE outputs SET blob_key = ?, ciphertext_sha256 = ? WHERE task_id = ?",
+            (f"datasets/{other['id']}", other["ciphertext_sha256"], task),
+        )
+    keys_before = sorted((carol.home.root / "datasets").iterdir())
+
+    with pytest.raises(ClientError, match="not the ciphertext the enclave signed for"):
+        carol.keep_output(task, "data", kind="table")
+
+    assert sorted((carol.home.root / "datasets").iterdir()) == keys_before
