@@ -23,7 +23,7 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 from teeflow.cli.main import app
-from teeflow.client import Client, ClientError, Keyring, MemberHome
+from teeflow.client import ApiError, Client, ClientError, Keyring, MemberHome
 from teeflow.functions.dl.tables import split_rows
 from teeflow.server.launcher import LocalPlatform
 
@@ -130,9 +130,9 @@ def test_the_bank_keeps_its_model_scores_with_it_and_exports_it(
     shown = cli(home, "dataset", "show", joint["dataset_id"])
     listed = cli(home, "dataset", "list")
     assert "bank, bureau" in shown.stdout and "bank, bureau" in listed.stdout
-    with pytest.raises(ClientError, match="stays sealed to the enclave") as refused:
+    with pytest.raises(ApiError, match="stays sealed to the enclave") as refused:
         bank.output(train["id"], "metrics_public")
-    assert "all its owners approve" in str(refused.value)
+    assert refused.value.status == 403 and "all its owners approve" in str(refused.value)
     fetched = cli(
         home, "task", "output", train["id"], "metrics_public", "--out", str(tmp_path / "x.json")
     )

@@ -684,13 +684,12 @@ class Client:
     def output(self, task_id: str, slot: str, destination: Path | None = None) -> bytes | Path:
         """Download, check against the receipt, and decrypt an output addressed to this member.
 
-        Raises ClientError for a joint output (it stays sealed to the enclave) and for one not
-        addressed to this member, before anything is downloaded."""
-        from teeflow.client._outputs import check_readable, open_output_key
+        Raises ApiError (403) for an output not addressed to this member, and for a joint output
+        (it stays sealed to the enclave; the message says how to use it)."""
+        from teeflow.client._outputs import open_output_key
 
         task = self.task(task_id)
         body = self._verified_receipt(task)["body"]
-        check_readable(task["contract"], slot, self._me())
         expected = body.get("outputs", {}).get(slot, {}).get("ciphertext_sha256")
         response = self.http.get(f"/v1/tasks/{task_id}/outputs/{slot}/content")
         raise_for_error(response)

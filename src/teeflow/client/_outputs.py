@@ -22,7 +22,13 @@ from teeflow.enclave.contract import contract_hash
 if TYPE_CHECKING:
     from teeflow.client._client import Client
 
-__all__ = ["joint_output_error", "keep_output", "open_output_key", "output_rows"]
+__all__ = [
+    "check_readable",
+    "joint_output_error",
+    "keep_output",
+    "open_output_key",
+    "output_rows",
+]
 
 
 def joint_output_error(slot: str, spec: Mapping[str, Any]) -> ClientError:
