@@ -32,11 +32,15 @@ def table_columns(source: Path | bytes) -> dict[str, str] | None:
     try:
         frame = pd.read_csv(handle, nrows=SAMPLE_ROWS)
     except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
         try:
             if not isinstance(handle, Path):
                 handle.seek(0)
-            frame = pd.read_parquet(handle).head(SAMPLE_ROWS)
-        except (ValueError, OSError, ImportError):
+            batches = pq.ParquetFile(handle).iter_batches(batch_size=SAMPLE_ROWS)
+            frame = next(batches, pa.record_batch([])).to_pandas()
+        except (ValueError, OSError, pa.ArrowException):
             return None
     if frame.columns.empty:
         return None
