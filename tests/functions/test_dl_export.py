@@ -134,12 +134,16 @@ def test_an_exported_gbdt_is_a_lightgbm_model_that_predicts_as_teeflow(tmp_path:
     )
 
 
-def test_an_exported_cnn_classifies_as_teeflow_with_normalisation_inside(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", ["cnn", "resnet18"])
+def test_an_exported_image_model_classifies_as_teeflow_with_normalisation_inside(
+    tmp_path: Path, model: str
+) -> None:
     scans = toy_scans(n=8, sizes=(12, 20), seed=1)
     trained = run_builtin(
         "image-classify-train",
         {"a": scans},
         {
+            "model": model,
             "epochs": 1,
             "batch_size": 8,
             "seed": 0,
