@@ -6,7 +6,7 @@ output's data key here, checks the ciphertext hash against the enclave's signed 
 asks the control plane to copy that ciphertext into a dataset; the key goes into the member's
 keyring like the key of any upload. The control plane never sees the key. A padded output's
 sealed plaintext is framed (crypto/_padding.py), so it is downloaded, decrypted and re-sealed
-under a fresh key instead. See docs/decisions/0019-models-a-member-takes-home.md.
+under a fresh key instead. See docs/decisions/0020-models-a-member-takes-home.md.
 """
 
 from __future__ import annotations

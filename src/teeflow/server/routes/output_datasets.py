@@ -5,7 +5,7 @@ output registers that output as a dataset it owns. The control plane copies the 
 ciphertext into a dataset blob as it is; it never sees the data key, which the recipient
 unwraps on its own machine and keeps in its keyring (client/_outputs.py). Later tasks use the
 dataset like any upload: its owner wraps the key to the enclave at approval. See
-docs/decisions/0019-models-a-member-takes-home.md.
+docs/decisions/0020-models-a-member-takes-home.md.
 
 Refused: joint outputs (they stay sealed to the enclave; their dataset already exists, owned by
 all their owners), padded outputs (the sealed plaintext is framed, so it is not the dataset's
