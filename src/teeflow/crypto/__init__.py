@@ -24,6 +24,7 @@ from teeflow.crypto._sealed import (
     unseal_bytes,
     unseal_stream,
 )
+from teeflow.crypto._stream import UnsealReader, sealed_plaintext_size
 from teeflow.crypto._wrap import hpke_open, hpke_seal, key_wrap_info
 
 __all__ = [
@@ -35,6 +36,7 @@ __all__ = [
     "PublicKey",
     "SealInfo",
     "SigningKey",
+    "UnsealReader",
     "VerifyKey",
     "b64d",
     "b64e",
@@ -50,6 +52,7 @@ __all__ = [
     "read_or_create_secret",
     "seal_bytes",
     "seal_stream",
+    "sealed_plaintext_size",
     "sha256_hex",
     "signed_message",
     "unpad",

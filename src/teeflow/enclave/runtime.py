@@ -19,7 +19,6 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -289,7 +288,7 @@ class EnclaveRuntime:
         privacy = privacy_receipt(opened.spend, ran=True)
         source = opened.source
         try:
-            size = sum(len(i.data) for i in opened.inputs.values())
+            size = sum(i.size for i in opened.inputs.values())
             check_memory_budget(contract, size, limit=self.memory_limit_bytes)
         except MemoryBudgetExceeded as exc:  # refused before the function ran: nothing spent
             unspent = privacy_receipt(opened.spend, ran=False)
@@ -448,23 +447,19 @@ class EnclaveRuntime:
         for slot, spec in bundle.contract["inputs"].items():
             ciphertext = host.read_input(slot)
             with timer.phase("crypto"):
-                # The hash and the decryption overlap (both release the GIL); the plaintext is
-                # used only once the hash matches the approved one.
-                hashing = _hash_beside(ciphertext)
-                try:
-                    plaintext: bytes | None = unseal_bytes(ciphertext, keys[slot])
-                    failure = ""
-                except IntegrityError as exc:
-                    plaintext, failure = None, str(exc)
-                digest = hashing()
+                # Only the hash is checked here: the plaintext is decrypted, a chunk at a time, as
+                # the function reads it (each chunk authenticated before use; functions/api.py).
+                digest = sha256_hex(ciphertext)
                 if digest != spec["ciphertext_sha256"]:
                     raise TaskRejected(
                         f"input {slot!r}: ciphertext hash {digest[:16]}… differs from the approved"
                         f" {spec['ciphertext_sha256'][:16]}… (the dataset changed after approval)"
                     )
-                if plaintext is None:
-                    raise TaskRejected(f"input {slot!r} does not decrypt: {failure}")
-            inputs[slot] = InputData(slot, plaintext, owner=",".join(spec["owners"]))
+                try:
+                    owner = ",".join(spec["owners"])
+                    inputs[slot] = InputData.sealed(slot, ciphertext, keys[slot], owner=owner)
+                except IntegrityError as exc:
+                    raise TaskRejected(f"input {slot!r} does not decrypt: {exc}") from None
             hashes[slot] = digest
         return inputs, hashes
 
@@ -770,7 +765,7 @@ def _declaration_problem(
     return check_outputs(
         {slot: out.getvalue() for slot, out in outputs.items()},
         declarations,
-        {slot: len(data.data) for slot, data in inputs.items()},
+        {slot: data.size for slot, data in inputs.items()},
     )
 
 
@@ -796,21 +791,6 @@ def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
             value = None
         out[str(key)] = value
     return out
-
-
-def _hash_beside(data: bytes) -> Callable[[], str]:
-    """Start SHA-256 of ``data`` on a helper thread (inline when small); call the result for the
-    hex digest."""
-    if len(data) < _THREADED_HASH_BYTES:
-        digest = sha256_hex(data)
-        return lambda: digest
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teeflow-hash")
-    future = pool.submit(sha256_hex, data)
-    pool.shutdown(wait=False)
-    return future.result
-
-
-_THREADED_HASH_BYTES = 1 << 20
 
 
 def _scratch_root() -> str | None:

@@ -14,16 +14,19 @@ Contract with the enclave runtime:
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+
+    from teeflow.crypto import DataKey
 
 __all__ = [
     "Context",
@@ -37,19 +40,67 @@ class FunctionError(Exception):
     """A function's own, party-facing failure (bad arguments, unusable data)."""
 
 
-@dataclass
 class InputData:
-    """One decrypted input slot, held in memory."""
+    """One input slot in enclave memory: its plaintext, or its checked ciphertext and key, then
+    decrypted only as it is read.
 
-    slot: str
-    data: bytes
-    owner: str = ""
+    A sealed input (:meth:`sealed`) is decrypted a chunk at a time by :meth:`open`, so a function
+    that parses as it reads (``tabular-predict``) never holds the whole plaintext; ``data`` (and
+    everything built on it) decrypts it whole on first use and keeps it. A chunk that fails
+    authentication raises FunctionError naming the slot.
+    """
+
+    def __init__(self, slot: str, data: bytes | None = None, owner: str = "") -> None:
+        self.slot = slot
+        self.owner = owner
+        self._data = data
+        self._sealed: tuple[bytes, DataKey] | None = None
+        self._size = 0 if data is None else len(data)
+
+    @classmethod
+    def sealed(cls, slot: str, ciphertext: bytes, key: DataKey, owner: str = "") -> InputData:
+        """An input decrypted as it is read. Raises IntegrityError for a malformed header or
+        another key's ciphertext."""
+        from teeflow.crypto import sealed_plaintext_size
+
+        found = cls(slot, None, owner)
+        found._sealed = (ciphertext, key)
+        found._size = sealed_plaintext_size(ciphertext, key)
+        return found
+
+    def __repr__(self) -> str:
+        return f"InputData(slot={self.slot!r}, size={self._size}, owner={self.owner!r})"
+
+    @property
+    def size(self) -> int:
+        """Plaintext bytes (known without decrypting)."""
+        return self._size
+
+    @property
+    def data(self) -> bytes:
+        """The whole plaintext (decrypted now if it is still sealed)."""
+        if self._data is None:
+            with self._decrypting():
+                from teeflow.crypto import unseal_bytes
+
+                assert self._sealed is not None
+                self._data = unseal_bytes(*self._sealed)
+            self._sealed = None
+        return self._data
 
     def read_bytes(self) -> bytes:
         return self.data
 
-    def open(self) -> io.BytesIO:
-        return io.BytesIO(self.data)
+    def open(self) -> BinaryIO:
+        """The plaintext as a binary file; for a sealed input, decrypted as it is read (reads
+        raise FunctionError if a chunk fails authentication)."""
+        if self._sealed is None:
+            return io.BytesIO(self.data)
+        from teeflow.crypto import UnsealReader
+
+        with self._decrypting():
+            reader = UnsealReader(io.BytesIO(self._sealed[0]), self._sealed[1])
+        return cast(BinaryIO, io.BufferedReader(_Failing(reader, self._decrypting)))
 
     def text(self) -> str:
         return self.data.decode("utf-8")
@@ -58,7 +109,9 @@ class InputData:
         """Read a CSV (default) or Parquet table (detected by its magic bytes)."""
         import pandas as pd
 
-        if self.data[:4] == b"PAR1":
+        with self.open() as head:
+            parquet = head.read(4) == b"PAR1"
+        if parquet:
             return pd.read_parquet(self.open(), **kwargs)
         return pd.read_csv(self.open(), **kwargs)
 
@@ -68,6 +121,37 @@ class InputData:
 
         with np.load(self.open(), allow_pickle=False) as archive:
             return {name: archive[name] for name in archive.files}
+
+    @contextlib.contextmanager
+    def _decrypting(self) -> Iterator[None]:
+        from teeflow.crypto import IntegrityError
+
+        try:
+            yield
+        except IntegrityError as exc:
+            raise FunctionError(f"input {self.slot!r} does not decrypt: {exc}") from None
+
+
+class _Failing(io.RawIOBase):
+    """A raw reader whose reads run inside ``guard`` (to turn crypto errors into ours)."""
+
+    def __init__(
+        self, raw: io.RawIOBase, guard: Callable[[], contextlib.AbstractContextManager[None]]
+    ) -> None:
+        super().__init__()
+        self._raw = raw
+        self._guard = guard
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        with self._guard():
+            return self._raw.readinto(buffer)
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 @dataclass
@@ -93,6 +177,11 @@ class OutputData:
 
     def getvalue(self) -> bytes:
         return self._buffer.getvalue()
+
+    def clear(self) -> None:
+        """Drop what was written (a function that starts the output over)."""
+        self._buffer = io.BytesIO()
+        self.written = False
 
 
 ProgressSink = Callable[[Mapping[str, Any]], None]

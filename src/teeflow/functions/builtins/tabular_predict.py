@@ -5,15 +5,20 @@ the model's id column as in training). Output: ``predictions``, a CSV with the i
 ``row`` when the table has none), then for a 0/1 model ``probability`` of the positive class and
 the 0/1 ``label`` at the threshold (the model's, unless the ``threshold`` argument overrides it),
 for a multi-class model the ``predicted`` class and one ``p_<class>`` column per class.
+
+A single CSV table is scored as a stream (functions/dl/stream_scoring.py): decrypted, parsed,
+scored and written a block of rows at a time, with the same bytes out as the whole-table path,
+which every other case (several tables, Parquet, ``id_columns``) takes.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
-from teeflow.functions.api import Context
+from teeflow.functions.api import Context, OutputData
 from teeflow.functions.dl.args import check_known, float_arg, output_slots
-from teeflow.functions.dl.scoring import prediction_columns, score_inputs
+from teeflow.functions.dl.scoring import TabularModel, prediction_columns, score_inputs
+from teeflow.functions.dl.stream_scoring import NotStreamable, score_csv_stream
 
 ARGUMENTS = {
     "threshold": "probability above which a row is labelled 1 (default: the model's, 0.5)",
@@ -25,6 +30,8 @@ ARGUMENTS = {
 def run(ctx: Context) -> None:
     check_known(ctx, ARGUMENTS)
     outputs = output_slots(ctx, allowed=("predictions",), required_any=("predictions",))
+    if _streamed(ctx, outputs["predictions"]):
+        return
     scored = score_inputs(ctx)
     threshold = float_arg(ctx, "threshold", float(scored.config["threshold"]), low=0.0, high=1.0)
     id_column = scored.config.get("id_column")
@@ -44,3 +51,27 @@ def run(ctx: Context) -> None:
         )
     )
     outputs["predictions"].write(table.to_csv(index=False).encode("utf-8"))
+
+
+def _streamed(ctx: Context, out: OutputData) -> bool:
+    """Score the one CSV table as a stream into ``out``; False (nothing written) when the task
+    is not a single CSV table, or its column types need the whole-table path."""
+    tables = [slot for slot in ctx.inputs if slot != "model"]
+    if "model" not in ctx.inputs or len(tables) != 1 or ctx.arg("id_columns"):
+        return False
+    if ctx.arg("partition", "auto") not in ("auto", "rows"):
+        return False
+    table = ctx.inputs[tables[0]]
+    with table.open() as head:
+        if head.read(4) == b"PAR1":
+            return False
+    model = TabularModel.from_bytes(ctx.inputs["model"].read_bytes())
+    threshold = float_arg(ctx, "threshold", float(model.config["threshold"]), low=0.0, high=1.0)
+    party = f"input {table.slot!r}" + (f" (owner {table.owner})" if table.owner else "")
+    try:
+        with table.open() as source:
+            score_csv_stream(model, source, out, threshold=threshold, party=party)
+    except NotStreamable:
+        out.clear()
+        return False
+    return True
