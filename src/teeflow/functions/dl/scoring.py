@@ -25,6 +25,7 @@ from teeflow.functions.dl.training import predict_logits
 from teeflow.functions.ids import id_columns_arg
 
 __all__ = [
+    "SCORING_BATCH",
     "Scored",
     "TabularModel",
     "binary_target",
@@ -34,7 +35,9 @@ __all__ = [
     "score_inputs",
 ]
 
-_BATCH = 256
+SCORING_BATCH = 256
+"""Rows per Paddle forward when a table is scored."""
+_BATCH = SCORING_BATCH
 MAX_CLASSES = 50
 
 

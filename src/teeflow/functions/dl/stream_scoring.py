@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from teeflow.functions.api import FunctionError
-from teeflow.functions.dl.scoring import TabularModel, prediction_columns
+from teeflow.functions.dl.scoring import SCORING_BATCH, TabularModel, prediction_columns
 from teeflow.functions.dl.tables import check_finite
 
 __all__ = ["ROWS_PER_BLOCK", "NotStreamable", "score_csv_stream"]
@@ -51,7 +51,7 @@ def score_csv_stream(
     *,
     threshold: float,
     party: str,
-    rows_per_block: int = ROWS_PER_BLOCK,
+    rows_per_block: int | None = None,
 ) -> int:
     """Read a CSV table from ``source``, write its predictions CSV to ``sink``; return the rows.
 
@@ -60,8 +60,13 @@ def score_csv_stream(
     input in error messages. Raises FunctionError for a table the model cannot score (as the
     whole-table path does; an error found in a later block is raised after the earlier blocks were
     written), NotStreamable when the column types change between blocks (see the module
-    docstring): the caller must then discard what ``sink`` received.
+    docstring): the caller must then discard what ``sink`` received. ``rows_per_block``
+    (default :data:`ROWS_PER_BLOCK`) must be a multiple of the scoring batch, 256, so that every
+    row is scored in the same batch as on the whole-table path.
     """
+    rows_per_block = rows_per_block or ROWS_PER_BLOCK
+    if rows_per_block % SCORING_BATCH:
+        raise ValueError(f"rows_per_block must be a multiple of {SCORING_BATCH}")
     id_column = model.config.get("id_column")
     names = model.class_names
     watched = _Watched([c for c in (id_column, *model.preprocessor.categorical) if c])
