@@ -27,12 +27,7 @@ def _whole_table_predictions(model: bytes, table: bytes) -> bytes:
         outputs={"predictions": out},
         scratch=Path("/nonexistent"),
     )
-    original = tabular_predict._streamed
-    tabular_predict._streamed = lambda *_: False  # type: ignore[assignment]
-    try:
-        tabular_predict.run(ctx)
-    finally:
-        tabular_predict._streamed = original  # type: ignore[assignment]
+    tabular_predict.run(ctx, stream=False)
     return out.getvalue()
 
 

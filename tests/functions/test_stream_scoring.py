@@ -69,15 +69,7 @@ def _predict(
         outputs={"predictions": out},
         scratch=Path("/nonexistent"),
     )
-    if stream:
-        tabular_predict.run(ctx)
-    else:
-        original = tabular_predict._streamed
-        tabular_predict._streamed = lambda *_: False  # type: ignore[assignment]
-        try:
-            tabular_predict.run(ctx)
-        finally:
-            tabular_predict._streamed = original  # type: ignore[assignment]
+    tabular_predict.run(ctx, stream=stream)
     return out.getvalue()
 
 

@@ -27,10 +27,12 @@ ARGUMENTS = {
 }
 
 
-def run(ctx: Context) -> None:
+def run(ctx: Context, *, stream: bool = True) -> None:
+    """Write the predictions; ``stream=False`` forces the whole-table path (the reference the
+    streamed output equals byte for byte)."""
     check_known(ctx, ARGUMENTS)
     outputs = output_slots(ctx, allowed=("predictions",), required_any=("predictions",))
-    if _streamed(ctx, outputs["predictions"]):
+    if stream and _streamed(ctx, outputs["predictions"]):
         return
     scored = score_inputs(ctx)
     threshold = float_arg(ctx, "threshold", float(scored.config["threshold"]), low=0.0, high=1.0)
