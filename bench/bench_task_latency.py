@@ -24,7 +24,6 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -32,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _report import Figure, write_json
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
+
+from _report import Figure, write_json
 from teeflow.attestation import Policy, SimQuotingKey, sim_measurement
 from teeflow.client import Client, MemberHome, MemberKeys
 from teeflow.crypto import PrivateKey, SigningKey
@@ -78,8 +78,10 @@ def postgres_schema(url: str | None) -> Iterator[str | None]:
     with admin.connect() as connection:
         connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
     try:
-        yield make_url(url).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-            hide_password=False
+        yield (
+            make_url(url)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
         )
     finally:
         with admin.connect() as connection:
@@ -104,7 +106,9 @@ def measure(
 ) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="teeflow-bench-"))
     env = {"TEEFLOW_DATABASE_URL": database_url} if database_url else {}
-    with LocalPlatform(root / "platform", executors=executors, env=env, workers=workers) as platform:
+    with LocalPlatform(
+        root / "platform", executors=executors, env=env, workers=workers
+    ) as platform:
         policy = sim_policy(platform)
         creator, owner = (_member(platform, root, n, policy) for n in ("creator", "owner"))
         counted = _Counted(creator, owner)
@@ -150,7 +154,7 @@ def measure(
                 assert done["status"] == "succeeded", done["failure_reason"]
                 timed("output", lambda: owner.output(task_id, "data"))  # noqa: B023
                 latencies.append((time.perf_counter() - start) * 1000)
-            round_trips = (counted.count - requests_before) / runs
+            round_trips = (counted.count - requests_before) / max(runs, 1)
 
             throughput = 0.0
             if tasks:
@@ -253,8 +257,10 @@ def main() -> None:
                     split_unit="ms",
                 )
             )
-    print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; at end: "
-          + " ".join(f"{v:.2f}" for v in os.getloadavg()))
+    print(
+        f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; at end: "
+        + " ".join(f"{v:.2f}" for v in os.getloadavg())
+    )
     for f in figures:
         plain = "-" if f.plain is None else f"{f.plain:.1f}"
         print(f"{f.id:12} {f.name:60} {f.teeflow:8.1f} {f.unit:7} (plain {plain}) {f.target}")
