@@ -209,8 +209,11 @@ def main() -> None:
     load = os.getloadavg()
     figures = []
     m = measure(1, args.runs, 0, database_url=None, workers=1)
-    note = f"{args.runs} sequential flows, SQLite; plain = one authenticated HTTP round trip"
-    split = {**m["split"], "round trips": m["round_trips"]}
+    note = (
+        f"{args.runs} sequential flows, SQLite, {m['round_trips']:.0f} HTTP round trips from the"
+        " members per flow; plain = one authenticated HTTP round trip"
+    )
+    split = dict(m["split"])
     split.update({f"executor {k}": v for k, v in m["executor"].items()})
     figures += [
         Figure(
