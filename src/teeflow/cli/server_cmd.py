@@ -17,8 +17,8 @@ import typer
 from teeflow.cli._output import fail, warn
 from teeflow.server.db import is_sqlite_url
 from teeflow.server.launcher import LocalPlatform
-from teeflow.tls import InsecureTransportError, TlsFiles, serve_tls_options
 from teeflow.server.settings import Settings
+from teeflow.tls import InsecureTransportError, TlsFiles, serve_tls_options
 
 __all__ = ["register"]
 

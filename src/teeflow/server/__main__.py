@@ -25,7 +25,6 @@ from teeflow.server.settings import Settings
 from teeflow.tls import InsecureTransportError, add_serve_arguments, serve_tls_options
 
 
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="teeflow-server")
     parser.add_argument("--data-dir", required=True, type=Path)
