@@ -1,31 +1,46 @@
 """P4 / P5: a trivial `echo` task through the whole platform: latency, and throughput.
 
-Latency (P4), one flow at a time: propose -> every approval (each signs and wraps its key to the
-attested enclave) -> run -> wait -> output (download, check against the receipt, decrypt). Real
-HTTP, real executor processes. Beside it: a bare authenticated HTTP round trip to the same server,
-the floor any request pays.
+Latency (P4), one flow at a time, 1 executor: propose -> every approval (each signs and wraps its
+key to the attested enclave) -> run -> wait -> output (download, check against the receipt,
+decrypt). Real HTTP, real executor processes. Beside it: a bare authenticated HTTP round trip to
+the same server, the floor any request pays. The split gives each step's median and the HTTP round
+trips one flow makes.
 
 Throughput (P5): ``--tasks`` echo tasks are proposed and approved first (untimed: approvals are a
 person's act); then the clock runs from the first `run` to the last task succeeded, with the
-creator starting them from 4 threads. Both with 1 and with 2 executors.
+creator starting them from 8 threads. With 2 and with 4 executors, on SQLite (one control-plane
+process) and, given ``--postgres URL``, on PostgreSQL with ``--workers`` control-plane processes
+(each run in a fresh schema, dropped after).
 
     .venv/bin/python bench/bench_task_latency.py [--runs 50] [--tasks 200] [--json PATH]
+        [--postgres postgresql+psycopg://...] [--workers 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
+import uuid
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 
 from _report import Figure, write_json
 from teeflow.attestation import Policy, SimQuotingKey, sim_measurement
 from teeflow.client import Client, MemberHome, MemberKeys
 from teeflow.crypto import PrivateKey, SigningKey
 from teeflow.server.launcher import LocalPlatform
+
+STEPS = ("propose", "approve-creator", "approve-owner", "run", "wait", "output")
 
 
 def _member(platform: LocalPlatform, root: Path, name: str, policy: Policy) -> Client:
@@ -52,24 +67,75 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[round(q * (len(ordered) - 1))]
 
 
-def measure(executors: int, runs: int, tasks: int) -> dict[str, float]:
+@contextmanager
+def postgres_schema(url: str | None) -> Iterator[str | None]:
+    """A fresh schema in ``url``'s database for one run (dropped after); None: SQLite."""
+    if url is None:
+        yield None
+        return
+    schema = f"teeflow_bench_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(make_url(url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield (
+            make_url(url)
+            .update_query_dict({"options": f"-csearch_path={schema}"})
+            .render_as_string(hide_password=False)
+        )
+    finally:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
+
+
+class _Counted:
+    """Counts the HTTP requests the members' clients send (event hook)."""
+
+    def __init__(self, *clients: Client) -> None:
+        self.count = 0
+        for client in clients:
+            client.http.event_hooks["request"].append(self._hook)
+
+    def _hook(self, _request: httpx.Request) -> None:
+        self.count += 1
+
+
+def measure(
+    executors: int, runs: int, tasks: int, *, database_url: str | None, workers: int
+) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="teeflow-bench-"))
-    with LocalPlatform(root / "platform", executors=executors) as platform:
+    env = {"TEEFLOW_DATABASE_URL": database_url} if database_url else {}
+    with LocalPlatform(
+        root / "platform", executors=executors, env=env, workers=workers
+    ) as platform:
         policy = sim_policy(platform)
         creator, owner = (_member(platform, root, n, policy) for n in ("creator", "owner"))
+        counted = _Counted(creator, owner)
         try:
             dataset = owner.upload_dataset(b"id,amount\nu1,1\n", name="tiny.csv", kind="table")
             owner.attest()
             creator.attest()
+            steps: dict[str, list[float]] = {step: [] for step in STEPS}
 
-            def propose_and_approve() -> str:
-                task = creator.propose(
-                    "echo",
-                    inputs={"data": dataset["id"]},
-                    outputs={"data": {"recipients": ["owner"]}},
+            def timed(step: str, call: Callable[[], Any]) -> Any:
+                start = time.perf_counter()
+                result = call()
+                steps[step].append((time.perf_counter() - start) * 1000)
+                return result
+
+            def propose_and_approve(record: bool = False) -> str:
+                clock = timed if record else (lambda _step, call: call())
+                task = clock(
+                    "propose",
+                    lambda: creator.propose(
+                        "echo",
+                        inputs={"data": dataset["id"]},
+                        outputs={"data": {"recipients": ["owner"]}},
+                    ),
                 )
-                creator.approve(task["id"])
-                owner.approve(task["id"])
+                clock("approve-creator", lambda: creator.approve(task["id"]))
+                clock("approve-owner", lambda: owner.approve(task["id"]))
                 return str(task["id"])
 
             floor = []
@@ -79,32 +145,53 @@ def measure(executors: int, runs: int, tasks: int) -> dict[str, float]:
                 floor.append((time.perf_counter() - start) * 1000)
 
             latencies = []
+            requests_before = counted.count
             for _ in range(runs):
                 start = time.perf_counter()
-                task_id = propose_and_approve()
-                creator.run(task_id)
-                done = creator.wait(task_id)
+                task_id = propose_and_approve(record=True)
+                timed("run", lambda: creator.run(task_id))  # noqa: B023
+                done = timed("wait", lambda: creator.wait(task_id))  # noqa: B023
                 assert done["status"] == "succeeded", done["failure_reason"]
-                owner.output(task_id, "data")
+                timed("output", lambda: owner.output(task_id, "data"))  # noqa: B023
                 latencies.append((time.perf_counter() - start) * 1000)
+            round_trips = (counted.count - requests_before) / max(runs, 1)
 
-            batch = [propose_and_approve() for _ in range(tasks)]
-            start = time.perf_counter()
-            with ThreadPoolExecutor(4) as pool:
-                list(pool.map(creator.run, batch))
-            for task_id in batch:
-                done = creator.wait(task_id)
-                assert done["status"] == "succeeded", done["failure_reason"]
-            elapsed = time.perf_counter() - start
+            throughput = 0.0
+            if tasks:
+                batch = [propose_and_approve() for _ in range(tasks)]
+                start = time.perf_counter()
+                with ThreadPoolExecutor(8) as pool:
+                    list(pool.map(creator.run, batch))
+                for task_id in batch:
+                    done = creator.wait(task_id)
+                    assert done["status"] == "succeeded", done["failure_reason"]
+                throughput = tasks / (time.perf_counter() - start)
         finally:
             creator.close()
             owner.close()
+        phases = _executor_phases(platform.data_dir / "logs")
     return {
-        "floor_p50": statistics.median(floor),
-        "p50": statistics.median(latencies),
-        "p95": _percentile(latencies, 0.95),
-        "throughput": tasks / elapsed,
+        "floor_p50": statistics.median(floor) if floor else 0.0,
+        "p50": statistics.median(latencies) if latencies else 0.0,
+        "p95": _percentile(latencies, 0.95) if latencies else 0.0,
+        "throughput": throughput,
+        "split": {step: statistics.median(v) for step, v in steps.items() if v},
+        "round_trips": round_trips,
+        "executor": phases,
     }
+
+
+def _executor_phases(logs: Path) -> dict[str, float]:
+    """Median per-task phase times (ms) from the executors' ``timings`` log lines."""
+    import json
+
+    phases: dict[str, list[float]] = {}
+    for log in logs.glob("executor-*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            if "; timings " in line:
+                for phase, seconds in json.loads(line.split("; timings ", 1)[1]).items():
+                    phases.setdefault(phase, []).append(seconds * 1000)
+    return {phase: statistics.median(values) for phase, values in sorted(phases.items())}
 
 
 def main() -> None:
@@ -112,46 +199,76 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--postgres",
+        default=os.environ.get("TEEFLOW_BENCH_POSTGRES_URL"),
+        help="also measure on this PostgreSQL database (a fresh schema per run)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="control planes on PostgreSQL")
     args = parser.parse_args()
+    load = os.getloadavg()
     figures = []
-    for executors in (1, 2):
-        m = measure(executors, args.runs, args.tasks)
-        label = f"{executors} executor{'s' if executors > 1 else ''}"
-        note = f"{args.runs} sequential flows; plain = one authenticated HTTP round trip"
-        figures += [
-            Figure(
-                f"P4-p50-{executors}x",
-                f"echo task latency p50, {label}",
-                m["floor_p50"],
-                m["p50"],
-                "ms",
-                target_on="teeflow",
-                target="<= 150",
-                note=note,
-            ),
-            Figure(
-                f"P4-p95-{executors}x",
-                f"echo task latency p95, {label}",
-                m["floor_p50"],
-                m["p95"],
-                "ms",
-                target_on="teeflow",
-                note=note,
-            ),
-            Figure(
-                f"P5-{executors}x",
-                f"echo task throughput, {label}",
-                None,
-                m["throughput"],
-                "tasks/s",
-                target_on="teeflow",
-                target=">= 50",
-                note=f"{args.tasks} approved tasks run at once; run -> all succeeded",
-            ),
-        ]
+    m = measure(1, args.runs, 0, database_url=None, workers=1)
+    note = (
+        f"{args.runs} sequential flows, SQLite, {m['round_trips']:.0f} HTTP round trips from the"
+        " members per flow; plain = one authenticated HTTP round trip"
+    )
+    split = dict(m["split"])
+    split.update({f"executor {k}": v for k, v in m["executor"].items()})
+    figures += [
+        Figure(
+            "P4-p50",
+            "echo task latency p50, 1 executor",
+            m["floor_p50"],
+            m["p50"],
+            "ms",
+            target_on="teeflow",
+            target="<= 40",
+            note=note,
+            split=split,
+            split_unit="ms",
+        ),
+        Figure(
+            "P4-p95",
+            "echo task latency p95, 1 executor",
+            m["floor_p50"],
+            m["p95"],
+            "ms",
+            target_on="teeflow",
+            note=note,
+        ),
+    ]
+    databases: list[tuple[str, str | None, int]] = [("sqlite", None, 1)]
+    if args.postgres:
+        databases.append(("pg", args.postgres, args.workers))
+    for name, url, workers in databases:
+        for executors in (2, 4):
+            with postgres_schema(url) as schema_url:
+                m = measure(executors, 0, args.tasks, database_url=schema_url, workers=workers)
+            where = "SQLite, 1 worker" if url is None else f"PostgreSQL, {workers} workers"
+            figures.append(
+                Figure(
+                    f"P5-{name}-{executors}x",
+                    f"echo task throughput, {executors} executors, {where}",
+                    None,
+                    m["throughput"],
+                    "tasks/s",
+                    target_on="teeflow",
+                    target=">= 150" if executors == 2 else "",
+                    note=f"{args.tasks} approved tasks run at once; run -> all succeeded",
+                    split={f"executor {k}": v for k, v in m["executor"].items()},
+                    split_unit="ms",
+                )
+            )
+    print(
+        f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; at end: "
+        + " ".join(f"{v:.2f}" for v in os.getloadavg())
+    )
     for f in figures:
         plain = "-" if f.plain is None else f"{f.plain:.1f}"
-        print(f"{f.id:10} {f.name:42} {f.teeflow:8.1f} {f.unit:7} (plain {plain}) {f.target}")
+        print(f"{f.id:12} {f.name:60} {f.teeflow:8.1f} {f.unit:7} (plain {plain}) {f.target}")
+        if f.split:
+            print(f"{'':12}   split: {f.split_text()}")
     write_json(figures, args.json)
 
 

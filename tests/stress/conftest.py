@@ -8,20 +8,16 @@ Tests that take minutes are marked ``stress``; ``pytest`` leaves them out (pypro
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
 from e2e.conftest import PASSWORD, member_policy
-from postgres_admin import POSTGRES_ENV, admin_execute
 from teeflow.client import Client, MemberHome, MemberKeys
 from teeflow.crypto import PrivateKey, SigningKey
 from teeflow.server.launcher import LocalPlatform
@@ -100,20 +96,8 @@ def sqlite_row(platform: LocalPlatform, query: str, *args: object) -> tuple[obje
 
 
 @pytest.fixture
-def postgres_database_url() -> Iterator[str]:
-    """A SQLAlchemy URL of a fresh, empty schema in the configured PostgreSQL, dropped after.
-
-    Same scheme as tests/server/conftest.py: the schema is first on the connections' search_path,
-    so the control plane migrates and uses it like a new deployment.
-    """
-    raw = os.environ.get(POSTGRES_ENV)
-    if not raw:
-        pytest.skip(f"PostgreSQL not configured: set {POSTGRES_ENV} (.ci/run does this)")
-    admin = make_url(raw)
-    schema = f"teeflow_s_{uuid.uuid4().hex[:12]}"
-    admin_execute(admin, f'CREATE SCHEMA "{schema}"')
-    try:
-        url = admin.update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        admin_execute(admin, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+def postgres_database_url(postgres_url: str) -> str:
+    """A SQLAlchemy URL of a fresh, empty schema in the configured PostgreSQL, dropped after
+    (tests/conftest.py's ``postgres_url``): the control plane migrates and uses it like a new
+    deployment."""
+    return postgres_url

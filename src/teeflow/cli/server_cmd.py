@@ -15,7 +15,9 @@ from typing import Annotated
 import typer
 
 from teeflow.cli._output import fail, warn
+from teeflow.server.db import is_sqlite_url
 from teeflow.server.launcher import LocalPlatform
+from teeflow.server.settings import Settings
 from teeflow.tls import InsecureTransportError, TlsFiles, serve_tls_options
 
 __all__ = ["register"]
@@ -37,6 +39,14 @@ def server(
     ] = None,
     executors: Annotated[
         int, typer.Option("--executors", min=0, help="Sim executors to start.")
+    ] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Control-plane processes; more than 1 needs PostgreSQL (TEEFLOW_DATABASE_URL).",
+        ),
     ] = 1,
     tls_cert: Annotated[
         Path | None,
@@ -72,8 +82,19 @@ def server(
         serve_tls_options(host, cert=tls_cert, key=tls_key, insecure_http=insecure_http)
     except InsecureTransportError as exc:
         fail(str(exc))
+    if workers > 1 and is_sqlite_url(Settings(data_dir=data_dir).resolved_database_url):
+        fail(
+            "--workers > 1 needs PostgreSQL: set TEEFLOW_DATABASE_URL=postgresql+psycopg://...; "
+            "the embedded SQLite database serves one control-plane worker"
+        )
     platform = LocalPlatform(
-        data_dir, host=host, port=port, executors=executors, tls=tls, insecure_http=insecure_http
+        data_dir,
+        host=host,
+        port=port,
+        executors=executors,
+        tls=tls,
+        insecure_http=insecure_http,
+        workers=workers,
     )
     logs = platform.data_dir / "logs"
     signal.signal(signal.SIGTERM, _stop_on_sigterm)

@@ -56,6 +56,7 @@ log = logging.getLogger("teeflow.client")
 
 TERMINAL = {"succeeded", "failed", "canceled", "rejected"}
 _LONG_POLL_SECONDS = 20.0  # under the HTTP read timeout; the server caps it at 30
+_RECENT_TASKS = 256  # tasks kept from propose / approve for the next step (Client._recent_tasks)
 WRAPPED_KEY_HEADER = "X-Teeflow-Wrapped-Key"
 
 
@@ -106,6 +107,10 @@ class Client:
         """``verify(evidence, policy, now=...)``; tests on fake TEE hardware inject theirs."""
         self._attested: dict[str, Any] | None = None
         self._event_checkers: dict[str, EventChecker] = {}
+        self._recent_tasks: dict[str, dict[str, Any]] = {}
+        """Tasks as this client last received them from propose / approve, so the next step
+        (approve, run) need not fetch them again: the contract cannot change under its hash, and
+        the control plane refuses a step the task's state no longer allows."""
         self.http = httpx.Client(
             base_url=self.server,
             timeout=httpx.Timeout(120.0, connect=5.0),
@@ -365,7 +370,18 @@ class Client:
         if expires_in_s is not None:
             body["expires_in_s"] = expires_in_s
         result: dict[str, Any] = self._call("POST", "/v1/tasks", json=body)
+        self._remember(result)
         return result
+
+    def _remember(self, task: dict[str, Any]) -> None:
+        self._recent_tasks[task["id"]] = task
+        while len(self._recent_tasks) > _RECENT_TASKS:
+            self._recent_tasks.pop(next(iter(self._recent_tasks)))
+
+    def _recent_or_fetch(self, task_id: str) -> dict[str, Any]:
+        """The task as this client last received it (once), else as the control plane shows it."""
+        task = self._recent_tasks.pop(task_id, None)
+        return task if task is not None else self.task(task_id)
 
     def task(self, task_id: str) -> dict[str, Any]:
         """The task as the control plane shows it. If this member withdrew its approval and the
@@ -444,7 +460,7 @@ class Client:
 
     def approve(self, task_id: str) -> dict[str, Any]:
         """Review, sign the contract hash and wrap this member's keys to the attested enclave."""
-        task = self.task(task_id)
+        task = self._recent_or_fetch(task_id)
         self.review(task)
         contract = task["contract"]
         chash = contract_hash(contract)
@@ -486,6 +502,7 @@ class Client:
             f"/v1/tasks/{task_id}/approve",
             json={"signature": signature, "wrapped_keys": wrapped},
         )
+        self._remember(result)
         return result
 
     @property
@@ -534,7 +551,7 @@ class Client:
         a checkpoint of this run (docs/run-authorisation.md)."""
         from teeflow.client._run_state import run_authorisation
 
-        task = self.task(task_id)
+        task = self._recent_or_fetch(task_id)
         authorisation = run_authorisation(
             task, self.keys.signing_key, now=self._clock(), start_within_s=start_within_s
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -14,11 +16,14 @@ from teeflow.server.blobs import BlobStore, open_blob_store
 from teeflow.server.body_limit import JsonBodyLimit
 from teeflow.server.errors import install_error_handlers
 from teeflow.server.notify import Notifier
+from teeflow.server.notify_pg import notifier_for
 from teeflow.server.relay import SessionRelay
 from teeflow.server.settings import Settings
 from teeflow.server.store import Store
 
-__all__ = ["Platform", "create_app", "utcnow"]
+__all__ = ["LOG_FORMAT", "Platform", "app_from_environment", "create_app", "utcnow"]
+
+LOG_FORMAT = "%(asctime)s %(name)s %(message)s"
 
 
 def utcnow() -> datetime:
@@ -70,11 +75,21 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         blobs=open_blob_store(settings),
         executor_secret=load_executor_secret(settings),
         clock=clock,
+        notifier=notifier_for(store.engine),
     )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            platform.notifier.close()
+
     app = FastAPI(
         title="teeflow control plane",
         version="1",
         summary="Untrusted control plane: it stores ciphertext, wrapped keys and signatures only.",
+        lifespan=lifespan,
     )
     app.state.platform = platform
     app.add_middleware(JsonBodyLimit, limit=settings.max_json_bytes)
@@ -97,3 +112,10 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         return {"status": "ok"}
 
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of several, configured from ``TEEFLOW_*`` (uvicorn's
+    factory for ``--workers N``)."""
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    return create_app(Settings())

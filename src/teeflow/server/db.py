@@ -34,6 +34,7 @@ __all__ = [
     "alembic_config",
     "current_revision",
     "is_sqlite",
+    "is_sqlite_url",
     "make_engine",
     "upgrade",
     "write_engine",
@@ -100,6 +101,11 @@ def make_engine(url: str, *, busy_timeout_ms: int = 30_000, echo: bool = False) 
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
+
+
+def is_sqlite_url(url: str) -> bool:
+    """Whether ``url`` names a SQLite database (opens nothing)."""
+    return make_url(url).get_backend_name() == "sqlite"
 
 
 def write_engine(engine: Engine) -> Engine:

@@ -80,6 +80,7 @@ class LocalPlatform:
         env: dict[str, str] | None = None,
         tls: TlsFiles | None = None,
         insecure_http: bool = False,
+        workers: int = 1,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.host = host  # the control plane's listen address; executors dial loopback
@@ -88,10 +89,14 @@ class LocalPlatform:
         self.insecure_http = insecure_http  # plain http on a non-loopback ``host``, warned
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self.n_executors = executors
+        self.workers = workers
+        """Control-plane processes behind the one port (several need PostgreSQL)."""
         self.env = {**os.environ, **(env or {})}
         if tls is not None:
             self.env.setdefault(CA_CERT_ENV, str(tls.ca_cert))
         self.server: subprocess.Popen[bytes] | None = None
+        self.control_planes: list[subprocess.Popen[bytes]] = []
+        """Further control planes on the same data, started by :meth:`add_control_plane`."""
         self.executors: list[subprocess.Popen[bytes]] = []
         self._killed: set[int] = set()
         self._logs = self.data_dir / "logs"
@@ -113,21 +118,39 @@ class LocalPlatform:
         finally:
             os.close(log)
 
-    def _start_server(self) -> None:
-        tls_args: tuple[str, ...] = ()
+    def _tls_args(self) -> tuple[str, ...]:
         if self.tls is not None:
-            tls_args = ("--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key))
-        elif self.insecure_http:
-            tls_args = ("--insecure-http",)
+            return ("--tls-cert", str(self.tls.cert), "--tls-key", str(self.tls.key))
+        return ("--insecure-http",) if self.insecure_http else ()
+
+    def _start_server(self) -> None:
         self.server = self._spawn(
             [
                 *("-m", "teeflow.server", "--data-dir", str(self.data_dir)),
-                *("--host", self.host, "--port", str(self.port), *tls_args),
+                *("--host", self.host, "--port", str(self.port), *self._tls_args()),
+                *("--workers", str(self.workers)),
             ],
             "server.log",
         )
         verify = client_verify(self.url, ca_cert=self.tls.ca_cert if self.tls else None)
         wait_healthy(self.url, process=self.server, verify=verify)
+
+    def add_control_plane(self) -> str:
+        """Start one more control-plane process on the same database and blobs, on a port of
+        its own (as a second host behind a load balancer would be); returns its URL."""
+        port = free_port()
+        process = self._spawn(
+            [
+                *("-m", "teeflow.server", "--data-dir", str(self.data_dir)),
+                *("--host", "127.0.0.1", "--port", str(port), *self._tls_args()),
+            ],
+            f"server-{len(self.control_planes) + 1}.log",
+        )
+        self.control_planes.append(process)
+        url = f"{'https' if self.tls else 'http'}://127.0.0.1:{port}"
+        verify = client_verify(url, ca_cert=self.tls.ca_cert if self.tls else None)
+        wait_healthy(url, process=process, verify=verify)
+        return url
 
     def start(self) -> LocalPlatform:
         private_directory(self.data_dir, tighten=True)
@@ -213,7 +236,7 @@ class LocalPlatform:
         self._start_server()
 
     def stop(self) -> None:
-        for process in self.executors:
+        for process in self.executors + self.control_planes:
             _stop(process)
         if self.server is not None:
             _stop(self.server)

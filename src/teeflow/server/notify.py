@@ -3,7 +3,8 @@
 A notification is only a hint that the store may have changed: every waiter re-reads the store
 after waking, and every wait has a timeout, so a lost or spurious notification costs latency, never
 correctness. That also keeps several control-plane processes behind one database correct: a change
-made by another process is seen when the wait times out.
+made by another process is seen when the wait times out. On PostgreSQL the processes share their
+notifications through ``LISTEN/NOTIFY`` (server/notify_pg.py), so they keep the latency too.
 
 Waiters subscribe *before* they read the store, so a change that lands between the read and the
 wait still wakes them::
@@ -57,8 +58,18 @@ class Notifier:
 
     def notify(self, *keys: str) -> None:
         """Wake everyone subscribed to any of ``keys``; safe from any thread."""
+        self._wake(keys)
+
+    def close(self) -> None:
+        """Release what the notifier holds (nothing here; a shared channel's connections)."""
+
+    def _wake(self, keys: tuple[str, ...] | None) -> None:
+        """Set the events of this process's waiters on ``keys`` (None: every waiter)."""
         with self._lock:
-            woken = [entry for key in keys for entry in self._waiters.get(key, ())]
+            if keys is None:
+                woken = [entry for entries in self._waiters.values() for entry in entries]
+            else:
+                woken = [entry for key in keys for entry in self._waiters.get(key, ())]
         for loop, event in woken:
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody to wake
                 loop.call_soon_threadsafe(event.set)

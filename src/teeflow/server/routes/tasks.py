@@ -64,7 +64,10 @@ class Withdrawal(BaseModel):
 
 
 def task_public(platform: Platform, task: TaskRecord) -> dict[str, Any]:
-    approvals = platform.store.list_approvals(task.task_id)
+    inputs = task.contract.get("inputs", {})
+    approvals, datasets = platform.store.task_view_facts(
+        task.task_id, [spec.get("dataset_id", "") for spec in inputs.values()]
+    )
     return {
         "id": task.task_id,
         "status": task.status,
@@ -76,7 +79,10 @@ def task_public(platform: Platform, task: TaskRecord) -> dict[str, Any]:
         "failure_reason": task.failure_reason,
         "attempts": task.attempts,
         "receipt": task.receipt,
-        "inputs": _input_facts(platform, task.contract),
+        "inputs": {
+            slot: _input_facts(datasets.get(spec.get("dataset_id", "")))
+            for slot, spec in inputs.items()
+        },
         "run_authorisation": task.run_authorisation,
         "withdrawn": sorted(task.withdrawals),
         "created_at": task.created_at.isoformat(),
@@ -84,18 +90,17 @@ def task_public(platform: Platform, task: TaskRecord) -> dict[str, Any]:
     }
 
 
-def _input_facts(platform: Platform, contract: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """What the control plane knows of each input, for the participants' review: ciphertext
+def _input_facts(dataset: tuple[int | None, dict[str, Any]] | None) -> dict[str, Any]:
+    """What the control plane knows of an input, for the participants' review: ciphertext
     size, and rows when the owner published a schema summary (None: unknown)."""
-    facts: dict[str, dict[str, Any]] = {}
-    for slot, spec in contract.get("inputs", {}).items():
-        record = platform.store.get_dataset(spec.get("dataset_id", ""))
-        rows = (record.meta or {}).get("rows") if record is not None else None
-        facts[slot] = {
-            "size": record.size if record is not None else None,
-            "rows": rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
-        }
-    return facts
+    if dataset is None:
+        return {"size": None, "rows": None}
+    size, meta = dataset
+    rows = meta.get("rows")
+    return {
+        "size": size,
+        "rows": rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
+    }
 
 
 def task_for(platform: Platform, task_id: str, user: UserRecord) -> TaskRecord:
@@ -336,6 +341,10 @@ def run(task_id: str, body: RunRequest, user: CurrentUser, platform: PlatformDep
         audit=_audit(user, "task.run", task_id, run_authorisation=body.authorisation),
     )
     platform.notifier.notify(task_key(task_id), QUEUE)
+    if done is None and task.withdrawals:
+        raise ApiError.conflict(
+            f"not running task {task_id}: {', '.join(sorted(task.withdrawals))} withdrew approval"
+        )
     if done is None:
         raise ApiError.conflict(
             f"task is {task.status}; it runs only once every participant approved "

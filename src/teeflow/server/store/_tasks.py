@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Literal
 
@@ -12,6 +13,7 @@ from teeflow.server.audit import AuditEntry
 from teeflow.server.models import (
     ApprovalRow,
     CheckpointRow,
+    DatasetRow,
     EventRow,
     OutputRow,
     TaskParticipantRow,
@@ -56,6 +58,15 @@ def task_record(session: Session, row: TaskRow) -> TaskRecord:
         run_authorisation=dict(row.run_authorisation) if row.run_authorisation else None,
         withdrawals=dict(row.withdrawals or {}),
     )
+
+
+def _approvals(session: Session, task_id: str) -> list[ApprovalRecord]:
+    rows = session.scalars(
+        select(ApprovalRow)
+        .where(ApprovalRow.task_id == task_id)
+        .order_by(ApprovalRow.created_at, ApprovalRow.username)
+    )
+    return [_approval(row) for row in rows]
 
 
 def _lock_task(session: Session, task_id: str) -> TaskRow:
@@ -263,12 +274,22 @@ class TasksMixin(StoreBase):
 
     def list_approvals(self, task_id: str) -> list[ApprovalRecord]:
         with self._read() as session:
-            rows = session.scalars(
-                select(ApprovalRow)
-                .where(ApprovalRow.task_id == task_id)
-                .order_by(ApprovalRow.created_at, ApprovalRow.username)
+            return _approvals(session, task_id)
+
+    def task_view_facts(
+        self, task_id: str, dataset_ids: Collection[str]
+    ) -> tuple[list[ApprovalRecord], dict[str, tuple[int | None, dict[str, Any]]]]:
+        """What every view of a task shows besides the task row, in one read transaction:
+        its approvals (as :meth:`list_approvals`) and, for each of ``dataset_ids`` that exists,
+        ``(ciphertext size in bytes or None, meta)``."""
+        with self._read() as session:
+            approvals = _approvals(session, task_id)
+            rows = session.execute(
+                select(DatasetRow.dataset_id, DatasetRow.size, DatasetRow.meta).where(
+                    DatasetRow.dataset_id.in_(sorted(set(dataset_ids)))
+                )
             )
-            return [_approval(row) for row in rows]
+            return approvals, {row[0]: (row[1], dict(row[2] or {})) for row in rows}
 
     # -- outputs ---------------------------------------------------------------------------------
 

@@ -1,0 +1,73 @@
+"""The task path's HTTP round trips: a member's client does not fetch again a task it has just
+received from its own propose or approve, and still reviews what it signs."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from teeflow.client import ClientError
+from teeflow.enclave.contract import contract_hash
+
+from .conftest import MemberFactory
+
+
+def _record(log: list[str], who: str) -> object:
+    def hook(request: httpx.Request) -> None:
+        log.append(f"{who} {request.method} {request.url.path}")
+
+    return hook
+
+
+def test_an_echo_flow_takes_eight_round_trips(member: MemberFactory) -> None:
+    creator, owner = member("rt-creator"), member("rt-owner")
+    dataset = owner.upload_dataset(b"id,amount\nr1,1\n", name="rt.csv", kind="table")
+    creator.attest()  # once per session, not per task
+    owner.attest()
+    log: list[str] = []
+    creator.http.event_hooks["request"].append(_record(log, "creator"))
+    owner.http.event_hooks["request"].append(_record(log, "owner"))
+
+    task = creator.propose(
+        "echo", inputs={"data": dataset["id"]}, outputs={"data": {"recipients": ["rt-owner"]}}
+    )
+    creator.approve(task["id"])
+    owner.approve(task["id"])
+    creator.run(task["id"])
+    done = creator.wait(task["id"])
+    plaintext = owner.output(task["id"], "data")
+
+    base = f"/v1/tasks/{task['id']}"
+    assert done["status"] == "succeeded"
+    assert plaintext == b"id,amount\nr1,1\n"
+    assert log == [
+        "creator POST /v1/tasks",
+        f"creator POST {base}/approve",  # the contract reviewed is the one propose returned
+        f"owner GET {base}",  # the owner sees the task here for the first time
+        f"owner POST {base}/approve",
+        f"creator POST {base}/run",  # signed over the contract the creator approved
+        f"creator GET {base}",  # the long-poll until it ends
+        f"owner GET {base}",  # the receipt
+        f"owner GET {base}/outputs/data/content",
+    ]
+
+
+def test_the_creator_still_refuses_to_approve_an_enclave_it_did_not_attest(
+    member: MemberFactory,
+) -> None:
+    creator, owner = member("rt-creator2"), member("rt-owner2")
+    dataset = owner.upload_dataset(b"id,amount\nr2,2\n", name="rt2.csv", kind="table")
+    task = creator.propose(
+        "echo", inputs={"data": dataset["id"]}, outputs={"data": {"recipients": ["rt-owner2"]}}
+    )
+    # What propose returned is the control plane's word, like any GET: tamper with the copy the
+    # client keeps, as a control plane answering propose with another enclave's key would.
+    kept = creator._recent_tasks[task["id"]]
+    foreign = owner.keys.receiving_key.public_key.b64()
+    kept["contract"]["executor"]["public_keys"]["x25519"] = foreign
+    kept["contract_hash"] = contract_hash(kept["contract"])  # a coherent, hostile answer
+
+    with pytest.raises(ClientError, match="enclave other than the one you attested"):
+        creator.approve(task["id"])
+
+    assert creator.task(task["id"])["approvals"] == {}
