@@ -6,7 +6,7 @@ With ``--workers N`` (N > 1) uvicorn runs N processes on one listening socket; t
 database and the blob store, and their long-polls wake each other through PostgreSQL
 ``LISTEN/NOTIFY`` (server/notify_pg.py). SQLite is refused with several workers: its notifier is
 in-process, so a member waiting in one worker would see a task finished through another only when
-its wait timed out (docs/decisions/0021-several-control-plane-workers.md).
+its wait timed out (docs/decisions/0022-several-control-plane-workers.md).
 """
 
 from __future__ import annotations
