@@ -73,6 +73,22 @@ class MemberHome:
     def save_dataset_key(
         self, dataset_id: str, key: DataKey, *, ciphertext_sha256: str, name: str
     ) -> None:
+        """Keep ``key`` for ``dataset_id`` (an id the control plane chose).
+
+        Raises ClientError, and keeps the key already held, when this home holds another key or
+        ciphertext hash for that id: a control plane that names an existing dataset as a new one
+        (an upload, an output kept with ``dataset from-output``) must not make the member lose
+        the key to its own data. Saving the same key and hash again is a no-op."""
+        earlier = self.dataset_record(dataset_id)
+        if earlier is not None:
+            if earlier["key"] == b64e(key.raw) and earlier["ciphertext_sha256"] == ciphertext_sha256:
+                return
+            raise ClientError(
+                f"your keyring already holds a different key for dataset {dataset_id}: the "
+                "control plane named an existing dataset as a new one; nothing was kept and "
+                "your key is unchanged (report this to the operator; do not use that dataset id "
+                "for this data)"
+            )
         record = {"key": b64e(key.raw), "ciphertext_sha256": ciphertext_sha256, "name": name}
         _write_private(self._dataset_path(dataset_id), json.dumps(record).encode())
 
