@@ -158,3 +158,28 @@ def test_a_model_kept_jointly_or_by_its_owner_alone_warns_no_one() -> None:
 
     for contract in (joint, mine):
         assert statistics_warnings(contract, "bureau", {"u1": BUREAU_COLUMNS}.get) == []
+
+
+def test_a_model_trained_to_predict_the_bureaus_column_names_that_column() -> None:
+    contract = _training("mlp", id_column="cust_id")
+    contract["arguments"]["label_column"] = "region"
+
+    (warning,) = statistics_warnings(contract, "bureau", {"u1": BUREAU_COLUMNS}.get)
+    (unknown,) = statistics_warnings(contract, "bureau", lambda dataset_id: None)
+
+    assert warning.endswith(
+        "of your columns debt, age; your column 'region' as the label it "
+        "predicts, with its distinct values when it has 3 or more"
+    )
+    assert "label column 'region' if it is yours" in unknown
+
+
+def test_a_label_alone_from_the_bureau_still_warns() -> None:
+    contract = _training("logistic", id_column="cust_id")
+    contract["arguments"]["label_column"] = "region"
+
+    (warning,) = statistics_warnings(
+        contract, "bureau", {"u1": {"cust_id": "text", "region": "text"}}.get
+    )
+
+    assert "your column 'region' as the label it predicts" in warning

@@ -3,12 +3,15 @@ HTTP with real executor processes.
 
 The operator edits the database (dataset records, ``kept_as``, an output's wrapped keys and joint
 owners, receipts); a malicious member keeps outputs that are not its own, alone or with the
-operator's help. Each test asserts the guarantee holds (docs/threat-model.md).
+operator's help, or proposes a model that carries a partner's column. Each test asserts the
+guarantee holds (docs/threat-model.md).
 """
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 
 import pytest
 
@@ -18,7 +21,7 @@ from teeflow.crypto import DataKey
 from teeflow.server.launcher import LocalPlatform
 
 from .conftest import MemberFactory, operator_db
-from .test_dl_correct import _run
+from .test_dl_correct import BANK, BUREAU, _bytes, _csv, _run, _table
 
 
 def _echo(creator: Client, data: bytes, outputs: dict[str, object], approvers: list[Client]) -> str:
@@ -195,3 +198,39 @@ def test_a_receipt_whose_key_id_the_operator_rewrote_is_refused(
     done = alice.wait(proposed["id"], timeout=120)
     assert done["status"] == "failed"
     assert "receipt" in str(done["failure_reason"])
+
+
+def test_a_model_trained_to_predict_a_partners_column_is_named_in_its_review(
+    member: MemberFactory,
+) -> None:
+    """The bank proposes to train on the joined table with the *bureau's* text column as the
+    label and the model sent to itself alone: the model file carries that column's values (its
+    class names) and predicts it. The bureau's review names that column, not only its features."""
+    bank, bureau = member("bank"), member("bureau")
+    frame = _table(seed=3)
+    bank_ds = bank.upload_dataset(_csv(frame[BANK]), name="bank", kind="table")
+    bureau_ds = bureau.upload_dataset(_csv(frame[BUREAU]), name="bureau", kind="table")
+    proposed = bank.propose(
+        "tabular-train",
+        inputs={"bank": bank_ds["id"], "bureau": bureau_ds["id"]},
+        outputs={"model": {"recipients": ["bank"]}},
+        arguments={"label_column": "region", "id_column": "id", "epochs": 2, "seed": 0},
+        disclosure={"progress": [], "errors": ["bank"]},
+    )
+
+    warnings = bureau.review(bureau.task(proposed["id"]))
+    assert [w for w in warnings if "model file delivered to bank" in w and "'region'" in w], (
+        warnings
+    )
+    assert not [w for w in bank.review(bank.task(proposed["id"])) if "model file" in w]
+
+    # The leak is real: the bank's model file holds the bureau's values of 'region'.
+    for client in (bank, bureau):
+        client.approve(proposed["id"])
+    bank.run(proposed["id"])
+    done = bank.wait(proposed["id"], timeout=300)
+    assert done["status"] == "succeeded", done["failure_reason"]
+    model = _bytes(bank, done, "model")
+    with zipfile.ZipFile(io.BytesIO(model)) as archive:
+        config = json.loads(archive.read("config.json"))
+    assert config["class_names"] == sorted(set(frame["region"]))

@@ -104,8 +104,10 @@ def statistics_warnings(
     columns_of: Callable[[str], Mapping[str, str] | None],
 ) -> list[str]:
     """One warning per input of ``me`` whose column statistics a model file delivered to others
-    carries, naming them and those columns. ``columns_of(dataset_id)`` gives ``{column: "number"
-    | "text"}`` of the member's own table (client/_columns.py), or None when unknown."""
+    carries, naming them and those columns, and the member's column the model is trained to
+    predict (its ``label_column``: the model file keeps its class values).
+    ``columns_of(dataset_id)`` gives ``{column: "number" | "text"}`` of the member's own table
+    (client/_columns.py), or None when unknown."""
     function = contract["function"]
     slot = CARRIES_STATISTICS.get(function["name"]) if function["kind"] == "builtin" else None
     spec = contract["outputs"].get(slot) if slot else None
@@ -121,20 +123,30 @@ def statistics_warnings(
         if me not in input_spec["owners"]:
             continue
         own_id = id_columns.get(input_slot) if isinstance(id_columns, dict) else None
-        not_features = {arguments.get("label_column"), arguments.get("id_column"), own_id}
+        label = arguments.get("label_column")
+        not_features = {label, arguments.get("id_column"), own_id}
         columns = columns_of(str(input_spec["dataset_id"]))
         carried = _carried(columns, not_features, gbdt=arguments.get("model") == "gbdt")
         if carried is None:
             carried = (
                 f"means and standard deviations (or category values) of the feature columns of "
-                f"your input {input_slot!r}"
+                f"your input {input_slot!r}, and the values of the label column {label!r} if "
+                "it is yours"
             )
-        elif not carried:
+        elif columns is not None and label in columns:
+            carried = "; ".join(part for part in (carried, _LABEL.format(label=label)) if part)
+        if not carried:
             continue
         warnings.append(
             f"the model file delivered to {', '.join(others)} (output {slot!r}) carries {carried}"
         )
     return warnings
+
+
+_LABEL = (
+    "your column {label!r} as the label it predicts, with its distinct values when it has 3 or more"
+)
+"""What a model trained to predict a member's own column carries of it (``class_names``)."""
 
 
 def _carried(

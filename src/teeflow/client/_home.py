@@ -81,7 +81,10 @@ class MemberHome:
         the key to its own data. Saving the same key and hash again is a no-op."""
         earlier = self.dataset_record(dataset_id)
         if earlier is not None:
-            if earlier["key"] == b64e(key.raw) and earlier["ciphertext_sha256"] == ciphertext_sha256:
+            if (
+                earlier["key"] == b64e(key.raw)
+                and earlier["ciphertext_sha256"] == ciphertext_sha256
+            ):
                 return
             raise ClientError(
                 f"your keyring already holds a different key for dataset {dataset_id}: the "
