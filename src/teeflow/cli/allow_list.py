@@ -24,6 +24,7 @@ import typer
 
 from teeflow.cli._output import emit, fail
 from teeflow.cli._session import CaCert, InsecureHttp, JsonOut, PassphraseFile, load_keys
+from teeflow.client import MemberHome
 from teeflow.enclave.keyring import (
     AllowListError,
     allow_list_document,
@@ -72,11 +73,32 @@ def _in_force(server: str, ca_cert: Path | None, insecure_http: bool) -> dict[st
     except httpx.HTTPError as exc:
         fail(f"cannot reach {server}: {exc}")
     if response.status_code == 404:
+        _check_not_rolled_back(server, None)
         return None
     if response.status_code >= 400:
         fail(f"the key service answered HTTP {response.status_code}: {response.text[:200]}")
     document: dict[str, Any] = response.json()
+    _check_not_rolled_back(server, document)
     return document
+
+
+def _check_not_rolled_back(server: str, document: dict[str, Any] | None) -> None:
+    """Exit when the list in force is older than one this member saw in force at ``server``
+    (an operator who restarts the key service with an older signed list undoes revocations:
+    nothing on the host is a monotonic counter); otherwise remember its version."""
+    home = MemberHome()
+    seen = home.allow_list_version(server)
+    try:
+        version = int(document["body"]["version"]) if document else 0
+    except (KeyError, TypeError, ValueError):
+        fail("the key service's allow-list is malformed (no body version)")
+    if seen is not None and version < seen:
+        fail(
+            f"the key service's allow-list in force is version {version}, older than version "
+            f"{seen} you saw in force before: it was rolled back (revocations since are "
+            "undone); submit the newest signed list again and tell the other participants"
+        )
+    home.save_allow_list_version(server, version)
 
 
 def _entry(text: str) -> tuple[str, str, int]:
@@ -195,4 +217,6 @@ def submit(
         except ValueError:
             reason = response.text[:200]
         fail(f"the key service refused the allow-list: {reason}")
-    typer.echo(f"allow-list version {response.json()['version']} is in force")
+    version = int(response.json()["version"])
+    MemberHome().save_allow_list_version(server, version)
+    typer.echo(f"allow-list version {version} is in force")

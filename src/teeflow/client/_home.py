@@ -193,6 +193,23 @@ class MemberHome:
         heads[server] = {"seq": seq, "hash": hash, "verified_at": at}
         _write_json(self.audit_heads_path, heads)
 
+    # -- the key service's allow-list version last seen in force (cli/allow_list.py) -------
+
+    @property
+    def allow_lists_path(self) -> Path:
+        return self.root / "allow-lists.json"
+
+    def allow_list_version(self, server: str) -> int | None:
+        """The highest allow-list version this member saw in force at ``server``, or None."""
+        seen = _read_json(self.allow_lists_path, {}).get(server)
+        return None if seen is None else int(seen)
+
+    def save_allow_list_version(self, server: str, version: int) -> None:
+        """Remember ``version`` as seen in force at ``server`` (the highest one is kept)."""
+        seen = _read_json(self.allow_lists_path, {})
+        seen[server] = max(version, int(seen.get(server, 0)))
+        _write_json(self.allow_lists_path, seen)
+
     # -- withdrawn approvals (client/_run_state.py) ------------------------------------------
 
     @property
