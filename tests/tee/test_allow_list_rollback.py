@@ -91,8 +91,8 @@ def test_a_rolled_back_allow_list_is_reported_to_a_member_who_saw_the_newer_one(
         assert code != 0
         assert "version 1, older than version 2" in out and "rolled back" in out
         # A member who only ever submitted version 2 is told too; proposing on top refuses.
-        code, out = _cli(homes[1], "enclave", "allow-list", "propose", "--server", url,
-                         "--entry", f"tdx:{MEASUREMENT}:1", "--out", str(tmp_path / "v.json"))  # fmt: skip
+        again = ("--entry", f"tdx:{MEASUREMENT}:1", "--out", str(tmp_path / "v.json"))
+        code, out = _cli(homes[1], "enclave", "allow-list", "propose", "--server", url, *again)
         assert code != 0 and "rolled back" in out
         # Deleting the list altogether is a rollback as well.
         installed.unlink()
