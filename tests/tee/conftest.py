@@ -3,7 +3,10 @@ and participants who sign the allow-list."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,8 +18,29 @@ from teeflow.crypto import SigningKey, b64e, canonical_json
 from teeflow.enclave.keyrelease import KeyReleaseTransport
 from teeflow.enclave.keyring import ALLOW_LIST_DOMAIN, ALLOW_LIST_FORMAT
 from teeflow.enclave.keyservice import KeyService
+from teeflow.server.launcher import wait_healthy
 
 from .fakes import FakeHardware, FakeHardwareVerifier
+
+
+@contextmanager
+def key_service_process(data: Path, port: int, log: Path) -> Iterator[str]:
+    """The real ``python -m teeflow.keyservice`` on ``data`` (with ``policy.json`` and
+    ``signers.txt`` in it), serving on ``port``; yields its URL and stops it on exit."""
+    with log.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "teeflow.keyservice", "--data-dir", str(data),
+             "--policy", str(data / "policy.json"), "--signers", str(data / "signers.txt"),
+             "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, process=process)  # type: ignore[arg-type]
+            yield url
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def signed_allow_list(

@@ -5,8 +5,6 @@ process) installs it only with every pinned participant's signature and a rising
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +13,9 @@ from typer.testing import CliRunner
 
 from teeflow.cli.main import app
 from teeflow.client import Keyring
-from teeflow.server.launcher import free_port, wait_healthy
+from teeflow.server.launcher import free_port
 
-from .conftest import EXECUTOR_POLICY
+from .conftest import EXECUTOR_POLICY, key_service_process
 
 runner = CliRunner()
 MEASUREMENT = "1d" * 48
@@ -39,22 +37,8 @@ def key_service(tmp_path: Path, homes: dict[str, Path]) -> Iterator[str]:
     signers = "".join(Keyring(h).public().verify_key.b64() + "\n" for h in homes.values())
     (data / "signers.txt").write_text(signers)
     (data / "policy.json").write_text(json.dumps(EXECUTOR_POLICY.to_dict()))
-    port = free_port()
-    log = (tmp_path / "kbs.log").open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "teeflow.keyservice", "--data-dir", str(data),
-         "--policy", str(data / "policy.json"), "--signers", str(data / "signers.txt"),
-         "--port", str(port)],
-        stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process=process)  # type: ignore[arg-type]
+    with key_service_process(data, free_port(), tmp_path / "kbs.log") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 def _cli(home: Path, *args: str) -> tuple[int, str]:

@@ -9,39 +9,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from teeflow.cli.main import app
 from teeflow.client import Keyring
-from teeflow.server.launcher import free_port, wait_healthy
+from teeflow.server.launcher import free_port
 
-from .conftest import EXECUTOR_POLICY
+from .conftest import EXECUTOR_POLICY, key_service_process
 
 MEASUREMENT = "2e" * 48
-
-
-@contextmanager
-def _key_service(data: Path, port: int, log: Path) -> Iterator[str]:
-    with log.open("ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "teeflow.keyservice", "--data-dir", str(data),
-             "--policy", str(data / "policy.json"), "--signers", str(data / "signers.txt"),
-             "--port", str(port)],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        try:
-            wait_healthy(url, process=process)  # type: ignore[arg-type]
-            yield url
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
 
 
 def _cli(home: Path, *args: str) -> tuple[int, str]:
@@ -74,7 +52,7 @@ def test_a_rolled_back_allow_list_is_reported_to_a_member_who_saw_the_newer_one(
     _signed(homes, second, "--version", "2", "--entry", f"tdx:{'3f' * 48}:1",
             "--revoke", MEASUREMENT)  # fmt: skip
 
-    with _key_service(data, port, log) as url:
+    with key_service_process(data, port, log) as url:
         for document in (first, second):
             code, out = _cli(homes[1], "enclave", "allow-list", "submit", str(document),
                              "--server", url)  # fmt: skip
@@ -86,7 +64,7 @@ def test_a_rolled_back_allow_list_is_reported_to_a_member_who_saw_the_newer_one(
 
     # The operator puts the older signed list back and restarts the service.
     shutil.copy(first, installed)
-    with _key_service(data, port, log) as url:
+    with key_service_process(data, port, log) as url:
         code, out = _cli(homes[0], "enclave", "allow-list", "show", "--server", url, "--json")
         assert code != 0
         assert "version 1, older than version 2" in out and "rolled back" in out
@@ -96,6 +74,6 @@ def test_a_rolled_back_allow_list_is_reported_to_a_member_who_saw_the_newer_one(
         assert code != 0 and "rolled back" in out
         # Deleting the list altogether is a rollback as well.
         installed.unlink()
-    with _key_service(data, port, log) as url:
+    with key_service_process(data, port, log) as url:
         code, out = _cli(homes[0], "enclave", "allow-list", "show", "--server", url)
         assert code != 0 and "version 0, older than version 2" in out
