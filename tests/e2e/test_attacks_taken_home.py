@@ -234,3 +234,44 @@ def test_a_model_trained_to_predict_a_partners_column_is_named_in_its_review(
     with zipfile.ZipFile(io.BytesIO(model)) as archive:
         config = json.loads(archive.read("config.json"))
     assert config["class_names"] == sorted(set(frame["region"]))
+
+
+def test_a_kept_datasets_record_or_blob_swapped_afterwards_is_refused(
+    platform: LocalPlatform, member: MemberFactory
+) -> None:
+    """After carol kept an output, the operator points her kept dataset at another ciphertext of
+    hers: with its hash, her review refuses; keeping the signed hash, the enclave refuses."""
+    alice, carol = member("alice"), member("carol")
+    task = _echo(alice, b"id\nkept-row\n", {"data": {"recipients": ["carol"]}}, [alice, carol])
+    kept = carol.keep_output(task, "data", kind="table")
+    other = carol.upload_dataset(b"id\nother-row\n", name="other", kind="table")
+
+    def echo_kept() -> str:
+        proposed = carol.propose(
+            "echo",
+            inputs={"data": kept["id"]},
+            outputs={"data": {"recipients": ["carol"]}},
+            arguments={},
+            disclosure={"progress": [], "errors": ["carol"]},
+        )
+        task_id: str = proposed["id"]
+        return task_id
+
+    with operator_db(platform) as db:
+        db.execute(
+            "UPDATE datasets SET blob_key = ?, ciphertext_sha256 = ? WHERE dataset_id = ?",
+            (f"datasets/{other['id']}", other["ciphertext_sha256"], kept["id"]),
+        )
+    with pytest.raises(ClientError, match="differs from what you uploaded"):
+        carol.approve(echo_kept())
+
+    with operator_db(platform) as db:  # the signed hash back, the other bytes kept
+        db.execute(
+            "UPDATE datasets SET ciphertext_sha256 = ? WHERE dataset_id = ?",
+            (kept["ciphertext_sha256"], kept["id"]),
+        )
+    swapped = echo_kept()
+    carol.approve(swapped)
+    carol.run(swapped)
+    done = carol.wait(swapped, timeout=120)
+    assert done["status"] == "failed" and "hash" in str(done["failure_reason"])
