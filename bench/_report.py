@@ -13,9 +13,23 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["Figure", "write_json"]
+__all__ = ["TARGETS", "Figure", "write_json"]
 
 _COMPARE = {"<=": operator.le, ">=": operator.ge}
+
+TARGETS: dict[str, str] = {
+    "P1-mlp": "<= 1.05",  # training time, teeflow / plain
+    "P1-cnn": "<= 1.03",
+    "P2a": ">= 0.95",  # batch scoring throughput, teeflow / plain
+    "P2b": "<= 2",  # online scoring p50, ms added
+    "P3-unseal": ">= 0.9",  # throughput / raw AES-256-GCM
+    "P3-seal": ">= 0.6",
+    "P4": "<= 40",  # trivial task p50, ms, 1 executor
+    "P5": ">= 150",  # trivial tasks per second, 2 executors
+    "P6": "<= 1.15",  # peak RSS while training, teeflow / plain
+    "P8": "<= 10",
+}
+"""The targets every figure is held to: issue 16's table (P1-P5), one place for all benches."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
-from _report import Figure, write_json
+from _report import TARGETS, Figure, write_json
 from teeflow.attestation import (
     Evidence,
     SimQuotingKey,
@@ -84,7 +84,7 @@ def main() -> None:
                 median,
                 "ms",
                 target_on="teeflow",
-                target="<= 10",
+                target=TARGETS["P8"],
                 note=f"median of {rounds}, collateral loaded; real evidence from ../shared",
             )
         )

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from _report import Figure, write_json
+from _report import TARGETS, Figure, write_json
 
 SEED = 0
 TRAIN = {
@@ -409,7 +409,7 @@ def main() -> None:
             rows / t_pipeline,
             rows / t_teeflow,
             "rows/s",
-            target=">= 0.95",
+            target=TARGETS["P2a"],
             note="plain split: "
             + ", ".join(f"{k} {v:.2f} s" for k, v in plain_split.items())
             + "; teeflow executor phases: "
@@ -437,7 +437,7 @@ def main() -> None:
                 p50,
                 "ms",
                 target_on="added",
-                target="<= 2",
+                target=TARGETS["P2b"],
                 split=split,
                 split_unit="ms",
             )
@@ -455,7 +455,7 @@ def main() -> None:
             e50,
             "ms",
             target_on="added",
-            target="<= 2",
+            target=TARGETS["P2b"],
         )
     )
     figures.append(

@@ -34,7 +34,7 @@ import httpx
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
-from _report import Figure, write_json
+from _report import TARGETS, Figure, write_json
 from teeflow.attestation import Policy, SimQuotingKey, sim_measurement
 from teeflow.client import Client, MemberHome, MemberKeys
 from teeflow.crypto import PrivateKey, SigningKey
@@ -223,7 +223,7 @@ def main() -> None:
             m["p50"],
             "ms",
             target_on="teeflow",
-            target="<= 40",
+            target=TARGETS["P4"],
             note=note,
             split=split,
             split_unit="ms",
@@ -254,7 +254,7 @@ def main() -> None:
                     m["throughput"],
                     "tasks/s",
                     target_on="teeflow",
-                    target=">= 150" if executors == 2 else "",
+                    target=TARGETS["P5"] if executors == 2 else "",
                     note=f"{args.tasks} approved tasks run at once; run -> all succeeded",
                     split={f"executor {k}": v for k, v in m["executor"].items()},
                     split_unit="ms",

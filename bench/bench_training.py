@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from _report import Figure, write_json
+from _report import TARGETS, Figure, write_json
 
 BENCH = Path(__file__).resolve().parent
 SEED = 0
@@ -288,7 +288,7 @@ def main() -> None:
                 plain=plain_s,
                 teeflow=tee_s,
                 unit="s",
-                target="<= 1.05",
+                target=TARGETS[f"P1-{work.key}"],
                 note=(
                     f"{args.repeats} runs each, alternating; function / plain "
                     f"{function / plain_s:.3f}; per epoch: {per_epoch}; background io "
@@ -310,7 +310,7 @@ def main() -> None:
                 plain=med(plain_runs, "rss_kib") / 1024,
                 teeflow=med(tee_runs, "rss_kib") / 1024,
                 unit="MiB",
-                target="<= 1.15",
+                target=TARGETS["P6"],
                 note="executor process VmHWM vs the plain script's",
             )
         )

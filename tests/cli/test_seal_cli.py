@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
 from pathlib import Path
 
+import blake3
 import pytest
 from typer.testing import CliRunner
 
@@ -49,7 +49,7 @@ def test_seal_then_unseal_round_trips(work: Path) -> None:
     assert (code, code2, err) == (0, 0, "")
     assert (work / "opened").read_bytes() == plaintext
     ciphertext = (work / "sealed").read_bytes()
-    assert sealed["ciphertext_sha256"] == hashlib.sha256(ciphertext).hexdigest()
+    assert sealed["ciphertext_digest"] == "blake3:" + blake3.blake3(ciphertext).hexdigest()
     assert sealed["ciphertext_size"] == len(ciphertext)
     assert sealed["plaintext_size"] == len(plaintext)
     assert "plaintext size" in out2

@@ -5,7 +5,16 @@ from __future__ import annotations
 import teeflow.crypto
 
 EXPECTED = {
+    "BLAKE3",
     "CHUNK_SIZE",
+    "SHA256",
+    "ContentHasher",
+    "DigestAlgorithm",
+    "SealedDigest",
+    "content_digest",
+    "content_digest_like",
+    "digest_algorithm",
+    "is_content_digest",
     "CryptoError",
     "DataKey",
     "IntegrityError",

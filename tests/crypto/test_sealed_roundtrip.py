@@ -6,17 +6,21 @@ import hashlib
 import io
 import os
 
+import blake3
 import pytest
 
 from teeflow.crypto import (
     CHUNK_SIZE,
+    CryptoError,
     DataKey,
+    content_digest,
+    content_digest_like,
     seal_bytes,
     seal_stream,
     unseal_bytes,
     unseal_stream,
 )
-from teeflow.crypto._sealed import HEADER_SIZE, TAG_SIZE
+from teeflow.crypto._sealed import HEADER_SIZE, HEADER_SIZE_V1, TAG_SIZE
 
 SIZES = {
     "empty": 0,
@@ -48,9 +52,41 @@ def test_seal_info_describes_the_ciphertext() -> None:
 
     info = seal_stream(io.BytesIO(plaintext), out, key)
 
-    assert info.ciphertext_sha256 == hashlib.sha256(out.getvalue()).hexdigest()
+    assert info.ciphertext_digest == "blake3:" + blake3.blake3(out.getvalue()).hexdigest()
     assert info.ciphertext_size == len(out.getvalue())
     assert info.plaintext_size == len(plaintext)
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+def test_version_1_files_stay_readable(size: int) -> None:
+    key = DataKey.generate()
+    plaintext = os.urandom(size)
+    out = io.BytesIO()
+
+    info = seal_stream(io.BytesIO(plaintext), out, key, digest="sha256")
+    sealed = out.getvalue()
+
+    assert sealed[6] == 1  # version byte
+    assert info.ciphertext_digest == hashlib.sha256(sealed).hexdigest()
+    assert unseal_bytes(sealed, key) == plaintext
+    streamed = io.BytesIO()
+    unseal_stream(io.BytesIO(sealed), streamed, key)
+    assert streamed.getvalue() == plaintext
+    chunks = max(1, -(-size // CHUNK_SIZE))
+    assert len(sealed) == HEADER_SIZE_V1 + size + chunks * TAG_SIZE
+
+
+def test_a_digest_check_uses_the_expected_algorithm_not_the_files() -> None:
+    key = DataKey.generate()
+    new = seal_bytes(b"approved data", key)
+    old = seal_bytes(b"approved data", key, digest="sha256")
+    approved = content_digest(new, algorithm="blake3")
+
+    # A version 1 file offered where a BLAKE3 digest was approved is hashed with BLAKE3.
+    assert content_digest_like(old, approved) != approved
+    assert content_digest_like(new, approved) == approved
+    with pytest.raises(CryptoError):
+        content_digest_like(new, "md5:" + "0" * 64)
 
 
 def test_unseal_stream_returns_the_plaintext_size() -> None:

@@ -15,7 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from teeflow.crypto import CHUNK_SIZE, DataKey, IntegrityError, seal_bytes, unseal_bytes
-from teeflow.crypto._sealed import HEADER_SIZE, TAG_SIZE
+from teeflow.crypto._sealed import HEADER_SIZE, TAG_SIZE, SealedHeader
 
 SMALL = 64
 KEY = DataKey(bytes(range(32)))
@@ -37,7 +37,7 @@ def reseal_with_flags(
 ) -> bytes:
     """Re-encrypt with the real key and header so that only the final flags differ."""
     header, _ = split(sealed, chunk_size)
-    prefix = header[-7:]
+    prefix = SealedHeader.parse(header).nonce_prefix
     aead = AESGCM(KEY.raw)
     parts = [plaintext[i : i + chunk_size] for i in range(0, len(plaintext), chunk_size)]
     blocks = [

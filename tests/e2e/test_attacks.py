@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from teeflow.client import ApiError, Client
+from teeflow.crypto import DataKey, seal_bytes, sha256_hex
 from teeflow.server.launcher import LocalPlatform
 
 from .conftest import MemberFactory, operator_db
@@ -115,6 +116,69 @@ def test_ciphertext_changed_after_approval_fails_the_hash_check(
     approved_id = task["contract"]["inputs"]["data"]["dataset_id"]
     blobs = platform.data_dir / "blobs" / "datasets"
     (blobs / approved_id).write_bytes((blobs / substitute["id"]).read_bytes())
+    alice.run(task["id"])
+    done = alice.wait(task["id"], timeout=60)
+
+    assert done["status"] == "failed"
+    assert "differs from the approved" in done["failure_reason"]
+
+
+def _upload_version_1(bank: Client, payload: bytes, key: DataKey) -> dict[str, Any]:
+    """A dataset as clients uploaded it before sealed format 2: SHA-256 content digest."""
+    created = bank.http.post("/v1/datasets", json={"name": "old.csv", "kind": "table"})
+    created.raise_for_status()
+    dataset_id = created.json()["id"]
+    sealed = seal_bytes(payload, key, digest="sha256")
+    digest = sha256_hex(sealed)
+    bank.home.save_dataset_key(dataset_id, key, ciphertext_sha256=digest, name="old.csv")
+    stored = bank.http.put(
+        f"/v1/datasets/{dataset_id}/content", content=sealed, headers={"X-Content-SHA256": digest}
+    )
+    stored.raise_for_status()
+    record: dict[str, Any] = stored.json()
+    return record
+
+
+def test_a_dataset_sealed_in_version_1_still_runs(
+    member: MemberFactory, platform: LocalPlatform
+) -> None:
+    alice, bank = member("alice"), member("bank")
+    old = _upload_version_1(bank, b"rows sealed before BLAKE3\n", DataKey.generate())
+    task = alice.propose(
+        "echo", inputs={"data": old["id"]}, outputs={"data": {"recipients": ["bank"]}}
+    )
+    alice.approve(task["id"])
+    bank.approve(task["id"])
+
+    alice.run(task["id"])
+    done = alice.wait(task["id"], timeout=60)
+
+    assert old["ciphertext_sha256"] == task["contract"]["inputs"]["data"]["ciphertext_sha256"]
+    assert not old["ciphertext_sha256"].startswith("blake3:")
+    assert done["status"] == "succeeded", done["failure_reason"]
+    assert bank.output(task["id"], "data") == b"rows sealed before BLAKE3\n"
+    (output,) = bank.http.get(f"/v1/tasks/{task['id']}/outputs").json()
+    assert output["ciphertext_sha256"].startswith("blake3:")  # new files are version 2
+
+
+def test_an_approved_blake3_digest_refuses_the_same_data_resealed_in_version_1(
+    member: MemberFactory, platform: LocalPlatform
+) -> None:
+    # The owner holds the key and reseals the very same rows as a version 1 file (SHA-256): the
+    # enclave must hash with the algorithm the contract names, not the one the file announces.
+    alice, bank = member("alice"), member("bank")
+    approved = bank.upload_dataset(b"approved rows\n", name="bank.csv", kind="table")
+    task = alice.propose(
+        "echo", inputs={"data": approved["id"]}, outputs={"data": {"recipients": ["bank"]}}
+    )
+    assert task["contract"]["inputs"]["data"]["ciphertext_sha256"].startswith("blake3:")
+    alice.approve(task["id"])
+    bank.approve(task["id"])
+    key = bank.home.dataset_key(approved["id"])
+    assert key is not None
+    downgraded = seal_bytes(b"approved rows\n", key, digest="sha256")
+
+    (platform.data_dir / "blobs" / "datasets" / approved["id"]).write_bytes(downgraded)
     alice.run(task["id"])
     done = alice.wait(task["id"], timeout=60)
 

@@ -292,7 +292,7 @@ def test_padded_outputs_hide_their_length(member: MemberFactory) -> None:
 
     sizes = [bank.outputs(task_id)[0]["size"] for task_id in tasks]
 
-    assert sizes[0] == sizes[1] == 35 + 4096 + 16  # one bucket, sealed (docs/sealed-format.md)
+    assert sizes[0] == sizes[1] == 36 + 4096 + 16  # one bucket, sealed (v2 header: 36)
     assert [bank.output(t, "data") for t in tasks] == [short, long]
     pow2 = _run_echo(alice, bank, long, {"recipients": ["bank"], "pad": "pow2"})
-    assert bank.outputs(pow2)[0]["size"] == 35 + 4096 + 16 and bank.output(pow2, "data") == long
+    assert bank.outputs(pow2)[0]["size"] == 36 + 4096 + 16 and bank.output(pow2, "data") == long

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import blake3
 import boto3
 import pytest
 from botocore.config import Config
@@ -23,6 +24,7 @@ from botocore.exceptions import EndpointConnectionError
 from moto.server import ThreadedMotoServer
 from pydantic import ValidationError
 
+from teeflow.crypto import DataKey, seal_bytes
 from teeflow.server.blobs import (
     BlobError,
     BlobNotFound,
@@ -149,11 +151,25 @@ def test_write_streams_hashes_and_commits(blobs: BlobStore, stored: Stored) -> N
         assert not blobs.exists("datasets/d1/content")  # nothing visible before commit
         assert writer.hexdigest() == hashlib.sha256(b"".join(chunks)).hexdigest()
 
-    assert writer.sha256 == hashlib.sha256(b"".join(chunks)).hexdigest()
+    assert writer.digest == hashlib.sha256(b"".join(chunks)).hexdigest()
     assert writer.size == blobs.size("datasets/d1/content") == 1010
     with blobs.open("datasets/d1/content") as handle:
         assert handle.read() == b"".join(chunks)
     assert stored() == ["datasets/d1/content"]
+
+
+def test_a_sealed_v2_blob_is_recorded_by_its_blake3_digest(blobs: BlobStore) -> None:
+    sealed = seal_bytes(b"x" * 3000, DataKey.generate(), chunk_size=1024)
+    old = seal_bytes(b"x" * 3000, DataKey.generate(), chunk_size=1024, digest="sha256")
+
+    with blobs.writer("new") as writer:
+        for begin in range(0, len(sealed), 5):  # the header arrives in pieces
+            writer.write(sealed[begin : begin + 5])
+    with blobs.writer("old") as old_writer:
+        old_writer.write(old)
+
+    assert writer.digest == "blake3:" + blake3.blake3(sealed).hexdigest()
+    assert old_writer.digest == hashlib.sha256(old).hexdigest()
 
 
 def test_reads_stream_in_requested_sizes(blobs: BlobStore) -> None:
@@ -185,7 +201,7 @@ def test_an_exception_leaves_nothing(blobs: BlobStore, stored: Stored) -> None:
     assert not blobs.exists("k")
     assert stored() == []
     with pytest.raises(RuntimeError, match="after the blob has been committed"):
-        _ = writer.sha256
+        _ = writer.digest
 
 
 def test_an_interrupted_write_keeps_the_old_blob(blobs: BlobStore, stored: Stored) -> None:
@@ -346,9 +362,9 @@ def test_a_multipart_blob_round_trips_in_bounded_parts(s3: Any, s3_store: S3Blob
     assert part_sizes == [PART, PART, PART, 32]
     etag = s3.head_object(Bucket=s3_store.bucket, Key=f"{PREFIX}/model/weights")["ETag"]
     assert etag.strip('"').endswith("-4")  # S3's ETag of a 4-part upload
-    assert writer.sha256 == hashlib.sha256(data).hexdigest()
+    assert writer.digest == hashlib.sha256(data).hexdigest()
     with s3_store.open("model/weights") as handle:
-        assert hashlib.sha256(handle.read()).hexdigest() == writer.sha256
+        assert hashlib.sha256(handle.read()).hexdigest() == writer.digest
 
 
 def test_a_small_blob_is_one_put(s3: Any, s3_store: S3BlobStore) -> None:

@@ -24,7 +24,7 @@ DATA_DIR = "/teeflow-data"
 
 # Top-level modules the executor imports (distribution names differ for some of them).
 ENCLAVE_MODULES = (
-    "cryptography", "rfc8785", "numpy", "pandas", "paddle", "sklearn",
+    "cryptography", "blake3", "rfc8785", "numpy", "pandas", "paddle", "sklearn",
     "pyarrow", "PIL", "pydicom", "dcap_qvl",
 )  # fmt: skip
 _TEEFLOW_DIR = Path(__file__).resolve().parents[1]

@@ -39,7 +39,7 @@ __all__ = [
 
 TRUSTED_PACKAGES = ("enclave", "functions", "crypto", "attestation")
 ENCLAVE_DEPENDENCIES = (
-    "cryptography", "rfc8785", "numpy", "pandas", "paddlepaddle", "scikit-learn",
+    "cryptography", "blake3", "rfc8785", "numpy", "pandas", "paddlepaddle", "scikit-learn",
     "pyarrow", "pillow", "pydicom", "dcap-qvl", "lightgbm",
 )  # fmt: skip
 SIM_QUOTE_DOMAIN = "sim-quote"

@@ -151,7 +151,7 @@ def seal(
         "key_id": key.key_id.hex(),
         "plaintext_size": info.plaintext_size,
         "ciphertext_size": info.ciphertext_size,
-        "ciphertext_sha256": info.ciphertext_sha256,
+        "ciphertext_digest": info.ciphertext_digest,
     }
     emit(result, as_json=as_json, title="Sealed")
 

@@ -33,7 +33,9 @@ from teeflow.crypto import (
     PublicKey,
     VerifyKey,
     b64e,
+    content_digest_like,
     hpke_seal,
+    is_content_digest,
     key_wrap_info,
     seal_stream,
     sha256_hex,
@@ -255,7 +257,7 @@ class Client:
                 info = seal_stream(handle, sealed.handle, key)
             sealed.handle.seek(0)
             self.home.save_dataset_key(
-                record["id"], key, ciphertext_sha256=info.ciphertext_sha256, name=name
+                record["id"], key, ciphertext_sha256=info.ciphertext_digest, name=name
             )
             if kind == "table":  # kept here, for the review to name this member's columns
                 from teeflow.client._columns import remember_columns
@@ -266,7 +268,8 @@ class Client:
                 f"/v1/datasets/{record['id']}/content",
                 content=_chunks(sealed.handle),
                 headers={
-                    "X-Content-SHA256": info.ciphertext_sha256,
+                    # The content digest (BLAKE3 for new files; docs/sealed-format.md).
+                    "X-Content-SHA256": info.ciphertext_digest,
                     "Content-Length": str(info.ciphertext_size),
                 },
             )
@@ -715,7 +718,7 @@ class Client:
             wrapped = self._call("GET", f"/v1/tasks/{task_id}/outputs/{slot}/key")["wrapped_key"]
         key = open_output_key(self, task, slot, wrapped)
         ciphertext = response.content
-        if sha256_hex(ciphertext) != expected:
+        if not is_content_digest(expected) or content_digest_like(ciphertext, expected) != expected:
             raise ClientError(
                 f"output {slot!r} does not match the enclave's receipt; it was altered"
             )

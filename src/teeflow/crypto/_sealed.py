@@ -3,6 +3,7 @@
 ::
 
     header  = magic "TFSEAL" | version u8 | algorithm u8 | chunk_size u32be | key_id 16B | prefix 7B
+              [| digest u8, version 2 only: 2 = BLAKE3]
     chunk_i = AES-256-GCM(key, nonce_i, plaintext_i, aad=header)      (len(plaintext_i) + 16 bytes)
     nonce_i = prefix (7B) | i u32be | final u8 (1 on the last chunk, else 0)
 
@@ -13,6 +14,10 @@ moved final flag, appended bytes or an edited header all fail authentication. Bu
 bounded by four chunks whatever the file size (seal: two plaintext, two output blocks, one of them
 being hashed on a second thread); in-memory sources are read in place
 (docs/decisions/0017-sealed-files-at-aes-speed.md).
+
+The content digest that a contract binds is SHA-256 of the whole file for version 1 and BLAKE3 for
+version 2 (crypto/_digest.py); the header of version 2 names it. Both versions are read; new
+files are written as version 2 unless ``digest="sha256"`` asks for version 1.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from typing import BinaryIO
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from teeflow.crypto._digest import BLAKE3, SHA256, ContentHasher, DigestAlgorithm
 from teeflow.crypto._errors import CryptoError, IntegrityError
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "MAGIC",
     "DataKey",
     "SealInfo",
+    "SealedDigest",
     "SealedHeader",
     "seal_bytes",
     "seal_stream",
@@ -46,14 +53,23 @@ __all__ = [
 ]
 
 MAGIC = b"TFSEAL"
-VERSION = 1
+VERSION_SHA256 = 1
+VERSION_DIGEST_BYTE = 2
+"""Version 2 adds one header byte that names the content digest (only BLAKE3 so far)."""
 ALG_AES_256_GCM = 1
+DIGEST_BLAKE3 = 2
+_DIGEST_CODES: dict[int, DigestAlgorithm] = {DIGEST_BLAKE3: BLAKE3}
 CHUNK_SIZE = 1 << 20
 TAG_SIZE = 16
 PREFIX_SIZE = 7
 KEY_ID_SIZE = 16
 _HEADER = struct.Struct(">6sBBI16s7s")
-HEADER_SIZE = _HEADER.size
+_HEADER_V2 = struct.Struct(">6sBBI16s7sB")
+HEADER_SIZE = _HEADER_V2.size
+"""Header size of the files written by default (version 2); version 1 has one byte less
+(:attr:`SealedHeader.size`)."""
+HEADER_SIZE_V1 = _HEADER.size
+MAX_HEADER_SIZE = _HEADER_V2.size
 _MAX_CHUNK_SIZE = 64 << 20
 _MAX_CHUNKS = 1 << 32
 
@@ -88,33 +104,73 @@ class SealedHeader:
     chunk_size: int
     key_id: bytes
     nonce_prefix: bytes
+    digest: DigestAlgorithm = SHA256
+    """The content digest a contract binds for this file: SHA-256 (v1) or BLAKE3 (v2)."""
+
+    @property
+    def size(self) -> int:
+        """Header bytes: 35 for version 1, 36 for version 2."""
+        return _HEADER.size if self.version == VERSION_SHA256 else _HEADER_V2.size
 
     def to_bytes(self) -> bytes:
-        return _HEADER.pack(
-            MAGIC, self.version, self.algorithm, self.chunk_size, self.key_id, self.nonce_prefix
-        )
+        fields = (MAGIC, self.version, self.algorithm, self.chunk_size, self.key_id)
+        if self.version == VERSION_SHA256:
+            return _HEADER.pack(*fields, self.nonce_prefix)
+        code = next(c for c, name in _DIGEST_CODES.items() if name == self.digest)
+        return _HEADER_V2.pack(*fields, self.nonce_prefix, code)
 
     @classmethod
-    def parse(cls, data: bytes) -> SealedHeader:
-        if len(data) < HEADER_SIZE:
+    def for_digest(
+        cls, digest: DigestAlgorithm, chunk_size: int, key_id: bytes, nonce_prefix: bytes
+    ) -> SealedHeader:
+        """The header a new file gets: version 1 for SHA-256, version 2 for BLAKE3."""
+        if digest == SHA256:
+            return cls(VERSION_SHA256, ALG_AES_256_GCM, chunk_size, key_id, nonce_prefix)
+        if digest != BLAKE3:
+            raise CryptoError(f"unknown content digest {digest!r}: use 'blake3' or 'sha256'")
+        return cls(VERSION_DIGEST_BYTE, ALG_AES_256_GCM, chunk_size, key_id, nonce_prefix, digest)
+
+    @staticmethod
+    def size_of(start: bytes | memoryview) -> int:
+        """Header size from the first 7 bytes (magic and version) of a sealed file."""
+        if len(start) < len(MAGIC) + 1:
             raise IntegrityError("sealed data is truncated: header incomplete")
-        magic, version, algorithm, chunk_size, key_id, prefix = _HEADER.unpack(data[:HEADER_SIZE])
-        if magic != MAGIC:
+        if bytes(start[: len(MAGIC)]) != MAGIC:
             raise IntegrityError("not a teeflow sealed file (bad magic)")
-        if version != VERSION:
-            raise IntegrityError(f"unsupported sealed-file version {version}")
+        version = start[len(MAGIC)]
+        if version == VERSION_SHA256:
+            return _HEADER.size
+        if version == VERSION_DIGEST_BYTE:
+            return _HEADER_V2.size
+        raise IntegrityError(f"unsupported sealed-file version {version}")
+
+    @classmethod
+    def parse(cls, data: bytes | memoryview) -> SealedHeader:
+        """Parse the header at the start of ``data`` (more bytes may follow)."""
+        size = cls.size_of(data)
+        if len(data) < size:
+            raise IntegrityError("sealed data is truncated: header incomplete")
+        digest: DigestAlgorithm = SHA256
+        if size == _HEADER.size:
+            _, version, algorithm, chunk_size, key_id, prefix = _HEADER.unpack(data[:size])
+        else:
+            _, version, algorithm, chunk_size, key_id, prefix, code = _HEADER_V2.unpack(data[:size])
+            if code not in _DIGEST_CODES:
+                raise IntegrityError(f"unsupported sealed-file digest {code}")
+            digest = _DIGEST_CODES[code]
         if algorithm != ALG_AES_256_GCM:
             raise IntegrityError(f"unsupported sealed-file algorithm {algorithm}")
         if not 0 < chunk_size <= _MAX_CHUNK_SIZE:
             raise IntegrityError("sealed-file header has an invalid chunk size")
-        return cls(version, algorithm, chunk_size, key_id, prefix)
+        return cls(version, algorithm, chunk_size, key_id, prefix, digest)
 
 
 @dataclass(frozen=True)
 class SealInfo:
-    """What sealing produced: the ciphertext's SHA-256 and sizes."""
+    """What sealing produced: the file's content digest (crypto/_digest.py) and sizes."""
 
-    ciphertext_sha256: str
+    ciphertext_digest: str
+    """``"blake3:<hex>"`` for version 2, the bare SHA-256 hex for version 1."""
     ciphertext_size: int
     plaintext_size: int
 
@@ -146,15 +202,17 @@ def _fill(src: BinaryIO, view: memoryview) -> int:
 
 
 class _Hasher:
-    """SHA-256 of the ciphertext, computed beside the encryption.
+    """The content digest of the ciphertext, computed beside the encryption.
 
-    hashlib and AESGCM both release the GIL on large buffers, so a block hashed on this thread
-    overlaps the encryption of the next: sealing costs about the hash alone instead of hash plus
-    encryption (docs/decisions/0017-sealed-files-at-aes-speed.md). Small files hash inline.
+    blake3, hashlib and AESGCM all release the GIL on large buffers, so a block hashed on this
+    thread overlaps the encryption of the next: sealing costs about the slower of hash and
+    encryption instead of their sum (docs/decisions/0017-sealed-files-at-aes-speed.md). Small
+    files hash inline.
     """
 
-    def __init__(self, first: bytes) -> None:
-        self._digest = hashlib.sha256(first)
+    def __init__(self, algorithm: DigestAlgorithm, first: bytes) -> None:
+        self._digest = ContentHasher(algorithm)
+        self._digest.update(first)
         self._pool: ThreadPoolExecutor | None = None
         self._pending: dict[int, Future[None]] = {}
 
@@ -191,21 +249,24 @@ def seal_stream(
     *,
     chunk_size: int = CHUNK_SIZE,
     nonce_prefix: bytes | None = None,
+    digest: DigestAlgorithm = BLAKE3,
 ) -> SealInfo:
     """Seal everything read from ``src`` into ``dst``.
 
-    ``dst.write`` receives views of reused buffers: it must consume the bytes before it returns,
-    as every file object does. ``nonce_prefix`` exists for known-answer tests only; leave it
-    unset so it is random.
+    ``digest`` picks the content digest and so the version: ``"blake3"`` (version 2, the
+    default) or ``"sha256"`` (version 1). ``dst.write`` receives views of reused buffers: it must
+    consume the bytes before it returns, as every file object does. ``nonce_prefix`` exists for
+    known-answer tests only; leave it unset so it is random. Raises CryptoError for a bad
+    chunk size, prefix or digest name.
     """
     if not 0 < chunk_size <= _MAX_CHUNK_SIZE:
         raise CryptoError(f"chunk size must be between 1 and {_MAX_CHUNK_SIZE}")
     prefix = os.urandom(PREFIX_SIZE) if nonce_prefix is None else bytes(nonce_prefix)
     if len(prefix) != PREFIX_SIZE:
         raise CryptoError(f"nonce prefix must be {PREFIX_SIZE} bytes")
-    header = SealedHeader(VERSION, ALG_AES_256_GCM, chunk_size, key.key_id, prefix).to_bytes()
+    header = SealedHeader.for_digest(digest, chunk_size, key.key_id, prefix).to_bytes()
     aead = AESGCM(key.raw)
-    hasher = _Hasher(header)
+    hasher = _Hasher(digest, header)
     dst.write(header)
     written = len(header)
     plain_total = 0
@@ -276,8 +337,12 @@ def unseal_stream(src: BinaryIO, dst: BinaryIO, key: DataKey) -> int:
     on IntegrityError the caller must discard whatever ``dst`` received. ``dst.write`` gets
     views of a reused buffer and must consume them before it returns.
     """
-    header_buf = memoryview(bytearray(HEADER_SIZE))
-    header_bytes = bytes(header_buf[: _fill(src, header_buf)])
+    header_buf = memoryview(bytearray(MAX_HEADER_SIZE))
+    got = _fill(src, header_buf[:HEADER_SIZE_V1])
+    size = SealedHeader.size_of(header_buf[:got])
+    if size > got:
+        got += _fill(src, header_buf[got:size])
+    header_bytes = bytes(header_buf[:got])
     header = SealedHeader.parse(header_bytes)
     if not hmac.compare_digest(header.key_id, key.key_id):
         raise IntegrityError("sealed with a different key (key id does not match)")
@@ -334,22 +399,53 @@ def _unseal_records(
         counter += 1
 
 
-def seal_bytes(data: bytes, key: DataKey, *, chunk_size: int = CHUNK_SIZE) -> bytes:
-    out = io.BytesIO()
-    seal_stream(io.BytesIO(data), out, key, chunk_size=chunk_size)
-    return out.getvalue()
+def seal_bytes(
+    data: bytes,
+    key: DataKey,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    digest: DigestAlgorithm = BLAKE3,
+    nonce_prefix: bytes | None = None,
+) -> bytes:
+    """The same bytes :func:`seal_stream` writes for ``data``, made in memory: each chunk is
+    encrypted straight into the result, with no stream buffers and no content digest (a caller
+    that needs the digest seals with :func:`seal_stream`). Small payloads (progress events,
+    checkpoints) so cost their encryption only. ``nonce_prefix`` is for known-answer tests only.
+    Raises CryptoError like it."""
+    if not 0 < chunk_size <= _MAX_CHUNK_SIZE:
+        raise CryptoError(f"chunk size must be between 1 and {_MAX_CHUNK_SIZE}")
+    prefix = os.urandom(PREFIX_SIZE) if nonce_prefix is None else bytes(nonce_prefix)
+    if len(prefix) != PREFIX_SIZE:
+        raise CryptoError(f"nonce prefix must be {PREFIX_SIZE} bytes")
+    header = SealedHeader.for_digest(digest, chunk_size, key.key_id, prefix).to_bytes()
+    source = memoryview(data)
+    chunks = max(1, -(-len(source) // chunk_size))
+    # Sized up front and encrypted into in place; getvalue() hands the buffer out uncopied.
+    result = io.BytesIO()
+    result.seek(len(header) + len(source) + chunks * TAG_SIZE - 1)
+    result.write(b"\0")
+    aead = AESGCM(key.raw)
+    with result.getbuffer() as target:
+        target[: len(header)] = header
+        at = len(header)
+        for counter in range(chunks):
+            part = source[counter * chunk_size : (counter + 1) * chunk_size]
+            out = target[at : at + len(part) + TAG_SIZE]
+            aead.encrypt_into(_nonce(prefix, counter, counter == chunks - 1), part, header, out)
+            at += len(out)
+    return result.getvalue()
 
 
 def unseal_bytes(blob: bytes, key: DataKey) -> bytes:
     """:func:`unseal_stream` of a sealed file in memory; every chunk is decrypted straight into
     the result (no intermediate buffers). Raises IntegrityError like it."""
     view = memoryview(blob)
-    header_bytes = bytes(view[:HEADER_SIZE])
-    header = SealedHeader.parse(header_bytes)
+    header = SealedHeader.parse(view)
+    header_bytes = bytes(view[: header.size])
     if not hmac.compare_digest(header.key_id, key.key_id):
         raise IntegrityError("sealed with a different key (key id does not match)")
     block_size = header.chunk_size + TAG_SIZE
-    body = len(view) - HEADER_SIZE
+    body = len(view) - header.size
     chunks = max(1, -(-body // block_size))
     size = max(0, body - chunks * TAG_SIZE)
     # The result is a BytesIO sized up front: its buffer is decrypted into in place and handed
@@ -358,8 +454,53 @@ def unseal_bytes(blob: bytes, key: DataKey) -> bytes:
     if size:
         result.seek(size - 1)
         result.write(b"\0")
-    records = _Records(io.BytesIO(blob), block_size, HEADER_SIZE)
+    records = _Records(io.BytesIO(blob), block_size, header.size)
     aead = AESGCM(key.raw)
     with result.getbuffer() as target:
         _unseal_records(records, block_size, aead, header, header_bytes, target, None)
     return result.getvalue()
+
+
+class SealedDigest:
+    """The content digest of a sealed file fed in pieces, as a contract binds it.
+
+    The algorithm is the one the file's header names (SHA-256 for version 1, BLAKE3 for
+    version 2); bytes that do not start like a sealed file get SHA-256. This is for a store that
+    records what it was sent; a checker that holds an expected digest uses
+    :func:`content_digest_like` instead, so the file cannot pick how it is checked.
+    """
+
+    def __init__(self) -> None:
+        self._head = bytearray()
+        self._hasher: ContentHasher | None = None
+
+    def update(self, data: bytes | memoryview) -> None:
+        if self._hasher is None:
+            self._head += data
+            if len(self._head) < len(MAGIC) + 1:
+                return
+            self._start(bytes(self._head))
+            return
+        self._hasher.update(data)
+
+    def _start(self, head: bytes) -> None:
+        algorithm: DigestAlgorithm = SHA256
+        try:
+            if SealedHeader.size_of(head) == MAX_HEADER_SIZE and len(head) >= MAX_HEADER_SIZE:
+                algorithm = SealedHeader.parse(head).digest
+            elif SealedHeader.size_of(head) == MAX_HEADER_SIZE:
+                return  # a version 2 header not yet complete: wait for more bytes
+        except IntegrityError:
+            pass  # not a sealed file (or one this code cannot read): SHA-256 of the bytes
+        self._hasher = ContentHasher(algorithm)
+        self._hasher.update(head)
+        self._head = bytearray()
+
+    def hexdigest(self) -> str:
+        if self._hasher is None:
+            self._start(bytes(self._head))
+        if self._hasher is None:  # a truncated version 2 header: the bytes are not a sealed file
+            self._hasher = ContentHasher(SHA256)
+            self._hasher.update(bytes(self._head))
+            self._head = bytearray()
+        return self._hasher.hexdigest()

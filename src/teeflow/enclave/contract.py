@@ -36,7 +36,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from teeflow.crypto import canonical_hash, check_pad
+from teeflow.crypto import canonical_hash, check_pad, is_content_digest
 from teeflow.enclave.run_state import RunStateError, parse_time
 from teeflow.functions.outputs import uploaded_declarations
 
@@ -70,6 +70,15 @@ def _names(value: Any, where: str) -> list[str]:
     if len(set(value)) != len(value):
         raise ContractError(f"{where} lists a username twice")
     return list(value)
+
+
+def _content_digest(value: Any, where: str) -> str:
+    # The field keeps its v1 name; its value names the algorithm (crypto/_digest.py).
+    if not is_content_digest(value):
+        raise ContractError(
+            f"{where} must be a content digest: 64 lowercase hex (SHA-256) or 'blake3:' and 64"
+        )
+    return str(value)
 
 
 def _hex64(value: Any, where: str) -> str:
@@ -123,7 +132,7 @@ def validate_contract(contract: Mapping[str, Any]) -> None:
         if not isinstance(slot, str) or not _SLOT.match(slot) or not isinstance(spec, Mapping):
             raise ContractError(f"input slot {slot!r} is not a valid slot")
         _names(spec.get("owners"), f"inputs[{slot}].owners")
-        _hex64(spec.get("ciphertext_sha256"), f"inputs[{slot}].ciphertext_sha256")
+        _content_digest(spec.get("ciphertext_sha256"), f"inputs[{slot}].ciphertext_sha256")
     for slot, spec in outputs.items():
         if not isinstance(slot, str) or not _SLOT.match(slot) or not isinstance(spec, Mapping):
             raise ContractError(f"output slot {slot!r} is not a valid slot")

@@ -29,6 +29,7 @@ from teeflow.crypto import (
     IntegrityError,
     PublicKey,
     b64e,
+    content_digest_like,
     hpke_seal,
     key_wrap_info,
     pad,
@@ -449,7 +450,8 @@ class EnclaveRuntime:
             with timer.phase("crypto"):
                 # Only the hash is checked here: the plaintext is decrypted, a chunk at a time, as
                 # the function reads it (each chunk authenticated before use; functions/api.py).
-                digest = sha256_hex(ciphertext)
+                # The algorithm is the one the approved digest names, never the file's own.
+                digest = content_digest_like(ciphertext, spec["ciphertext_sha256"])
                 if digest != spec["ciphertext_sha256"]:
                     raise TaskRejected(
                         f"input {slot!r}: ciphertext hash {digest[:16]}… differs from the approved"
@@ -669,7 +671,7 @@ class EnclaveRuntime:
                 info = key_wrap_info("output", chash, slot)
                 wrapped[name] = b64e(hpke_seal(key.raw, recipient, info=info))
         return SealedOutput(
-            ciphertext, sealed.ciphertext_sha256, wrapped, list(joint) if joint else None
+            ciphertext, sealed.ciphertext_digest, wrapped, list(joint) if joint else None
         )
 
     def receipt(

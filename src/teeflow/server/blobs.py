@@ -22,7 +22,6 @@ Hierarchy::
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
 import tempfile
@@ -31,7 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from teeflow.crypto import private_directory
+from teeflow.crypto import SealedDigest, private_directory
 
 if TYPE_CHECKING:
     from teeflow.server.settings import Settings
@@ -79,14 +78,15 @@ def validate_key(key: str) -> tuple[str, ...]:
 
 
 class BlobWriter(Protocol):
-    """A streaming upload; ``sha256`` and ``size`` are readable once it has committed."""
+    """A streaming upload; ``digest`` (the content digest a contract binds, crypto.SealedDigest)
+    and ``size`` are readable once it has committed."""
 
     def write(self, data: bytes) -> None: ...
 
     def hexdigest(self) -> str: ...
 
     @property
-    def sha256(self) -> str: ...
+    def digest(self) -> str: ...
 
     @property
     def size(self) -> int: ...
@@ -117,7 +117,7 @@ class _LocalWriter:
     def __init__(self, final: Path, max_bytes: int | None) -> None:
         self._final = final
         self._max_bytes = max_bytes
-        self._hash = hashlib.sha256()
+        self._hash = SealedDigest()  # BLAKE3 or SHA-256, as the sealed file's header names
         self._written = 0
         self._file: BinaryIO | None = None
         self._temp: Path | None = None
@@ -144,7 +144,8 @@ class _LocalWriter:
         self._written += len(data)
 
     def hexdigest(self) -> str:
-        """SHA-256 of what was written so far: check it before the block ends to refuse a blob."""
+        """Content digest of what was written so far (crypto.SealedDigest): check it before the
+        block ends to refuse a blob."""
         return self._hash.hexdigest()
 
     def __exit__(
@@ -181,9 +182,9 @@ class _LocalWriter:
             self._temp = None
 
     @property
-    def sha256(self) -> str:
+    def digest(self) -> str:
         if not self._committed:
-            raise RuntimeError("sha256 is known only after the blob has been committed")
+            raise RuntimeError("the digest is known only after the blob has been committed")
         return self._hash.hexdigest()
 
     @property
@@ -227,7 +228,7 @@ class LocalBlobStore:
     def writer(self, key: str, *, max_bytes: int | None = None) -> _LocalWriter:
         """A context manager that streams a new blob to ``key`` (replacing any old one on commit).
 
-        ``with store.writer(key) as w: w.write(chunk)``; then ``w.sha256`` and ``w.size``.
+        ``with store.writer(key) as w: w.write(chunk)``; then ``w.digest`` and ``w.size``.
         """
         if max_bytes is not None and max_bytes < 0:
             raise ValueError("max_bytes must not be negative")

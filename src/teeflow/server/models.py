@@ -60,6 +60,8 @@ NAMING_CONVENTION = {
 JSONType = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 Id = String(64)
 Hash = String(64)
+ContentDigest = String(71)
+"""A sealed file's content digest: "blake3:" and 64 hex, or 64 hex (SHA-256); crypto/_digest.py."""
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -135,7 +137,7 @@ class DatasetRow(Base):
     description: Mapped[str] = mapped_column(Text)
     owner: Mapped[str] = mapped_column(ForeignKey("users.username"), index=True)
     state: Mapped[str] = mapped_column(String(16))
-    ciphertext_sha256: Mapped[str | None] = mapped_column(Hash)
+    ciphertext_sha256: Mapped[str | None] = mapped_column(ContentDigest)
     size: Mapped[int | None] = mapped_column(BigInteger)
     blob_key: Mapped[str | None] = mapped_column(String(512))
     produced_by_task: Mapped[str | None] = mapped_column(ForeignKey("tasks.task_id"))
@@ -222,7 +224,7 @@ class OutputRow(Base):
     )
     slot: Mapped[str] = mapped_column(String(128), primary_key=True)
     blob_key: Mapped[str] = mapped_column(String(512))
-    ciphertext_sha256: Mapped[str] = mapped_column(Hash)
+    ciphertext_sha256: Mapped[str] = mapped_column(ContentDigest)
     size: Mapped[int] = mapped_column(BigInteger)
     wrapped_keys: Mapped[dict[str, Any]]
     joint_owners: Mapped[list[str] | None] = mapped_column(JSONType)

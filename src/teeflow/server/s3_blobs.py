@@ -18,7 +18,6 @@ credential or the server's free-text message.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from teeflow.crypto import SealedDigest
 from teeflow.server.blobs import BlobError, BlobNotFound, BlobTooLarge, validate_key
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ class S3BlobStore:
     def writer(self, key: str, *, max_bytes: int | None = None) -> _S3Writer:
         """A context manager that streams a new blob to ``key`` (replacing any old one on commit).
 
-        ``with store.writer(key) as w: w.write(chunk)``; then ``w.sha256`` and ``w.size``.
+        ``with store.writer(key) as w: w.write(chunk)``; then ``w.digest`` and ``w.size``.
         """
         if max_bytes is not None and max_bytes < 0:
             raise ValueError("max_bytes must not be negative")
@@ -241,7 +241,7 @@ class _S3Writer:
         self._key = object_key
         self._part_size = store._part_size
         self._max_bytes = max_bytes
-        self._hash = hashlib.sha256()
+        self._hash = SealedDigest()  # BLAKE3 or SHA-256, as the sealed file's header names
         self._written = 0
         self._buffer = bytearray()  # at most one part
         self._upload_id: str | None = None
@@ -273,7 +273,8 @@ class _S3Writer:
                 self._upload_part()
 
     def hexdigest(self) -> str:
-        """SHA-256 of what was written so far: check it before the block ends to refuse a blob."""
+        """Content digest of what was written so far (crypto.SealedDigest): check it before the
+        block ends to refuse a blob."""
         return self._hash.hexdigest()
 
     def _upload_part(self) -> None:
@@ -349,9 +350,9 @@ class _S3Writer:
             _log.warning("could not abort the S3 multipart upload of %r: %s", self._key, reason)
 
     @property
-    def sha256(self) -> str:
+    def digest(self) -> str:
         if not self._committed:
-            raise RuntimeError("sha256 is known only after the blob has been committed")
+            raise RuntimeError("the digest is known only after the blob has been committed")
         return self._hash.hexdigest()
 
     @property

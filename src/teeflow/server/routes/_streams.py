@@ -49,7 +49,8 @@ async def receive_blob(
     expected_sha256: str | None = None,
     max_bytes: int | None = None,
 ) -> tuple[str, int]:
-    """Stream the body into blob ``key``; return (sha256, size). Nothing is kept on failure.
+    """Stream the body into blob ``key``; return (content digest, size). Nothing is kept on
+    failure. ``expected_sha256`` (the X-Content-SHA256 header) is a content digest string.
 
     ApiError 413 over ``max_upload_bytes`` or ``max_bytes``, whichever is smaller."""
     limit = platform.settings.max_upload_bytes
@@ -66,7 +67,7 @@ async def receive_blob(
             if chunk:
                 await run_in_threadpool(writer.write, chunk)
         if expected_sha256 is not None and writer.hexdigest() != expected_sha256:
-            raise ApiError.invalid("uploaded bytes do not match the declared SHA-256; upload again")
+            raise ApiError.invalid("uploaded bytes do not match the declared digest; upload again")
     except BaseException as exc:
         writer.__exit__(type(exc), exc, exc.__traceback__)  # discard; nothing is stored
         if isinstance(exc, BlobTooLarge):
@@ -78,7 +79,7 @@ async def receive_blob(
             ) from None
         raise
     await run_in_threadpool(writer.__exit__, None, None, None)
-    return writer.sha256, writer.size
+    return writer.digest, writer.size
 
 
 def send_blob(

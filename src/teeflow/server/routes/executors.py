@@ -18,7 +18,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
-from teeflow.crypto import b64d, b64e, sha256_hex
+from teeflow.crypto import b64d, b64e, content_digest_like
 from teeflow.enclave.session import is_session_contract
 from teeflow.server.app import Platform
 from teeflow.server.contracts import plain_json
@@ -68,7 +68,7 @@ trip each; larger ones stream through their own requests."""
 
 
 class OutputMeta(BaseModel):
-    ciphertext_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    ciphertext_sha256: str = Field(pattern=r"^(?:blake3:)?[0-9a-f]{64}$")  # a content digest
     wrapped_keys: dict[str, str]
     joint_owners: list[str] | None = None
     content: str | None = Field(
@@ -456,8 +456,9 @@ def _store_inline_output(platform: Platform, task_id: str, slot: str, meta: Outp
         ciphertext = b64d(meta.content or "")
     except ValueError:
         raise ApiError.invalid(f"output {slot!r}: content is not base64") from None
-    if len(ciphertext) > INLINE_BYTES or sha256_hex(ciphertext) != meta.ciphertext_sha256:
-        raise ApiError.invalid(f"output {slot!r}: inline content does not match its SHA-256")
+    digest = meta.ciphertext_sha256
+    if len(ciphertext) > INLINE_BYTES or content_digest_like(ciphertext, digest) != digest:
+        raise ApiError.invalid(f"output {slot!r}: inline content does not match its digest")
     with platform.blobs.writer(_output_key(task_id, slot)) as writer:
         writer.write(ciphertext)
 
