@@ -270,35 +270,41 @@ def seal_stream(
     dst.write(header)
     written = len(header)
     plain_total = 0
-    # Two plaintext buffers: the chunk being sealed and the one after it, read ahead because a
-    # chunk's nonce carries whether it is the last (an empty read-ahead means it is). Two output
-    # blocks: one is hashed on the hasher's thread while the other is encrypted into.
-    current, following = memoryview(bytearray(chunk_size)), memoryview(bytearray(chunk_size))
-    blocks = [memoryview(bytearray(chunk_size + TAG_SIZE)) for _ in range(2)]
+    # The chunk being sealed and the one after it, read ahead because a chunk's nonce carries
+    # whether it is the last (an empty read-ahead means it is): views of an in-memory source, or
+    # two reused buffers (_Records). Two output blocks, made at the size the data needs: one is
+    # hashed on the hasher's thread while the other is encrypted into.
+    records = _Records(src, chunk_size, src.tell() if isinstance(src, io.BytesIO) else 0)
+    blocks: list[memoryview | None] = [None, None]
     counter = 0
     try:
-        size = _fill(src, current)
+        current = records.read(chunk_size)
         while True:
-            next_size = _fill(src, following) if size == chunk_size else 0
-            final = next_size == 0
+            following = records.read(chunk_size) if len(current) == chunk_size else None
+            final = not following
             slot = counter % 2
             hasher.wait(slot)
-            out = blocks[slot][: size + TAG_SIZE]
-            aead.encrypt_into(_nonce(prefix, counter, final), current[:size], header, out)
+            block = blocks[slot]
+            if block is None:
+                block = blocks[slot] = memoryview(bytearray(len(current) + TAG_SIZE))
+            out = block[: len(current) + TAG_SIZE]
+            aead.encrypt_into(_nonce(prefix, counter, final), current, header, out)
             dst.write(out)
             hasher.update(slot, out, background=counter > 0 or not final)
             written += len(out)
-            plain_total += size
+            plain_total += len(current)
             if final:
                 return SealInfo(hasher.hexdigest(), written, plain_total)
-            current, following, size = following, current, next_size
+            assert following is not None
+            current = following
             counter += 1
     finally:
+        records.close()
         hasher.close()
 
 
 class _Records:
-    """Fixed-size records of a sealed stream, each as a read-only view.
+    """Fixed-size records of a stream (sealed chunks, or plaintext chunks to seal), as views.
 
     An in-memory source (``io.BytesIO``) is read in place through ``getvalue()``, which CPython
     hands out without a copy; any other stream is read into two reused buffers.
