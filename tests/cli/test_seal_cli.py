@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from teeflow.cli.files import read_data_key
 from teeflow.cli.main import app
 from teeflow.crypto import CHUNK_SIZE, CryptoError
-from teeflow.crypto._sealed import HEADER_SIZE, TAG_SIZE
+from teeflow.crypto._header import HEADER_SIZE, TAG_SIZE
 
 
 @pytest.fixture

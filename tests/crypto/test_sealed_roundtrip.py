@@ -20,7 +20,7 @@ from teeflow.crypto import (
     unseal_bytes,
     unseal_stream,
 )
-from teeflow.crypto._sealed import HEADER_SIZE, HEADER_SIZE_V1, TAG_SIZE
+from teeflow.crypto._header import HEADER_SIZE, HEADER_SIZE_V1, TAG_SIZE
 
 SIZES = {
     "empty": 0,

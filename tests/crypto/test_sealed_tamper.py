@@ -15,7 +15,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from teeflow.crypto import CHUNK_SIZE, DataKey, IntegrityError, seal_bytes, unseal_bytes
-from teeflow.crypto._sealed import HEADER_SIZE, TAG_SIZE, SealedHeader
+from teeflow.crypto._header import HEADER_SIZE, TAG_SIZE, SealedHeader
 
 SMALL = 64
 KEY = DataKey(bytes(range(32)))

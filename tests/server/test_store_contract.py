@@ -427,6 +427,24 @@ def test_outputs(users: Store) -> None:
         )  # fmt: skip
 
 
+def test_blake3_content_digests_fit_datasets_and_outputs(users: Store) -> None:
+    # "blake3:" + 64 hex is 71 characters: PostgreSQL refused it before migration 0004.
+    digest = "blake3:" + "d" * 64
+    users.create_dataset(
+        dataset_id="d1", name="scans", kind="table", description="", owner="alice", now=T0
+    )
+    task = add_task(users)
+
+    ready = users.mark_dataset_ready("d1", ciphertext_sha256=digest, size=1, blob_key="k/d1")
+    users.add_output(
+        task_id=task.task_id, slot="model", blob_key="o/m", ciphertext_sha256=digest, size=7,
+        wrapped_keys={"alice": "wk"}, joint_owners=None, dataset_id=None,
+    )  # fmt: skip
+
+    assert ready.ciphertext_sha256 == digest
+    assert users.list_outputs(task.task_id)[0].ciphertext_sha256 == digest
+
+
 def test_events_are_sequenced_per_task_and_filtered_by_recipient(users: Store) -> None:
     task, other = add_task(users), add_task(users, at=1)
 

@@ -24,23 +24,20 @@ _TABLES = {"datasets": True, "outputs": False}  # table -> the column is nullabl
 
 
 def upgrade() -> None:
-    for table, nullable in _TABLES.items():
-        with op.batch_alter_table(table) as batch:
-            batch.alter_column(
-                "ciphertext_sha256",
-                type_=sa.String(71),
-                existing_type=sa.String(64),
-                existing_nullable=nullable,
-            )
+    _resize(64, 71)
 
 
 def downgrade() -> None:
     # Refuses (on PostgreSQL) while a BLAKE3 digest is stored: such rows need version 2 readers.
+    _resize(71, 64)
+
+
+def _resize(old: int, new: int) -> None:
     for table, nullable in _TABLES.items():
         with op.batch_alter_table(table) as batch:
             batch.alter_column(
                 "ciphertext_sha256",
-                type_=sa.String(64),
-                existing_type=sa.String(71),
+                type_=sa.String(new),
+                existing_type=sa.String(old),
                 existing_nullable=nullable,
             )
