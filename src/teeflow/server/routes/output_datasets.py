@@ -138,8 +138,8 @@ def _output(platform: Platform, task_id: str, slot: str) -> OutputRecord:
 
 
 def _copy_blob(platform: Platform, source: str, target: str) -> tuple[str, int]:
-    """Copy blob ``source`` to ``target`` in bounded memory; (sha256, size) of what was copied."""
+    """Copy blob ``source`` to ``target`` in bounded memory; (content digest, size) of the copy."""
     with platform.blobs.open(source) as reader, platform.blobs.writer(target) as writer:
         while block := reader.read(_COPY):
             writer.write(block)
-    return writer.sha256, writer.size
+    return writer.digest, writer.size
