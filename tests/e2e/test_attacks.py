@@ -167,18 +167,16 @@ def test_an_approved_blake3_digest_refuses_the_same_data_resealed_in_version_1(
     # The owner holds the key and reseals the very same rows as a version 1 file (SHA-256): the
     # enclave must hash with the algorithm the contract names, not the one the file announces.
     alice, bank = member("alice"), member("bank")
-    approved = bank.upload_dataset(b"approved rows\n", name="bank.csv", kind="table")
-    task = alice.propose(
-        "echo", inputs={"data": approved["id"]}, outputs={"data": {"recipients": ["bank"]}}
-    )
-    assert task["contract"]["inputs"]["data"]["ciphertext_sha256"].startswith("blake3:")
+    task = _echo_task(alice, bank, b"approved rows\n")
+    approved = task["contract"]["inputs"]["data"]
+    assert approved["ciphertext_sha256"].startswith("blake3:")
     alice.approve(task["id"])
     bank.approve(task["id"])
-    key = bank.home.dataset_key(approved["id"])
+    key = bank.home.dataset_key(approved["dataset_id"])
     assert key is not None
     downgraded = seal_bytes(b"approved rows\n", key, digest="sha256")
 
-    (platform.data_dir / "blobs" / "datasets" / approved["id"]).write_bytes(downgraded)
+    (platform.data_dir / "blobs" / "datasets" / approved["dataset_id"]).write_bytes(downgraded)
     alice.run(task["id"])
     done = alice.wait(task["id"], timeout=60)
 
