@@ -14,7 +14,7 @@ from teeflow.crypto import (
     seal_bytes,
     sealed_plaintext_size,
 )
-from teeflow.crypto._sealed import HEADER_SIZE, TAG_SIZE
+from teeflow.crypto._header import HEADER_SIZE, TAG_SIZE
 
 CHUNK = 64
 
@@ -37,6 +37,17 @@ def test_reads_back_the_plaintext_in_any_piece_size(size: int, piece: int) -> No
     assert _read_all(UnsealReader(io.BytesIO(sealed), key), piece) == plaintext
     # a stream that is not in memory is read through the reader's own two buffers
     assert _read_all(UnsealReader(io.BufferedReader(io.BytesIO(sealed)), key), piece) == plaintext
+
+
+@pytest.mark.parametrize("size", [0, CHUNK + 1, 5 * CHUNK + 7])
+def test_reads_a_version_1_file_too(size: int) -> None:
+    key = DataKey.generate()
+    plaintext = os.urandom(size)
+    sealed = seal_bytes(plaintext, key, chunk_size=CHUNK, digest="sha256")  # 35-byte header
+
+    assert sealed_plaintext_size(sealed, key) == size
+    assert _read_all(UnsealReader(io.BytesIO(sealed), key), 13) == plaintext
+    assert _read_all(UnsealReader(io.BufferedReader(io.BytesIO(sealed)), key), 13) == plaintext
 
 
 def _sealed(chunks: int = 4) -> tuple[DataKey, bytes]:

@@ -22,14 +22,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from teeflow.crypto._errors import IntegrityError
-from teeflow.crypto._sealed import (
-    HEADER_SIZE,
-    TAG_SIZE,
-    DataKey,
-    SealedHeader,
-    _nonce,
-    _Records,
-)
+from teeflow.crypto._header import HEADER_SIZE_V1, TAG_SIZE, SealedHeader
+from teeflow.crypto._sealed import DataKey, _nonce, _Records
 
 __all__ = ["UnsealReader", "sealed_plaintext_size"]
 
@@ -38,10 +32,10 @@ def sealed_plaintext_size(sealed: bytes | memoryview, key: DataKey) -> int:
     """The plaintext size of a whole sealed file, from its length and header alone (nothing is
     decrypted or authenticated yet). Raises IntegrityError for a malformed header or one that
     names another key than ``key``."""
-    header = SealedHeader.parse(bytes(sealed[:HEADER_SIZE]))
+    header = SealedHeader.parse(sealed)  # version 1 or 2: 35 or 36 bytes
     if not hmac.compare_digest(header.key_id, key.key_id):
         raise IntegrityError("sealed with a different key (key id does not match)")
-    body = len(sealed) - HEADER_SIZE
+    body = len(sealed) - header.size
     chunks = max(1, -(-body // (header.chunk_size + TAG_SIZE)))
     return max(0, body - chunks * TAG_SIZE)
 
@@ -58,14 +52,17 @@ class UnsealReader(io.RawIOBase):
     def __init__(self, src: BinaryIO, key: DataKey) -> None:
         super().__init__()
         start = src.tell() if isinstance(src, io.BytesIO) else 0
-        head = src.read(HEADER_SIZE)
+        head = src.read(HEADER_SIZE_V1)
+        size = SealedHeader.size_of(head)  # version 2 has one byte more
+        if size > len(head):
+            head += src.read(size - len(head))
         self._header_bytes = bytes(head)
         self._header = SealedHeader.parse(self._header_bytes)
         if not hmac.compare_digest(self._header.key_id, key.key_id):
             raise IntegrityError("sealed with a different key (key id does not match)")
         self._aead = AESGCM(key.raw)
         self._block = self._header.chunk_size + TAG_SIZE
-        self._records = _Records(src, self._block, start + HEADER_SIZE)
+        self._records = _Records(src, self._block, start + self._header.size)
         self._plain = memoryview(bytearray(self._header.chunk_size))
         self._ready = self._plain[:0]
         self._counter = 0
