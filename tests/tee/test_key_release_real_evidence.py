@@ -217,7 +217,10 @@ def test_fetched_snp_collateral_is_asked_of_kds_once_and_cached(
         name = case["ask_ark"] if path.endswith("/cert_chain") else case["vcek"]
         return (TESTDATA / name).read_bytes()
 
-    source = FetchingCollateral(tmp_path / "cache", pccs_url="http://unused.invalid", kds=kds)
+    def no_pccs(raw_quote: bytes) -> str:
+        raise AssertionError("an SEV-SNP report needs no DCAP collateral")
+
+    source = FetchingCollateral(tmp_path / "cache", dcap=no_pccs, kds=kds)
     verify = hardware_verifier(source)
     now = datetime(2026, 3, 1, tzinfo=UTC)
 

@@ -8,8 +8,9 @@ no integrity protection; it only decides where the bytes come from:
 - :class:`DirectoryCollateral`: offline files (tests, air-gapped hosts), no network ever.
   Layout: ``dcap/<tee>-<FMSPC>-<ca>.json`` (the :class:`PccsCache` naming) and
   ``snp/vcek-<CHIP_ID hex>-<REPORTED_TCB hex>.der`` + ``snp/cert_chain.pem`` (ASK then ARK).
-- :class:`FetchingCollateral`: a PCCS or Intel PCS URL for DCAP (through :class:`PccsCache`) and
-  AMD KDS for VCEKs, each cached in a directory. Used on real hosts; never in tests.
+- :class:`FetchingCollateral`: a PCCS for DCAP (through :class:`PccsCache`) and AMD KDS for
+  VCEKs, each cached in a directory, fetched under the caller's TLS rule (_pcs_client.py).
+  Used on real hosts; in tests only against local stand-ins.
 
 :func:`hardware_verifier` turns a source into a verifier (evidence, now) -> Claims.
 """
@@ -21,11 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 from teeflow.attestation._errors import AttestationError
 from teeflow.attestation._model import Claims, Evidence
-from teeflow.attestation._pccs import PccsCache, collateral_file_name, pccs_fetch
+from teeflow.attestation._pccs import CollateralFetch, PccsCache, collateral_file_name
+from teeflow.attestation._pcs_client import TlsVerify, http_get
 from teeflow.attestation._snp import SnpCollateral
 from teeflow.attestation._snp_report import parse_report
 from teeflow.attestation._verify import verify_evidence
@@ -90,36 +90,32 @@ VcekFetch = Callable[[str], bytes]
 """GET a KDS path (``/vcek/v1/Milan/<chip>?...`` or ``/vcek/v1/Milan/cert_chain``) -> body."""
 
 
-def kds_fetch(base_url: str = AMD_KDS_URL) -> VcekFetch:
+def kds_fetch(base_url: str = AMD_KDS_URL, *, verify: TlsVerify) -> VcekFetch:
+    """GETs from AMD KDS at ``base_url`` under ``verify`` (``teeflow.tls.client_verify``'s
+    answer for the URL); AttestationError (code ``collateral``) if a request fails."""
+    get = http_get(base_url, verify=verify, what="SEV-SNP collateral (AMD KDS)")
+
     def fetch(path: str) -> bytes:
-        try:
-            response = httpx.get(base_url.rstrip("/") + path, timeout=30.0)
-            response.raise_for_status()
-        except httpx.HTTPError as exc:
-            raise AttestationError(
-                f"cannot fetch SEV-SNP collateral from {base_url} ({exc}); check the KDS URL "
-                "and network, or put the files in a collateral directory",
-                code="collateral",
-            ) from exc
-        return response.content
+        return get(path).content
 
     return fetch
 
 
 class FetchingCollateral:
-    """DCAP collateral from ``pccs_url`` and VCEKs from AMD KDS, cached under ``cache_dir``."""
+    """DCAP collateral from ``dcap`` (:func:`pccs_fetch`) and VCEKs from ``kds``
+    (:func:`kds_fetch`), cached under ``cache_dir``. Both fetches carry the TLS rule their
+    maker was given; this class never dials on its own."""
 
     def __init__(
         self,
         cache_dir: Path,
         *,
-        pccs_url: str,
-        kds: VcekFetch | None = None,
-        dcap: PccsCache | None = None,
+        dcap: CollateralFetch,
+        kds: VcekFetch,
     ) -> None:
         self._dir = Path(cache_dir)
-        self._dcap = dcap or PccsCache(self._dir / "dcap", fetch=pccs_fetch(pccs_url))
-        self._kds = kds or kds_fetch()
+        self._dcap = PccsCache(self._dir / "dcap", fetch=dcap)
+        self._kds = kds
 
     def collateral_for(self, evidence: Evidence, *, now: datetime) -> object:
         if evidence.tee in ("sgx", "tdx"):

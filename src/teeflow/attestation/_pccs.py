@@ -7,7 +7,6 @@ refetched once the TCB info or QE identity reaches its ``nextUpdate``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import tempfile
@@ -21,6 +20,7 @@ import dcap_qvl
 from teeflow.attestation._dcap import load_dcap_collateral
 from teeflow.attestation._errors import AttestationError
 from teeflow.attestation._model import require_aware
+from teeflow.attestation._pcs_client import TlsVerify, fetch_dcap_collateral
 
 __all__ = ["CollateralFetch", "PccsCache", "collateral_file_name", "pccs_fetch"]
 
@@ -28,19 +28,13 @@ CollateralFetch = Callable[[bytes], str]
 """Fetch collateral for a raw quote; returns dcap-qvl QuoteCollateralV3 JSON."""
 
 
-def pccs_fetch(pccs_url: str) -> CollateralFetch:
-    """A fetch function that asks ``pccs_url`` (a PCCS, or Intel PCS) via dcap-qvl."""
+def pccs_fetch(pccs_url: str, *, verify: TlsVerify) -> CollateralFetch:
+    """A fetch function that asks ``pccs_url`` (a PCCS) with httpx under ``verify`` (what
+    ``teeflow.tls.client_verify`` gives for the URL: https against the configured CA, plain
+    http only to loopback or with the insecure opt-in); see _pcs_client.py."""
 
     def fetch(raw_quote: bytes) -> str:
-        try:
-            collateral = asyncio.run(dcap_qvl.get_collateral(pccs_url, raw_quote))
-        except (ValueError, RuntimeError) as exc:
-            raise AttestationError(
-                f"cannot fetch DCAP collateral from {pccs_url} ({exc}); check the PCCS URL "
-                "and network, or pass collateral from a file",
-                code="collateral",
-            ) from exc
-        return str(collateral.to_json())
+        return fetch_dcap_collateral(pccs_url, raw_quote, verify=verify)
 
     return fetch
 

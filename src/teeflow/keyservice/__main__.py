@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import ssl
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,21 @@ from teeflow.attestation import (
     SimQuotingKey,
     hardware_verifier,
     kds_fetch,
+    pccs_fetch,
     sim_measurement,
 )
 from teeflow.crypto import read_or_create_secret
 from teeflow.enclave.keyrelease import Verifier
 from teeflow.enclave.keyservice import KeyService
 from teeflow.keyservice.app import create_keyservice_app
-from teeflow.tls import InsecureTransportError, add_serve_arguments, serve_tls_options
+from teeflow.tls import (
+    CA_CERT_ENV,
+    InsecureTransportError,
+    add_serve_arguments,
+    client_verify,
+    env_ca_cert,
+    serve_tls_options,
+)
 
 log = logging.getLogger("teeflow.keyservice")
 
@@ -43,12 +52,26 @@ log = logging.getLogger("teeflow.keyservice")
 def collateral_source(args: argparse.Namespace) -> CollateralSource | None:
     """Where hardware collateral comes from: ``--pccs-url`` (fetched, cached under the data
     directory; VCEKs from ``--amd-kds-url``), else ``--collateral-dir`` (offline files), else
-    none (hardware evidence is then refused as unverifiable)."""
+    none (hardware evidence is then refused as unverifiable).
+
+    Both URLs follow teeflow.tls's client rule: https verified against ``--ca-cert`` (or
+    ``TEEFLOW_CA_CERT``; the system's roots when neither is set), plain http only to loopback
+    or with ``--collateral-insecure-http``. Raises InsecureTransportError otherwise.
+    """
     if args.pccs_url:
+        ca_cert = args.ca_cert or env_ca_cert()
+        insecure = args.collateral_insecure_http
+
+        def rule(url: str, ca: Path | None) -> ssl.SSLContext | bool:
+            return client_verify(url, ca_cert=ca, insecure_http=insecure)
+
+        # AMD's own KDS has a public certificate; a private CA applies to a local KDS mirror.
+        kds_ca = None if args.amd_kds_url == AMD_KDS_URL else ca_cert
         return FetchingCollateral(
-            args.data_dir / "collateral-cache", pccs_url=args.pccs_url,
-            kds=kds_fetch(args.amd_kds_url),
-        )  # fmt: skip
+            args.data_dir / "collateral-cache",
+            dcap=pccs_fetch(args.pccs_url, verify=rule(args.pccs_url, ca_cert)),
+            kds=kds_fetch(args.amd_kds_url, verify=rule(args.amd_kds_url, kds_ca)),
+        )
     if args.collateral_dir:
         return DirectoryCollateral(args.collateral_dir)
     return None
@@ -102,8 +125,18 @@ def parser() -> argparse.ArgumentParser:
         help="offline collateral for executors' hardware evidence: dcap/<tee>-<FMSPC>-<ca>.json, "
         "snp/vcek-<chip>-<tcb>.der, snp/cert_chain.pem",
     )  # fmt: skip
-    parse.add_argument("--pccs-url", default=None, help="PCCS or Intel PCS URL for DCAP collateral")
+    parse.add_argument("--pccs-url", default=None, help="PCCS base URL for DCAP collateral")
     parse.add_argument("--amd-kds-url", default=AMD_KDS_URL, help="AMD KDS URL for VCEKs")
+    parse.add_argument(
+        "--ca-cert", type=Path, default=None,
+        help=f"CA (PEM) that signed the PCCS's (and a KDS mirror's) certificate (else "
+        f"{CA_CERT_ENV}, else the system's roots)",
+    )  # fmt: skip
+    parse.add_argument(
+        "--collateral-insecure-http", action="store_true",
+        help="allow a plain-http PCCS/KDS URL on another host (the quote's platform ids travel "
+        "in clear; collateral stays signature-checked)",
+    )  # fmt: skip
     add_serve_arguments(parse)
     return parse
 
@@ -118,9 +151,9 @@ def serve(args: argparse.Namespace, verifier: Verifier | None = None) -> None:
             insecure_http=args.insecure_http,
             what="the key service",
         )
+        app = create_keyservice_app(build_service(args, verifier))
     except InsecureTransportError as exc:
         raise SystemExit(f"teeflow-keyservice: {exc}") from exc
-    app = create_keyservice_app(build_service(args, verifier))
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **tls)
 
 
