@@ -103,6 +103,9 @@ class DirectTransport:
     def resource(self) -> Mapping[str, Any]:
         return self.service.resource(self.session)
 
+    def status(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
+        return self.service.status(self.session, request)
+
 
 @pytest.fixture
 def participants() -> list[SigningKey]:

@@ -66,7 +66,7 @@ class _Pccs(BaseHTTPRequestHandler):
     routes: dict[str, tuple[bytes, dict[str, str]]] = {}
     asked: list[str] = []
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         self.asked.append(self.path)
         body, headers = self.routes.get(self.path, (b"not found", {}))
         self.send_response(200 if self.path in self.routes else 404)
@@ -139,7 +139,9 @@ def test_plain_http_collateral_to_another_host_is_refused(
     flag: str, url: str, tmp_path: Path
 ) -> None:
     extra = [flag, url] if flag == "--pccs-url" else ["--pccs-url", "https://p:8081", flag, url]
-    with pytest.raises(InsecureTransportError, match=f"refusing plain http to {urlsplit(url).hostname}"):
+    with pytest.raises(
+        InsecureTransportError, match=f"refusing plain http to {urlsplit(url).hostname}"
+    ):
         collateral_source(_args(tmp_path, *extra))
 
 
@@ -150,8 +152,15 @@ def test_plain_http_collateral_needs_the_explicit_opt_in(tmp_path: Path) -> None
     assert isinstance(collateral_source(loopback), FetchingCollateral)
 
 
-def test_the_key_service_refuses_to_start_with_a_plain_http_pccs(tmp_path: Path) -> None:
-    from teeflow.keyservice.__main__ import serve
+def test_the_key_service_refuses_to_start_with_a_plain_http_pccs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from teeflow.keyservice import __main__ as keyservice_main
+
+    def started(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the key service started serving with a plain-http PCCS")
+
+    monkeypatch.setattr(keyservice_main.uvicorn, "run", started)
 
     policy = tmp_path / "policy.json"
     policy.write_text(json.dumps(EXECUTOR_POLICY.to_dict()))
@@ -160,8 +169,8 @@ def test_the_key_service_refuses_to_start_with_a_plain_http_pccs(tmp_path: Path)
         ["--data-dir", str(tmp_path / "d"), "--policy", str(policy), "--signers",
          str(tmp_path / "signers"), "--pccs-url", "http://pccs.lan:8081"]
     )  # fmt: skip
-    with pytest.raises(SystemExit, match="refusing plain http to pccs.lan"):
-        serve(args)
+    with pytest.raises(SystemExit, match=r"refusing plain http to pccs\.lan"):
+        keyservice_main.serve(args)
 
 
 def test_kds_fetch_uses_the_verify_it_is_given(pccs: str, tls: TlsFiles) -> None:

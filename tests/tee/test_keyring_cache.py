@@ -7,7 +7,7 @@ test_tee_executors.py)."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,8 @@ from teeflow.attestation import (
 from teeflow.crypto import SigningKey
 from teeflow.enclave.boot import BootedEnclave, boot_with_key_release
 from teeflow.enclave.keycache import GramineSealingKey, SealingKeySource, SnpSealingKey
-from teeflow.enclave.keyservice import KeyService
+from teeflow.enclave.keyrelease import KeyReleaseError
+from teeflow.enclave.keyservice import KeyReleaseRefused, KeyService
 from teeflow.executor.keyrelease import sealing_for
 
 from .conftest import DirectTransport, service_policy, signed_allow_list
@@ -38,11 +39,16 @@ class Env:
     def __init__(self, service: KeyService, records: list[dict[str, Any]], tmp: Path) -> None:
         self.service, self.records, self.tmp = service, records, tmp
 
-    def boot(self, hw: FakeHardware, sealing: SealingKeySource | None) -> BootedEnclave:
+    def boot(
+        self,
+        hw: FakeHardware,
+        sealing: SealingKeySource | None,
+        transport: DirectTransport | None = None,
+    ) -> BootedEnclave:
         keys = service_policy(self.tmp / "kbs").sim_quoting_keys
         return boot_with_key_release(
             provider=DirectProvider(hw),
-            transport=DirectTransport(self.service),
+            transport=transport or DirectTransport(self.service),
             service_policy=service_policy(self.tmp / "kbs"),
             service_verifier=lambda e, now: verify_evidence(e, now=now, sim_quoting_keys=keys),
             now=lambda: datetime.now(UTC),
@@ -170,3 +176,101 @@ def test_derived_key_refusal_is_a_clear_error(hardware_root: SigningKey) -> None
 def test_tdx_has_no_sealing_key() -> None:
     args = argparse.Namespace(tee="tdx", device_root=None, sev_guest=Path("/dev/sev-guest"))
     assert sealing_for(args) is None
+
+
+# -- a cache is used only while the key service confirms it is current (keystatus.py) --------
+
+
+def _sgx_entries(epoch: int) -> list[tuple[str, str, int]]:
+    return [("sgx", A[:32].hex(), epoch), ("sgx", B[:32].hex(), 1)]
+
+
+def test_a_revoked_measurements_cached_keyring_is_not_used(
+    env: Env, participants: list[SigningKey], hardware_root: SigningKey
+) -> None:
+    """Revoking a measurement stops it on a host that has its keyring cached: the boot asks
+    the key service, learns of the revocation, deletes the cache and the release is refused."""
+    hw = FakeHardware("sgx", A, root=hardware_root)
+    sealing = _gramine(env.tmp, hw, "dev-a")
+    env.boot(hw, sealing)
+    cache = env.tmp / "host" / "keyring-cache.sealed"
+    assert cache.is_file()
+    env.service.set_allow_list(
+        signed_allow_list(participants, _sgx_entries(1), version=2, revoked=(A[:32].hex(),))
+    )
+
+    # In process the service's refusal surfaces as is (over HTTP it is a KeyReleaseError).
+    with pytest.raises(KeyReleaseRefused, match=r"not in allowed_measurements") as refused:
+        env.boot(hw, sealing)
+
+    assert refused.value.code == "not-allowed"
+    assert not cache.exists() and env.releases() == 1
+
+
+def test_a_new_epoch_replaces_the_cached_keyring(
+    env: Env, participants: list[SigningKey], hardware_root: SigningKey
+) -> None:
+    """A rotation (epoch 2) is picked up at the next boot despite the cache: a full release
+    brings epoch 2 (and keeps 1), and the new keyring is what is cached."""
+    hw = FakeHardware("sgx", A, root=hardware_root)
+    sealing = _gramine(env.tmp, hw, "dev-a")
+    first = env.boot(hw, sealing)
+    env.service.set_allow_list(signed_allow_list(participants, _sgx_entries(2), version=2))
+
+    rotated = env.boot(hw, sealing)
+    again = env.boot(hw, sealing)
+
+    assert first.keyring is not None and first.keyring.epoch == 1
+    assert rotated.keyring is not None and not rotated.keyring_from_cache
+    assert rotated.keyring.epoch == 2 and sorted(rotated.keyring.identities) == [1, 2]
+    assert again.keyring_from_cache and again.keyring is not None and again.keyring.epoch == 2
+    assert env.releases() == 2
+
+
+class _Down(DirectTransport):
+    def auth(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
+        raise KeyReleaseError("cannot reach the key service (test: it is down)")
+
+
+def test_an_unreachable_key_service_does_not_open_the_cache(
+    env: Env, hardware_root: SigningKey
+) -> None:
+    """Fail closed: a cache the key service cannot confirm is not used (nor deleted)."""
+    hw = FakeHardware("sgx", A, root=hardware_root)
+    sealing = _gramine(env.tmp, hw, "dev-a")
+    env.boot(hw, sealing)
+
+    with pytest.raises(KeyReleaseError, match="cannot reach"):
+        env.boot(hw, sealing, transport=_Down(env.service))
+
+    assert (env.tmp / "host" / "keyring-cache.sealed").is_file()
+
+
+class _OlderAnswer(DirectTransport):
+    """A host that answers the status with one it kept from an earlier session."""
+
+    kept: Mapping[str, Any] | None = None
+
+    def status(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
+        answer = super().status(request)
+        if _OlderAnswer.kept is None:
+            _OlderAnswer.kept = answer
+        return _OlderAnswer.kept
+
+
+def test_a_replayed_status_answer_is_refused(
+    env: Env, participants: list[SigningKey], hardware_root: SigningKey
+) -> None:
+    """The status names the session's nonce: an answer saved before a revocation and replayed
+    after it is refused, so a host cannot keep a revoked cache alive."""
+    hw = FakeHardware("sgx", A, root=hardware_root)
+    sealing = _gramine(env.tmp, hw, "dev-a")
+    env.boot(hw, sealing)
+    _OlderAnswer.kept = None
+    env.boot(hw, sealing, transport=_OlderAnswer(env.service))  # keeps the "current" answer
+    env.service.set_allow_list(
+        signed_allow_list(participants, _sgx_entries(1), version=2, revoked=(A[:32].hex(),))
+    )
+
+    with pytest.raises(KeyReleaseError, match="another session"):
+        env.boot(hw, sealing, transport=_OlderAnswer(env.service))

@@ -42,6 +42,7 @@ from teeflow.enclave.keyrelease import (
     obtain_keyring,
 )
 from teeflow.enclave.keyring import Keyring
+from teeflow.enclave.keystatus import cached_keyring_is_current, fetch_key_status
 from teeflow.enclave.runtime import EnclaveRuntime
 
 __all__ = ["BootedEnclave", "boot_enclave", "boot_with_key_release"]
@@ -126,16 +127,25 @@ def boot_with_key_release(
 
     With ``sealing`` and ``cache_path`` (SGX, SEV-SNP), a keyring cached there under the hardware
     sealing key for this measurement is used instead of a new release, and a released one is
-    cached; a cache that does not open is ignored (keycache.py).
+    cached; a cache that does not open is ignored (keycache.py). A cache is used only after the
+    attested key service confirms it is current (keystatus.py: not revoked, same newest epoch);
+    otherwise it is deleted and a full key release follows (refused if revoked).
 
-    Raises KeyReleaseError (refused, service not attested, or a keyring for another measurement).
+    Raises KeyReleaseError (refused, service not attested, unreachable -- also with a cache: a
+    cache is never used unconfirmed, fail closed -- or a keyring for another measurement).
     """
     cache = None
     if sealing is not None and cache_path is not None:
         cache = KeyringCache(cache_path, sealing, measurement=_own_measurement(provider))
         cached = cache.load()
         if cached is not None:
-            return _booted(provider, cached, cached.measurement, from_cache=True)
+            status = fetch_key_status(
+                transport, tee=provider.tee, measurement=cached.measurement,
+                service_policy=service_policy, service_verifier=service_verifier, now=now,
+            )  # fmt: skip
+            if cached_keyring_is_current(cached, status):
+                return _booted(provider, cached, cached.measurement, from_cache=True)
+            cache.drop()
     released = obtain_keyring(
         transport=transport,
         provider=provider,

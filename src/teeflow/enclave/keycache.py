@@ -12,7 +12,8 @@ the round trip after a restart on TEEs that have a sealing key:
 The cache file is the keyring sealed (AES-256-GCM, teeflow's sealed-file format) under a key
 derived from the hardware key and the measurement. A cache that does not open (sealed for another
 measurement, on another CPU, or altered) or that holds another measurement's keyring is ignored:
-:meth:`KeyringCache.load` returns None and the executor falls back to key release.
+:meth:`KeyringCache.load` returns None and the executor falls back to key release. A cache that
+opens is still used only after the key service confirms it is current (keystatus.py).
 """
 
 from __future__ import annotations
@@ -94,6 +95,10 @@ class KeyringCache:
         except (OSError, CryptoError, ValueError, AttestationError):
             return None
         return keyring if keyring.measurement == self._measurement else None
+
+    def drop(self) -> None:
+        """Delete the cache (revoked, or superseded by a newer epoch)."""
+        self._path.unlink(missing_ok=True)
 
     def store(self, keyring: Keyring) -> None:
         """Seal ``keyring`` to the cache (best effort: a failure only costs a key release)."""

@@ -47,6 +47,7 @@ from teeflow.enclave.keyring import Keyring
 __all__ = [
     "PROTOCOL_VERSION",
     "RESPONSE_DOMAIN",
+    "STATUS_DOMAIN",
     "KeyReleaseError",
     "KeyReleaseTransport",
     "ReleasedKeys",
@@ -54,12 +55,14 @@ __all__ = [
     "b64url",
     "jwk_x25519",
     "obtain_keyring",
+    "open_session",
     "response_info",
     "x25519_from_jwk",
 ]
 
 PROTOCOL_VERSION = "0.1.0"
 RESPONSE_DOMAIN = "kbs-response"
+STATUS_DOMAIN = "kbs-key-status"
 TEE_NAMES = {"sgx": "intel-sgx", "tdx": "intel-tdx", "sev-snp": "amd-sev-snp", "sim": "sample"}
 
 Verifier = Callable[[Evidence, datetime], Claims]
@@ -78,6 +81,10 @@ class KeyReleaseTransport(Protocol):
     def attest(self, attestation: Mapping[str, Any]) -> None: ...
 
     def resource(self) -> Mapping[str, Any]: ...
+
+    def status(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
+        """POST ``/kbs/v0/status`` in the session auth opened (keystatus.py)."""
+        ...
 
 
 def b64url(data: bytes) -> str:
@@ -135,6 +142,33 @@ def _check_service(
         raise KeyReleaseError("the key service's challenge is malformed") from exc
 
 
+def open_session(
+    transport: KeyReleaseTransport,
+    *,
+    tee: str,
+    service_policy: Policy,
+    service_verifier: Verifier,
+    now: Callable[[], datetime],
+) -> tuple[VerifyKey, bytes]:
+    """Steps 1-2: send a Request, check the Challenge. Returns (the attested service's signing
+    key, the session's nonce). KeyReleaseError if the service does not attest."""
+    client_nonce = os.urandom(32)
+    request = {
+        "version": PROTOCOL_VERSION,
+        "tee": TEE_NAMES[tee],
+        "extra-params": {"client-nonce": b64url(client_nonce)},
+    }
+    challenge = transport.auth(request)
+    service_key = _check_service(
+        challenge, client_nonce, service_policy=service_policy,
+        service_verifier=service_verifier, now=now(),  # after the challenge was made
+    )  # fmt: skip
+    try:
+        return service_key, _unb64url(str(challenge["nonce"]))
+    except (KeyError, ValueError) as exc:
+        raise KeyReleaseError("the key service's challenge has no valid nonce") from exc
+
+
 def obtain_keyring(
     *,
     transport: KeyReleaseTransport,
@@ -148,21 +182,10 @@ def obtain_keyring(
     Raises KeyReleaseError if the service does not attest, refuses us, or answers with anything
     that does not open under our ephemeral key or verify under its attested key.
     """
-    client_nonce = os.urandom(32)
-    request = {
-        "version": PROTOCOL_VERSION,
-        "tee": TEE_NAMES[provider.tee],
-        "extra-params": {"client-nonce": b64url(client_nonce)},
-    }
-    challenge = transport.auth(request)
-    service_key = _check_service(
-        challenge, client_nonce, service_policy=service_policy,
-        service_verifier=service_verifier, now=now(),
+    service_key, nonce = open_session(
+        transport, tee=provider.tee, service_policy=service_policy,
+        service_verifier=service_verifier, now=now,
     )  # fmt: skip
-    try:
-        nonce = _unb64url(str(challenge["nonce"]))
-    except (KeyError, ValueError) as exc:
-        raise KeyReleaseError("the key service's challenge has no valid nonce") from exc
     ephemeral = PrivateKey.generate()
     tee_pubkey = jwk_x25519(ephemeral.public_key)
     evidence = provider.get_evidence(report_data_for(canonical_json(tee_pubkey), nonce))

@@ -53,6 +53,7 @@ from teeflow.enclave.keyrelease import (
     x25519_from_jwk,
 )
 from teeflow.enclave.keyring import AllowList, AllowListError, Keyring
+from teeflow.enclave.keystatus import KeyStatus, status_answer
 
 __all__ = ["KeyReleaseRefused", "KeyService"]
 
@@ -262,6 +263,26 @@ class KeyService:
             "ciphertext": b64e(ciphertext),
             "signature": b64e(signature),
         }
+
+    def status(self, session_id: str, request: Mapping[str, Any]) -> dict[str, str]:
+        """What this service releases to ``request``'s measurement now (keystatus.py), signed
+        and bound to the session's nonce; no evidence needed, nothing secret in it. The
+        session's nonce is used up by the answer."""
+        now = self._clock()
+        with self._lock:
+            session = self._sessions.pop(session_id, None)
+        if session is None or session.answered or now - session.issued_at > self._nonce_ttl:
+            self._refuse("stale-nonce", "no fresh challenge for this session; start again")
+        try:
+            tee, measurement = str(request["tee"]), str(request["measurement"]).lower()
+            bytes.fromhex(measurement)
+        except (KeyError, TypeError, ValueError):
+            self._refuse("bad-request", "a status request needs tee and a hex measurement")
+        if tee != session.tee:
+            self._refuse("bad-request", f"status for {tee}, the request said {session.tee}")
+        allowed = self._allow_list
+        state = KeyStatus(tee, measurement, allowed.epoch_for(tee, measurement), allowed.version)
+        return status_answer(state, session.nonce, self._signing_key.sign)
 
     # -- keyrings -------------------------------------------------------------------------
 

@@ -63,11 +63,21 @@ class HttpKeyReleaseTransport:
         data: Mapping[str, Any] = response.json()
         return data
 
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise KeyReleaseError(
+                f"cannot reach the key service through {self._http.base_url} "
+                f"({type(exc).__name__}); check the control plane's URL and that its key "
+                "service is up"
+            ) from exc
+
     def _cookie(self) -> dict[str, str]:
         return {"Cookie": f"{SESSION_COOKIE}={self._session}"}
 
     def auth(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
-        response = self._http.post("/kbs/v0/auth", json=dict(request))
+        response = self._send("POST", "/kbs/v0/auth", json=dict(request))
         challenge = self._json(response)
         self._session = response.cookies.get(SESSION_COOKIE) or ""
         self._http.cookies.clear()
@@ -75,12 +85,17 @@ class HttpKeyReleaseTransport:
 
     def attest(self, attestation: Mapping[str, Any]) -> None:
         self._json(
-            self._http.post("/kbs/v0/attest", json=dict(attestation), headers=self._cookie())
+            self._send("POST", "/kbs/v0/attest", json=dict(attestation), headers=self._cookie())
         )
 
     def resource(self) -> Mapping[str, Any]:
         path = "/kbs/v0/resource/teeflow/enclave-key/current"
-        return self._json(self._http.get(path, headers=self._cookie()))
+        return self._json(self._send("GET", path, headers=self._cookie()))
+
+    def status(self, request: Mapping[str, Any]) -> Mapping[str, Any]:
+        return self._json(
+            self._send("POST", "/kbs/v0/status", json=dict(request), headers=self._cookie())
+        )
 
     def close(self) -> None:
         self._http.close()

@@ -58,6 +58,15 @@ def create_keyservice_app(service: KeyService) -> FastAPI:
         except KeyReleaseRefused as exc:
             return _refused(exc)
 
+    @app.post("/kbs/v0/status")
+    def status(
+        request: dict[str, Any], kbs_session_id: str = Cookie("", alias=SESSION_COOKIE)
+    ) -> Any:
+        try:
+            return service.status(kbs_session_id, request)
+        except KeyReleaseRefused as exc:
+            return _refused(exc)
+
     @app.get("/kbs/v0/allow-list")
     def current_allow_list() -> Any:
         document = service.allow_list_document()
