@@ -81,16 +81,30 @@ class Deployment:
         server_url: str | None = None,
         prefix: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
-        """An executor on a fresh fake host: own device tree, own empty data directory."""
+        """An executor on fake host ``name``: a fresh one (own device tree, own empty data
+        directory) the first time, the same host (device tree, data directory) again after."""
         host = self.host_dir(name)
         hardware = FakeHardware(tee, MEASUREMENTS[tee], root=ROOT)
+        if not (host / "data").exists():
+            if tee == "sgx":
+                self.devices.append(fake_gramine(host / "devroot", hardware))
+            else:
+                self.devices.append(fake_tsm(host / "tsm", hardware, entry="teeflow"))
+            (host / "data").mkdir(parents=True)
         if tee == "sgx":
-            self.devices.append(fake_gramine(host / "devroot", hardware))
             tee_args: tuple[str, ...] = ("--device-root", str(host / "devroot"))
         else:
-            self.devices.append(fake_tsm(host / "tsm", hardware, entry="teeflow"))
             tee_args = ("--device-root", str(host / "tsm"), "--tsm-entry", "teeflow")
-        (host / "data").mkdir(parents=True)
+        if tee == "sev-snp":
+            # The SNP derived key that seals the keyring cache: a fake /dev/sev-guest in the
+            # executor process (executor_fake.py), at this host's own device path.
+            sev_guest = host / "dev" / "sev-guest"
+            tee_args = (*tee_args, "--sev-guest", str(sev_guest))
+            prefix = (
+                *prefix, sys.executable, str(Path(__file__).with_name("executor_fake.py")),
+                "--fake-root", ROOT.to_bytes().hex(), "--measurement", MEASUREMENTS[tee].hex(),
+                "--sev-guest", str(sev_guest),
+            )  # fmt: skip
         args = ("--tee", tee, *tee_args, "--key-service-policy", str(self.service_policy))
         return self.platform.add_executor(
             server_url=server_url, data_dir=host / "data", extra_args=args, prefix=prefix
