@@ -12,6 +12,8 @@ import pytest
 from teeflow.attestation import Policy, SimQuotingKey, report_data_for
 from teeflow.client.audit_verify import verify_audit_log
 from teeflow.crypto import SigningKey, b64d, b64e, canonical_json
+from teeflow.enclave.key_id_claim import sign_key_id
+from teeflow.enclave.keyring import KeyId
 from teeflow.enclave.receipt import sign_receipt
 from teeflow.server.audit import GENESIS_HASH, entry_hash, format_ts
 
@@ -255,3 +257,37 @@ def test_the_remembered_head_reports_a_truncated_log() -> None:
     report = verify_audit_log(events[:4], policy=POLICY, since=since)
 
     assert report.problem is not None and "truncated" in report.problem.reason
+
+
+def _with_key_id(details: dict[str, Any], epoch: int, *, signer: SigningKey = ENCLAVE) -> None:
+    details["key_id"] = sign_key_id(KeyId(MEASUREMENT, epoch), signer)
+
+
+def test_a_registration_key_id_signed_by_the_attested_key_is_shown() -> None:
+    events = good_log()
+    _with_key_id(events[1]["details"], 3)
+
+    report = verify_audit_log(rechain(events), policy=POLICY)
+
+    assert report.ok, report.problem
+    assert [k.key_epoch for k in report.attested] == [3]
+    assert report.to_dict()["attested"][0]["key_epoch"] == 3
+
+
+@pytest.mark.parametrize("alter", ["epoch", "signer", "measurement"])
+def test_an_altered_registration_key_id_is_not_attested(alter: str) -> None:
+    """An operator who rewrites the whole log (chain recomputed) to change an executor's key id
+    is caught: the key id is signed by the enclave key the evidence binds."""
+    events = good_log()
+    details = events[1]["details"]
+    _with_key_id(details, 1, signer=SigningKey.generate() if alter == "signer" else ENCLAVE)
+    if alter == "epoch":
+        details["key_id"]["epoch"] = 2
+    if alter == "measurement":
+        details["key_id"]["measurement"] = "cd" * 32
+
+    report = verify_audit_log(rechain(events), policy=POLICY)
+
+    assert [p.seq for p in report.unattested] == [2]
+    assert "key id" in report.unattested[0].reason
+    assert not report.ok  # the receipts signed by that key are no longer believed

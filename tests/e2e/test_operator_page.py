@@ -86,6 +86,7 @@ def test_operator_page_shows_status_and_nothing_secret(tmp_path) -> None:
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
     text = page.text
     assert enclave["measurement"] in text and "SIMULATED" in text
+    assert "<th>key epoch</th>" in text and "<td>0</td>" in text  # the sim identity's epoch
     assert "<th>succeeded</th><td>1</td>" in text and "id=queue>0<" in text
     for hidden in (
         "SECRETROW",

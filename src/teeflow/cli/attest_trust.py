@@ -105,6 +105,8 @@ def enclave(passphrase_file: PassphraseFile = None, as_json: JsonOut = False) ->
     with session(passphrase_file) as client:
         attested = client.attest()
     keys = attested.pop("public_keys")
+    key_id = attested.pop("key_id")  # signed by the attested key; checked by client.attest
+    attested["key_id"] = f"{key_id['measurement']}:{key_id['epoch']}"
     result = {**attested, **{f"{name}_public_key": value for name, value in sorted(keys.items())}}
     if attested.get("simulated"):
         warn("the enclave is SIMULATED: no hardware protects the data (development only)")

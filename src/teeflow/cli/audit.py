@@ -105,6 +105,10 @@ def verify(
             "head": report.head,
             "receipts_verified": report.receipts_verified,
             "enclave_keys": ", ".join(report.enclave_keys),
+            "key_ids": ", ".join(
+                f"{k.measurement[:16]}…:{'—' if k.key_epoch is None else k.key_epoch}"
+                for k in report.attested
+            ),
         }
         emit(summary, as_json=False, title="Audit log verified")
         for refused in report.unattested:

@@ -44,6 +44,7 @@ from teeflow.crypto import (
 )
 from teeflow.enclave.checks import FUNCTION_SLOT
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
+from teeflow.enclave.key_id_claim import check_key_id_claim
 from teeflow.enclave.receipt import verify_receipt
 from teeflow.enclave.run_state import DEFAULT_START_WITHIN_S
 from teeflow.signin import SIGN_IN_DOMAIN, sign_in_message
@@ -218,6 +219,11 @@ class Client:
             claims, public_keys = attest_evidence(
                 info["evidence"], info["public_keys"], self.policy(), now=now, verifier=self._verify
             )
+            # The key id the executor registered with, signed by the key just attested: an
+            # operator who altered it in the database is caught here.
+            key_id = check_key_id_claim(
+                info.get("key_id"), public_keys=public_keys, measurement=claims.measurement
+            )
         except (AttestationError, KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ClientError(f"enclave attestation failed: {exc}") from exc
         remember_attested(self.home, claims, public_keys, at=now)
@@ -225,6 +231,7 @@ class Client:
             "tee": claims.tee,
             "measurement": claims.measurement,
             "public_keys": public_keys,
+            "key_id": {"measurement": key_id.measurement, "epoch": key_id.epoch},
             "simulated": claims.simulated,
             "tcb_status": claims.tcb_status,
         }

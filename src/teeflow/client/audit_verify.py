@@ -9,7 +9,9 @@ in order:
 3. Every ``executor.register`` entry carries ``details.evidence``: it must verify under the
    member's policy at the entry's time and bind ``details.public_keys``. Only keys so attested
    are believed; a registration that fails is listed in ``unattested`` (anyone holding the
-   executor secret can register), not an error by itself.
+   executor secret can register), not an error by itself. A ``details.key_id`` (measurement,
+   epoch) must be signed by that attested key and name the evidence's measurement, else the
+   registration is unattested too (enclave/key_id_claim.py).
 4. Every ``task.succeeded`` / ``task.failed`` entry carries ``details.receipt``: its Ed25519
    signature must verify under an enclave key attested by an earlier registration, and the
    receipt's ``task_id`` must be the entry's subject, so a receipt cannot be moved to another task.
@@ -29,6 +31,7 @@ from typing import Any
 from teeflow.attestation import AttestationError, Policy
 from teeflow.client._trust import attest_evidence
 from teeflow.crypto import CryptoError, IntegrityError, VerifyKey
+from teeflow.enclave.key_id_claim import check_key_id_claim
 from teeflow.enclave.receipt import verify_receipt
 from teeflow.server.audit import AuditChainError, verify_chain
 
@@ -56,6 +59,8 @@ class AttestedKey:
     tee: str
     measurement: str
     seq: int
+    key_epoch: int | None = None
+    """The epoch of the key id it registered with (signed by the enclave), None before key ids."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +92,10 @@ class AuditReport:
             "tasks": dict(self.tasks),
             "head_seq": self.head_seq,
             "unattested": [{"seq": p.seq, "reason": p.reason} for p in self.unattested],
+            "attested": [
+                {"seq": k.seq, "tee": k.tee, "measurement": k.measurement, "key_epoch": k.key_epoch}
+                for k in self.attested
+            ],
             "problem": None
             if self.problem is None
             else {"seq": self.problem.seq, "reason": self.problem.reason},
@@ -189,6 +198,11 @@ class _Scan:
             )
             encoded = keys["ed25519"]
             verify_key = VerifyKey.from_b64(encoded)
+            epoch = None
+            if details.get("key_id") is not None:  # registrations from before key ids have none
+                epoch = check_key_id_claim(
+                    details["key_id"], public_keys=keys, measurement=claims.measurement
+                ).epoch
         except (AttestationError, CryptoError, LookupError, TypeError, ValueError) as exc:
             refused = AuditProblem(seq, f"executor registration not attested: {exc}")
             self.unattested.append(refused)
@@ -198,7 +212,7 @@ class _Scan:
             return
         if encoded not in self.keys:
             self.keys[encoded] = verify_key
-            self.attested.append(AttestedKey(keys, claims.tee, claims.measurement, seq))
+            self.attested.append(AttestedKey(keys, claims.tee, claims.measurement, seq, epoch))
 
 
 def _check_receipt(

@@ -34,6 +34,7 @@ from teeflow.attestation import (
 )
 from teeflow.crypto import read_or_create_secret
 from teeflow.enclave.identity import EnclaveIdentity
+from teeflow.enclave.key_id_claim import sign_key_id
 from teeflow.enclave.keycache import KeyringCache, SealingKeySource
 from teeflow.enclave.keyrelease import (
     KeyReleaseError,
@@ -63,6 +64,11 @@ class BootedEnclave:
         bundle = self.runtime.identity.public_key_bundle()
         with self._lock:  # one report at a time through the device (configfs-tsm, Gramine)
             return self.provider.get_evidence(report_data_for(bundle, nonce))
+
+    def key_id_claim(self) -> dict[str, Any]:
+        """The key id (measurement, epoch) the executor registers with, signed by the
+        enclave's attested key (key_id_claim.py)."""
+        return sign_key_id(self.runtime.key_id, self.runtime.identity.signing_key)
 
     def runtime_for(self, contract: Mapping[str, Any]) -> EnclaveRuntime:
         """The runtime holding the key epoch ``contract`` was approved for.

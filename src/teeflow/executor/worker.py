@@ -143,6 +143,7 @@ class Worker:
             "measurement": runtime.measurement,
             "evidence": self.enclave.evidence().to_json(),
             "public_keys": runtime.identity.public_keys(),
+            "key_id": self.enclave.key_id_claim(),
         }
         # An executor may boot before the control plane answers: retried like every host call.
         data = _send(self.http, "POST", "/v1/executors", json=body).json()
@@ -150,10 +151,11 @@ class Worker:
         self.http.headers["Authorization"] = f"Bearer {data['token']}"
         self._registered_at = time.monotonic()
         log.info(
-            "registered executor %s (%s, measurement %s)",
+            "registered executor %s (%s, measurement %s, key epoch %s)",
             self.executor_id,
             runtime.tee,
             runtime.measurement[:16],
+            runtime.key_epoch,
         )
 
     def run_forever(

@@ -266,6 +266,8 @@ class ExecutorRow(Base):
     measurement: Mapped[str] = mapped_column(String(128))
     evidence: Mapped[dict[str, Any]]
     public_keys: Mapped[dict[str, Any]]
+    # {measurement, epoch, signature}, signed by the enclave (enclave/key_id_claim.py).
+    key_id: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     token_hash: Mapped[str] = mapped_column(Hash, unique=True)
     registered_at: Mapped[datetime]
     last_seen_at: Mapped[datetime]

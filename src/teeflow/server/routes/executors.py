@@ -54,11 +54,16 @@ class Registration(BaseModel):
     measurement: str = Field(max_length=128)
     evidence: dict[str, Any]
     public_keys: dict[str, str]
+    key_id: dict[str, Any] | None = Field(
+        default=None,
+        description="{measurement, epoch, signature}: the key id the executor holds, signed by "
+        "its enclave key (members check it; enclave/key_id_claim.py)",
+    )
 
-    @field_validator("evidence")
+    @field_validator("evidence", "key_id")
     @classmethod
-    def _plain_evidence(cls, value: dict[str, Any]) -> dict[str, Any]:
-        result: dict[str, Any] = plain_json(value)
+    def _plain_evidence(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        result: dict[str, Any] | None = None if value is None else plain_json(value)
         return result
 
 
@@ -109,7 +114,11 @@ def enclave(_: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
         "measurement": newest.measurement,
         "public_keys": newest.public_keys,
         "evidence": newest.evidence,
-        "executors": [{"id": e.executor_id, "measurement": e.measurement} for e in executors],
+        "key_id": newest.key_id,
+        "executors": [
+            {"id": e.executor_id, "measurement": e.measurement, "key_id": e.key_id}
+            for e in executors
+        ],
     }
 
 
@@ -139,6 +148,7 @@ def register(body: Registration, platform: PlatformDep) -> dict[str, str]:
         measurement=body.measurement,
         evidence=body.evidence,
         public_keys=body.public_keys,
+        key_id=body.key_id,
         token_hash=token_hash(token),
         now=now,
     )
@@ -151,6 +161,7 @@ def register(body: Registration, platform: PlatformDep) -> dict[str, str]:
             "tee": body.tee,
             "measurement": body.measurement,
             "public_keys": body.public_keys,
+            "key_id": body.key_id,
             "evidence": body.evidence,
         },
         now=now,

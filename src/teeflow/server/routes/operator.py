@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
@@ -35,6 +36,12 @@ def _ago(then: datetime, now: datetime) -> str:
     return f"{max((now - then).total_seconds(), 0.0):.0f} s ago"
 
 
+def _key_epoch(key_id: dict[str, Any] | None) -> str:
+    """The registered key id's epoch as the executor claimed it (members check the enclave's
+    signature on it; the control plane cannot), or "—" for an executor from before key ids."""
+    return "—" if not key_id else str(key_id.get("epoch", "—"))
+
+
 @router.get("/operator", response_class=HTMLResponse, include_in_schema=False)
 def operator_page(platform: PlatformDep) -> HTMLResponse:
     if not platform.settings.operator_page:
@@ -46,7 +53,8 @@ def operator_page(platform: PlatformDep) -> HTMLResponse:
     rows = "".join(
         f"<tr><td><code>{e(x.executor_id)}</code></td><td>{e(x.tee)}"
         + (" <span class=sim>SIMULATED</span>" if x.tee == "sim" else "")
-        + f"</td><td><code>{e(x.measurement)}</code></td><td>{e(_ago(x.last_seen_at, now))}</td>"
+        + f"</td><td><code>{e(x.measurement)}</code></td>"
+        f"<td>{e(_key_epoch(x.key_id))}</td><td>{e(_ago(x.last_seen_at, now))}</td>"
         f"<td><code>{e(leases.get(x.executor_id, '—'))}</code></td></tr>"
         for x in sorted(store.list_executors(), key=lambda x: x.registered_at)
     )
@@ -65,7 +73,7 @@ def operator_page(platform: PlatformDep) -> HTMLResponse:
         f"<p>queue depth <b id=queue>{counts.get('queued', 0)}</b> · running "
         f"<b>{counts.get('running', 0)}</b> · audit head {audit}</p>"
         "<h2>Executors</h2><table id=executors><tr><th>id</th><th>TEE</th><th>measurement</th>"
-        f"<th>heartbeat</th><th>current lease</th></tr>{rows}</table>"
+        f"<th>key epoch</th><th>heartbeat</th><th>current lease</th></tr>{rows}</table>"
         f"<h2>Tasks by state</h2><table id=states>{states}</table>"
         "<h2>Key releases (latest 20)</h2><table id=key-releases><tr><th>time</th>"
         f"<th>outcome</th><th>measurement</th><th>epoch / reason</th></tr>{releases}</table>"

@@ -35,6 +35,7 @@ def _executor(row: ExecutorRow) -> ExecutorRecord:
         token_hash=row.token_hash,
         registered_at=row.registered_at,
         last_seen_at=row.last_seen_at,
+        key_id=None if row.key_id is None else dict(row.key_id),
     )
 
 
@@ -155,6 +156,7 @@ class AccountsMixin(StoreBase):
         token_hash: str,
         now: datetime,
         audit: AuditEntry | None = None,
+        key_id: dict[str, Any] | None = None,
     ) -> ExecutorRecord:
         """Record an executor and its evidence; :class:`Conflict` on a reused id or token."""
         now = require_aware(now)
@@ -165,6 +167,7 @@ class AccountsMixin(StoreBase):
                 measurement=measurement,
                 evidence=dict(evidence),
                 public_keys=dict(public_keys),
+                key_id=None if key_id is None else dict(key_id),
                 token_hash=token_hash,
                 registered_at=now,
                 last_seen_at=now,

@@ -149,3 +149,4 @@ class ExecutorRecord:
     token_hash: str
     registered_at: datetime
     last_seen_at: datetime
+    key_id: dict[str, Any] | None = None
