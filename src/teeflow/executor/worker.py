@@ -151,7 +151,7 @@ class Worker:
         self.http.headers["Authorization"] = f"Bearer {data['token']}"
         self._registered_at = time.monotonic()
         log.info(
-            "registered executor %s (%s, measurement %s, key epoch %s)",
+            "registered executor %s (%s, measurement %s), key epoch %s",
             self.executor_id,
             runtime.tee,
             runtime.measurement[:16],
