@@ -3,8 +3,8 @@
 Members check the signature with the attested enclave key (enclave/key_id_claim.py); the control
 plane only stores it. Null for executors registered before (they re-register at restart).
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-11-29 23:20:00
 """
 
@@ -18,8 +18,8 @@ from sqlalchemy.dialects import postgresql
 
 _JSON = sa.JSON(none_as_null=True).with_variant(postgresql.JSONB(none_as_null=True), "postgresql")
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
