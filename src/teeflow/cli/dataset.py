@@ -1,6 +1,7 @@
-"""``teeflow dataset upload | from-output | list | show | delete | policy | budget``: seal a file
-locally, upload only its ciphertext; keep a task's output as your own dataset; delete it; sign its
-policy; read your own ledger of its privacy budget.
+"""``teeflow dataset upload | from-output | list | show | schema | delete | policy | budget``:
+seal a file locally, upload only its ciphertext; keep a task's output as your own dataset; show a
+dataset and its published schema; publish your schema summary; delete it; sign its policy; read
+your own ledger of its privacy budget.
 
 The data key stays in $TEEFLOW_HOME/datasets/ and leaves this machine only wrapped to an
 enclave the member attested, when the member approves a task that uses the dataset.
@@ -97,9 +98,13 @@ def show(
     passphrase_file: PassphraseFile = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Show one dataset: owners (all of them for a joint dataset), state, producing task."""
+    """Show one dataset: owners (all of them for a joint dataset), state, producing task, and
+    its owner's published schema summary (signature checked against the owner's pinned key;
+    refused if the control plane altered it)."""
     with session(passphrase_file) as client:
         record = client.dataset(dataset_id)
+    if not as_json:
+        record["schema"] = _schema_text(record.get("schema"))
     emit(with_owners(record), as_json=as_json, title="Dataset")
 
 
@@ -113,6 +118,45 @@ def list_(
     with session(passphrase_file) as client:
         rows = [with_owners(r) for r in client.datasets(owner=owner)]
     emit_rows(rows, COLUMNS, as_json=as_json, title="Datasets")
+
+
+@app.command()
+def schema(
+    dataset_id: Annotated[str, typer.Argument(help="Your dataset's id.")],
+    publish: Annotated[
+        bool,
+        typer.Option("--publish", help="Sign and publish the summary to your partners (opt-in)."),
+    ] = False,
+    passphrase_file: PassphraseFile = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Print the schema summary your upload check recorded for DATASET_ID (column names and
+    types, row count, class names); --publish signs it and shows it to partners. Nothing is
+    published by default."""
+    with session(passphrase_file) as client:
+        if publish:
+            summary = client.publish_schema(dataset_id)
+        else:
+            recorded = (client.home.dataset_record(dataset_id) or {}).get("schema")
+            if not isinstance(recorded, dict):
+                fail(f"no schema summary recorded here for dataset {dataset_id}")
+            summary = recorded
+    title = "Schema published (signed)" if publish else "Schema summary (not published)"
+    emit(summary if as_json else {"schema": _schema_text(summary)}, as_json=as_json, title=title)
+
+
+def _schema_text(summary: Any) -> str:
+    """One line of a schema summary, e.g. ``csv, 120 rows; id:integer, income:number``."""
+    if not summary:
+        return "not published"
+    parts = [f"{summary.get('format', '?')}, {summary.get('rows', '?')} rows"]
+    columns = summary.get("columns") or []
+    if columns:
+        parts.append(", ".join(f"{c.get('name')}:{c.get('type')}" for c in columns))
+    classes = summary.get("classes") or {}
+    if classes:
+        parts.append("classes " + ", ".join(f"{k} ({v})" for k, v in classes.items()))
+    return "; ".join(parts)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``teeflow function list | upload``: built-in and uploaded functions.
+"""``teeflow function list | show | upload``: built-in and uploaded functions.
 
 Uploaded code is sealed by default: only an attested enclave reads it, and the contract binds
 its SHA-256, so every party signs the exact code that runs even when it cannot read it.
@@ -29,6 +29,28 @@ def list_(passphrase_file: PassphraseFile = None, as_json: JsonOut = False) -> N
     with session(passphrase_file) as client:
         rows = client.functions()
     emit_rows(rows, COLUMNS, as_json=as_json, title="Functions")
+
+
+@app.command()
+def show(
+    name: Annotated[str, typer.Argument(help="A built-in's name (see `teeflow function list`).")],
+    as_json: JsonOut = False,
+) -> None:
+    """Print built-in NAME's arguments (type, range, default, meaning) and inputs (kind,
+    formats, required columns), from the declaration that propose and the enclave check."""
+    from teeflow.functions.declarations import describe_signature
+    from teeflow.functions.docgen import render_builtin
+    from teeflow.functions.registry import get_builtin
+
+    try:
+        builtin = get_builtin(name)
+    except KeyError as exc:
+        fail(str(exc.args[0]))
+    if as_json:
+        emit({"name": name, **describe_signature(builtin.signature)}, as_json=True, title=name)
+        return
+    for line in render_builtin(builtin).splitlines():
+        typer.echo(safe(line))
 
 
 @app.command()

@@ -252,7 +252,14 @@ class Client:
 
         ``rows`` publishes a schema summary (the table's row count) that the other participants
         of a task using it see in their review; without it they see "unknown".
+
+        A table or image file (``kind`` table or images, or a .csv/.parquet/.zip/.npz file) is
+        checked here first (client/_schema.py): ClientError says what is wrong, and its schema
+        summary is kept in this member's home (published only by :meth:`publish_schema`).
         """
+        from teeflow.client._schema import checked_schema
+
+        schema = checked_schema(source, kind=kind)  # before anything leaves this machine
         key = DataKey.generate()
         body: dict[str, Any] = {"name": name, "kind": kind, "description": description}
         if rows is not None:
@@ -264,7 +271,11 @@ class Client:
                 info = seal_stream(handle, sealed.handle, key)
             sealed.handle.seek(0)
             self.home.save_dataset_key(
-                record["id"], key, ciphertext_sha256=info.ciphertext_digest, name=name
+                record["id"],
+                key,
+                ciphertext_sha256=info.ciphertext_digest,
+                name=name,
+                schema=schema,
             )
             if kind == "table":  # kept here, for the review to name this member's columns
                 from teeflow.client._columns import remember_columns
@@ -291,9 +302,48 @@ class Client:
         return result
 
     def dataset(self, dataset_id: str) -> dict[str, Any]:
-        """One dataset's metadata (owners, state, producing task), as the control plane shows it."""
-        result: dict[str, Any] = self._call("GET", f"/v1/datasets/{quote(dataset_id, safe='')}")
-        return result
+        """One dataset's metadata (owners, state, producing task), as the control plane shows it;
+        ``schema`` is its owner's published schema summary, verified
+        against the owner's pinned key (None when unpublished). ClientError when it does not
+        verify: the control plane altered it."""
+        from teeflow.client._schema_publish import verify_schema
+
+        record: dict[str, Any] = self._call("GET", f"/v1/datasets/{quote(dataset_id, safe='')}")
+        if record.get("schema") is not None:
+            owner = str(record["owner"])
+            pinned = self.keys.signing_key.verify_key.b64() if owner == self._me() else None
+            pinned = pinned or (self.home.pinned_member(owner) or {}).get("sign_pk")
+            if pinned is None:  # trust on first use, as for a contract's participants
+                from teeflow.client._pins import pin_record
+
+                keys = self.member(owner)
+                self.home.pin_member(owner, pin_record(keys, source=f"dataset {dataset_id}"))
+                pinned = keys["sign_pk"]
+            record["schema"] = verify_schema(record, owner_sign_pk=str(pinned))
+        return record
+
+    def publish_schema(self, dataset_id: str) -> dict[str, Any]:
+        """Publish (opt-in) the schema summary this member's upload check recorded for its own
+        dataset, signed with its key: column names and types, row count, class names and
+        counts, never values. Returns the summary published."""
+        from teeflow.client._schema_publish import sign_schema
+
+        record = self.home.dataset_record(dataset_id)
+        if record is None or not isinstance(record.get("schema"), dict):
+            raise ClientError(
+                f"no schema summary recorded for dataset {dataset_id}: only a table or image "
+                "file uploaded from this home has one"
+            )
+        signed = sign_schema(
+            dataset_id=dataset_id,
+            owner=self._me(),
+            ciphertext_sha256=record["ciphertext_sha256"],
+            summary=record["schema"],
+            key=self.keys.signing_key,
+        )
+        self._call("PUT", f"/v1/datasets/{quote(dataset_id, safe='')}/schema", json=signed)
+        summary: dict[str, Any] = record["schema"]
+        return summary
 
     def delete_dataset(self, dataset_id: str) -> None:
         """Delete a dataset you own on the control plane: its ciphertext goes, its record and
@@ -368,7 +418,13 @@ class Client:
         expires_in_s: int | None = None,
     ) -> dict[str, Any]:
         """Propose a task; the contract expires ``expires_in_s`` seconds from now (the control
-        plane's default, 7 days, if None), after which no enclave runs it."""
+        plane's default, 7 days, if None), after which no enclave runs it.
+
+        Raises ClientError, before anything is sent, when the arguments break a built-in's
+        declaration (client/_declared.py)."""
+        from teeflow.client._declared import check_proposal
+
+        check_proposal(function, arguments=arguments or {}, inputs=inputs)
         body: dict[str, Any] = {
             "function": function,
             "inputs": dict(inputs),

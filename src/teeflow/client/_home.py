@@ -71,9 +71,16 @@ class MemberHome:
         return self.root / "datasets" / f"{dataset_id}.json"
 
     def save_dataset_key(
-        self, dataset_id: str, key: DataKey, *, ciphertext_sha256: str, name: str
+        self,
+        dataset_id: str,
+        key: DataKey,
+        *,
+        ciphertext_sha256: str,
+        name: str,
+        schema: Mapping[str, Any] | None = None,
     ) -> None:
-        """Keep ``key`` for ``dataset_id`` (an id the control plane chose).
+        """Keep ``key`` for ``dataset_id`` (an id the control plane chose), with the schema
+        summary its upload check recorded (client/_schema.py; None when the file was not checked).
 
         Raises ClientError, and keeps the key already held, when this home holds another key or
         ciphertext hash for that id: a control plane that names an existing dataset as a new one
@@ -92,7 +99,13 @@ class MemberHome:
                 "your key is unchanged (report this to the operator; do not use that dataset id "
                 "for this data)"
             )
-        record = {"key": b64e(key.raw), "ciphertext_sha256": ciphertext_sha256, "name": name}
+        record: dict[str, Any] = {
+            "key": b64e(key.raw),
+            "ciphertext_sha256": ciphertext_sha256,
+            "name": name,
+        }
+        if schema is not None:
+            record["schema"] = dict(schema)
         _write_private(self._dataset_path(dataset_id), json.dumps(record).encode())
 
     def dataset_record(self, dataset_id: str) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from teeflow.client._columns import remembered_columns
+from teeflow.client._declared import check_own_inputs
 from teeflow.client._errors import ClientError
 from teeflow.client._exposure import (
     exposure_warnings,
@@ -70,7 +71,8 @@ def review_contract(
                 f"input {slot!r}: the contract's ciphertext hash differs from what you uploaded"
             )
     check_participants(contract, me=me, home=home)
-    notes = review_policies(contract, me=me, ledger=PrivacyLedger(home.root))
+    notes = check_own_inputs(contract, me=me, home=home)
+    notes += review_policies(contract, me=me, ledger=PrivacyLedger(home.root))
     carried = statistics_warnings(contract, me, lambda d: remembered_columns(home, d))
     return _warnings(contract, me, attested) + carried + notes
 

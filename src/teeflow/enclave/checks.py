@@ -33,6 +33,7 @@ from teeflow.enclave.keyring import Keyring
 from teeflow.enclave.policies import PolicyViolation, check_policies
 from teeflow.enclave.receipt import verify_receipt
 from teeflow.enclave.run_state import RunGrant, RunStateError, check_run_state
+from teeflow.functions.declarations import ArgumentError
 
 if TYPE_CHECKING:
     from teeflow.enclave.runtime import TaskBundle
@@ -275,6 +276,12 @@ def _function_key(
             raise TaskRejected(
                 f"built-in {function['name']!r} in this enclave differs from the approved code hash"
             )
+        try:  # the same declaration the member's client checked before proposing
+            builtin.signature.check_arguments(
+                contract.get("arguments") or {}, slots=list(contract["inputs"])
+            )
+        except ArgumentError as exc:
+            raise TaskRejected(f"built-in {function['name']!r}: {exc}") from None
         return None
     if not function.get("sealed"):
         return None

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from teeflow.functions.api import Context
+from teeflow.functions.declarations import Signature, describe_signature
 from teeflow.functions.outputs import OutputDeclaration
 from teeflow.functions.serving import OpenSession
 
@@ -37,8 +38,9 @@ class Builtin:
     """Human description of the input slots it accepts (e.g. "one or more tables")."""
     outputs: tuple[str, ...]
     """Output slot names it writes; a name ending in ``*`` is a prefix (e.g. ``flags:*``)."""
-    arguments: dict[str, str] = field(default_factory=dict)
-    """Argument name -> human description (with default)."""
+    signature: Signature = field(default_factory=Signature)
+    """Its typed arguments and input slots (functions/declarations.py), checked by a member's
+    client before a proposal is sent and by the enclave before a task runs."""
     min_inputs: int = 1
     max_inputs: int | None = None
     declarations: dict[str, OutputDeclaration] = field(default_factory=dict)
@@ -47,6 +49,11 @@ class Builtin:
     session: bool = False
     """Serves an inference session (``open_session(ctx)``, see functions/serving.py) instead of
     running once; the executor hands it requests until the session ends."""
+
+    @property
+    def arguments(self) -> dict[str, str]:
+        """Argument name -> meaning (from the signature)."""
+        return {arg.name: arg.meaning for arg in self.signature.arguments}
 
     def load(self) -> RunFn:
         module = importlib.import_module(self.module)
@@ -77,6 +84,7 @@ class Builtin:
             "inputs": self.inputs,
             "outputs": list(self.outputs),
             "arguments": dict(self.arguments),
+            "signature": describe_signature(self.signature),
             "min_inputs": self.min_inputs,
             "max_inputs": self.max_inputs,
             "session": self.session,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from teeflow.functions.builtins import signatures as sig
 from teeflow.functions.outputs import OutputDeclaration
 from teeflow.functions.registry import Builtin, register
 
@@ -33,11 +34,7 @@ register(
             "flags:*": OutputDeclaration("table", 64, scale=2.0, of="slot"),
             "intersection_size": OutputDeclaration("metrics", 256),
         },
-        arguments={
-            "id_column": 'name of the id column (default "id")',
-            "id_columns": "input slot -> its own id column name, where parties name it "
-            'differently (e.g. {"bank": "customer_no"}); other slots use id_column',
-        },
+        signature=sig.PSI,
         min_inputs=2,
     )
 )
@@ -51,12 +48,7 @@ register(
         outputs=("result",),
         # One row per common id, each no longer than that id's rows in the inputs together.
         declarations={"result": OutputDeclaration("table", 64, scale=1.0)},
-        arguments={
-            "id_column": 'name of the id column (default "id")',
-            "id_columns": "input slot -> its own id column name, where parties name it "
-            'differently (e.g. {"bank": "customer_no"}); other slots use id_column',
-            "amount_column": 'name of the amount column (default "amount")',
-        },
+        signature=sig.JOIN_SUM,
         min_inputs=2,
     )
 )

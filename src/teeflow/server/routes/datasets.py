@@ -7,6 +7,7 @@ enclave and is only usable as the input of a task all its owners approve.
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any, Literal
 
@@ -30,6 +31,7 @@ from teeflow.server.store import AuditEntry, DatasetRecord
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
+MAX_SCHEMA_BYTES = 256 << 10
 Kind = Literal["table", "images", "model", "other", "function"]
 
 
@@ -58,6 +60,8 @@ class DatasetPublic(BaseModel):
     size: int | None
     produced_by_task: str | None
     created_at: str
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    """The owner's signed schema summary, when the owner published one (client checks it)."""
 
 
 def public_dataset(record: DatasetRecord, viewer: str) -> DatasetPublic:
@@ -76,6 +80,7 @@ def public_dataset(record: DatasetRecord, viewer: str) -> DatasetPublic:
         size=record.size if viewer in owners else None,
         produced_by_task=record.produced_by_task,
         created_at=record.created_at.isoformat(),
+        schema=(record.meta or {}).get("schema"),
     )
 
 
@@ -251,6 +256,39 @@ def set_policy(
             action="dataset.policy",
             subject=dataset_id,
             details={"policy": signed["policy"], "signature": signed["signature"]},
+        ),
+    )
+    return signed
+
+
+class SignedSchema(BaseModel):
+    """An owner-signed schema summary (client/_schema_publish.py); the control plane only stores
+    it, and partners verify it against the owner's key they pinned."""
+
+    schema_: dict[str, Any] = Field(alias="schema")
+    signature: str = Field(max_length=200)
+
+
+@router.put("/{dataset_id}/schema", responses=error_responses(401, 403, 404, 409, 413, 422))
+def publish_schema(
+    dataset_id: str, body: SignedSchema, user: CurrentUser, platform: PlatformDep
+) -> dict[str, Any]:
+    """Publish the owner's signed schema summary (opt-in): partners see it with the dataset."""
+    record = dataset_or_404(platform, dataset_id)
+    if record.owner != user.username or record.joint_owners:
+        raise ApiError.forbidden("only the dataset's owner publishes its schema")
+    if record.state != "ready":
+        raise ApiError.conflict("upload the dataset's content before its schema")
+    signed = {"schema": body.schema_, "signature": body.signature}
+    if len(json.dumps(signed)) > MAX_SCHEMA_BYTES:
+        raise ApiError(413, "too_large", f"a schema summary is at most {MAX_SCHEMA_BYTES} bytes")
+    platform.store.set_dataset_meta(
+        dataset_id,
+        key="schema",
+        value=signed,
+        now=platform.clock(),
+        audit=AuditEntry(
+            actor=user.username, action="dataset.schema", subject=dataset_id, details={}
         ),
     )
     return signed

@@ -1,0 +1,66 @@
+"""A dataset's schema summary, published by its owner, signed so the operator cannot alter it.
+
+Publishing is opt-in (``teeflow dataset schema ID --publish``): nothing is published by default.
+The signed document is ``{"schema": {dataset_id, owner, ciphertext_sha256, summary}, "signature"}``
+with an Ed25519 signature over its canonical JSON (RFC 8785) under :data:`SCHEMA_DOMAIN`. A
+partner checks it against the owner's key it pinned (client/_pins.py), never the server's word.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from teeflow.client._errors import ClientError
+from teeflow.crypto import CryptoError, SigningKey, VerifyKey, b64d, b64e, canonical_json
+
+__all__ = ["SCHEMA_DOMAIN", "sign_schema", "verify_schema"]
+
+SCHEMA_DOMAIN = "teeflow/dataset-schema/v1"
+
+
+def sign_schema(
+    *,
+    dataset_id: str,
+    owner: str,
+    ciphertext_sha256: str,
+    summary: Mapping[str, Any],
+    key: SigningKey,
+) -> dict[str, Any]:
+    """The owner's signed schema document for one dataset's ciphertext."""
+    body = {
+        "dataset_id": dataset_id,
+        "owner": owner,
+        "ciphertext_sha256": ciphertext_sha256,
+        "summary": dict(summary),
+    }
+    return {"schema": body, "signature": b64e(key.sign(SCHEMA_DOMAIN, canonical_json(body)))}
+
+
+def verify_schema(record: Mapping[str, Any], *, owner_sign_pk: str) -> dict[str, Any] | None:
+    """The verified summary of a dataset record's published schema (None when unpublished).
+
+    Raises ClientError when the document does not verify against the owner's pinned key, or
+    names another dataset, owner or ciphertext: the operator altered or moved it."""
+    signed = record.get("schema")
+    if signed is None:
+        return None
+    refused = (
+        f"the schema published for dataset {record.get('id')} does not verify against its "
+        f"owner {record.get('owner')!r}'s key: the control plane altered it; do not rely on it"
+    )
+    try:
+        body = signed["schema"]
+        VerifyKey.from_b64(owner_sign_pk).verify(
+            SCHEMA_DOMAIN, canonical_json(body), b64d(signed["signature"])
+        )
+    except (CryptoError, KeyError, TypeError, ValueError):
+        raise ClientError(refused) from None
+    if (body.get("dataset_id"), body.get("owner"), body.get("ciphertext_sha256")) != (
+        record.get("id"),
+        record.get("owner"),
+        record.get("ciphertext_sha256"),
+    ):
+        raise ClientError(refused)
+    summary: dict[str, Any] = dict(body["summary"])
+    return summary
