@@ -250,6 +250,7 @@ def checkpointing(monkeypatch: pytest.MonkeyPatch) -> None:
     class _Builtin:
         code_sha256 = real("echo").code_sha256
         declarations = real("echo").declarations
+        signature = real("echo").signature
 
         @staticmethod
         def load() -> Callable[[Context], None]:

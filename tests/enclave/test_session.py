@@ -21,7 +21,8 @@ from session_kit import NOW, ServeFactory
 from teeflow.crypto import DataKey, IntegrityError, b64d, hpke_open, key_wrap_info, unseal_bytes
 from teeflow.enclave.events import open_event
 from teeflow.enclave.receipt import verify_receipt
-from teeflow.enclave.session import InferenceSession, SessionRefused
+from teeflow.enclave.checks import TaskRejected
+from teeflow.enclave.session import InferenceSession, SessionRefused, _session_builtin
 from teeflow.enclave.session_wire import REQUEST_DOMAIN, request_message
 from teeflow.functions.api import Context, InputData, OutputData
 from teeflow.functions.datasets import breast_cancer_hospitals
@@ -298,13 +299,17 @@ def test_a_batch_function_or_a_session_without_usage_does_not_start(serve: Serve
         _open_session(not_a_session)
     with pytest.raises(SessionRefused) as unusable:
         _open_session(no_usage)
+    with pytest.raises(TaskRejected) as direct:
+        _session_builtin({"function": {"kind": "builtin", "name": "tabular-predict"}})
 
-    assert "does not serve inference sessions" in batch.value.result.reason
+    # tabular-predict declares no session arguments: the declaration check refuses it first
+    assert "unknown argument `requesters`" in batch.value.result.reason
+    assert "does not serve inference sessions" in str(direct.value)
     assert "one output, 'usage'" in unusable.value.result.reason
     assert batch.value.result.status == unusable.value.result.status == "failed"
 
 
-def test_a_bad_argument_fails_the_start_with_its_error_sealed_to_the_disclosed(
+def test_a_bad_argument_is_refused_by_the_declaration_before_the_session_starts(
     serve: ServeFactory,
 ) -> None:
     served = serve(arguments={"threshold": 7})
@@ -312,13 +317,6 @@ def test_a_bad_argument_fails_the_start_with_its_error_sealed_to_the_disclosed(
     with pytest.raises(SessionRefused) as refused:
         _open_session(served)
 
-    assert refused.value.result.reason.endswith("sent encrypted to: owner")
-    ((recipient, payload),) = served.host.events
-    body = open_event(
-        payload,
-        chash=served.chash,
-        recipient="owner",
-        receiving_key=served.parties["owner"].receiving_key,
-        enclave_key=served.runtime.identity.signing_key.verify_key,
-    )
-    assert recipient == "owner" and "threshold" in body["data"]["message"]
+    # the arguments are in the contract every party and the operator read: the reason is public
+    assert "argument `threshold` must be float 0..1, got 7" in refused.value.result.reason
+    assert refused.value.result.status == "failed"
