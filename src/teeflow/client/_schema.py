@@ -113,11 +113,12 @@ def _check_complete_last_line(text: str, where: str) -> None:
     lines = [line for line in text.splitlines() if line.strip()]
     if len(lines) < 2 or text.endswith("\n"):
         return
-    header, last = lines[0].count(","), lines[-1].count(",")
-    if last < header:
+    fields = lines[0].count(",") + 1
+    filled = lines[-1].rstrip(",").count(",") + 1  # a cut right after a comma leaves it last
+    if filled < fields:
         raise ClientError(
-            f"{where} looks truncated: its last line (line {len(lines)}) has {last + 1} of "
-            f"{header + 1} fields and no line end; upload the complete file"
+            f"{where} looks truncated: its last line (line {len(lines)}) has {filled} of "
+            f"{fields} fields and no line end; upload the complete file"
         )
 
 
