@@ -19,9 +19,8 @@ import pytest
 from session_kit import NOW, ServeFactory
 
 from teeflow.crypto import DataKey, IntegrityError, b64d, hpke_open, key_wrap_info, unseal_bytes
-from teeflow.enclave.events import open_event
-from teeflow.enclave.receipt import verify_receipt
 from teeflow.enclave.checks import TaskRejected
+from teeflow.enclave.receipt import verify_receipt
 from teeflow.enclave.session import InferenceSession, SessionRefused, _session_builtin
 from teeflow.enclave.session_wire import REQUEST_DOMAIN, request_message
 from teeflow.functions.api import Context, InputData, OutputData
