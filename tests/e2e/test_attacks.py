@@ -20,7 +20,7 @@ from .conftest import MemberFactory, operator_db
 
 
 def _echo_task(alice: Client, bank: Client, payload: bytes) -> dict[str, Any]:
-    dataset = bank.upload_dataset(payload, name="bank.csv", kind="table")
+    dataset = bank.upload_dataset(payload, name="bank.csv", kind="other")
     return alice.propose(
         "echo", inputs={"data": dataset["id"]}, outputs={"data": {"recipients": ["bank"]}}
     )
@@ -75,7 +75,7 @@ def test_wrapped_key_from_another_task_does_not_unwrap(
     member: MemberFactory, platform: LocalPlatform
 ) -> None:
     alice, bank = member("alice"), member("bank")
-    dataset = bank.upload_dataset(b"shared rows\n", name="bank.csv", kind="table")
+    dataset = bank.upload_dataset(b"shared rows\n", name="bank.csv", kind="other")
     proposals = [
         alice.propose(
             "echo", inputs={"data": dataset["id"]}, outputs={"data": {"recipients": ["bank"]}}
@@ -109,7 +109,7 @@ def test_ciphertext_changed_after_approval_fails_the_hash_check(
 ) -> None:
     alice, bank = member("alice"), member("bank")
     task = _echo_task(alice, bank, b"approved rows\n")
-    substitute = bank.upload_dataset(b"substituted rows\n", name="other.csv", kind="table")
+    substitute = bank.upload_dataset(b"substituted rows\n", name="other.csv", kind="other")
     alice.approve(task["id"])
     bank.approve(task["id"])
 

@@ -201,13 +201,14 @@ def test_task_show_prints_no_forged_line_or_escape(
     uploaded = _cli(cli_victim, "dataset", "upload", str(data), "--name", "v.csv", "--json")
     mine = json.loads(uploaded.stdout)["id"]
     bait = alice.upload_dataset(b"id\n1\n", name=FORGED, kind="table")
-    task = alice.propose(
-        "private-join-sum",
-        inputs={"victim": mine, FORGED.split("\n")[0]: bait["id"]},
-        outputs={"result": {"recipients": ["alice", "victim"]}},
-        arguments={FORGED: FORGED, "id_column": [FORGED]},
-        description=FORGED,
-    )
+    body = {  # a hostile proposer skips its own client's check of the arguments
+        "function": "private-join-sum",
+        "inputs": {"victim": mine, FORGED.split("\n")[0]: bait["id"]},
+        "outputs": {"result": {"recipients": ["alice", "victim"]}},
+        "arguments": {FORGED: FORGED, "id_column": [FORGED]},
+        "description": FORGED,
+    }
+    task = alice.http.post("/v1/tasks", json=body).json()
 
     shown = _cli(cli_victim, "task", "show", task["id"])
     printed = shown.stdout + shown.stderr

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from teeflow.cli._output import emit, fail
 from teeflow.cli._session import JsonOut, PassphraseFile, emit_rows, session
+from teeflow.client._schema_publish import schema_text
 
 __all__ = ["app"]
 
@@ -104,7 +105,7 @@ def show(
     with session(passphrase_file) as client:
         record = client.dataset(dataset_id)
     if not as_json:
-        record["schema"] = _schema_text(record.get("schema"))
+        record["schema"] = schema_text(record.get("schema"))
     emit(with_owners(record), as_json=as_json, title="Dataset")
 
 
@@ -142,21 +143,7 @@ def schema(
                 fail(f"no schema summary recorded here for dataset {dataset_id}")
             summary = recorded
     title = "Schema published (signed)" if publish else "Schema summary (not published)"
-    emit(summary if as_json else {"schema": _schema_text(summary)}, as_json=as_json, title=title)
-
-
-def _schema_text(summary: Any) -> str:
-    """One line of a schema summary, e.g. ``csv, 120 rows; id:integer, income:number``."""
-    if not summary:
-        return "not published"
-    parts = [f"{summary.get('format', '?')}, {summary.get('rows', '?')} rows"]
-    columns = summary.get("columns") or []
-    if columns:
-        parts.append(", ".join(f"{c.get('name')}:{c.get('type')}" for c in columns))
-    classes = summary.get("classes") or {}
-    if classes:
-        parts.append("classes " + ", ".join(f"{k} ({v})" for k, v in classes.items()))
-    return "; ".join(parts)
+    emit(summary if as_json else {"schema": schema_text(summary)}, as_json=as_json, title=title)
 
 
 @app.command()

@@ -20,6 +20,7 @@ from teeflow.client._home import MemberHome
 from teeflow.client._ledger import PrivacyLedger
 from teeflow.client._pins import check_participants
 from teeflow.client._privacy import review_policies
+from teeflow.client._schema_publish import partner_schema_notes
 from teeflow.enclave.contract import ContractError, contract_hash, validate_contract
 
 if TYPE_CHECKING:
@@ -72,6 +73,7 @@ def review_contract(
             )
     check_participants(contract, me=me, home=home)
     notes = check_own_inputs(contract, me=me, home=home)
+    notes += partner_schema_notes(contract, me=me)
     notes += review_policies(contract, me=me, ledger=PrivacyLedger(home.root))
     carried = statistics_warnings(contract, me, lambda d: remembered_columns(home, d))
     return _warnings(contract, me, attested) + carried + notes

@@ -14,7 +14,7 @@ from typing import Any
 from teeflow.client._errors import ClientError
 from teeflow.crypto import CryptoError, SigningKey, VerifyKey, b64d, b64e, canonical_json
 
-__all__ = ["SCHEMA_DOMAIN", "sign_schema", "verify_schema"]
+__all__ = ["SCHEMA_DOMAIN", "partner_schema_notes", "sign_schema", "verify_schema"]
 
 SCHEMA_DOMAIN = "teeflow/dataset-schema/v1"
 
@@ -64,3 +64,38 @@ def verify_schema(record: Mapping[str, Any], *, owner_sign_pk: str) -> dict[str,
         raise ClientError(refused)
     summary: dict[str, Any] = dict(body["summary"])
     return summary
+
+
+def partner_schema_notes(contract: Mapping[str, Any], *, me: str) -> list[str]:
+    """One review line per input another member owns: its published schema summary, checked
+    against the owner's key in the contract (which the review checked against the pins), or
+    "not published". ClientError for a schema that does not verify."""
+    notes = []
+    participants: Mapping[str, Mapping[str, Any]] = contract["participants"]
+    for slot, spec in sorted(contract["inputs"].items()):
+        owners = list(spec["owners"])
+        if me in owners or spec.get("joint") or len(owners) != 1:
+            continue
+        record = {
+            "id": spec.get("dataset_id"),
+            "owner": owners[0],
+            "ciphertext_sha256": spec.get("ciphertext_sha256"),
+            "schema": spec.get("schema"),
+        }
+        summary = verify_schema(record, owner_sign_pk=str(participants[owners[0]]["sign_pk"]))
+        notes.append(f"input {slot!r} of {owners[0]!r}: {schema_text(summary)}")
+    return notes
+
+
+def schema_text(summary: Mapping[str, Any] | None) -> str:
+    """One line of a schema summary, e.g. ``csv, 120 rows; id:integer, income:number``."""
+    if not summary:
+        return "schema not published (its owner has not opted in)"
+    parts = [f"{summary.get('format', '?')}, {summary.get('rows', '?')} rows"]
+    columns = summary.get("columns") or []
+    if columns:
+        parts.append(", ".join(f"{c.get('name')}:{c.get('type')}" for c in columns))
+    classes = summary.get("classes") or {}
+    if classes:
+        parts.append("classes " + ", ".join(f"{k} ({v})" for k, v in classes.items()))
+    return "published schema (signed by its owner): " + "; ".join(parts)

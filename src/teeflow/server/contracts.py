@@ -162,6 +162,9 @@ def _input_entry(platform: Platform, slot: str, dataset_id: str) -> dict[str, An
         policy = (record.meta or {}).get("policy")
         if policy is not None:  # the owner's signed policy (enclave/policies.py), signed over
             entry["policy"] = policy
+        schema = (record.meta or {}).get("schema")
+        if schema is not None:  # the owner's signed schema summary (client/_schema_publish.py)
+            entry["schema"] = schema
     return entry
 
 
