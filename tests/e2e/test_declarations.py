@@ -12,7 +12,9 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner, Result
 
+from teeflow.cli.main import app
 from teeflow.client import Client, ClientError
 from teeflow.server.launcher import LocalPlatform
 
@@ -150,3 +152,41 @@ def test_a_published_schema_reaches_partners_signed_and_an_altered_one_is_refuse
     with pytest.raises(ClientError) as refused:
         bank.dataset(dataset["id"])
     assert "the control plane altered it" in str(refused.value)
+
+
+def _cli(home: Path, *args: str) -> Result:
+    env = {"TEEFLOW_HOME": str(home), "TEEFLOW_TEST_PASSWORD": "pw-cli-clinic-123"}
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def test_the_cli_refuses_a_broken_file_and_a_mistyped_argument_and_publishes_a_schema(
+    platform: LocalPlatform, member: MemberFactory, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    for args in (
+        ("keys", "init"),
+        ("account", "register", "--server", platform.url, "cli-clinic", "--password-env",
+         "TEEFLOW_TEST_PASSWORD"),
+        ("attest", "trust", "--simulated", "--data-dir", str(platform.data_dir)),
+    ):  # fmt: skip
+        assert _cli(home, *args).exit_code == 0, args
+    broken, table = tmp_path / "broken.csv", tmp_path / "ward.csv"
+    broken.write_bytes(TABLE[:-10])
+    table.write_bytes(TABLE)
+
+    refused = _cli(home, "dataset", "upload", str(broken), "--name", "broken.csv")
+    uploaded = _cli(home, "dataset", "upload", str(table), "--name", "ward.csv", "--json")
+    dataset_id = json.loads(uploaded.stdout)["id"]
+    mistyped = _cli(
+        home, "task", "propose", "tabular-train", "--input", f"ward={dataset_id}",
+        "--output", "model=cli-clinic", "--arg", "label_column=outcome", "--arg", "epoch=3",
+    )  # fmt: skip
+    published = _cli(home, "dataset", "schema", dataset_id, "--publish")
+
+    assert refused.exit_code == 1
+    assert "broken.csv looks truncated: its last line (line 6) has 2 of 3 fields" in refused.stderr
+    assert mistyped.exit_code == 1
+    assert "unknown argument `epoch`; did you mean `epochs`?" in mistyped.stderr
+    assert published.exit_code == 0, published.stderr
+    seen = member("bank").dataset(dataset_id)["schema"]
+    assert seen["rows"] == 6 and seen["format"] == "csv"
