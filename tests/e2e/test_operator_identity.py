@@ -120,7 +120,7 @@ def test_swapped_recipient_keys_are_refused_by_review_and_the_enclave(
     member: MemberFactory, platform: LocalPlatform
 ) -> None:
     alice, bank = member("alice"), member("bank")
-    data = alice.upload_dataset(b"alice's rows\n", name="a.csv", kind="table")
+    data = alice.upload_dataset(b"alice's rows\n", name="a.csv", kind="other")
     earlier = alice.propose(
         "echo", inputs={"data": data["id"]}, outputs={"data": {"recipients": ["bank"]}}
     )
@@ -338,7 +338,7 @@ def test_forged_receipt_and_output_are_refused_by_output_receipt_and_audit(
 ) -> None:
     owner = member("dataco")
     recv, home = cli_member("recv")
-    dataset = owner.upload_dataset(b"genuine rows\n", name="d.csv", kind="table")
+    dataset = owner.upload_dataset(b"genuine rows\n", name="d.csv", kind="other")
     task = recv.propose(
         "echo", inputs={"data": dataset["id"]}, outputs={"data": {"recipients": ["recv"]}}
     )

@@ -47,7 +47,7 @@ def executors_paused(platform: LocalPlatform) -> Iterator[None]:
 
 
 def _approved_echo(alice: Client, bank: Client, payload: bytes, **propose: Any) -> str:
-    dataset = bank.upload_dataset(payload, name="bank.csv", kind="table")
+    dataset = bank.upload_dataset(payload, name="bank.csv", kind="other")
     task = alice.propose(
         "echo",
         inputs={"data": dataset["id"]},

@@ -299,13 +299,14 @@ def test_failed_task_refunds_only_when_the_function_never_ran(
     assert bank.settle(refused["id"]) == {"data": "refunded"}
     assert bank.ledger.remaining(dataset["id"])[0] == pytest.approx(2.0)
 
-    # 2. The function ran and then failed (no such label column): the spend stands.
+    # 2. The function ran and then failed (an id column is no label: one class per row, which
+    # only the data shows; a missing column would be refused at approval): the spend stands.
     ran = alice.propose(
         "tabular-train",
         inputs={"data": dataset["id"]},
         arguments={
             **DP_ARGS,
-            "label_column": "no_such_column",
+            "label_column": "patient_id",
             "dp": {"epsilon": 0.5, "delta": 1e-6},
         },
         outputs={"metrics": {"recipients": ["alice", "bank"]}},
