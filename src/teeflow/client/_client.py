@@ -259,7 +259,7 @@ class Client:
         """
         from teeflow.client._schema import checked_schema
 
-        schema = checked_schema(source, kind=kind)  # before anything leaves this machine
+        schema = checked_schema(source, kind=kind, name=name)  # before anything leaves this machine
         key = DataKey.generate()
         body: dict[str, Any] = {"name": name, "kind": kind, "description": description}
         if rows is not None:

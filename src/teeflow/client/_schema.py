@@ -31,10 +31,11 @@ _MAX_ZIP_ENTRIES = 1_000_000
 CHECKED_SUFFIXES = (".csv", ".parquet", ".zip", ".npz")
 
 
-def checked_schema(source: Path | bytes, *, kind: str) -> dict[str, Any] | None:
+def checked_schema(source: Path | bytes, *, kind: str, name: str = "") -> dict[str, Any] | None:
     """The schema summary of an upload, checked; None for data that is not a table or images
-    (kind model, function, or other without a table or archive suffix). ClientError when a
-    table or image file is unusable (see :func:`inspect_data`)."""
+    (kind model, function, or other without a table or archive file suffix). ClientError when
+    a table or image file is unusable (see :func:`inspect_data`); its message calls in-memory
+    data by ``name``."""
     filename = source.name if isinstance(source, Path) else ""
     tabular = kind in ("table", "images") or (
         kind == "other" and filename.lower().endswith(CHECKED_SUFFIXES)
@@ -42,7 +43,7 @@ def checked_schema(source: Path | bytes, *, kind: str) -> dict[str, Any] | None:
     if not tabular:
         return None
     data = source.read_bytes() if isinstance(source, Path) else source
-    return inspect_data(data, filename=filename)
+    return inspect_data(data, filename=filename or name)
 
 
 def detect_format(data: bytes, *, filename: str = "") -> str:
