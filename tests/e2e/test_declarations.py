@@ -28,6 +28,12 @@ def _my_tasks(client: Client) -> list[str]:
     return [task["id"] for task in client.tasks(role="creator")]
 
 
+def _echo(proposer: Client, dataset_id: str) -> str:
+    outputs = {"scores": {"recipients": [proposer.username or ""]}}
+    task = proposer.propose("echo", inputs={"scores": dataset_id}, outputs=outputs)
+    return str(task["id"])
+
+
 def test_a_mistyped_argument_is_refused_before_anything_is_sent(member: MemberFactory) -> None:
     alice = member("alice")
     table = alice.upload_dataset(TABLE, name="ward.csv", kind="table")
@@ -135,8 +141,13 @@ def test_a_published_schema_reaches_partners_signed_and_an_altered_one_is_refuse
 
     published = bureau.publish_schema(dataset["id"])
     seen = bank.dataset(dataset["id"])["schema"]
+    review = bank.review(bank.task(_echo(bank, dataset["id"])))
 
     assert seen == published
+    assert (
+        "input 'scores' of 'bureau': published schema (signed by its owner): csv, 6 rows; "
+        "patient_id:integer, age:integer, outcome:integer"
+    ) in review
     assert seen["rows"] == 6
     assert [c["name"] for c in seen["columns"]] == ["patient_id", "age", "outcome"]
     with operator_db(platform) as db:
@@ -151,7 +162,10 @@ def test_a_published_schema_reaches_partners_signed_and_an_altered_one_is_refuse
         )
     with pytest.raises(ClientError) as refused:
         bank.dataset(dataset["id"])
+    with pytest.raises(ClientError) as in_review:
+        bank.review(bank.task(_echo(bank, dataset["id"])))
     assert "the control plane altered it" in str(refused.value)
+    assert "the control plane altered it" in str(in_review.value)
 
 
 def _cli(home: Path, *args: str) -> Result:

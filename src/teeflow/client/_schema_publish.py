@@ -74,7 +74,8 @@ def partner_schema_notes(contract: Mapping[str, Any], *, me: str) -> list[str]:
     participants: Mapping[str, Mapping[str, Any]] = contract["participants"]
     for slot, spec in sorted(contract["inputs"].items()):
         owners = list(spec["owners"])
-        if me in owners or spec.get("joint") or len(owners) != 1:
+        keys = participants.get(owners[0]) if len(owners) == 1 else None
+        if me in owners or spec.get("joint") or keys is None:
             continue
         record = {
             "id": spec.get("dataset_id"),
@@ -82,7 +83,7 @@ def partner_schema_notes(contract: Mapping[str, Any], *, me: str) -> list[str]:
             "ciphertext_sha256": spec.get("ciphertext_sha256"),
             "schema": spec.get("schema"),
         }
-        summary = verify_schema(record, owner_sign_pk=str(participants[owners[0]]["sign_pk"]))
+        summary = verify_schema(record, owner_sign_pk=str(keys["sign_pk"]))
         notes.append(f"input {slot!r} of {owners[0]!r}: {schema_text(summary)}")
     return notes
 
