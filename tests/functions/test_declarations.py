@@ -169,3 +169,14 @@ def test_the_declared_ranges_match_what_the_built_ins_enforce() -> None:
     image.check_arguments({"epochs": 1000, "test_fraction": 0.01, "image_size": [4, 1024]})
     assert _problems(image, {"epochs": 1001})
     assert _problems(image, {"image_size": 3})
+
+
+def test_session_limits_take_numbers_only_and_decimals_may_be_null() -> None:
+    serve = builtin_catalogue()["tabular-serve"].signature
+    base = {"requesters": ["bank"]}
+
+    serve.check_arguments({**base, "max_rows": 10, "decimals": None, "max_seconds": 60.5})
+    problems = _problems(serve, {**base, "max_rows": "10"})
+
+    assert problems == ["argument `max_rows` must be int 1..1000000000, got '10'"]
+    assert _problems(serve, {"max_rows": 10}) == ["argument `requesters` is required"]

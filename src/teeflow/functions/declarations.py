@@ -87,6 +87,11 @@ class Argument:
     max_items: int = 64
     extra_keys: tuple[str, ...] = ()
     """Keys a ``mapping`` accepts besides the task's input slots (e.g. ``request``)."""
+    text_numbers: bool = True
+    """Whether an ``int``/``float`` may be given as a numeric string (``"5"``), as the
+    built-ins' own readers accept; the enclave's session limits take numbers only."""
+    nullable: bool = False
+    """Whether an explicit null means "the default" (e.g. ``decimals``)."""
 
     def type_text(self) -> str:
         """A short human form of the type, e.g. ``int 1..1000`` or ``one of cnn, resnet18``."""
@@ -114,6 +119,10 @@ class Argument:
     def problem(self, value: Any, *, slots: Collection[str] | None = None) -> str | None:
         """What is wrong with ``value`` for this argument, or None when it is fine."""
         wrong = f"argument `{self.name}` must be {self.type_text()}, got {value!r}"
+        if value is None and self.nullable:
+            return None
+        if isinstance(value, str) and self.type in ("int", "float") and not self.text_numbers:
+            return wrong
         if self.type in ("int", "float"):
             number = _number(value, integer=self.type == "int")
             return None if number is not None and self._in_range(number) else wrong

@@ -66,7 +66,13 @@ _SEED = Argument(
 _SESSION = (
     Argument("requesters", "str_list", "participants who may send requests", required=True),
     Argument(
-        "max_rows_per_request", "int", "rows one request may hold", default=100, low=1, high=1e5
+        "max_rows_per_request",
+        "int",
+        "rows one request may hold",
+        default=100,
+        low=1,
+        high=1e5,
+        text_numbers=False,
     ),
     Argument(
         "max_rows",
@@ -75,6 +81,7 @@ _SESSION = (
         default=10_000,
         low=1,
         high=1e9,
+        text_numbers=False,
     ),
     Argument(
         "max_requests",
@@ -83,6 +90,7 @@ _SESSION = (
         default=1_000,
         low=1,
         high=1e9,
+        text_numbers=False,
     ),
     Argument(
         "max_requests_per_minute",
@@ -91,6 +99,7 @@ _SESSION = (
         default=60,
         low=1,
         high=1e6,
+        text_numbers=False,
     ),
     Argument(
         "max_seconds",
@@ -99,6 +108,7 @@ _SESSION = (
         default=86_400,
         low=1,
         high=30 * 86_400,
+        text_numbers=False,
     ),
     Argument(
         "decimals",
@@ -106,6 +116,8 @@ _SESSION = (
         "round every probability in an answer to this many decimals (default: full precision)",
         low=0,
         high=12,
+        text_numbers=False,
+        nullable=True,
     ),
 )
 _MODEL_SLOT = InputSlot("model", "model", MODEL_FORMATS, "a model from the matching -train")
