@@ -62,6 +62,8 @@ def check_own_inputs(contract: Mapping[str, Any], *, me: str, home: MemberHome) 
         declared = signature.slot(slot)
         if spec.get("joint") or spec["owners"] != [me] or declared is None:
             continue
+        if declared.kind in ("model", "any"):  # nothing a schema summary could check
+            continue
         record = home.dataset_record(spec["dataset_id"]) or {}
         schema = record.get("schema")
         label = f"your dataset {record.get('name') or spec['dataset_id']!r} (input {slot!r})"
