@@ -240,7 +240,7 @@ def test_an_operator_who_swaps_the_outputs_ciphertext_gets_no_key_kept(
 ) -> None:
     alice, carol = member("alice"), member("carol")
     task = _echo(alice, b"id\n1\n", {"data": {"recipients": ["carol"]}}, [alice, carol])
-    other = carol.upload_dataset(b"other rows\n", name="other", kind="table")
+    other = carol.upload_dataset(b"other rows\n", name="other", kind="other")
     with operator_db(platform) as db:  # the output now names another blob, with its hash
         db.execute(
             "UPDATE outputs SET blob_key = ?, ciphertext_sha256 = ? WHERE task_id = ?",
