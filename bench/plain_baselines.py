@@ -7,8 +7,8 @@ accuracy / AUC and wall time; the quality bar is that they agree within one poin
 
 A second table is prediction-side: the teeflow model is saved, loaded by ``tabular-predict`` and
 scored by the recipient on rows the training never used (the breast-cancer "new patients", the
-credit test split), next to plain Paddle / plain LightGBM predicting the same rows; the bar there
-is a difference of 0.00 points.
+credit test split, the digits test images through ``image-classify-predict``), next to plain
+Paddle / plain LightGBM predicting the same rows; the bar there is a difference of 0.00 points.
 
     .venv/bin/python bench/plain_baselines.py                 # both tables
     .venv/bin/python bench/plain_baselines.py --predict-only  # the prediction-side table only
@@ -192,7 +192,8 @@ class _CNN(paddle.nn.Layer):
         return self.head(self.features(x))
 
 
-def plain_digits(files: list[bytes], *, epochs: int, bs: int, lr: float) -> dict[str, float]:
+def digits_split(files: list[bytes]) -> dict[str, np.ndarray]:
+    """The hospitals' npz splits concatenated in input order (as the built-in pools them)."""
     split: dict[str, list[np.ndarray]] = {
         k: [] for k in ("train_images", "train_labels", "test_images", "test_labels")
     }
@@ -200,7 +201,19 @@ def plain_digits(files: list[bytes], *, epochs: int, bs: int, lr: float) -> dict
         with np.load(io.BytesIO(data)) as npz:
             for key in split:
                 split[key].append(npz[key])
-    xs = {k: np.concatenate(v) for k, v in split.items()}
+    return {k: np.concatenate(v) for k, v in split.items()}
+
+
+def multiclass_scores(y: np.ndarray, prob: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro one-vs-rest AUC of (N, classes) probabilities."""
+    return {
+        "accuracy": accuracy_score(y, prob.argmax(1)),
+        "auc": roc_auc_score(y, prob, multi_class="ovr", average="macro"),
+    }
+
+
+def plain_digits(files: list[bytes], *, epochs: int, bs: int, lr: float) -> dict[str, float]:
+    xs = digits_split(files)
     x_train = (xs["train_images"][:, None] / 255.0).astype(np.float32)
     x_test = (xs["test_images"][:, None] / 255.0).astype(np.float32)
     y_train, y_test = xs["train_labels"][:, 0], xs["test_labels"][:, 0]
@@ -211,10 +224,7 @@ def plain_digits(files: list[bytes], *, epochs: int, bs: int, lr: float) -> dict
     logits = _logits(net, x_test)
     prob = np.exp(logits - logits.max(1, keepdims=True))
     prob /= prob.sum(1, keepdims=True)
-    return {
-        "accuracy": accuracy_score(y_test, prob.argmax(1)),
-        "auc": roc_auc_score(y_test, prob, multi_class="ovr", average="macro"),
-    }
+    return multiclass_scores(y_test, prob)
 
 
 # ------------------------------------------------------------------------------------- teeflow
@@ -320,7 +330,40 @@ def prediction_side() -> None:
             joined.set_index("applicant_id")["default"],
         )
         rows.append((f"german-credit {model}, test rows", plain, tee))
+
+    dg = digits_hospitals()
+    files = [dg["hospital_a.npz"], dg["hospital_b.npz"]]
+    plain = plain_digits(files, epochs=5, bs=64, lr=1e-3)
+    tee = teeflow_image_predict(
+        files, {"model": "cnn", "epochs": 5, "batch_size": 64, "seed": SEED}
+    )
+    rows.append(("digits cnn, test images", plain, tee))
     _print(rows, timed=False)
+
+
+def teeflow_image_predict(files: list[bytes], args: dict[str, Any]) -> dict[str, float]:
+    """image-classify-train, then image-classify-predict with the saved model on the pooled
+    test images; metrics computed by the recipient from the predictions CSV."""
+    model = teeflow_output(
+        "image-classify-train",
+        {"hospital_a": files[0], "hospital_b": files[1]},
+        args,
+        "model",
+    )
+    xs = digits_split(files)
+    buffer = io.BytesIO()
+    np.savez(buffer, images=xs["test_images"])
+    predictions = teeflow_output(
+        "image-classify-predict",
+        {"model": model, "images": buffer.getvalue()},
+        {},
+        "predictions",
+    )
+    table = pd.read_csv(io.BytesIO(predictions))
+    columns = [c for c in table.columns if c.startswith("p_")]
+    order = np.argsort([int(c[2:]) for c in columns])
+    prob = table[columns].to_numpy()[:, order]
+    return multiclass_scores(xs["test_labels"][:, 0], prob)
 
 
 def _print(rows: list[tuple[Any, ...]], *, timed: bool) -> None:
