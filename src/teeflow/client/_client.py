@@ -277,10 +277,6 @@ class Client:
                 name=name,
                 schema=schema,
             )
-            if kind == "table":  # kept here, for the review to name this member's columns
-                from teeflow.client._columns import remember_columns
-
-                remember_columns(self.home, record["id"], source)
             result: dict[str, Any] = self._call(
                 "PUT",
                 f"/v1/datasets/{record['id']}/content",

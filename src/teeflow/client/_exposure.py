@@ -107,7 +107,7 @@ def statistics_warnings(
     carries, naming them and those columns, and the member's column the model is trained to
     predict (its ``label_column``: the model file keeps its class values).
     ``columns_of(dataset_id)`` gives ``{column: "number" | "text"}`` of the member's own table
-    (client/_columns.py), or None when unknown."""
+    (client/_columns.py reads it from the schema summary), or None when unknown."""
     function = contract["function"]
     slot = CARRIES_STATISTICS.get(function["name"]) if function["kind"] == "builtin" else None
     spec = contract["outputs"].get(slot) if slot else None
