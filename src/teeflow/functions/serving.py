@@ -23,20 +23,7 @@ from typing import Any, Protocol
 
 from teeflow.functions.api import Context, FunctionError
 
-__all__ = ["SESSION_ARGUMENTS", "OpenSession", "Predictor", "check_rows"]
-
-SESSION_ARGUMENTS = {
-    "requesters": "participants who may send requests (required)",
-    "max_rows_per_request": "rows one request may hold (default 100)",
-    "max_rows": "rows the session answers in total before it ends (default 10000)",
-    "max_requests": "requests the session answers before it ends (default 1000)",
-    "max_requests_per_minute": "requests admitted per minute, all requesters together (default 60)",
-    "max_seconds": "seconds the session serves before it ends (default 86400, at most 30 days)",
-    "decimals": "round every probability in an answer to this many decimals (default: full "
-    "precision)",
-}
-"""The arguments every session built-in takes; the enclave enforces them
-(enclave/session_limits.py)."""
+__all__ = ["OpenSession", "Predictor", "check_rows"]
 
 
 class Predictor(Protocol):

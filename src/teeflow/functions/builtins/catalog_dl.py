@@ -1,8 +1,8 @@
 """Registers the PaddlePaddle built-ins: image and tabular train / predict, evaluate.
 
-The implementations import Paddle at top level, so this catalogue names them by dotted module and
-repeats their argument descriptions; listing the catalogue stays cheap, and a test keeps each
-entry's argument names equal to its module's ``ARGUMENTS``.
+The implementations import Paddle at top level, so this catalogue names them by dotted module;
+listing the catalogue stays cheap. Entry and module share one declaration of the arguments
+(functions/builtins/signatures.py).
 """
 
 from __future__ import annotations

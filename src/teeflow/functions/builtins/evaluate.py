@@ -17,21 +17,16 @@ from typing import Any
 import numpy as np
 
 from teeflow.functions.api import Context, FunctionError
-from teeflow.functions.dl.args import check_known, float_arg, output_slots
+from teeflow.functions.builtins.signatures import EVALUATE
+from teeflow.functions.dl.args import check_known, declared_float, output_slots
 from teeflow.functions.dl.metrics import multiclass_metrics, table_metrics
 from teeflow.functions.dl.modelfile import ModelBlob
 from teeflow.functions.dl.scoring import model_target, score_inputs
 from teeflow.functions.thresholds import guard_metrics
 
-ARGUMENTS = {
-    "threshold": "probability above which a row counts as positive (default: the model's, 0.5)",
-    "partition": "auto (default), rows or columns: how several tables combine",
-    "id_columns": "input slot -> its own id column name, where it differs from the model's",
-}
-
 
 def run(ctx: Context) -> None:
-    check_known(ctx, ARGUMENTS)
+    check_known(ctx, EVALUATE)
     outputs = output_slots(ctx, allowed=("metrics",), required_any=("metrics",))
     if "model" not in ctx.inputs:
         raise FunctionError("evaluate needs an input slot named 'model'")
@@ -42,7 +37,9 @@ def run(ctx: Context) -> None:
         )
         return
     scored = score_inputs(ctx)
-    threshold = float_arg(ctx, "threshold", float(scored.config["threshold"]), low=0.0, high=1.0)
+    threshold = declared_float(
+        ctx, EVALUATE, "threshold", default=float(scored.config["threshold"])
+    )
     label = str(scored.config["label_column"])
     if label not in scored.frame.columns:
         raise FunctionError(f"the table has no label column {label!r} to evaluate against")

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from teeflow.functions.api import Context, FunctionError
+from teeflow.functions.builtins.signatures import IMAGE_PREDICT
 from teeflow.functions.dl.args import check_known, output_slots
 from teeflow.functions.dl.images import load_unlabelled
 from teeflow.functions.dl.metrics import softmax
@@ -18,8 +19,6 @@ from teeflow.functions.dl.modelfile import ModelBlob, load_weights
 from teeflow.functions.dl.networks import build_image_model
 from teeflow.functions.dl.training import predict_logits
 from teeflow.functions.dl.transforms import ImageTransform
-
-ARGUMENTS: dict[str, str] = {}
 
 
 def _match_channels(images: np.ndarray, channels: int) -> np.ndarray:
@@ -70,7 +69,7 @@ class ImageModel:
 
 
 def run(ctx: Context) -> None:
-    check_known(ctx, ARGUMENTS)
+    check_known(ctx, IMAGE_PREDICT)
     outputs = output_slots(ctx, allowed=("predictions",), required_any=("predictions",))
     for slot in ("model", "images"):
         if slot not in ctx.inputs:

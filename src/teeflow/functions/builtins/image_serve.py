@@ -16,10 +16,9 @@ from typing import Any
 
 from teeflow.functions.api import Context, FunctionError
 from teeflow.functions.builtins.image_predict import ImageModel
+from teeflow.functions.builtins.signatures import IMAGE_SERVE
 from teeflow.functions.dl.args import check_known
-from teeflow.functions.serving import SESSION_ARGUMENTS, check_rows
-
-ARGUMENTS = SESSION_ARGUMENTS
+from teeflow.functions.serving import check_rows
 
 
 def run(ctx: Context) -> None:
@@ -31,7 +30,7 @@ def run(ctx: Context) -> None:
 
 def open_session(ctx: Context) -> ImagePredictor:
     """Check the arguments and load the model once (see functions/serving.py)."""
-    check_known(ctx, ARGUMENTS)
+    check_known(ctx, IMAGE_SERVE)
     if set(ctx.inputs) != {"model"}:
         raise FunctionError("image-serve takes exactly one input, the slot 'model'")
     return ImagePredictor(ImageModel(ctx.inputs["model"].read_bytes()))

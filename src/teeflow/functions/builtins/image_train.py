@@ -15,38 +15,23 @@ from typing import Any
 import numpy as np
 
 from teeflow.functions.api import Context, FunctionError
+from teeflow.functions.builtins.signatures import IMAGE_TRAIN
 from teeflow.functions.dl.args import (
     check_known,
-    choice_arg,
-    float_arg,
-    int_arg,
+    declared_choice,
+    declared_float,
+    declared_int,
     output_slots,
 )
 from teeflow.functions.dl.dp import dp_settings_arg, fit_private
 from teeflow.functions.dl.images import ImageSet, load_images, split_holdout
 from teeflow.functions.dl.metrics import multiclass_metrics, softmax
 from teeflow.functions.dl.modelfile import ModelBlob
-from teeflow.functions.dl.networks import IMAGE_MODELS, build_image_model
+from teeflow.functions.dl.networks import build_image_model
 from teeflow.functions.dl.state import fingerprint, tensor_arrays
 from teeflow.functions.dl.training import TrainConfig, fit, predict_logits, thinned_history
 from teeflow.functions.dl.transforms import augment, augment_arg, transform_args
 from teeflow.functions.thresholds import guard_metrics, withheld
-
-ARGUMENTS = {
-    "model": "cnn (small CNN, default) or resnet18",
-    "epochs": "training epochs (default 5)",
-    "batch_size": "mini-batch size (default 64)",
-    "learning_rate": "Adam learning rate (default 0.001)",
-    "seed": "random seed for initialisation, shuffling and splits (default 0)",
-    "test_fraction": "held-out share for zips of folders, which have no split (default 0.2)",
-    "image_size": "resize every image to this size, an int or [height, width] (default: keep; "
-    "sizes must then agree)",
-    "mean": "per-channel mean to normalise with, e.g. [0.5] (with std; default none)",
-    "std": "per-channel standard deviation to normalise with (with mean)",
-    "augment": "flipped copies added to the training split: a list of hflip, vflip",
-    "report_class_counts": "true: metrics list each input's image count per class (default false)",
-    "dp": "train the cnn with DP-SGD: {epsilon, delta, max_grad_norm (default 1.0)}",
-}
 
 
 def class_counts(sets: list[ImageSet], slots: list[str]) -> dict[str, dict[str, int]]:
@@ -122,16 +107,16 @@ def _pool(
 
 
 def run(ctx: Context) -> None:
-    check_known(ctx, ARGUMENTS)
+    check_known(ctx, IMAGE_TRAIN)
     outputs = output_slots(ctx, allowed=("model", "metrics"), required_any=("model", "metrics"))
     if not ctx.inputs:
         raise FunctionError("image-classify-train needs at least one image dataset input")
-    name = choice_arg(ctx, "model", "cnn", IMAGE_MODELS)
-    epochs = int_arg(ctx, "epochs", 5, low=1, high=1000)
-    batch_size = int_arg(ctx, "batch_size", 64, low=1, high=65536)
-    learning_rate = float_arg(ctx, "learning_rate", 1e-3, low=1e-7, high=10.0)
-    seed = int_arg(ctx, "seed", 0, low=0, high=2**31 - 1)
-    test_fraction = float_arg(ctx, "test_fraction", 0.2, low=0.01, high=0.9)
+    name = declared_choice(ctx, IMAGE_TRAIN, "model")
+    epochs = declared_int(ctx, IMAGE_TRAIN, "epochs")
+    batch_size = declared_int(ctx, IMAGE_TRAIN, "batch_size")
+    learning_rate = declared_float(ctx, IMAGE_TRAIN, "learning_rate")
+    seed = declared_int(ctx, IMAGE_TRAIN, "seed")
+    test_fraction = declared_float(ctx, IMAGE_TRAIN, "test_fraction")
     dp = dp_settings_arg(ctx)
     if dp is not None and name != "cnn":
         raise FunctionError("DP training supports the model 'cnn' only (GroupNorm, no BatchNorm)")

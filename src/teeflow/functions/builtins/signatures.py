@@ -1,8 +1,9 @@
 """The typed declarations (functions/declarations.py) of every built-in's arguments and inputs.
 
-Ranges, choices and defaults here are the ones each built-in's module enforces when it reads its
-arguments (functions/dl/args.py, enclave/session_limits.py); a test keeps the names equal to each
-module's ``ARGUMENTS``.
+The single source of each built-in's argument names, ranges, choices and defaults: each module
+checks its arguments' names against its declaration and reads their defaults and bounds from it
+(``check_known``, ``declared_int`` and the like in functions/dl/args.py); enclave/session_limits.py
+enforces the session arguments.
 """
 
 from __future__ import annotations

@@ -16,26 +16,23 @@ from __future__ import annotations
 import pandas as pd
 
 from teeflow.functions.api import Context, OutputData
-from teeflow.functions.dl.args import check_known, float_arg, output_slots
+from teeflow.functions.builtins.signatures import TABULAR_PREDICT
+from teeflow.functions.dl.args import check_known, declared_float, output_slots
 from teeflow.functions.dl.scoring import TabularModel, prediction_columns, score_inputs
 from teeflow.functions.dl.stream_scoring import NotStreamable, score_csv_stream
-
-ARGUMENTS = {
-    "threshold": "probability above which a row is labelled 1 (default: the model's, 0.5)",
-    "partition": "auto (default), rows or columns: how several tables combine",
-    "id_columns": "input slot -> its own id column name, where it differs from the model's",
-}
 
 
 def run(ctx: Context, *, stream: bool = True) -> None:
     """Write the predictions; ``stream=False`` forces the whole-table path (the reference the
     streamed output equals byte for byte)."""
-    check_known(ctx, ARGUMENTS)
+    check_known(ctx, TABULAR_PREDICT)
     outputs = output_slots(ctx, allowed=("predictions",), required_any=("predictions",))
     if stream and _streamed(ctx, outputs["predictions"]):
         return
     scored = score_inputs(ctx)
-    threshold = float_arg(ctx, "threshold", float(scored.config["threshold"]), low=0.0, high=1.0)
+    threshold = declared_float(
+        ctx, TABULAR_PREDICT, "threshold", default=float(scored.config["threshold"])
+    )
     id_column = scored.config.get("id_column")
     if id_column and id_column in scored.frame.columns:
         ids = scored.frame[id_column].to_numpy()
@@ -68,7 +65,9 @@ def _streamed(ctx: Context, out: OutputData) -> bool:
         if head.read(4) == b"PAR1":
             return False
     model = TabularModel.from_bytes(ctx.inputs["model"].read_bytes())
-    threshold = float_arg(ctx, "threshold", float(model.config["threshold"]), low=0.0, high=1.0)
+    threshold = declared_float(
+        ctx, TABULAR_PREDICT, "threshold", default=float(model.config["threshold"])
+    )
     party = f"input {table.slot!r}" + (f" (owner {table.owner})" if table.owner else "")
     try:
         with table.open() as source:

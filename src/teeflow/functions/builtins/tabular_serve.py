@@ -28,18 +28,13 @@ import numpy as np
 import pandas as pd
 
 from teeflow.functions.api import Context, FunctionError
-from teeflow.functions.dl.args import check_known, float_arg
+from teeflow.functions.builtins.signatures import TABULAR_SERVE
+from teeflow.functions.dl.args import check_known, declared_float
 from teeflow.functions.dl.scoring import TabularModel, prediction_columns
 from teeflow.functions.dl.tables import combine_tables, read_tables, with_common_id
 from teeflow.functions.ids import id_columns_arg
-from teeflow.functions.serving import SESSION_ARGUMENTS, check_rows
+from teeflow.functions.serving import check_rows
 
-ARGUMENTS = {
-    **SESSION_ARGUMENTS,
-    "threshold": "probability above which a row is labelled 1 (default: the model's, 0.5)",
-    "id_columns": "input slot (or 'request', for the requests' rows) -> its own id column "
-    "name, where it differs from the model's",
-}
 REQUEST = "request"
 
 
@@ -52,11 +47,13 @@ def run(ctx: Context) -> None:
 
 def open_session(ctx: Context) -> TabularPredictor:
     """Check the arguments and load the model once (see functions/serving.py)."""
-    check_known(ctx, ARGUMENTS)
+    check_known(ctx, TABULAR_SERVE)
     if "model" not in ctx.inputs:
         raise FunctionError("tabular-serve needs an input slot named 'model'")
     model = TabularModel.from_bytes(ctx.inputs["model"].read_bytes())
-    threshold = float_arg(ctx, "threshold", float(model.config["threshold"]), low=0.0, high=1.0)
+    threshold = declared_float(
+        ctx, TABULAR_SERVE, "threshold", default=float(model.config["threshold"])
+    )
     held_slots = sorted(slot for slot in ctx.inputs if slot != "model")
     named = id_columns_arg(ctx, slots=[*held_slots, REQUEST])
     key: str | None = model.config.get("id_column") or None

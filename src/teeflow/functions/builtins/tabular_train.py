@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 
 from teeflow.functions.api import Context, FunctionError
+from teeflow.functions.builtins.signatures import TABULAR_TRAIN
 from teeflow.functions.dl.args import (
     check_known,
-    choice_arg,
-    float_arg,
-    int_arg,
-    int_list_arg,
+    declared_choice,
+    declared_float,
+    declared_int,
+    declared_int_list,
     output_slots,
     str_arg,
 )
@@ -29,11 +30,10 @@ from teeflow.functions.dl.dp import dp_settings_arg, fit_private
 from teeflow.functions.dl.gbdt import BOOSTER_MEMBER, feature_importance, train_booster
 from teeflow.functions.dl.metrics import table_metrics
 from teeflow.functions.dl.modelfile import ModelBlob
-from teeflow.functions.dl.networks import TABULAR_MODELS, build_tabular_model
+from teeflow.functions.dl.networks import build_tabular_model
 from teeflow.functions.dl.scoring import TabularModel, class_target
 from teeflow.functions.dl.state import fingerprint, tensor_arrays
 from teeflow.functions.dl.tables import (
-    PARTITIONS,
     Preprocessor,
     combine_tables,
     read_tables,
@@ -44,32 +44,13 @@ from teeflow.functions.dl.training import TrainConfig, fit, thinned_history
 from teeflow.functions.ids import id_columns_arg
 from teeflow.functions.thresholds import guard_metrics
 
-ARGUMENTS = {
-    "label_column": "the target column (required): 0/1, or 3 to 50 classes",
-    "id_column": "the column that identifies a row and joins column-partitioned tables",
-    "id_columns": "input slot -> its own id column name, where parties name it differently; "
-    "the joined table and the model use id_column (or the first slot's name)",
-    "partition": "auto (default), rows or columns",
-    "positive_label": "label value of the positive class when the label is not 0/1",
-    "model": "logistic (default), mlp, or gbdt (gradient-boosted trees, LightGBM)",
-    "hidden": 'mlp hidden layer sizes, e.g. [32] (default) or "64,32"',
-    "epochs": "training epochs (default 20)",
-    "batch_size": "mini-batch size (default 32)",
-    "learning_rate": "Adam learning rate (default 0.01); for gbdt the shrinkage (default 0.1)",
-    "num_trees": "gbdt boosting rounds (default 100)",
-    "num_leaves": "gbdt leaves per tree (default 31)",
-    "seed": "random seed for initialisation, shuffling and the split (default 0)",
-    "test_fraction": "held-out share for the metrics, stratified by label (default 0.2)",
-    "threshold": "probability above which a row is predicted positive (default 0.5)",
-    "dp": "train with DP-SGD: {epsilon, delta, max_grad_norm (default 1.0)} (docs/privacy.md)",
-}
 OUTPUTS = ("model", "metrics", "metrics_public")
 GBDT = "gbdt"
 _MAX_CATEGORIES = 100
 
 
 def run(ctx: Context) -> None:
-    check_known(ctx, ARGUMENTS)
+    check_known(ctx, TABULAR_TRAIN)
     outputs = output_slots(ctx, allowed=OUTPUTS, required_any=OUTPUTS)
     if not ctx.inputs:
         raise FunctionError("tabular-train needs at least one table input")
@@ -77,19 +58,19 @@ def run(ctx: Context) -> None:
     if not label:
         raise FunctionError("argument 'label_column' is required; name the target column")
     id_column = str_arg(ctx, "id_column")
-    partition = choice_arg(ctx, "partition", "auto", PARTITIONS)
+    partition = declared_choice(ctx, TABULAR_TRAIN, "partition")
     positive = ctx.arg("positive_label")
-    name = choice_arg(ctx, "model", "logistic", (*TABULAR_MODELS, GBDT))
-    hidden = int_list_arg(ctx, "hidden", [32]) if name == "mlp" else []
-    epochs = int_arg(ctx, "epochs", 20, low=1, high=10000)
-    batch_size = int_arg(ctx, "batch_size", 32, low=1, high=1 << 20)
-    rate = 0.1 if name == GBDT else 0.01
-    learning_rate = float_arg(ctx, "learning_rate", rate, low=1e-7, high=10.0)
-    num_trees = int_arg(ctx, "num_trees", 100, low=1, high=5000)
-    num_leaves = int_arg(ctx, "num_leaves", 31, low=2, high=1024)
-    seed = int_arg(ctx, "seed", 0, low=0, high=2**31 - 1)
-    test_fraction = float_arg(ctx, "test_fraction", 0.2, low=0.05, high=0.9)
-    threshold = float_arg(ctx, "threshold", 0.5, low=0.0, high=1.0)
+    name = declared_choice(ctx, TABULAR_TRAIN, "model")
+    hidden = declared_int_list(ctx, TABULAR_TRAIN, "hidden") if name == "mlp" else []
+    epochs = declared_int(ctx, TABULAR_TRAIN, "epochs")
+    batch_size = declared_int(ctx, TABULAR_TRAIN, "batch_size")
+    rate = 0.1 if name == GBDT else 0.01  # the declaration leaves it to the model kind
+    learning_rate = declared_float(ctx, TABULAR_TRAIN, "learning_rate", default=rate)
+    num_trees = declared_int(ctx, TABULAR_TRAIN, "num_trees")
+    num_leaves = declared_int(ctx, TABULAR_TRAIN, "num_leaves")
+    seed = declared_int(ctx, TABULAR_TRAIN, "seed")
+    test_fraction = declared_float(ctx, TABULAR_TRAIN, "test_fraction")
+    threshold = declared_float(ctx, TABULAR_TRAIN, "threshold")
     dp = dp_settings_arg(ctx)
     if dp is not None and name == GBDT:
         raise FunctionError("DP training supports the models logistic and mlp, not gbdt")

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from typing import Any
 
 from teeflow.functions.api import Context, FunctionError, OutputData
+from teeflow.functions.declarations import PLATFORM_ARGUMENTS, Argument, Signature
 
 __all__ = [
     "check_known",
     "choice_arg",
+    "declared_choice",
+    "declared_float",
+    "declared_int",
+    "declared_int_list",
     "float_arg",
     "int_arg",
     "int_list_arg",
@@ -18,17 +23,61 @@ __all__ = [
 ]
 
 
-PLATFORM_ARGUMENTS = frozenset({"memory_bytes"})
-"""Arguments the enclave itself reads (teeflow.enclave.memory), accepted by every function."""
-
-
-def check_known(ctx: Context, known: Iterable[str]) -> None:
-    unknown = sorted(set(ctx.args) - set(known) - PLATFORM_ARGUMENTS)
+def check_known(ctx: Context, signature: Signature) -> None:
+    """FunctionError naming each argument that ``signature`` (the built-in's declaration,
+    functions/builtins/signatures.py) does not declare; the platform's own arguments
+    (declarations.PLATFORM_ARGUMENTS, e.g. ``memory_bytes``) are accepted by every function."""
+    known = {arg.name for arg in signature.arguments}
+    platform = {arg.name for arg in PLATFORM_ARGUMENTS}
+    unknown = sorted(set(ctx.args) - known - platform)
     if unknown:
         raise FunctionError(
             f"unknown argument(s) {', '.join(unknown)}; this function accepts "
             f"{', '.join(sorted(known))}"
         )
+
+
+def _declared(signature: Signature, name: str) -> Argument:
+    declared = signature.argument(name)
+    if declared is None:  # a built-in reading an argument it does not declare: a bug here
+        raise LookupError(f"argument {name!r} is not declared")
+    return declared
+
+
+def _bounds(arg: Argument) -> tuple[float, float]:
+    if arg.low is None or arg.high is None:  # a declaration without bounds: a bug here
+        raise LookupError(f"argument {arg.name!r} declares no bounds")
+    return arg.low, arg.high
+
+
+def declared_int(ctx: Context, signature: Signature, name: str) -> int:
+    """Argument ``name`` as an int, with the default and bounds ``signature`` declares."""
+    arg = _declared(signature, name)
+    low, high = _bounds(arg)
+    return int_arg(ctx, name, int(arg.default), low=int(low), high=int(high))
+
+
+def declared_float(
+    ctx: Context, signature: Signature, name: str, *, default: float | None = None
+) -> float:
+    """Argument ``name`` as a float, bounded as ``signature`` declares; its default is the
+    declared one, or ``default`` where the declaration leaves it to the function (a model's
+    own threshold, a model kind's learning rate)."""
+    arg = _declared(signature, name)
+    low, high = _bounds(arg)
+    fallback = arg.default if default is None else default
+    return float_arg(ctx, name, float(fallback), low=float(low), high=float(high))
+
+
+def declared_int_list(ctx: Context, signature: Signature, name: str) -> list[int]:
+    """Argument ``name`` as layer sizes (:func:`int_list_arg`), defaulting as declared."""
+    return int_list_arg(ctx, name, list(_declared(signature, name).default))
+
+
+def declared_choice(ctx: Context, signature: Signature, name: str) -> str:
+    """Argument ``name``, one of the choices ``signature`` declares (default: the declared)."""
+    arg = _declared(signature, name)
+    return choice_arg(ctx, name, str(arg.default), arg.choices)
 
 
 def int_arg(ctx: Context, name: str, default: int, *, low: int, high: int) -> int:
