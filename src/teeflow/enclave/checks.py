@@ -36,7 +36,7 @@ from teeflow.enclave.run_state import RunGrant, RunStateError, check_run_state
 from teeflow.functions.declarations import ArgumentError
 
 if TYPE_CHECKING:
-    from teeflow.enclave.runtime import TaskBundle
+    from teeflow.enclave.task import TaskBundle
 
 __all__ = ["FUNCTION_SLOT", "ExecutionPlan", "TaskRejected", "check_bundle"]
 
