@@ -11,10 +11,8 @@ enclave itself); the result carries a receipt signed with the enclave key.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import shutil
 import tempfile
-import traceback
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import Any
 from teeflow.enclave.checkpoint_seal import CheckpointKeyError, open_checkpoint, seal_checkpoint
 from teeflow.enclave.checks import TaskRejected, check_bundle
 from teeflow.enclave.events import EventCounter
+from teeflow.enclave.function_run import run_function, scratch_root, task_context
 from teeflow.enclave.identity import EnclaveIdentity
 from teeflow.enclave.keyring import KeyId, Keyring
 from teeflow.enclave.memory import (
@@ -45,8 +44,8 @@ from teeflow.enclave.task import (
     SealedOutput,
     TaskBundle,
 )
-from teeflow.enclave.timing import Pace, PhaseTimer, TimedHost
-from teeflow.functions.api import Context, FunctionError, OutputData
+from teeflow.enclave.timing import PhaseTimer, TimedHost
+from teeflow.functions.api import OutputData
 
 __all__ = [
     "EnclaveRuntime",
@@ -136,13 +135,19 @@ class EnclaveRuntime:
             unspent = privacy_receipt(opened.spend, ran=False)
             return self._failed(contract, chash, input_hashes, str(exc), now, unspent)
         reset_peak_memory()
-        scratch = Path(tempfile.mkdtemp(prefix="teeflow-task-", dir=_scratch_root()))
+        scratch = Path(tempfile.mkdtemp(prefix="teeflow-task-", dir=scratch_root()))
         try:
             outputs = {slot: OutputData(slot) for slot in contract["outputs"]}
-            ctx = self._context(opened, contract, outputs, scratch, host, timer, outbox)
+            ctx = task_context(
+                opened, contract, outputs, scratch, host, timer, outbox,
+                identity=self.identity,
+                seal_checkpoint=self.seal_checkpoint,
+                checkpoint_interval_s=self.checkpoint_interval_s,
+                progress_interval_s=self.progress_interval_s,
+            )  # fmt: skip
             ctx.min_rows = opened.min_rows
             with timer.phase("function"):
-                error = self._run_function(contract, source, ctx)
+                error = run_function(contract, source, ctx, timeout_s=self.function_timeout_s)
             if error is None:
                 error = spend_problem(opened.spend, ctx.privacy_spent)
                 privacy = privacy_receipt(opened.spend, ran=True, reported=ctx.privacy_spent)
@@ -266,87 +271,7 @@ class EnclaveRuntime:
 
         return open_checkpoint(sealed, chash=chash, secret_for=secret_for)
 
-    # -- running ----------------------------------------------------------------------------
-
-    def _context(
-        self,
-        opened: OpenedTask,
-        contract: Mapping[str, Any],
-        outputs: dict[str, OutputData],
-        scratch: Path,
-        host: Host,
-        timer: PhaseTimer,
-        outbox: Outbox,
-    ) -> Context:
-        """The function's context. Checkpoints and progress events are sealed here, in the
-        function's thread, and uploaded by ``outbox`` while the function goes on."""
-        raw_host = host.inner if isinstance(host, TimedHost) else host
-        chash = opened.contract_hash
-        counter = [opened.checkpoint_seq]
-        run_id = bytes.fromhex(opened.grant.run_id)
-        events = opened.events
-
-        checkpoint_pace = Pace(self.checkpoint_interval_s)
-        progress_pace = Pace(self.progress_interval_s)
-        held: list[Mapping[str, Any]] = []
-
-        def save(state: bytes) -> None:
-            counter[0] += 1
-            sequence = counter[0]
-            with timer.phase("crypto"):
-                header = sequence.to_bytes(8, "big") + events.seq.to_bytes(8, "big") + run_id
-                sealed = self.seal_checkpoint(chash, header + state)
-            with timer.phase("io"):  # only waits while the previous upload holds the queue
-                outbox.submit(lambda: raw_host.save_checkpoint(sealed, sequence))
-            checkpoint_pace.mark()
-
-        def progress(metrics: Mapping[str, Any]) -> None:
-            # Called with no metrics: send what is held back. Otherwise the latest metrics win.
-            if metrics:
-                held[:] = [metrics]
-                if not progress_pace.due():
-                    return
-            if held:
-                data = {"kind": "progress", **held.pop()}
-                sealed = sealed_events(
-                    self.identity, chash, contract, "progress", timer, data, events
-                )
-                for name, payload in sealed:
-                    with timer.phase("io"):
-                        outbox.submit(functools.partial(raw_host.emit_event, name, payload))
-                progress_pace.mark()
-
-        return Context(
-            inputs=opened.inputs,
-            args=dict(contract["arguments"]),
-            outputs=outputs,
-            scratch=scratch,
-            _progress=progress,
-            _checkpoint=save,
-            _checkpoint_due=checkpoint_pace.due,
-            _restored=opened.restored,
-        )
-
-    def _run_function(
-        self, contract: Mapping[str, Any], source: str | None, ctx: Context
-    ) -> str | None:
-        """Run the function; return a party-facing error message, or None on success."""
-        function = contract["function"]
-        try:
-            if source is None:
-                from teeflow.functions.registry import get_builtin
-
-                get_builtin(function["name"]).load()(ctx)
-            else:
-                from teeflow.functions.sandbox import run_in_sandbox
-
-                run_in_sandbox(source, ctx, timeout_s=self.function_timeout_s)
-        except FunctionError as exc:
-            return str(exc)
-        except Exception as exc:  # noqa: BLE001 - any function failure fails the task, not the enclave
-            last = traceback.format_exception_only(type(exc), exc)[-1].strip()
-            return f"function raised {last}"
-        return None
+    # -- events ----------------------------------------------------------------------------
 
     def _emit(
         self,
@@ -471,9 +396,3 @@ class EnclaveRuntime:
             contract, chash, inputs, {}, status="failed", reason=reason, now=now, extra=extra
         )
         return ExecutionResult("failed", {}, receipt, reason)
-
-
-def _scratch_root() -> str | None:
-    """Task scratch space in memory (/dev/shm) where the host has it."""
-    shm = Path("/dev/shm")  # noqa: S108 - a fresh mkdtemp (0700) inside it, not a fixed name
-    return str(shm) if shm.is_dir() else None

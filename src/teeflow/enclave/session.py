@@ -53,6 +53,7 @@ from teeflow.crypto import (
     sha256_hex,
 )
 from teeflow.enclave.checks import TaskRejected
+from teeflow.enclave.function_run import scratch_root
 from teeflow.enclave.runtime import (
     EnclaveRuntime,
     ExecutionResult,
@@ -60,7 +61,6 @@ from teeflow.enclave.runtime import (
     OpenedTask,
     OpenRefused,
     TaskBundle,
-    _scratch_root,
 )
 from teeflow.enclave.session_limits import (
     RateWindow,
@@ -220,7 +220,7 @@ class InferenceSession:
         except TaskRejected as exc:
             failed = runtime.failed(contract, chash, opened.input_hashes, str(exc), now=now)
             raise SessionRefused(failed) from None
-        scratch = Path(tempfile.mkdtemp(prefix="teeflow-session-", dir=_scratch_root()))
+        scratch = Path(tempfile.mkdtemp(prefix="teeflow-session-", dir=scratch_root()))
         ctx = Context(
             inputs=opened.inputs, args=dict(contract["arguments"]), outputs={}, scratch=scratch
         )
