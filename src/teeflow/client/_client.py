@@ -7,14 +7,13 @@ and decrypts outputs locally after checking them against the enclave's signed re
 
 from __future__ import annotations
 
-import io
 import logging
 import ssl
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
@@ -26,21 +25,15 @@ from teeflow.client._home import MemberHome
 from teeflow.client._ledger import PrivacyLedger
 from teeflow.client._privacy import budget_statements, make_policy, settle
 from teeflow.client._trust import attest_evidence, check_trusted_contract, remember_attested
-from teeflow.client.keyring import MemberKeys, write_private_file
+from teeflow.client.keyring import MemberKeys
 from teeflow.crypto import (
-    DataKey,
     IntegrityError,
     PublicKey,
     VerifyKey,
     b64e,
-    content_digest_like,
     hpke_seal,
-    is_content_digest,
     key_wrap_info,
-    seal_stream,
     sha256_hex,
-    unpad,
-    unseal_stream,
 )
 from teeflow.enclave.checks import FUNCTION_SLOT
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
@@ -60,7 +53,6 @@ log = logging.getLogger("teeflow.client")
 TERMINAL = {"succeeded", "failed", "canceled", "rejected"}
 _LONG_POLL_SECONDS = 20.0  # under the HTTP read timeout; the server caps it at 30
 _RECENT_TASKS = 256  # tasks kept from propose / approve for the next step (Client._recent_tasks)
-WRAPPED_KEY_HEADER = "X-Teeflow-Wrapped-Key"
 
 
 def public_keys(keys: MemberKeys) -> dict[str, str]:
@@ -248,48 +240,14 @@ class Client:
         description: str = "",
         rows: int | None = None,
     ) -> dict[str, Any]:
-        """Seal ``source`` locally under a fresh key and upload only the ciphertext.
+        """Seal ``source`` locally under a fresh key and upload only the ciphertext; the
+        dataset record. A table or image file is checked first (ClientError says what is wrong)
+        and its schema summary kept in this member's home; see client/_uploads.py."""
+        from teeflow.client._uploads import upload_dataset
 
-        ``rows`` publishes a schema summary (the table's row count) that the other participants
-        of a task using it see in their review; without it they see "unknown".
-
-        A table or image file (``kind`` table or images, or a .csv/.parquet/.zip/.npz file) is
-        checked here first (client/_schema.py): ClientError says what is wrong, and its schema
-        summary is kept in this member's home (published only by :meth:`publish_schema`).
-        """
-        from teeflow.client._schema import checked_schema
-
-        schema = checked_schema(source, kind=kind, name=name)  # before anything leaves this machine
-        key = DataKey.generate()
-        body: dict[str, Any] = {"name": name, "kind": kind, "description": description}
-        if rows is not None:
-            body["rows"] = rows
-        record = self._call("POST", "/v1/datasets", json=body)
-        sealed = _TempSealed(self.home.root / "tmp")
-        try:
-            with _open_source(source) as handle:
-                info = seal_stream(handle, sealed.handle, key)
-            sealed.handle.seek(0)
-            self.home.save_dataset_key(
-                record["id"],
-                key,
-                ciphertext_sha256=info.ciphertext_digest,
-                name=name,
-                schema=schema,
-            )
-            result: dict[str, Any] = self._call(
-                "PUT",
-                f"/v1/datasets/{record['id']}/content",
-                content=_chunks(sealed.handle),
-                headers={
-                    # The content digest (BLAKE3 for new files; docs/sealed-format.md).
-                    "X-Content-SHA256": info.ciphertext_digest,
-                    "Content-Length": str(info.ciphertext_size),
-                },
-            )
-        finally:
-            sealed.close()
-        return result
+        return upload_dataset(
+            self, source, name=name, kind=kind, description=description, rows=rows
+        )
 
     def datasets(self, *, owner: str | None = None) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._call(
@@ -368,37 +326,18 @@ class Client:
         "bytes", "max_bytes": n}}`` (functions/outputs.py); bare names declare opaque, unbounded
         outputs. The enclave refuses an output that breaks its declaration.
         """
-        code = source.encode("utf-8")
-        if sealed:
-            dataset = self.upload_dataset(code, name=f"{name}.py", kind="function")
-        else:
-            dataset = self._upload_plain(code, name=f"{name}.py")
-        body = {
-            "name": name,
-            "description": description,
-            "code_sha256": sha256_hex(code),
-            "sealed": sealed,
-            "source_dataset_id": dataset["id"],
-            "inputs": inputs or [],
-            "outputs": (
-                {k: dict(v) for k, v in outputs.items()}
-                if isinstance(outputs, Mapping)
-                else list(outputs or [])
-            ),
-            "arguments": arguments or {},
-        }
-        result: dict[str, Any] = self._call("POST", "/v1/functions", json=body)
-        return result
+        from teeflow.client._uploads import upload_function
 
-    def _upload_plain(self, code: bytes, *, name: str) -> dict[str, Any]:
-        record = self._call("POST", "/v1/datasets", json={"name": name, "kind": "function"})
-        result: dict[str, Any] = self._call(
-            "PUT",
-            f"/v1/datasets/{record['id']}/content",
-            content=code,
-            headers={"X-Content-SHA256": sha256_hex(code)},
+        return upload_function(
+            self,
+            source,
+            name=name,
+            sealed=sealed,
+            description=description,
+            inputs=inputs,
+            outputs=outputs,
+            arguments=arguments,
         )
-        return result
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -761,41 +700,12 @@ class Client:
         return {"body": body, "signature": receipt["signature"]}
 
     def output(self, task_id: str, slot: str, destination: Path | None = None) -> bytes | Path:
-        """Download, check against the receipt, and decrypt an output addressed to this member.
+        """Download, check against the receipt, and decrypt an output addressed to this member
+        (written to ``destination`` when given). Raises ApiError (403) for an output not
+        addressed to this member and for a joint output; see client/_outputs.py."""
+        from teeflow.client._outputs import download_output
 
-        Raises ApiError (403) for an output not addressed to this member, and for a joint output
-        (it stays sealed to the enclave; the message says how to use it)."""
-        from teeflow.client._outputs import open_output_key
-
-        task = self.task(task_id)
-        body = self._verified_receipt(task)["body"]
-        expected = body.get("outputs", {}).get(slot, {}).get("ciphertext_sha256")
-        response = self.http.get(f"/v1/tasks/{task_id}/outputs/{slot}/content")
-        raise_for_error(response)
-        wrapped = response.headers.get(WRAPPED_KEY_HEADER)
-        if wrapped is None:
-            wrapped = self._call("GET", f"/v1/tasks/{task_id}/outputs/{slot}/key")["wrapped_key"]
-        key = open_output_key(self, task, slot, wrapped)
-        ciphertext = response.content
-        if not is_content_digest(expected) or content_digest_like(ciphertext, expected) != expected:
-            raise ClientError(
-                f"output {slot!r} does not match the enclave's receipt; it was altered"
-            )
-        plain = io.BytesIO()
-        try:
-            unseal_stream(io.BytesIO(ciphertext), plain, key)
-        except IntegrityError as exc:
-            raise ClientError(f"output {slot!r} does not decrypt: {exc}") from exc
-        data = plain.getvalue()
-        if task["contract"]["outputs"].get(slot, {}).get("pad") is not None:
-            try:
-                data = unpad(data)  # the contract asked for padding: the exact bytes are framed
-            except IntegrityError as exc:
-                raise ClientError(f"output {slot!r} does not decrypt: {exc}") from exc
-        if destination is None:
-            return data
-        write_private_file(destination, data, overwrite=True)
-        return destination
+        return download_output(self, task_id, slot, destination)
 
     def audit(self, *, after: int = 0) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []
@@ -810,25 +720,3 @@ class Client:
         if not self.username:
             raise ClientError("sign in first: `teeflow account login`")
         return self.username
-
-
-class _TempSealed:
-    def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        import tempfile
-
-        self.handle: BinaryIO = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed in close()
-
-    def close(self) -> None:
-        self.handle.close()
-
-
-def _open_source(source: Path | bytes) -> BinaryIO:
-    if isinstance(source, bytes):
-        return io.BytesIO(source)
-    return Path(source).open("rb")
-
-
-def _chunks(handle: BinaryIO, size: int = 1 << 20) -> Any:
-    while block := handle.read(size):
-        yield block

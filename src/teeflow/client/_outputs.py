@@ -11,12 +11,26 @@ under a fresh key instead. See docs/decisions/0020-models-a-member-takes-home.md
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from teeflow.client._errors import ClientError
-from teeflow.crypto import CryptoError, DataKey, IntegrityError, b64d, hpke_open, key_wrap_info
+from teeflow.client._errors import ClientError, raise_for_error
+from teeflow.client.keyring import write_private_file
+from teeflow.crypto import (
+    CryptoError,
+    DataKey,
+    IntegrityError,
+    b64d,
+    content_digest_like,
+    hpke_open,
+    is_content_digest,
+    key_wrap_info,
+    unpad,
+    unseal_stream,
+)
 from teeflow.enclave.contract import contract_hash
 
 if TYPE_CHECKING:
@@ -24,11 +38,15 @@ if TYPE_CHECKING:
 
 __all__ = [
     "check_readable",
+    "download_output",
     "joint_output_error",
     "keep_output",
     "open_output_key",
     "output_rows",
 ]
+
+WRAPPED_KEY_HEADER = "X-Teeflow-Wrapped-Key"
+"""The output's key wrapped to its recipient, sent with the content (server/routes/tasks.py)."""
 
 
 def joint_output_error(slot: str, spec: Mapping[str, Any]) -> ClientError:
@@ -131,3 +149,39 @@ def output_rows(client: Client, task_id: str) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def download_output(
+    client: Client, task_id: str, slot: str, destination: Path | None = None
+) -> bytes | Path:
+    """Download, check against the receipt, and decrypt an output addressed to this member.
+
+    Raises ApiError (403) for an output not addressed to this member, and for a joint output
+    (it stays sealed to the enclave; the message says how to use it)."""
+    task = client.task(task_id)
+    body = client._verified_receipt(task)["body"]
+    expected = body.get("outputs", {}).get(slot, {}).get("ciphertext_sha256")
+    response = client.http.get(f"/v1/tasks/{task_id}/outputs/{slot}/content")
+    raise_for_error(response)
+    wrapped = response.headers.get(WRAPPED_KEY_HEADER)
+    if wrapped is None:
+        wrapped = client._call("GET", f"/v1/tasks/{task_id}/outputs/{slot}/key")["wrapped_key"]
+    key = open_output_key(client, task, slot, wrapped)
+    ciphertext = response.content
+    if not is_content_digest(expected) or content_digest_like(ciphertext, expected) != expected:
+        raise ClientError(f"output {slot!r} does not match the enclave's receipt; it was altered")
+    plain = io.BytesIO()
+    try:
+        unseal_stream(io.BytesIO(ciphertext), plain, key)
+    except IntegrityError as exc:
+        raise ClientError(f"output {slot!r} does not decrypt: {exc}") from exc
+    data = plain.getvalue()
+    if task["contract"]["outputs"].get(slot, {}).get("pad") is not None:
+        try:
+            data = unpad(data)  # the contract asked for padding: the exact bytes are framed
+        except IntegrityError as exc:
+            raise ClientError(f"output {slot!r} does not decrypt: {exc}") from exc
+    if destination is None:
+        return data
+    write_private_file(destination, data, overwrite=True)
+    return destination
