@@ -83,12 +83,8 @@ def upload_function(
     outputs: list[str] | Mapping[str, Mapping[str, Any]] | None = None,
     arguments: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Upload Python source; ``sealed`` keeps the code confidential to the enclave.
-
-    ``outputs`` declares each output slot: ``{slot: {"kind": "metrics" | "table" | "model" |
-    "bytes", "max_bytes": n}}`` (functions/outputs.py); bare names declare opaque, unbounded
-    outputs. The enclave refuses an output that breaks its declaration.
-    """
+    """Register ``source`` as a function (see :meth:`Client.upload_function`): its code
+    uploaded as a sealed dataset (``sealed``) or in plain, bound by its SHA-256."""
     code = source.encode("utf-8")
     if sealed:
         dataset = upload_dataset(client, code, name=f"{name}.py", kind="function")
