@@ -257,47 +257,20 @@ class Client:
 
     def dataset(self, dataset_id: str) -> dict[str, Any]:
         """One dataset's metadata (owners, state, producing task), as the control plane shows it;
-        ``schema`` is its owner's published schema summary, verified
-        against the owner's pinned key (None when unpublished). ClientError when it does not
-        verify: the control plane altered it."""
-        from teeflow.client._schema_publish import verify_schema
+        ``schema`` is its owner's published schema summary, verified against the owner's pinned
+        key (None when unpublished). ClientError when it does not verify: the control plane
+        altered it (client/_schema_publish.py)."""
+        from teeflow.client._schema_publish import verified_dataset
 
-        record: dict[str, Any] = self._call("GET", f"/v1/datasets/{quote(dataset_id, safe='')}")
-        if record.get("schema") is not None:
-            owner = str(record["owner"])
-            pinned = self.keys.signing_key.verify_key.b64() if owner == self._me() else None
-            pinned = pinned or (self.home.pinned_member(owner) or {}).get("sign_pk")
-            if pinned is None:  # trust on first use, as for a contract's participants
-                from teeflow.client._pins import pin_record
-
-                keys = self.member(owner)
-                self.home.pin_member(owner, pin_record(keys, source=f"dataset {dataset_id}"))
-                pinned = keys["sign_pk"]
-            record["schema"] = verify_schema(record, owner_sign_pk=str(pinned))
-        return record
+        return verified_dataset(self, dataset_id)
 
     def publish_schema(self, dataset_id: str) -> dict[str, Any]:
         """Publish (opt-in) the schema summary this member's upload check recorded for its own
         dataset, signed with its key: column names and types, row count, class names and
         counts, never values. Returns the summary published."""
-        from teeflow.client._schema_publish import sign_schema
+        from teeflow.client._schema_publish import publish_schema
 
-        record = self.home.dataset_record(dataset_id)
-        if record is None or not isinstance(record.get("schema"), dict):
-            raise ClientError(
-                f"no schema summary recorded for dataset {dataset_id}: only a table or image "
-                "file uploaded from this home has one"
-            )
-        signed = sign_schema(
-            dataset_id=dataset_id,
-            owner=self._me(),
-            ciphertext_sha256=record["ciphertext_sha256"],
-            summary=record["schema"],
-            key=self.keys.signing_key,
-        )
-        self._call("PUT", f"/v1/datasets/{quote(dataset_id, safe='')}/schema", json=signed)
-        summary: dict[str, Any] = record["schema"]
-        return summary
+        return publish_schema(self, dataset_id)
 
     def delete_dataset(self, dataset_id: str) -> None:
         """Delete a dataset you own on the control plane: its ciphertext goes, its record and

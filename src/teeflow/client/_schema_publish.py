@@ -9,12 +9,23 @@ partner checks it against the owner's key it pinned (client/_pins.py), never the
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from teeflow.client._errors import ClientError
 from teeflow.crypto import CryptoError, SigningKey, VerifyKey, b64d, b64e, canonical_json
 
-__all__ = ["SCHEMA_DOMAIN", "partner_schema_notes", "sign_schema", "verify_schema"]
+if TYPE_CHECKING:
+    from teeflow.client._client import Client
+
+__all__ = [
+    "SCHEMA_DOMAIN",
+    "partner_schema_notes",
+    "publish_schema",
+    "sign_schema",
+    "verified_dataset",
+    "verify_schema",
+]
 
 SCHEMA_DOMAIN = "teeflow/dataset-schema/v1"
 
@@ -100,3 +111,45 @@ def schema_text(summary: Mapping[str, Any] | None) -> str:
     if classes:
         parts.append("classes " + ", ".join(f"{k} ({v})" for k, v in classes.items()))
     return "published schema (signed by its owner): " + "; ".join(parts)
+
+
+def verified_dataset(client: Client, dataset_id: str) -> dict[str, Any]:
+    """One dataset's metadata (owners, state, producing task), as the control plane shows it;
+    ``schema`` is its owner's published schema summary, verified
+    against the owner's pinned key (None when unpublished). ClientError when it does not
+    verify: the control plane altered it."""
+    record: dict[str, Any] = client._call("GET", f"/v1/datasets/{quote(dataset_id, safe='')}")
+    if record.get("schema") is not None:
+        owner = str(record["owner"])
+        pinned = client.keys.signing_key.verify_key.b64() if owner == client._me() else None
+        pinned = pinned or (client.home.pinned_member(owner) or {}).get("sign_pk")
+        if pinned is None:  # trust on first use, as for a contract's participants
+            from teeflow.client._pins import pin_record
+
+            keys = client.member(owner)
+            client.home.pin_member(owner, pin_record(keys, source=f"dataset {dataset_id}"))
+            pinned = keys["sign_pk"]
+        record["schema"] = verify_schema(record, owner_sign_pk=str(pinned))
+    return record
+
+
+def publish_schema(client: Client, dataset_id: str) -> dict[str, Any]:
+    """Publish (opt-in) the schema summary this member's upload check recorded for its own
+    dataset, signed with its key: column names and types, row count, class names and
+    counts, never values. Returns the summary published."""
+    record = client.home.dataset_record(dataset_id)
+    if record is None or not isinstance(record.get("schema"), dict):
+        raise ClientError(
+            f"no schema summary recorded for dataset {dataset_id}: only a table or image "
+            "file uploaded from this home has one"
+        )
+    signed = sign_schema(
+        dataset_id=dataset_id,
+        owner=client._me(),
+        ciphertext_sha256=record["ciphertext_sha256"],
+        summary=record["schema"],
+        key=client.keys.signing_key,
+    )
+    client._call("PUT", f"/v1/datasets/{quote(dataset_id, safe='')}/schema", json=signed)
+    summary: dict[str, Any] = record["schema"]
+    return summary
