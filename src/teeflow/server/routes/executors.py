@@ -42,6 +42,7 @@ from teeflow.server.store import (
     Conflict,
     DatasetRecord,
     ExecutorRecord,
+    NewOutput,
     TaskRecord,
 )
 
@@ -170,9 +171,13 @@ def register(body: Registration, platform: PlatformDep) -> dict[str, str]:
 
 
 def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
+    inputs = task.contract["inputs"]
+    facts = platform.store.lease_facts(
+        task.task_id, [spec["dataset_id"] for spec in inputs.values() if spec.get("dataset_id")]
+    )
     approvals = {
         a.username: {"signature": a.signature, "wrapped_keys": a.wrapped_keys}
-        for a in platform.store.list_approvals(task.task_id)
+        for a in facts.approvals
         if a.decision == "approve"
     }
     joint: dict[str, Any] = {}
@@ -191,10 +196,12 @@ def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
                 "wrapped_key": produced[0].wrapped_keys.get("enclave"),
             }
     inline: dict[str, str] = {}
-    for slot in task.contract["inputs"]:
-        dataset = _input_dataset(platform, task, slot, set(approvals))
-        if dataset is not None and dataset.size is not None and dataset.size <= INLINE_BYTES:
-            with platform.blobs.open(dataset.blob_key or "") as handle:
+    for slot, spec in inputs.items():
+        if not set(spec["owners"]) <= set(approvals):
+            continue  # as _input_dataset: not every owner approved
+        blob_key, size = facts.datasets.get(spec["dataset_id"], (None, None))
+        if blob_key is not None and size is not None and size <= INLINE_BYTES:
+            with platform.blobs.open(blob_key) as handle:
                 inline[slot] = b64e(handle.read(INLINE_BYTES + 1))
     return {
         "task_id": task.task_id,
@@ -208,7 +215,7 @@ def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
         "inline_limit": INLINE_BYTES,
         # Lets the executor skip asking for a checkpoint that is not there. The host is untrusted
         # either way: hiding a checkpoint only makes the enclave start over.
-        "has_checkpoint": platform.store.get_checkpoint(task.task_id) is not None,
+        "has_checkpoint": facts.has_checkpoint,
     }
 
 
@@ -489,52 +496,38 @@ def finish(
             raise ApiError.invalid(f"output {slot!r} was not uploaded")
         if sorted(meta.joint_owners or []) != sorted(spec.get("joint_owners") or []):
             raise ApiError.invalid(f"output {slot!r}: joint owners differ from the contract")
-    for slot, meta in body.outputs.items():
-        key = _output_key(task_id, slot)
-        dataset_id = None
-        if meta.joint_owners:
-            dataset_id = uuid.uuid4().hex
-            platform.store.create_dataset(
-                dataset_id=dataset_id,
-                name=f"{slot} of task {task_id[:8]}",
-                kind="model",
-                description="joint output; sealed to the enclave",
-                owner=meta.joint_owners[0],
-                now=now,
-                produced_by_task=task_id,
-                joint_owners=meta.joint_owners,
-                meta={"contract_hash": task.contract_hash, "slot": slot},
-            )
-            platform.store.mark_dataset_ready(
-                dataset_id,
-                ciphertext_sha256=meta.ciphertext_sha256,
-                size=platform.blobs.size(key),
-                blob_key=key,
-            )
-        platform.store.add_output(
-            task_id=task_id,
+    outputs = [
+        NewOutput(
             slot=slot,
-            blob_key=key,
+            blob_key=_output_key(task_id, slot),
             ciphertext_sha256=meta.ciphertext_sha256,
-            size=platform.blobs.size(key),
+            size=platform.blobs.size(_output_key(task_id, slot)),
             wrapped_keys=meta.wrapped_keys,
             joint_owners=meta.joint_owners,
-            dataset_id=dataset_id,
+            dataset_id=uuid.uuid4().hex if meta.joint_owners else None,
+            dataset_name=f"{slot} of task {task_id[:8]}",
+            meta={"contract_hash": task.contract_hash, "slot": slot},
         )
-    done = platform.store.finish(
-        task_id=task_id,
-        executor_id=executor.executor_id,
-        status=body.status,
-        receipt=body.receipt,
-        failure_reason=body.reason or None,
-        now=now,
-        audit=AuditEntry(
-            actor=f"executor:{executor.executor_id}",
-            action=f"task.{body.status}",
-            subject=task_id,
-            details={"receipt": body.receipt, "reason": body.reason},
-        ),
-    )
+        for slot, meta in body.outputs.items()
+    ]
+    try:
+        done = platform.store.finish(
+            task_id=task_id,
+            executor_id=executor.executor_id,
+            status=body.status,
+            receipt=body.receipt,
+            failure_reason=body.reason or None,
+            now=now,
+            audit=AuditEntry(
+                actor=f"executor:{executor.executor_id}",
+                action=f"task.{body.status}",
+                subject=task_id,
+                details={"receipt": body.receipt, "reason": body.reason},
+            ),
+            outputs=outputs,
+        )
+    except Conflict:
+        raise ApiError.conflict("the task's outputs are already recorded") from None
     if not done:
         raise ApiError(409, "lease_lost", "lease lost before finish; the task will be retried")
     platform.notifier.notify(task_key(task_id))

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Connection, Row, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from teeflow.server.audit import AuditEntry
@@ -35,7 +35,8 @@ __all__ = ["TasksMixin", "task_record"]
 _TRANSITION_FIELDS = frozenset({"failure_reason", "receipt", "run_authorisation"})
 
 
-def task_record(session: Session, row: TaskRow) -> TaskRecord:
+def task_record(session: Session | Connection, row: TaskRow | Row[Any]) -> TaskRecord:
+    """The record of an ORM row or a Core row of the tasks table (same attribute names)."""
     participants = session.scalars(
         select(TaskParticipantRow.username)
         .where(TaskParticipantRow.task_id == row.task_id)
@@ -112,9 +113,10 @@ class TasksMixin(StoreBase):
             return task_record(session, row)
 
     def get_task(self, task_id: str) -> TaskRecord | None:
-        with self._read() as session:
-            row = session.get(TaskRow, task_id)
-            return task_record(session, row) if row else None
+        tasks = TaskRow.__table__
+        with self._core_read() as connection:
+            row = connection.execute(select(tasks).where(tasks.c.task_id == task_id)).first()
+            return task_record(connection, row) if row else None
 
     def list_tasks(
         self,
