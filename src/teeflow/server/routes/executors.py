@@ -11,7 +11,7 @@ import hmac
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -47,6 +47,7 @@ from teeflow.server.store import (
 )
 
 router = APIRouter(tags=["executors"])
+T = TypeVar("T")
 
 
 class Registration(BaseModel):
@@ -246,17 +247,28 @@ async def lease(
     The wait is capped at half the lease time, so that leases which expire while every executor
     waits are still found and re-queued promptly.
     """
+    leased = await wait_for_work(
+        request, platform, wait, lambda: _lease_once(executor, platform, sessions)
+    )
+    return leased if leased is not None else Response(status_code=204)
+
+
+async def wait_for_work(
+    request: Request, platform: Platform, wait: float, take: Callable[[], T | None]
+) -> T | None:
+    """Call ``take`` (in a thread) until it returns work or ``wait`` seconds pass, woken by the
+    queue's notifications; None when none came or the executor hung up."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + platform.settings.long_poll_seconds(wait, executor=True)
     while True:
         with platform.notifier.subscribe(QUEUE) as woken:
             if await request.is_disconnected():
                 # A dead executor's pending long-poll must not take work it can never run.
-                return Response(status_code=204)
-            leased = await run_in_threadpool(_lease_once, executor, platform, sessions)
+                return None
+            work = await run_in_threadpool(take)
             remaining = deadline - loop.time()
-            if leased is not None or remaining <= 0 or not await wait_for(woken, remaining):
-                return leased if leased is not None else Response(status_code=204)
+            if work is not None or remaining <= 0 or not await wait_for(woken, remaining):
+                return work
 
 
 def _skip_for(executor: ExecutorRecord, *, sessions: bool) -> Callable[[Mapping[str, Any]], bool]:
@@ -485,6 +497,14 @@ def _store_inline_output(platform: Platform, task_id: str, slot: str, meta: Outp
 def finish(
     task_id: str, body: Finish, executor: CurrentExecutor, platform: PlatformDep
 ) -> dict[str, str]:
+    return finish_task(platform, executor, task_id, body)
+
+
+def finish_task(
+    platform: Platform, executor: ExecutorRecord, task_id: str, body: Finish
+) -> dict[str, str]:
+    """Record ``executor``'s result of ``task_id``; :class:`ApiError` 409 ``lease_lost`` when it
+    no longer holds the lease, 422 when an output is missing or differs from the contract."""
     task = _leased(platform, task_id, executor)
     now = platform.clock()
     # Check every output before recording any, so a refused finish leaves nothing half-written.
