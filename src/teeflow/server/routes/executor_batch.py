@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from teeflow.enclave.session import is_session_contract
 from teeflow.server.deps import CurrentExecutor, PlatformDep
 from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.routes.executors import (
@@ -52,15 +53,18 @@ async def lease_many(
 ) -> dict[str, list[dict[str, Any]]]:
     """Lease up to ``limit`` queued tasks: ``{"leases": [bundle, ...]}``, each bundle as
     ``POST /v1/executor/lease`` returns it, oldest first; an empty list if none came within
-    ``wait`` seconds. Only the first is waited for; the rest are what is queued then."""
+    ``wait`` seconds. Only the first is waited for; the rest are what is queued then. A batch
+    holds at most one inference session."""
 
     def take() -> list[dict[str, Any]] | None:
         leases: list[dict[str, Any]] = []
+        more_sessions = sessions  # at most one session a batch: the executor serves one at a time
         while len(leases) < limit:
-            leased = _lease_once(executor, platform, sessions)
+            leased = _lease_once(executor, platform, more_sessions)
             if leased is None:
                 break
             leases.append(leased)
+            more_sessions = more_sessions and not is_session_contract(leased["contract"])
         return leases or None
 
     return {"leases": await wait_for_work(request, platform, wait, take) or []}
