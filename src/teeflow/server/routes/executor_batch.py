@@ -17,8 +17,9 @@ from teeflow.enclave.session import is_session_contract
 from teeflow.server.deps import CurrentExecutor, PlatformDep
 from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.routes.executors import (
-    MAX_LEASE_WAIT_SECONDS,
     Finish,
+    LeaseWait,
+    SessionsFlag,
     _lease_once,
     finish_task,
     wait_for_work,
@@ -43,12 +44,8 @@ async def lease_many(
     request: Request,
     executor: CurrentExecutor,
     platform: PlatformDep,
-    wait: float = Query(
-        0.0, ge=0.0, le=MAX_LEASE_WAIT_SECONDS, description="long-poll up to seconds for work"
-    ),
-    sessions: bool = Query(
-        True, description="false: batch tasks only (the executor already serves a session)"
-    ),
+    wait: LeaseWait = 0.0,
+    sessions: SessionsFlag = True,
     limit: int = Query(4, ge=1, le=MAX_BATCH, description="the most leases to take"),
 ) -> dict[str, list[dict[str, Any]]]:
     """Lease up to ``limit`` queued tasks: ``{"leases": [bundle, ...]}``, each bundle as

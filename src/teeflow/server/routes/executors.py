@@ -11,7 +11,7 @@ import hmac
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -221,6 +221,13 @@ def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
 
 
 MAX_LEASE_WAIT_SECONDS = 30.0
+LeaseWait = Annotated[
+    float,
+    Query(ge=0.0, le=MAX_LEASE_WAIT_SECONDS, description="long-poll up to seconds for work"),
+]
+SessionsFlag = Annotated[
+    bool, Query(description="false: batch tasks only (the executor already serves a session)")
+]
 
 
 @router.post(
@@ -232,12 +239,8 @@ async def lease(
     request: Request,
     executor: CurrentExecutor,
     platform: PlatformDep,
-    wait: float = Query(
-        0.0, ge=0.0, le=MAX_LEASE_WAIT_SECONDS, description="long-poll up to seconds for work"
-    ),
-    sessions: bool = Query(
-        True, description="false: batch tasks only (the executor already serves a session)"
-    ),
+    wait: LeaseWait = 0.0,
+    sessions: SessionsFlag = True,
 ) -> Response | dict[str, Any]:
     """Lease the next queued task (200), or 204 if none came within ``wait`` seconds.
 

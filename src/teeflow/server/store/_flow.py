@@ -10,15 +10,14 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Connection, insert, select, update
 
 from teeflow.server.audit import AuditEntry
 from teeflow.server.models import ApprovalRow, CheckpointRow, DatasetRow, TaskRow
 from teeflow.server.store._base import StoreBase, require_aware
 from teeflow.server.store._records import ApprovalRecord, NotFound, TaskRecord
-from teeflow.server.store._tasks import task_record
+from teeflow.server.store._tasks import approval_record, task_record
 
 __all__ = ["FlowMixin", "LeaseFacts"]
 
@@ -35,24 +34,14 @@ class LeaseFacts:
     has_checkpoint: bool
 
 
-def _approval_rows(connection: Any, task_id: str) -> list[ApprovalRecord]:
+def _approval_rows(connection: Connection, task_id: str) -> list[ApprovalRecord]:
     approvals = ApprovalRow.__table__
     rows = connection.execute(
         select(approvals)
         .where(approvals.c.task_id == task_id)
         .order_by(approvals.c.created_at, approvals.c.username)
     )
-    return [
-        ApprovalRecord(
-            task_id=row.task_id,
-            username=row.username,
-            decision=row.decision,
-            signature=row.signature,
-            wrapped_keys=dict(row.wrapped_keys),
-            created_at=row.created_at,
-        )
-        for row in rows
-    ]
+    return [approval_record(row) for row in rows]
 
 
 class FlowMixin(StoreBase):

@@ -30,7 +30,7 @@ from teeflow.server.store._records import (
     TaskRecord,
 )
 
-__all__ = ["TasksMixin", "task_record"]
+__all__ = ["TasksMixin", "approval_record", "task_record"]
 
 _TRANSITION_FIELDS = frozenset({"failure_reason", "receipt", "run_authorisation"})
 
@@ -67,7 +67,7 @@ def _approvals(session: Session, task_id: str) -> list[ApprovalRecord]:
         .where(ApprovalRow.task_id == task_id)
         .order_by(ApprovalRow.created_at, ApprovalRow.username)
     )
-    return [_approval(row) for row in rows]
+    return [approval_record(row) for row in rows]
 
 
 def _lock_task(session: Session, task_id: str) -> TaskRow:
@@ -272,7 +272,7 @@ class TasksMixin(StoreBase):
             session.add(row)
             session.flush()
             self._maybe_audit(session, audit, now)
-            return _approval(row)
+            return approval_record(row)
 
     def list_approvals(self, task_id: str) -> list[ApprovalRecord]:
         with self._read() as session:
@@ -416,7 +416,8 @@ class TasksMixin(StoreBase):
             return {str(owner): str(task) for owner, task in session.execute(query).all()}
 
 
-def _approval(row: ApprovalRow) -> ApprovalRecord:
+def approval_record(row: ApprovalRow | Row[Any]) -> ApprovalRecord:
+    """From an ORM row or a Core row of the approvals table."""
     return ApprovalRecord(
         task_id=row.task_id,
         username=row.username,
