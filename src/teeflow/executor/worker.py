@@ -192,7 +192,10 @@ class Worker:
                 finishes: list[_Deferred] = []
                 try:
                     limit = self.lease_batch if max_tasks is None else max_tasks - done
-                    for lease in self._lease(stop, sessions=not busy, limit=limit):
+                    leases = self._lease(stop, sessions=not busy, limit=limit)
+                    # A batch of one finishes at once, as before batches (its timings stay whole).
+                    held = finishes if len(leases) > 1 else None
+                    for lease in leases:
                         done += 1
                         if not busy and is_session_contract(lease["contract"]):
                             serving = threading.Thread(
@@ -201,7 +204,7 @@ class Worker:
                             serving.start()
                             busy = True
                         elif self._still_held(lease, leased_at):
-                            self._run_logged(lease, finishes)
+                            self._run_logged(lease, held)
                 finally:
                     self._finish_all(finishes)
         finally:
