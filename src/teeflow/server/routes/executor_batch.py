@@ -1,7 +1,7 @@
 """Batched executor calls: several leases, or several finishes, in one request.
 
 A busy executor pays the web stack's per-request cost once per batch instead of once per task
-(decision 0023). Each lease and each finish is still its own compare-and-set with the same checks
+(decision 0025). Each lease and each finish is still its own compare-and-set with the same checks
 as ``POST /v1/executor/lease`` and ``POST /v1/executor/tasks/{id}/finish``, which stay for one at
 a time.
 """

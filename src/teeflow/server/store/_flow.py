@@ -2,7 +2,7 @@
 
 Each runs in one transaction with Core statements (rows, not ORM objects): an approval with the
 ``approved`` transition it may complete, and a lease's approvals, input datasets and checkpoint
-in one read. Decision 0023 explains why.
+in one read. Decision 0025 explains why.
 """
 
 from __future__ import annotations
