@@ -8,6 +8,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,16 @@ class HttpHost:
         self._call("POST", "/events", json={"recipient": recipient, "payload": payload})
 
 
+@dataclass
+class _Deferred:
+    """A finish held back to go in one request with the rest of its batch; its task's lease
+    is kept alive by ``beat`` until then."""
+
+    body: dict[str, Any]
+    stop_beat: threading.Event
+    beat: threading.Thread
+
+
 class Worker:
     def __init__(
         self,
@@ -120,16 +131,20 @@ class Worker:
         server_url: str,
         secret: str,
         lease_wait: float = 10.0,
+        lease_batch: int = 4,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         verify: ssl.SSLContext | bool = True,
     ) -> None:
-        """``verify``: the TLS setting for ``server_url`` (teeflow.tls.client_verify)."""
+        """``verify``: the TLS setting for ``server_url`` (teeflow.tls.client_verify);
+        ``lease_batch``: the most tasks one lease request takes (their finishes go back in one
+        request too, after the last of them ran)."""
         self.enclave = enclave
         self.http = httpx.Client(
             base_url=server_url, timeout=httpx.Timeout(60.0, connect=5.0), verify=verify
         )
         self.secret = secret
         self.lease_wait = lease_wait
+        self.lease_batch = lease_batch
         self.clock = clock
         self.executor_id = ""
         self._registered_at = 0.0
@@ -173,51 +188,98 @@ class Worker:
         try:
             while not stop.is_set() and (max_tasks is None or done < max_tasks):
                 busy = serving is not None and serving.is_alive()
-                lease = self._lease(stop, sessions=not busy)
-                if lease is None:
-                    continue
-                done += 1
-                if not busy and is_session_contract(lease["contract"]):
-                    serving = threading.Thread(target=self._run_logged, args=(lease,), daemon=True)
-                    serving.start()
-                else:
-                    self._run_logged(lease)
+                leased_at = time.monotonic()
+                finishes: list[_Deferred] = []
+                try:
+                    limit = self.lease_batch if max_tasks is None else max_tasks - done
+                    leases = self._lease(stop, sessions=not busy, limit=limit)
+                    # A batch of one finishes at once, as before batches (its timings stay whole).
+                    held = finishes if len(leases) > 1 else None
+                    for lease in leases:
+                        done += 1
+                        if not busy and is_session_contract(lease["contract"]):
+                            serving = threading.Thread(
+                                target=self._run_logged, args=(lease,), daemon=True
+                            )
+                            serving.start()
+                            busy = True
+                        elif self._still_held(lease, leased_at):
+                            self._run_logged(lease, held)
+                finally:
+                    self._finish_all(finishes)
         finally:
             if serving is not None:
                 serving.join()
         return done
 
-    def _lease(self, stop: threading.Event, *, sessions: bool) -> dict[str, Any] | None:
-        """One long-poll for work (batch tasks only unless ``sessions``); None if none came."""
+    def _lease(self, stop: threading.Event, *, sessions: bool, limit: int) -> list[dict[str, Any]]:
+        """One long-poll for up to ``limit`` (at most ``lease_batch``) tasks, batch tasks only
+        unless ``sessions``; empty if none came."""
         if time.monotonic() - self._registered_at > 1800:
             self.register()  # fresh evidence before the old one expires
-        params: dict[str, Any] = {"wait": self.lease_wait}
+        params: dict[str, Any] = {
+            "wait": self.lease_wait,
+            "limit": max(1, min(limit, self.lease_batch)),
+        }
         if not sessions:
             params["sessions"] = "false"
         try:
             # Long poll: the control plane answers as soon as a task is queued.
-            response = self.http.post("/v1/executor/lease", params=params)
+            response = self.http.post("/v1/executor/leases", params=params)
         except httpx.TransportError:
             stop.wait(1.0)
-            return None
-        if response.status_code == 204:
-            return None
+            return []
         if response.status_code != 200:
             log.warning("lease request refused (HTTP %s); retrying", response.status_code)
             stop.wait(1.0)
-            return None
-        lease: dict[str, Any] = response.json()
-        return lease
+            return []
+        leases: list[dict[str, Any]] = response.json()["leases"]
+        return leases
 
-    def _run_logged(self, lease: dict[str, Any]) -> None:
+    def _still_held(self, lease: dict[str, Any], leased_at: float) -> bool:
+        """Before running a lease that waited behind others of its batch: renew it if a third
+        of the lease time passed, and skip it if it was lost meanwhile (another executor may
+        have taken it after it lapsed)."""
+        if time.monotonic() - leased_at < float(lease["lease_seconds"]) / 3:
+            return True
         try:
-            self.run_one(lease)
+            response = self.http.post(f"/v1/executor/tasks/{lease['task_id']}/heartbeat")
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def _finish_all(self, finishes: list[_Deferred]) -> None:
+        """Send the batch's finishes in one request, then stop their heartbeats."""
+        try:
+            if finishes:
+                body = {"finishes": [f.body for f in finishes]}
+                answer = _send(self.http, "POST", "/v1/executor/finishes", json=body).json()
+                for result in answer["results"]:
+                    if "error" in result:
+                        log.warning(
+                            "task %s: finish refused (%s)",
+                            result["task_id"],
+                            result["error"]["code"],
+                        )
+        except httpx.HTTPError as exc:
+            # The leases will expire and the tasks will be retried.
+            log.error("batch finish failed: %s", type(exc).__name__)
+        finally:
+            for deferred in finishes:
+                deferred.stop_beat.set()
+                deferred.beat.join()
+
+    def _run_logged(self, lease: dict[str, Any], finishes: list[_Deferred] | None = None) -> None:
+        try:
+            self.run_one(lease, finishes)
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             # The lease will expire and the task will be retried (or failed after too many
             # attempts); the executor itself keeps serving.
             log.error("task delivery failed: %s", type(exc).__name__)
 
-    def run_one(self, lease: dict[str, Any]) -> None:
+    def run_one(self, lease: dict[str, Any], finishes: list[_Deferred] | None = None) -> None:
+        """Run one leased task and finish it, or with ``finishes``, append its finish there
+        (its heartbeat goes on until the caller sends it; see :meth:`_finish_all`)."""
         if is_session_contract(lease["contract"]):
             # An inference session serves requests until it ends (executor/session.py).
             from teeflow.executor.session import serve_session
@@ -239,6 +301,7 @@ class Worker:
             daemon=True,
         )
         beat.start()
+        deferred = False
         try:
             host = HttpHost(
                 self.http,
@@ -251,7 +314,15 @@ class Worker:
             if host.failed:
                 raise HostUnavailable("a call to the control plane failed during the task")
             started = time.perf_counter()
-            self._deliver(task_id, result, inline_limit=int(lease.get("inline_limit", 0)))
+            body = self._deliver(
+                task_id,
+                result,
+                inline_limit=int(lease.get("inline_limit", 0)),
+                defer=finishes is not None,
+            )
+            if finishes is not None and body is not None:
+                finishes.append(_Deferred({"task_id": task_id, **body}, stop_beat, beat))
+                deferred = True
             timings = {**result.timings, "deliver": time.perf_counter() - started}
             # Phase durations only (no task data): what benchmarks split a task's time by.
             log.info(
@@ -265,8 +336,9 @@ class Worker:
         except HostUnavailable as exc:
             log.warning("task %s given back (%s); it will be retried", task_id, exc)
         finally:
-            stop_beat.set()
-            beat.join()
+            if not deferred:
+                stop_beat.set()
+                beat.join()
 
     def _heartbeat(self, task_id: str, every: float, stop: threading.Event) -> None:
         while not stop.wait(every):
@@ -275,9 +347,12 @@ class Worker:
             except httpx.HTTPError:
                 log.warning("heartbeat for %s failed", task_id)
 
-    def _deliver(self, task_id: str, result: ExecutionResult, *, inline_limit: int = 0) -> None:
+    def _deliver(
+        self, task_id: str, result: ExecutionResult, *, inline_limit: int = 0, defer: bool = False
+    ) -> dict[str, Any] | None:
         """Upload the outputs and finish; outputs up to ``inline_limit`` bytes (the control
-        plane's, from the lease) ride inside the finish request."""
+        plane's, from the lease) ride inside the finish request. With ``defer``, the finish's
+        body is returned instead of sent."""
         base = f"/v1/executor/tasks/{task_id}"
         outputs = {}
         for slot, out in result.outputs.items():
@@ -296,7 +371,10 @@ class Worker:
             "receipt": result.receipt,
             "outputs": outputs,
         }
+        if defer:
+            return body
         _send(self.http, "POST", f"{base}/finish", json=body)
+        return None
 
 
 def read_secret(data_dir: Path) -> str:

@@ -56,6 +56,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
     from teeflow.server.routes import (
         accounts,
         datasets,
+        executor_batch,
         executors,
         functions,
         keyrelease,
@@ -102,6 +103,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         output_datasets,
         sessions,
         executors,
+        executor_batch,
         operator,
         keyrelease,
     ):

@@ -11,7 +11,7 @@ import hmac
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -42,10 +42,12 @@ from teeflow.server.store import (
     Conflict,
     DatasetRecord,
     ExecutorRecord,
+    NewOutput,
     TaskRecord,
 )
 
 router = APIRouter(tags=["executors"])
+T = TypeVar("T")
 
 
 class Registration(BaseModel):
@@ -170,9 +172,13 @@ def register(body: Registration, platform: PlatformDep) -> dict[str, str]:
 
 
 def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
+    inputs = task.contract["inputs"]
+    facts = platform.store.lease_facts(
+        task.task_id, [spec["dataset_id"] for spec in inputs.values() if spec.get("dataset_id")]
+    )
     approvals = {
         a.username: {"signature": a.signature, "wrapped_keys": a.wrapped_keys}
-        for a in platform.store.list_approvals(task.task_id)
+        for a in facts.approvals
         if a.decision == "approve"
     }
     joint: dict[str, Any] = {}
@@ -191,10 +197,12 @@ def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
                 "wrapped_key": produced[0].wrapped_keys.get("enclave"),
             }
     inline: dict[str, str] = {}
-    for slot in task.contract["inputs"]:
-        dataset = _input_dataset(platform, task, slot, set(approvals))
-        if dataset is not None and dataset.size is not None and dataset.size <= INLINE_BYTES:
-            with platform.blobs.open(dataset.blob_key or "") as handle:
+    for slot, spec in inputs.items():
+        if not set(spec["owners"]) <= set(approvals):
+            continue  # as _input_dataset: not every owner approved
+        blob_key, size = facts.datasets.get(spec["dataset_id"], (None, None))
+        if blob_key is not None and size is not None and size <= INLINE_BYTES:
+            with platform.blobs.open(blob_key) as handle:
                 inline[slot] = b64e(handle.read(INLINE_BYTES + 1))
     return {
         "task_id": task.task_id,
@@ -208,11 +216,18 @@ def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
         "inline_limit": INLINE_BYTES,
         # Lets the executor skip asking for a checkpoint that is not there. The host is untrusted
         # either way: hiding a checkpoint only makes the enclave start over.
-        "has_checkpoint": platform.store.get_checkpoint(task.task_id) is not None,
+        "has_checkpoint": facts.has_checkpoint,
     }
 
 
 MAX_LEASE_WAIT_SECONDS = 30.0
+LeaseWait = Annotated[
+    float,
+    Query(ge=0.0, le=MAX_LEASE_WAIT_SECONDS, description="long-poll up to seconds for work"),
+]
+SessionsFlag = Annotated[
+    bool, Query(description="false: batch tasks only (the executor already serves a session)")
+]
 
 
 @router.post(
@@ -224,12 +239,8 @@ async def lease(
     request: Request,
     executor: CurrentExecutor,
     platform: PlatformDep,
-    wait: float = Query(
-        0.0, ge=0.0, le=MAX_LEASE_WAIT_SECONDS, description="long-poll up to seconds for work"
-    ),
-    sessions: bool = Query(
-        True, description="false: batch tasks only (the executor already serves a session)"
-    ),
+    wait: LeaseWait = 0.0,
+    sessions: SessionsFlag = True,
 ) -> Response | dict[str, Any]:
     """Lease the next queued task (200), or 204 if none came within ``wait`` seconds.
 
@@ -239,17 +250,28 @@ async def lease(
     The wait is capped at half the lease time, so that leases which expire while every executor
     waits are still found and re-queued promptly.
     """
+    leased = await wait_for_work(
+        request, platform, wait, lambda: _lease_once(executor, platform, sessions)
+    )
+    return leased if leased is not None else Response(status_code=204)
+
+
+async def wait_for_work(
+    request: Request, platform: Platform, wait: float, take: Callable[[], T | None]
+) -> T | None:
+    """Call ``take`` (in a thread) until it returns work or ``wait`` seconds pass, woken by the
+    queue's notifications; None when none came or the executor hung up."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + platform.settings.long_poll_seconds(wait, executor=True)
     while True:
         with platform.notifier.subscribe(QUEUE) as woken:
             if await request.is_disconnected():
                 # A dead executor's pending long-poll must not take work it can never run.
-                return Response(status_code=204)
-            leased = await run_in_threadpool(_lease_once, executor, platform, sessions)
+                return None
+            work = await run_in_threadpool(take)
             remaining = deadline - loop.time()
-            if leased is not None or remaining <= 0 or not await wait_for(woken, remaining):
-                return leased if leased is not None else Response(status_code=204)
+            if work is not None or remaining <= 0 or not await wait_for(woken, remaining):
+                return work
 
 
 def _skip_for(executor: ExecutorRecord, *, sessions: bool) -> Callable[[Mapping[str, Any]], bool]:
@@ -478,6 +500,14 @@ def _store_inline_output(platform: Platform, task_id: str, slot: str, meta: Outp
 def finish(
     task_id: str, body: Finish, executor: CurrentExecutor, platform: PlatformDep
 ) -> dict[str, str]:
+    return finish_task(platform, executor, task_id, body)
+
+
+def finish_task(
+    platform: Platform, executor: ExecutorRecord, task_id: str, body: Finish
+) -> dict[str, str]:
+    """Record ``executor``'s result of ``task_id``; :class:`ApiError` 409 ``lease_lost`` when it
+    no longer holds the lease, 422 when an output is missing or differs from the contract."""
     task = _leased(platform, task_id, executor)
     now = platform.clock()
     # Check every output before recording any, so a refused finish leaves nothing half-written.
@@ -489,52 +519,38 @@ def finish(
             raise ApiError.invalid(f"output {slot!r} was not uploaded")
         if sorted(meta.joint_owners or []) != sorted(spec.get("joint_owners") or []):
             raise ApiError.invalid(f"output {slot!r}: joint owners differ from the contract")
-    for slot, meta in body.outputs.items():
-        key = _output_key(task_id, slot)
-        dataset_id = None
-        if meta.joint_owners:
-            dataset_id = uuid.uuid4().hex
-            platform.store.create_dataset(
-                dataset_id=dataset_id,
-                name=f"{slot} of task {task_id[:8]}",
-                kind="model",
-                description="joint output; sealed to the enclave",
-                owner=meta.joint_owners[0],
-                now=now,
-                produced_by_task=task_id,
-                joint_owners=meta.joint_owners,
-                meta={"contract_hash": task.contract_hash, "slot": slot},
-            )
-            platform.store.mark_dataset_ready(
-                dataset_id,
-                ciphertext_sha256=meta.ciphertext_sha256,
-                size=platform.blobs.size(key),
-                blob_key=key,
-            )
-        platform.store.add_output(
-            task_id=task_id,
+    outputs = [
+        NewOutput(
             slot=slot,
-            blob_key=key,
+            blob_key=_output_key(task_id, slot),
             ciphertext_sha256=meta.ciphertext_sha256,
-            size=platform.blobs.size(key),
+            size=platform.blobs.size(_output_key(task_id, slot)),
             wrapped_keys=meta.wrapped_keys,
             joint_owners=meta.joint_owners,
-            dataset_id=dataset_id,
+            dataset_id=uuid.uuid4().hex if meta.joint_owners else None,
+            dataset_name=f"{slot} of task {task_id[:8]}",
+            meta={"contract_hash": task.contract_hash, "slot": slot},
         )
-    done = platform.store.finish(
-        task_id=task_id,
-        executor_id=executor.executor_id,
-        status=body.status,
-        receipt=body.receipt,
-        failure_reason=body.reason or None,
-        now=now,
-        audit=AuditEntry(
-            actor=f"executor:{executor.executor_id}",
-            action=f"task.{body.status}",
-            subject=task_id,
-            details={"receipt": body.receipt, "reason": body.reason},
-        ),
-    )
+        for slot, meta in body.outputs.items()
+    ]
+    try:
+        done = platform.store.finish(
+            task_id=task_id,
+            executor_id=executor.executor_id,
+            status=body.status,
+            receipt=body.receipt,
+            failure_reason=body.reason or None,
+            now=now,
+            audit=AuditEntry(
+                actor=f"executor:{executor.executor_id}",
+                action=f"task.{body.status}",
+                subject=task_id,
+                details={"receipt": body.receipt, "reason": body.reason},
+            ),
+            outputs=outputs,
+        )
+    except Conflict:
+        raise ApiError.conflict("the task's outputs are already recorded") from None
     if not done:
         raise ApiError(409, "lease_lost", "lease lost before finish; the task will be retried")
     platform.notifier.notify(task_key(task_id))

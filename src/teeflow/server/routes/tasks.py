@@ -37,7 +37,7 @@ from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.notify import QUEUE, task_key, wait_for
 from teeflow.server.quotas import check_task_quotas
 from teeflow.server.routes._streams import BLOB_RESPONSE, send_blob
-from teeflow.server.store import AuditEntry, Conflict, TaskRecord, UserRecord
+from teeflow.server.store import AuditEntry, Conflict, NotFound, TaskRecord, UserRecord
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -248,15 +248,13 @@ def approve(
     if missing:
         raise ApiError.invalid(f"approval lacks wrapped keys for {sorted(missing)}")
     spends = _budget_statements(body.wrapped_keys, user)
-    now = platform.clock()
     try:
-        platform.store.add_approval(
+        task = platform.store.approve_task(
             task_id=task_id,
             username=user.username,
-            decision="approve",
             signature=body.signature,
             wrapped_keys=body.wrapped_keys,
-            now=now,
+            now=platform.clock(),
             audit=_audit(
                 user,
                 "task.approve",
@@ -265,22 +263,16 @@ def approve(
                 signature=body.signature,
                 **({"privacy_spend": spends} if spends else {}),
             ),
-        )
-    except Conflict:
-        raise ApiError.conflict("you have already decided on this task") from None
-    approvals = platform.store.list_approvals(task_id)
-    if {a.username for a in approvals if a.decision == "approve"} >= set(task.participants):
-        platform.store.transition(
-            task_id,
-            from_states={"proposed"},
-            to="approved",
-            now=now,
-            audit=AuditEntry(
+            approved_audit=AuditEntry(
                 actor="control-plane", action="task.approved", subject=task_id, details={}
             ),
         )
+    except Conflict:
+        raise ApiError.conflict("you have already decided on this task") from None
+    except NotFound:
+        raise ApiError.not_found(f"task {task_id}") from None
     platform.notifier.notify(task_key(task_id))
-    return task_public(platform, task_for(platform, task_id, user))
+    return task_public(platform, task)
 
 
 @router.post("/{task_id}/reject", responses=error_responses(401, 404, 409, 422))

@@ -6,6 +6,8 @@ records and raises :class:`Conflict` / :class:`NotFound` (both :class:`StoreErro
 """
 
 from teeflow.server.audit import AuditEntry, AuditRecord
+from teeflow.server.store._flow import LeaseFacts
+from teeflow.server.store._lease import NewOutput
 from teeflow.server.store._records import (
     TASK_STATES,
     ApprovalRecord,
@@ -32,6 +34,8 @@ __all__ = [
     "EventRecord",
     "ExecutorRecord",
     "FunctionRecord",
+    "LeaseFacts",
+    "NewOutput",
     "NotFound",
     "OutputRecord",
     "Store",

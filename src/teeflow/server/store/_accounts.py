@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Row, delete, func, select, update
 
 from teeflow.server.audit import AuditEntry
 from teeflow.server.models import ExecutorRow, LoginFailureRow, TokenRow, UserRow
@@ -25,7 +25,8 @@ def _user(row: UserRow) -> UserRecord:
     )
 
 
-def _executor(row: ExecutorRow) -> ExecutorRecord:
+def _executor(row: ExecutorRow | Row[Any]) -> ExecutorRecord:
+    """From an ORM row or a Core row of the executors table (the same attribute names)."""
     return ExecutorRecord(
         executor_id=row.executor_id,
         tee=row.tee,
@@ -90,13 +91,23 @@ class AccountsMixin(StoreBase):
     def user_for_token(self, token_hash: str) -> tuple[UserRecord, datetime] | None:
         """``(user, token expiry)`` in one query (every request authenticates); None if the
         token is unknown or revoked. The caller checks expiry."""
-        with self._read() as session:
-            found = session.execute(
-                select(UserRow, TokenRow.expires_at)
-                .join(TokenRow, TokenRow.username == UserRow.username)
-                .where(TokenRow.token_hash == token_hash, TokenRow.revoked.is_(False))
+        users, tokens = UserRow.__table__, TokenRow.__table__
+        with self._core_read() as connection:
+            found = connection.execute(
+                select(users, tokens.c.expires_at)
+                .join(tokens, tokens.c.username == users.c.username)
+                .where(tokens.c.token_hash == token_hash, tokens.c.revoked.is_(False))
             ).first()
-            return (_user(found[0]), found[1]) if found else None
+        if found is None:
+            return None
+        user = UserRecord(
+            username=found.username,
+            password_hash=found.password_hash,
+            sign_pk=found.sign_pk,
+            enc_pk=found.enc_pk,
+            created_at=found.created_at,
+        )
+        return user, found.expires_at
 
     def revoke_token(self, token_hash: str) -> None:
         """Revoke a token; revoking an unknown or already revoked token does nothing."""
@@ -183,9 +194,12 @@ class AccountsMixin(StoreBase):
             return _executor(row) if row else None
 
     def executor_by_token(self, token_hash: str) -> ExecutorRecord | None:
-        with self._read() as session:
-            row = session.scalar(select(ExecutorRow).where(ExecutorRow.token_hash == token_hash))
-            return _executor(row) if row else None
+        executors = ExecutorRow.__table__
+        with self._core_read() as connection:
+            row = connection.execute(
+                select(executors).where(executors.c.token_hash == token_hash)
+            ).first()
+        return _executor(row) if row else None
 
     def list_executors(self) -> list[ExecutorRecord]:
         with self._read() as session:

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -61,6 +61,16 @@ class StoreBase:
     def _read(self) -> Iterator[Session]:
         with Session(self._engine, expire_on_commit=False) as session, session.begin():
             yield session
+
+    @contextmanager
+    def _core_read(self) -> Iterator[Connection]:
+        """A read transaction on a bare connection, for hot paths that need rows, not ORM
+        objects (about a third of a Session's CPU per transaction)."""
+        with self._engine.connect() as connection:
+            try:
+                yield connection
+            finally:
+                connection.rollback()
 
     @contextmanager
     def _write(self, conflict: str = "the write conflicts with existing data") -> Iterator[Session]:

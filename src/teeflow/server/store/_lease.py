@@ -7,19 +7,20 @@ concurrent workers skip each other's candidate rows; SQLite takes the write lock
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from teeflow.server.audit import AuditEntry
-from teeflow.server.models import TaskRow
+from teeflow.server.models import DatasetOwnerRow, DatasetRow, OutputRow, TaskRow
 from teeflow.server.store._base import StoreBase, require_aware
 from teeflow.server.store._records import TaskRecord
 from teeflow.server.store._tasks import task_record
 
-__all__ = ["SKIP_WINDOW", "LeaseMixin"]
+__all__ = ["SKIP_WINDOW", "LeaseMixin", "NewOutput"]
 
 SKIP_WINDOW = 64
 """How many waiting tasks a lease that skips some (sessions) looks through."""
@@ -112,18 +113,28 @@ class LeaseMixin(StoreBase):
         failure_reason: str | None,
         now: datetime,
         audit: AuditEntry | None = None,
+        outputs: Sequence[NewOutput] = (),
     ) -> bool:
-        """Record the result; only the lease owner of a ``running`` task may. False otherwise."""
+        """Record the result and its ``outputs``, in one transaction; only the lease owner of a
+        ``running`` task may. False otherwise (nothing is recorded then).
+
+        An output with ``joint_owners`` also becomes a ``ready`` dataset (kind ``model``) owned
+        jointly, whose id is its ``dataset_id``. :class:`Conflict` if a slot already has an
+        output (nothing is recorded then).
+        """
         now = require_aware(now)
         if status not in ("succeeded", "failed"):
             raise ValueError("status must be 'succeeded' or 'failed'")
-        with self._write() as session:
-            result = session.execute(
+        tasks = TaskRow.__table__
+        conflict = f"task {task_id!r} already has one of these outputs"
+        with self._write(conflict) as session:
+            connection = session.connection()
+            result = connection.execute(
                 update(TaskRow)
                 .where(
-                    TaskRow.task_id == task_id,
-                    TaskRow.status == "running",
-                    TaskRow.lease_owner == executor_id,
+                    tasks.c.task_id == task_id,
+                    tasks.c.status == "running",
+                    tasks.c.lease_owner == executor_id,
                 )
                 .values(
                     status=status,
@@ -132,9 +143,67 @@ class LeaseMixin(StoreBase):
                     lease_expires_at=None,
                     updated_at=now,
                 )
-                .execution_options(synchronize_session=False)
             )
-            if not result.rowcount:  # type: ignore[attr-defined]
+            if not result.rowcount:
                 return False
+            for output in outputs:
+                _insert_output(connection, task_id, output, now)
             self._maybe_audit(session, audit, now)
             return True
+
+
+@dataclass(frozen=True)
+class NewOutput:
+    """One sealed output a finish records. ``dataset_id``, ``dataset_name`` and ``meta`` are
+    for a jointly owned output (``joint_owners``), which also becomes a dataset."""
+
+    slot: str
+    blob_key: str
+    ciphertext_sha256: str
+    size: int
+    wrapped_keys: dict[str, str]
+    joint_owners: list[str] | None = None
+    dataset_id: str | None = None
+    dataset_name: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def _insert_output(connection: Connection, task_id: str, output: NewOutput, now: datetime) -> None:
+    if output.joint_owners:
+        if output.dataset_id is None:
+            raise ValueError("a jointly owned output needs a dataset_id")
+        connection.execute(
+            insert(DatasetRow).values(
+                dataset_id=output.dataset_id,
+                name=output.dataset_name,
+                kind="model",
+                description="joint output; sealed to the enclave",
+                owner=output.joint_owners[0],
+                state="ready",
+                ciphertext_sha256=output.ciphertext_sha256,
+                size=output.size,
+                blob_key=output.blob_key,
+                produced_by_task=task_id,
+                meta=dict(output.meta),
+                created_at=now,
+            )
+        )
+        connection.execute(
+            insert(DatasetOwnerRow),
+            [
+                {"dataset_id": output.dataset_id, "username": name, "position": position}
+                for position, name in enumerate(dict.fromkeys(output.joint_owners))
+            ],
+        )
+    connection.execute(
+        insert(OutputRow).values(
+            task_id=task_id,
+            slot=output.slot,
+            blob_key=output.blob_key,
+            ciphertext_sha256=output.ciphertext_sha256,
+            size=output.size,
+            wrapped_keys=dict(output.wrapped_keys),
+            joint_owners=list(output.joint_owners) if output.joint_owners is not None else None,
+            dataset_id=output.dataset_id if output.joint_owners else None,
+        )
+    )

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Connection, Row, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from teeflow.server.audit import AuditEntry
@@ -30,12 +30,13 @@ from teeflow.server.store._records import (
     TaskRecord,
 )
 
-__all__ = ["TasksMixin", "task_record"]
+__all__ = ["TasksMixin", "approval_record", "task_record"]
 
 _TRANSITION_FIELDS = frozenset({"failure_reason", "receipt", "run_authorisation"})
 
 
-def task_record(session: Session, row: TaskRow) -> TaskRecord:
+def task_record(session: Session | Connection, row: TaskRow | Row[Any]) -> TaskRecord:
+    """The record of an ORM row or a Core row of the tasks table (same attribute names)."""
     participants = session.scalars(
         select(TaskParticipantRow.username)
         .where(TaskParticipantRow.task_id == row.task_id)
@@ -66,7 +67,7 @@ def _approvals(session: Session, task_id: str) -> list[ApprovalRecord]:
         .where(ApprovalRow.task_id == task_id)
         .order_by(ApprovalRow.created_at, ApprovalRow.username)
     )
-    return [_approval(row) for row in rows]
+    return [approval_record(row) for row in rows]
 
 
 def _lock_task(session: Session, task_id: str) -> TaskRow:
@@ -112,9 +113,10 @@ class TasksMixin(StoreBase):
             return task_record(session, row)
 
     def get_task(self, task_id: str) -> TaskRecord | None:
-        with self._read() as session:
-            row = session.get(TaskRow, task_id)
-            return task_record(session, row) if row else None
+        tasks = TaskRow.__table__
+        with self._core_read() as connection:
+            row = connection.execute(select(tasks).where(tasks.c.task_id == task_id)).first()
+            return task_record(connection, row) if row else None
 
     def list_tasks(
         self,
@@ -270,7 +272,7 @@ class TasksMixin(StoreBase):
             session.add(row)
             session.flush()
             self._maybe_audit(session, audit, now)
-            return _approval(row)
+            return approval_record(row)
 
     def list_approvals(self, task_id: str) -> list[ApprovalRecord]:
         with self._read() as session:
@@ -414,7 +416,8 @@ class TasksMixin(StoreBase):
             return {str(owner): str(task) for owner, task in session.execute(query).all()}
 
 
-def _approval(row: ApprovalRow) -> ApprovalRecord:
+def approval_record(row: ApprovalRow | Row[Any]) -> ApprovalRecord:
+    """From an ORM row or a Core row of the approvals table."""
     return ApprovalRecord(
         task_id=row.task_id,
         username=row.username,

@@ -1,0 +1,87 @@
+"""Batched executor calls: several leases, or several finishes, in one request.
+
+A busy executor pays the web stack's per-request cost once per batch instead of once per task
+(decision 0025). Each lease and each finish is still its own compare-and-set with the same checks
+as ``POST /v1/executor/lease`` and ``POST /v1/executor/tasks/{id}/finish``, which stay for one at
+a time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+
+from teeflow.enclave.session import is_session_contract
+from teeflow.server.deps import CurrentExecutor, PlatformDep
+from teeflow.server.errors import ApiError, error_responses
+from teeflow.server.routes.executors import (
+    Finish,
+    LeaseWait,
+    SessionsFlag,
+    _lease_once,
+    finish_task,
+    wait_for_work,
+)
+
+router = APIRouter(tags=["executors"])
+
+MAX_BATCH = 16
+"""The most leases or finishes one request may carry."""
+
+
+class FinishOf(Finish):
+    task_id: str = Field(max_length=64)
+
+
+class Finishes(BaseModel):
+    finishes: list[FinishOf] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+@router.post("/v1/executor/leases", responses=error_responses(401, 422))
+async def lease_many(
+    request: Request,
+    executor: CurrentExecutor,
+    platform: PlatformDep,
+    wait: LeaseWait = 0.0,
+    sessions: SessionsFlag = True,
+    limit: int = Query(4, ge=1, le=MAX_BATCH, description="the most leases to take"),
+) -> dict[str, list[dict[str, Any]]]:
+    """Lease up to ``limit`` queued tasks: ``{"leases": [bundle, ...]}``, each bundle as
+    ``POST /v1/executor/lease`` returns it, oldest first; an empty list if none came within
+    ``wait`` seconds. Only the first is waited for; the rest are what is queued then. A batch
+    holds at most one inference session."""
+
+    def take() -> list[dict[str, Any]] | None:
+        leases: list[dict[str, Any]] = []
+        more_sessions = sessions  # at most one session a batch: the executor serves one at a time
+        while len(leases) < limit:
+            leased = _lease_once(executor, platform, more_sessions)
+            if leased is None:
+                break
+            leases.append(leased)
+            more_sessions = more_sessions and not is_session_contract(leased["contract"])
+        return leases or None
+
+    return {"leases": await wait_for_work(request, platform, wait, take) or []}
+
+
+@router.post("/v1/executor/finishes", responses=error_responses(401, 422))
+def finish_many(
+    body: Finishes, executor: CurrentExecutor, platform: PlatformDep
+) -> dict[str, list[dict[str, Any]]]:
+    """Record several results: ``{"results": [{"task_id", "status"} or {"task_id", "error":
+    {"code", "message"}}, ...]}`` in the order given. One refused finish (lease lost, an output
+    missing) does not stop the others; each is recorded or refused whole."""
+    results: list[dict[str, Any]] = []
+    for item in body.finishes:
+        one = Finish.model_validate(item.model_dump(exclude={"task_id"}))
+        try:
+            results.append(
+                {"task_id": item.task_id, **finish_task(platform, executor, item.task_id, one)}
+            )
+        except ApiError as exc:
+            error = {"status": exc.status, "code": exc.code, "message": exc.message}
+            results.append({"task_id": item.task_id, "error": error})
+    return {"results": results}

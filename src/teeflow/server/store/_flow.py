@@ -1,0 +1,118 @@
+"""The task path's hot transactions: an approval, and what a lease hands the executor.
+
+Each runs in one transaction with Core statements (rows, not ORM objects): an approval with the
+``approved`` transition it may complete, and a lease's approvals, input datasets and checkpoint
+in one read. Decision 0025 explains why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection, insert, select, update
+
+from teeflow.server.audit import AuditEntry
+from teeflow.server.models import ApprovalRow, CheckpointRow, DatasetRow, TaskRow
+from teeflow.server.store._base import StoreBase, require_aware
+from teeflow.server.store._records import ApprovalRecord, NotFound, TaskRecord
+from teeflow.server.store._tasks import approval_record, task_record
+
+__all__ = ["FlowMixin", "LeaseFacts"]
+
+
+@dataclass(frozen=True)
+class LeaseFacts:
+    """What a lease bundle needs besides the task: ``approvals`` (as
+    :meth:`~teeflow.server.store.Store.list_approvals`), ``datasets`` (dataset id ->
+    ``(blob_key or None when deleted or not uploaded, ciphertext size in bytes or None)``, for
+    those that exist) and whether the task has a checkpoint."""
+
+    approvals: list[ApprovalRecord]
+    datasets: dict[str, tuple[str | None, int | None]]
+    has_checkpoint: bool
+
+
+def _approval_rows(connection: Connection, task_id: str) -> list[ApprovalRecord]:
+    approvals = ApprovalRow.__table__
+    rows = connection.execute(
+        select(approvals)
+        .where(approvals.c.task_id == task_id)
+        .order_by(approvals.c.created_at, approvals.c.username)
+    )
+    return [approval_record(row) for row in rows]
+
+
+class FlowMixin(StoreBase):
+    def approve_task(
+        self,
+        *,
+        task_id: str,
+        username: str,
+        signature: str,
+        wrapped_keys: dict[str, str],
+        now: datetime,
+        audit: AuditEntry | None = None,
+        approved_audit: AuditEntry | None = None,
+    ) -> TaskRecord:
+        """Record ``username``'s approval and, when every participant has approved, move the
+        task ``proposed`` -> ``approved`` (logging ``approved_audit``), in one transaction.
+
+        Returns the task as it is after. :class:`NotFound` if the task does not exist,
+        :class:`Conflict` if ``username`` already decided on it.
+        """
+        now = require_aware(now)
+        tasks = TaskRow.__table__
+        with self._write(f"{username!r} has already decided on task {task_id!r}") as session:
+            connection = session.connection()
+            query = select(tasks).where(tasks.c.task_id == task_id)
+            if self.is_postgresql:
+                query = query.with_for_update()
+            row = connection.execute(query).first()
+            if row is None:
+                raise NotFound(f"task {task_id!r} does not exist")
+            connection.execute(
+                insert(ApprovalRow).values(
+                    task_id=task_id,
+                    username=username,
+                    decision="approve",
+                    signature=signature,
+                    wrapped_keys=dict(wrapped_keys),
+                    created_at=now,
+                )
+            )
+            task = task_record(connection, row)
+            approved = {
+                a.username for a in _approval_rows(connection, task_id) if a.decision == "approve"
+            }
+            self._maybe_audit(session, audit, now)
+            if task.status == "proposed" and approved >= set(task.participants):
+                connection.execute(
+                    update(TaskRow)
+                    .where(tasks.c.task_id == task_id, tasks.c.status == "proposed")
+                    .values(status="approved", updated_at=now)
+                )
+                self._maybe_audit(session, approved_audit, now)
+                row = connection.execute(select(tasks).where(tasks.c.task_id == task_id)).one()
+                task = task_record(connection, row)
+            return task
+
+    def lease_facts(self, task_id: str, dataset_ids: Collection[str]) -> LeaseFacts:
+        """The task's approvals, its ``dataset_ids``' blob keys and sizes, and whether it has a
+        checkpoint, in one read transaction."""
+        datasets, checkpoints = DatasetRow.__table__, CheckpointRow.__table__
+        with self._core_read() as connection:
+            approvals = _approval_rows(connection, task_id)
+            rows = connection.execute(
+                select(datasets.c.dataset_id, datasets.c.blob_key, datasets.c.size).where(
+                    datasets.c.dataset_id.in_(sorted(set(dataset_ids)))
+                )
+            )
+            found = {row.dataset_id: (row.blob_key, row.size) for row in rows}
+            checkpoint = connection.execute(
+                select(checkpoints.c.task_id).where(checkpoints.c.task_id == task_id)
+            ).first()
+        return LeaseFacts(
+            approvals=approvals, datasets=found, has_checkpoint=checkpoint is not None
+        )
