@@ -55,6 +55,7 @@ def load_executor_secret(settings: Settings) -> str:
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     from teeflow.server.routes import (
         accounts,
+        channel,
         datasets,
         executors,
         functions,
@@ -101,6 +102,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         tasks,
         output_datasets,
         sessions,
+        channel,
         executors,
         operator,
         keyrelease,

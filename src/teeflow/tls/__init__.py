@@ -24,6 +24,7 @@ from teeflow.tls._client import (
     is_loopback,
 )
 from teeflow.tls._serve import add_serve_arguments, serve_tls_options
+from teeflow.tls._websocket import connect_websocket
 
 __all__ = [
     "CA_CERT_ENV",
@@ -32,6 +33,7 @@ __all__ = [
     "TlsFiles",
     "add_serve_arguments",
     "client_verify",
+    "connect_websocket",
     "env_ca_cert",
     "env_insecure_http",
     "is_loopback",

@@ -1,0 +1,87 @@
+"""The executor's long-lived channel to the control plane's relay for one session.
+
+One WebSocket (server/routes/channel.py), authenticated once with the executor's token: the relay
+pushes request frames as members send them, and the answers to each frame go back on the same
+socket after the enclave sealed its counters into the checkpoint, as on the HTTP path
+(executor/session.py). If the channel cannot be opened, or drops, the session goes on over the
+HTTP long poll.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from websockets.exceptions import ConnectionClosed, WebSocketException
+
+from teeflow.enclave.session import InferenceSession, SessionRequest, SessionResponse
+from teeflow.tls import connect_websocket
+
+__all__ = ["ChannelDropped", "serve_over_channel"]
+
+log = logging.getLogger("teeflow.executor")
+
+_TICK = 0.5
+"""Longest wait for a frame before the loop looks at stop, lost and the session's end again."""
+_LEASE_LOST = 4409
+
+
+class ChannelDropped(Exception):
+    """The channel could not be opened or closed on its own: go on over HTTP."""
+
+
+def serve_over_channel(
+    http: httpx.Client,
+    tls: ssl.SSLContext | bool,
+    task_id: str,
+    session: InferenceSession,
+    *,
+    stop: threading.Event,
+    lost: threading.Event,
+    checkpoint: Callable[[], None],
+    request: Callable[[Any], SessionRequest],
+    wire: Callable[[SessionResponse], dict[str, str]],
+) -> str:
+    """Answer requests until the session ends: "limit", "lost" or "shutdown"; ChannelDropped
+    when the channel is not there (any answers of a frame in hand were sent first)."""
+    try:
+        socket = connect_websocket(http, f"/v1/executor/tasks/{task_id}/channel", tls)
+    except (OSError, WebSocketException) as exc:
+        raise ChannelDropped(type(exc).__name__) from exc
+    with socket:
+        while True:  # bounded: the session ends after max_seconds at the latest
+            if stop.is_set():
+                return "shutdown"
+            if lost.is_set():
+                return "lost"
+            if session.end is not None:
+                return "limit"
+            try:
+                raw = socket.recv(timeout=max(0.0, min(_TICK, session.seconds_left())))
+            except TimeoutError:
+                continue
+            except ConnectionClosed as exc:
+                if exc.rcvd is not None and exc.rcvd.code == _LEASE_LOST:
+                    return "lost"
+                raise ChannelDropped(type(exc).__name__) from exc
+            try:
+                frame = json.loads(raw)
+            except ValueError:
+                frame = None
+            items = frame.get("requests") if isinstance(frame, dict) else None
+            if not isinstance(items, list):
+                log.warning("session %s: the relay sent a frame without requests", task_id)
+                continue
+            answers = [wire(session.handle(request(item))) for item in items]
+            if answers:
+                checkpoint()  # no answer leaves uncounted
+                try:
+                    socket.send(json.dumps({"answers": answers}))
+                except ConnectionClosed as exc:
+                    log.warning("session %s: %d answer(s) lost", task_id, len(answers))
+                    raise ChannelDropped(type(exc).__name__) from exc
