@@ -111,7 +111,7 @@ def _serve(
             session,
             stop=stop,
             lost=lost,
-            checkpoint=lambda: session.checkpoint(host),
+            host=host,
             request=_request,
             wire=_wire,
         )

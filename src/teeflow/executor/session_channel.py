@@ -2,9 +2,10 @@
 
 One WebSocket (server/routes/channel.py), authenticated once with the executor's token: the relay
 pushes request frames as members send them, and the answers to each frame go back on the same
-socket after the enclave sealed its counters into the checkpoint, as on the HTTP path
-(executor/session.py). If the channel cannot be opened, or drops, the session goes on over the
-HTTP long poll.
+socket, in one frame with the checkpoint the enclave sealed its counters into before they left
+(the HTTP path stores it with a call of its own first: executor/session.py); the relay stores
+that checkpoint off the answers' path (docs/decisions/0022-session-channel.md). If the channel
+cannot be opened, or drops, the session goes on over the HTTP long poll.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 import httpx
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from teeflow.crypto import b64e
+from teeflow.enclave.runtime import Host
 from teeflow.enclave.session import InferenceSession, SessionRequest, SessionResponse
 from teeflow.tls import connect_websocket
 
@@ -43,7 +46,7 @@ def serve_over_channel(
     *,
     stop: threading.Event,
     lost: threading.Event,
-    checkpoint: Callable[[], None],
+    host: Host,
     request: Callable[[Any], SessionRequest],
     wire: Callable[[SessionResponse], dict[str, str]],
 ) -> str:
@@ -79,9 +82,43 @@ def serve_over_channel(
                 continue
             answers = [wire(session.handle(request(item))) for item in items]
             if answers:
-                checkpoint()  # no answer leaves uncounted
+                # no answer leaves uncounted: the sealed counters travel ahead of them
+                frame = {"answers": answers, "checkpoint": _sealed_counters(session, host)}
                 try:
-                    socket.send(json.dumps({"answers": answers}))
+                    socket.send(json.dumps(frame))
                 except ConnectionClosed as exc:
                     log.warning("session %s: %d answer(s) lost", task_id, len(answers))
                     raise ChannelDropped(type(exc).__name__) from exc
+
+
+def _sealed_counters(session: InferenceSession, host: Host) -> dict[str, Any]:
+    """The session's checkpoint, sealed by the enclave, as the answers frame carries it."""
+    captured = _Captured(host)
+    session.checkpoint(captured)
+    if captured.last is None:
+        raise RuntimeError("the session sealed no checkpoint")
+    sealed, sequence = captured.last
+    return {"sealed": b64e(sealed), "sequence": sequence}
+
+
+class _Captured:
+    """``host``, but a checkpoint the enclave saves is kept here for the channel's frame."""
+
+    def __init__(self, host: Host) -> None:
+        self._host = host
+        self.last: tuple[bytes, int] | None = None
+
+    def save_checkpoint(self, sealed: bytes, sequence: int) -> None:
+        self.last = (sealed, sequence)
+
+    def read_input(self, slot: str) -> bytes:
+        return self._host.read_input(slot)
+
+    def read_function_source(self) -> bytes:
+        return self._host.read_function_source()
+
+    def load_checkpoint(self) -> bytes | None:
+        return self._host.load_checkpoint()
+
+    def emit_event(self, recipient: str, payload: str) -> None:
+        self._host.emit_event(recipient, payload)

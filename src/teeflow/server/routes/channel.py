@@ -9,7 +9,7 @@ Member   -> relay:    ``{"request_id", "ciphertext", "signature"}`` (as ``POST �
 Relay    -> member:   ``{"request_id", "status": "answered", "sealed", "signature", "refused"}``,
                       or ``{"request_id", "status": "error", "error": {"code", "message"}}``
 Relay    -> executor: ``{"requests": [{"requester", "request_id", "ciphertext", "signature"}]}``
-Executor -> relay:    ``{"answers": [SealedAnswer, …]}``
+Executor -> relay:    ``{"answers": [SealedAnswer, …], "checkpoint": {"sealed", "sequence"}}``
 
 A refusal of the whole channel is ``{"status": "error", "error": {…}}`` followed by a close with
 code 4000 + the HTTP status (4401, 4404, 4409). Nothing here is written to the database: the
@@ -27,16 +27,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import uuid
 from asyncio import FIRST_COMPLETED
 from dataclasses import asdict
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
-from pydantic import ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from teeflow.crypto import CryptoError, b64d
 from teeflow.server.app import Platform
-from teeflow.server.deps import authenticate_executor, authenticate_user, bearer_token
+from teeflow.server.deps import (
+    MAX_SEQUENCE,
+    authenticate_executor,
+    authenticate_user,
+    bearer_token,
+)
 from teeflow.server.errors import ApiError
 from teeflow.server.notify import task_key
 from teeflow.server.relay import DuplicateRequest, PendingRequest, RelayFull, requests_key
@@ -49,14 +57,25 @@ from teeflow.server.routes.sessions import (
     _session,
     hand_back,
 )
-from teeflow.server.store import ExecutorRecord, UserRecord
+from teeflow.server.store import Conflict, ExecutorRecord, UserRecord
 
 __all__ = ["BATCH", "router"]
 
 router = APIRouter()
+log = logging.getLogger("teeflow.server")
 
 BATCH = 16
 """Most requests pushed to the executor in one frame."""
+
+
+class SealedCheckpoint(BaseModel):
+    sealed: str = Field(min_length=1, max_length=1 << 26, description="base64, the enclave's")
+    sequence: int = Field(ge=0, le=MAX_SEQUENCE)
+
+
+class AnswerFrame(Answers):
+    checkpoint: SealedCheckpoint | None = None
+    """The session's counters, sealed by the enclave before these answers left it."""
 
 
 def _error(code: str, message: str, request_id: str | None = None) -> dict[str, Any]:
@@ -187,7 +206,8 @@ async def executor_channel(websocket: WebSocket, task_id: str) -> None:
     except ApiError as exc:
         await _refuse(websocket, exc)
         return
-    reader = asyncio.create_task(_read_answers(websocket, platform, task_id, executor.executor_id))
+    writer = CheckpointWriter(platform, task_id, executor)
+    reader = asyncio.create_task(_read_answers(websocket, platform, task_id, executor, writer))
     try:
         await _push_requests(websocket, platform, task_id, executor, reader)
     except ApiError as exc:  # the lease is gone: the session must stop
@@ -196,6 +216,7 @@ async def executor_channel(websocket: WebSocket, task_id: str) -> None:
         pass
     finally:
         reader.cancel()
+        await writer.flush()
 
 
 async def _push_requests(
@@ -232,14 +253,69 @@ async def _push_requests(
 
 
 async def _read_answers(
-    websocket: WebSocket, platform: Platform, task_id: str, executor_id: str
+    websocket: WebSocket,
+    platform: Platform,
+    task_id: str,
+    executor: ExecutorRecord,
+    writer: CheckpointWriter,
 ) -> None:
     """Hand back the answer frames the executor sends, until it disconnects."""
     with contextlib.suppress(RuntimeError, WebSocketDisconnect):
         while True:
             frame = await websocket.receive_text()
             try:
-                answers = Answers.model_validate_json(frame).answers
-            except ValidationError:
+                body = AnswerFrame.model_validate_json(frame)
+                sealed = b64d(body.checkpoint.sealed) if body.checkpoint else None
+            except (ValidationError, CryptoError):
+                log.warning("session %s: a malformed frame from its executor", task_id)
                 continue  # the executor's own bug; its requesters time out
-            hand_back(platform, task_id, executor_id, answers)
+            if sealed is not None and body.checkpoint is not None:
+                writer.offer(sealed, body.checkpoint.sequence)
+            hand_back(platform, task_id, executor.executor_id, body.answers)
+
+
+class CheckpointWriter:
+    """Stores the newest sealed checkpoint the executor sent over the channel, one write at a
+    time, off the answers' path (docs/decisions/0022-session-channel.md): answers are relayed at
+    once, and a checkpoint that arrives while one is being written replaces any still waiting."""
+
+    def __init__(self, platform: Platform, task_id: str, executor: ExecutorRecord) -> None:
+        self._platform = platform
+        self._task_id = task_id
+        self._executor = executor
+        self._waiting: tuple[bytes, int] | None = None
+        self._running: asyncio.Task[None] | None = None
+
+    def offer(self, sealed: bytes, sequence: int) -> None:
+        self._waiting = (sealed, sequence)
+        if self._running is None or self._running.done():
+            self._running = asyncio.create_task(self._drain())
+
+    async def flush(self) -> None:
+        """Wait until the newest checkpoint offered is stored (or failed to be)."""
+        while self._running is not None and not self._running.done():
+            await asyncio.shield(self._running)
+
+    async def _drain(self) -> None:
+        while self._waiting is not None:
+            (sealed, sequence), self._waiting = self._waiting, None
+            try:
+                await run_in_threadpool(self._store, sealed, sequence)
+            except (ApiError, Conflict, OSError) as exc:
+                log.warning(
+                    "session %s: checkpoint %d not stored (%s)", self._task_id, sequence, exc
+                )
+
+    def _store(self, sealed: bytes, sequence: int) -> None:
+        platform = self._platform
+        _leased(platform, self._task_id, self._executor)
+        key = f"checkpoints/{self._task_id}/{uuid.uuid4().hex}"
+        with platform.blobs.writer(key) as blob:
+            blob.write(sealed)
+        try:
+            platform.store.put_checkpoint(
+                task_id=self._task_id, blob_key=key, epoch=sequence, now=platform.clock()
+            )
+        except Conflict:
+            platform.blobs.delete(key)
+            raise
