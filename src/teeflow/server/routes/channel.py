@@ -30,8 +30,9 @@ import json
 import logging
 import uuid
 from asyncio import FIRST_COMPLETED
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.concurrency import run_in_threadpool
@@ -64,6 +65,8 @@ __all__ = ["BATCH", "router"]
 router = APIRouter()
 log = logging.getLogger("teeflow.server")
 
+_Caller = TypeVar("_Caller", UserRecord, ExecutorRecord)
+
 BATCH = 16
 """Most requests pushed to the executor in one frame."""
 
@@ -91,23 +94,33 @@ async def _refuse(websocket: WebSocket, exc: ApiError) -> None:
         await websocket.close(code=4000 + exc.status, reason=exc.code)
 
 
-def _platform(websocket: WebSocket) -> Platform:
+async def _admit(
+    websocket: WebSocket,
+    task_id: str,
+    authenticate: Callable[[Platform, str | None], _Caller],
+    check: Callable[[Platform, str, _Caller], object],
+) -> tuple[Platform, _Caller] | None:
+    """Accept the connection and authenticate it once; None (the channel refused and closed)
+    if ``authenticate`` or ``check`` raises ApiError."""
     platform: Platform = websocket.app.state.platform
-    return platform
+    await websocket.accept()
+    token = bearer_token(websocket.headers.get("authorization"))
+    try:
+        caller = await run_in_threadpool(authenticate, platform, token)
+        await run_in_threadpool(check, platform, task_id, caller)
+    except ApiError as exc:
+        await _refuse(websocket, exc)
+        return None
+    return platform, caller
 
 
 @router.websocket("/v1/tasks/{task_id}/channel")
 async def member_channel(websocket: WebSocket, task_id: str) -> None:
     """A member's requests to a session and their answers, over one connection."""
-    platform = _platform(websocket)
-    await websocket.accept()
-    token = bearer_token(websocket.headers.get("authorization"))
-    try:
-        user = await run_in_threadpool(authenticate_user, platform, token)
-        await run_in_threadpool(_session, platform, task_id, user)
-    except ApiError as exc:
-        await _refuse(websocket, exc)
+    admitted = await _admit(websocket, task_id, authenticate_user, _session)
+    if admitted is None:
         return
+    platform, user = admitted
     outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     waiters: set[asyncio.Task[None]] = set()
     writer = asyncio.create_task(_write(websocket, outbox))
@@ -197,15 +210,10 @@ async def _write(websocket: WebSocket, outbox: asyncio.Queue[dict[str, Any]]) ->
 @router.websocket("/v1/executor/tasks/{task_id}/channel")
 async def executor_channel(websocket: WebSocket, task_id: str) -> None:
     """The session's requests to the executor holding its lease, and the enclave's answers."""
-    platform = _platform(websocket)
-    await websocket.accept()
-    token = bearer_token(websocket.headers.get("authorization"))
-    try:
-        executor = await run_in_threadpool(authenticate_executor, platform, token)
-        await run_in_threadpool(_leased, platform, task_id, executor)
-    except ApiError as exc:
-        await _refuse(websocket, exc)
+    admitted = await _admit(websocket, task_id, authenticate_executor, _leased)
+    if admitted is None:
         return
+    platform, executor = admitted
     writer = CheckpointWriter(platform, task_id, executor)
     reader = asyncio.create_task(_read_answers(websocket, platform, task_id, executor, writer))
     try:
