@@ -204,18 +204,18 @@ def process_cpu(platform: LocalPlatform) -> dict[str, float]:
     executors (with their children): where a request's work goes, whatever the machine's load."""
     import psutil
 
-    def used(pids: list[int]) -> float:
+    def used(pids: list[int], *, children: bool = True) -> float:
         total = 0.0
         for pid in pids:
             process = psutil.Process(pid)
-            for one in (process, *process.children(recursive=True)):
+            for one in (process, *(process.children(recursive=True) if children else ())):
                 times = one.cpu_times()
                 total += times.user + times.system
         return total * 1000
 
     servers = [p.pid for p in (platform.server, *platform.control_planes) if p is not None]
     return {
-        "member": used([os.getpid()]),
+        "member": used([os.getpid()], children=False),  # the platform's processes are its own
         "control plane": used(sorted(set(servers))),
         "executor": used([p.pid for p in platform.executors]),
     }

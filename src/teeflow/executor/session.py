@@ -114,6 +114,7 @@ def _serve(
             host=host,
             request=_request,
             wire=_wire,
+            checkpoint_every=worker.enclave.runtime.checkpoint_interval_s,
         )
     except ChannelDropped as dropped:
         log.info("task %s: no session channel (%s); long-polling over HTTP", relay.task_id, dropped)

@@ -24,11 +24,12 @@ from teeflow.tls._client import (
     is_loopback,
 )
 from teeflow.tls._serve import add_serve_arguments, serve_tls_options
-from teeflow.tls._websocket import connect_websocket
+from teeflow.tls._websocket import ClientConnection, connect_websocket
 
 __all__ = [
     "CA_CERT_ENV",
     "INSECURE_HTTP_ENV",
+    "ClientConnection",
     "InsecureTransportError",
     "TlsFiles",
     "add_serve_arguments",
