@@ -93,6 +93,8 @@ class Client:
                 tls = client_verify(self.server, ca_cert=ca_cert, insecure_http=insecure_http)
             except InsecureTransportError as exc:
                 raise ClientError(str(exc)) from exc
+        self.tls = tls
+        """How the session channel (client/_channel.py) checks the server, as ``verify``."""
         self.keys = keys
         self.home = home or MemberHome()
         self.username = username
@@ -613,12 +615,15 @@ class Client:
             if time.monotonic() > deadline:
                 raise ClientError(f"task {task_id} still {status} after {timeout:.0f} s")
 
-    def open_session(self, task_id: str) -> SessionClient:
+    def open_session(self, task_id: str, *, channel: bool = False) -> SessionClient:
         """A running inference session's client: reviews its contract (attesting the enclave)
-        once, then seals, signs and sends requests and opens their answers."""
+        once, then seals, signs and sends requests and opens their answers. ``channel``: over
+        one WebSocket to the relay, opened now (no round trip per request; ClientError if the
+        control plane refuses it), instead of one HTTP call per request; close it with
+        ``SessionClient.close()`` or ``with``."""
         from teeflow.client._inference import SessionClient
 
-        return SessionClient.open(self, task_id)
+        return SessionClient.open(self, task_id, channel=channel)
 
     def infer(self, task_id: str, rows: Any, *, timeout: float = 60.0) -> list[dict[str, Any]]:
         """Predictions of inference session ``task_id`` for ``rows`` (a list of

@@ -14,6 +14,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
+from teeflow.client._channel import SessionChannel, error_message
 from teeflow.client._errors import ClientError, InferenceError
 from teeflow.crypto import CryptoError, PublicKey, VerifyKey, b64d, b64e
 from teeflow.enclave.contract import contract_hash
@@ -39,12 +42,36 @@ class SessionClient:
         self._enclave_key = PublicKey.from_b64(keys["x25519"])
         self._enclave_verify_key = VerifyKey.from_b64(keys["ed25519"])
 
+        self._channel: SessionChannel | None = None
+
     @classmethod
-    def open(cls, client: Client, task_id: str) -> SessionClient:
-        """Review the session's contract (attesting its enclave) before sending it anything."""
+    def open(cls, client: Client, task_id: str, *, channel: bool = False) -> SessionClient:
+        """Review the session's contract (attesting its enclave) before sending it anything;
+        ``channel``: then open the long-lived channel to the relay (ClientError if refused)."""
         task = client.task(task_id)
         client.review(task)
-        return cls(client, task)
+        session = cls(client, task)
+        if channel:
+            session.connect()
+        return session
+
+    def connect(self, http: httpx.Client | None = None) -> None:
+        """Send requests over one WebSocket to the relay from now on (client/_channel.py);
+        ``http``: the relay's address and credentials where they differ from the client's."""
+        self.close()
+        self._channel = SessionChannel(http or self._client.http, self._client.tls, self.task_id)
+
+    def close(self) -> None:
+        """Close the channel, if one is open (requests then go over HTTP)."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def __enter__(self) -> SessionClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
 
     def infer(self, rows: Any, *, timeout: float = 60.0) -> list[dict[str, Any]]:
         """Predictions for ``rows``: a list of ``{column: value}``, a pandas DataFrame, or the
@@ -74,15 +101,12 @@ class SessionClient:
             "ciphertext": b64e(ciphertext),
             "signature": b64e(signature),
         }
-        deadline = time.monotonic() + timeout
-        path = f"/v1/tasks/{self.task_id}/requests"
-        data = self._client._call("POST", path, json=body, params={"wait": _wait(deadline)})
-        while data.get("status") == "pending":
-            if time.monotonic() >= deadline:
-                raise ClientError(f"no answer to request {request_id} within {timeout:.0f} s")
-            data = self._client._call(
-                "GET", f"{path}/{request_id}", params={"wait": _wait(deadline)}
-            )
+        if self._channel is not None:
+            data = self._channel.exchange(body, timeout=timeout)
+            if data.get("status") == "error":
+                raise ClientError(error_message(data))
+        else:
+            data = self._over_http(body, timeout)
         if data.get("refused"):
             raise InferenceError(f"the enclave refused the request ({data['refused']})")
         try:
@@ -103,6 +127,19 @@ class SessionClient:
         if envelope["status"] != "ok":
             raise InferenceError(str(envelope.get("error", "the request failed")))
         return envelope.get("result")
+
+    def _over_http(self, body: dict[str, str], timeout: float) -> dict[str, Any]:
+        request_id = body["request_id"]
+        deadline = time.monotonic() + timeout
+        path = f"/v1/tasks/{self.task_id}/requests"
+        data = self._client._call("POST", path, json=body, params={"wait": _wait(deadline)})
+        while data.get("status") == "pending":
+            if time.monotonic() >= deadline:
+                raise ClientError(f"no answer to request {request_id} within {timeout:.0f} s")
+            data = self._client._call(
+                "GET", f"{path}/{request_id}", params={"wait": _wait(deadline)}
+            )
+        return dict(data)
 
 
 def _wait(deadline: float) -> float:

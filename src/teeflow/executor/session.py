@@ -34,6 +34,7 @@ from teeflow.enclave.session import (
     SessionRequest,
     SessionResponse,
 )
+from teeflow.executor.session_channel import ChannelDropped, serve_over_channel
 from teeflow.executor.worker import HostUnavailable, HttpHost, LeaseLost
 
 if TYPE_CHECKING:
@@ -79,9 +80,7 @@ def serve_session(worker: Worker, lease: dict[str, Any], *, stop: threading.Even
         log.info("task %s: inference session open", task_id)
         relay = _Relay(worker.http, task_id, lease_wait=worker.lease_wait)
         try:
-            ended = relay.serve(
-                session, stop=stop, lost=lost, checkpoint=lambda: session.checkpoint(host)
-            )
+            ended = _serve(worker, relay, session, stop=stop, lost=lost, host=host)
             _end(worker, task_id, session, ended)
         finally:
             session.close()  # idempotent: whatever happened, the model leaves memory
@@ -91,6 +90,35 @@ def serve_session(worker: Worker, lease: dict[str, Any], *, stop: threading.Even
     finally:
         done.set()
         beat.join()
+
+
+def _serve(
+    worker: Worker,
+    relay: _Relay,
+    session: InferenceSession,
+    *,
+    stop: threading.Event,
+    lost: threading.Event,
+    host: HttpHost,
+) -> str:
+    """Over the channel (executor/session_channel.py) if the control plane has one, else (or
+    once it drops) over the HTTP long poll."""
+    try:
+        return serve_over_channel(
+            worker.http,
+            worker.tls,
+            relay.task_id,
+            session,
+            stop=stop,
+            lost=lost,
+            host=host,
+            request=_request,
+            wire=_wire,
+            checkpoint_every=worker.enclave.runtime.checkpoint_interval_s,
+        )
+    except ChannelDropped as dropped:
+        log.info("task %s: no session channel (%s); long-polling over HTTP", relay.task_id, dropped)
+    return relay.serve(session, stop=stop, lost=lost, checkpoint=lambda: session.checkpoint(host))
 
 
 def _end(worker: Worker, task_id: str, session: InferenceSession, ended: str) -> None:
@@ -128,7 +156,7 @@ class _Relay:
     def __init__(self, http: httpx.Client, task_id: str, *, lease_wait: float) -> None:
         self._http = http
         self._base = f"/v1/executor/tasks/{task_id}"
-        self._task_id = task_id
+        self.task_id = task_id
         self._wait = lease_wait
 
     def serve(
@@ -159,7 +187,7 @@ class _Relay:
                     json={"answers": answers},
                 )
             except httpx.TransportError:
-                log.warning("session %s: %d answer(s) lost on the way", self._task_id, len(answers))
+                log.warning("session %s: %d answer(s) lost on the way", self.task_id, len(answers))
                 answers = []  # their requesters time out and retry with new request ids
                 stop.wait(_PAUSE)
                 continue
@@ -170,7 +198,7 @@ class _Relay:
                 continue
             if response.status_code != 200:
                 log.warning(
-                    "session %s: next refused (HTTP %s)", self._task_id, response.status_code
+                    "session %s: next refused (HTTP %s)", self.task_id, response.status_code
                 )
                 stop.wait(_PAUSE)
                 continue

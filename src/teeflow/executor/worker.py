@@ -142,6 +142,8 @@ class Worker:
         self.http = httpx.Client(
             base_url=server_url, timeout=httpx.Timeout(60.0, connect=5.0), verify=verify
         )
+        self.tls = verify
+        """How the session channel (executor/session_channel.py) checks the server too."""
         self.secret = secret
         self.lease_wait = lease_wait
         self.lease_batch = lease_batch

@@ -55,6 +55,7 @@ def load_executor_secret(settings: Settings) -> str:
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     from teeflow.server.routes import (
         accounts,
+        channel,
         datasets,
         executor_batch,
         executors,
@@ -102,6 +103,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         tasks,
         output_datasets,
         sessions,
+        channel,
         executors,
         executor_batch,
         operator,

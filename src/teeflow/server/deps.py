@@ -12,7 +12,16 @@ from teeflow.server.app import Platform
 from teeflow.server.errors import ApiError
 from teeflow.server.store import ExecutorRecord, UserRecord
 
-__all__ = ["MAX_SEQUENCE", "CurrentExecutor", "CurrentUser", "PlatformDep", "token_hash"]
+__all__ = [
+    "MAX_SEQUENCE",
+    "CurrentExecutor",
+    "CurrentUser",
+    "PlatformDep",
+    "authenticate_executor",
+    "authenticate_user",
+    "bearer_token",
+    "token_hash",
+]
 
 _bearer = HTTPBearer(auto_error=False)
 
@@ -39,9 +48,24 @@ def _unauthorized(message: str) -> ApiError:
 
 
 def get_current_user(platform: PlatformDep, credentials: Credentials) -> UserRecord:
-    if credentials is None:
+    return authenticate_user(platform, credentials.credentials if credentials else None)
+
+
+def get_current_executor(platform: PlatformDep, credentials: Credentials) -> ExecutorRecord:
+    return authenticate_executor(platform, credentials.credentials if credentials else None)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (WebSocket routes)."""
+    scheme, _, token = (authorization or "").partition(" ")
+    return (token.strip() or None) if scheme.lower() == "bearer" else None
+
+
+def authenticate_user(platform: Platform, token: str | None) -> UserRecord:
+    """The member signed in with ``token``; ApiError 401 if none is."""
+    if token is None:
         raise _unauthorized("sign in first: `teeflow account login`")
-    found = platform.store.user_for_token(token_hash(credentials.credentials))
+    found = platform.store.user_for_token(token_hash(token))
     if found is None:
         raise _unauthorized("token is invalid or signed out; sign in again")
     user, expires_at = found
@@ -50,10 +74,11 @@ def get_current_user(platform: PlatformDep, credentials: Credentials) -> UserRec
     return user
 
 
-def get_current_executor(platform: PlatformDep, credentials: Credentials) -> ExecutorRecord:
-    if credentials is None:
+def authenticate_executor(platform: Platform, token: str | None) -> ExecutorRecord:
+    """The executor registered with ``token``; ApiError 401 if none is."""
+    if token is None:
         raise _unauthorized("executor token required")
-    executor = platform.store.executor_by_token(token_hash(credentials.credentials))
+    executor = platform.store.executor_by_token(token_hash(token))
     if executor is None:
         raise _unauthorized("unknown executor token; register again")
     return executor

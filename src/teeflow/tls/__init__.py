@@ -24,14 +24,17 @@ from teeflow.tls._client import (
     is_loopback,
 )
 from teeflow.tls._serve import add_serve_arguments, serve_tls_options
+from teeflow.tls._websocket import ClientConnection, connect_websocket
 
 __all__ = [
     "CA_CERT_ENV",
     "INSECURE_HTTP_ENV",
+    "ClientConnection",
     "InsecureTransportError",
     "TlsFiles",
     "add_serve_arguments",
     "client_verify",
+    "connect_websocket",
     "env_ca_cert",
     "env_insecure_http",
     "is_loopback",

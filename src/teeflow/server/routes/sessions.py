@@ -179,6 +179,19 @@ def _leased(platform: Platform, task_id: str, executor: ExecutorRecord) -> TaskR
     return task
 
 
+def hand_back(
+    platform: Platform, task_id: str, executor_id: str, answers: list[SealedAnswer]
+) -> None:
+    """Store the enclave's answers to requests ``executor_id`` took, and wake their requesters."""
+    for answer in answers:
+        relayed = RelayedAnswer(answer.sealed, answer.signature, answer.refused)
+        # Only the executor that took a request can answer it; the enclave signed the answer.
+        if platform.relay.answer(
+            task_id, answer.requester, answer.request_id, relayed, executor=executor_id
+        ):
+            platform.notifier.notify(answer_key(task_id, answer.requester, answer.request_id))
+
+
 @router.post(
     "/v1/executor/tasks/{task_id}/requests/next",
     tags=["executors"],
@@ -206,13 +219,7 @@ async def next_requests(
     409 once the lease is gone (the task was canceled, finished or leased to another executor):
     the session must stop. The wait is capped at half the lease time, as for ``/lease``.
     """
-    for answer in body.answers if body else ():
-        relayed = RelayedAnswer(answer.sealed, answer.signature, answer.refused)
-        # Only the executor that took a request can answer it; the enclave signed the answer.
-        if platform.relay.answer(
-            task_id, answer.requester, answer.request_id, relayed, executor=executor.executor_id
-        ):
-            platform.notifier.notify(answer_key(task_id, answer.requester, answer.request_id))
+    hand_back(platform, task_id, executor.executor_id, body.answers if body else [])
     if limit == 0:
         return Response(status_code=204)
     loop = asyncio.get_running_loop()
