@@ -23,10 +23,12 @@ def _worker(
 ) -> Worker:
     monkeypatch.setattr(worker_module.time, "sleep", lambda _: None)
     runtime = SimpleNamespace(
-        tee="sim", measurement="ab" * 32, identity=SimpleNamespace(public_keys=dict)
+        tee="sim", measurement="ab" * 32, key_epoch=0, identity=SimpleNamespace(public_keys=dict)
     )
     enclave: Any = SimpleNamespace(
-        runtime=runtime, evidence=lambda: SimpleNamespace(to_json=lambda: {"kind": "stub"})
+        runtime=runtime,
+        evidence=lambda: SimpleNamespace(to_json=lambda: {"kind": "stub"}),
+        key_id_claim=lambda: {"measurement": "ab" * 32, "epoch": 0, "signature": "stub"},
     )
     worker = Worker(enclave=enclave, server_url="http://control-plane", secret="s")
 

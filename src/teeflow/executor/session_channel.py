@@ -4,7 +4,7 @@ One WebSocket (server/routes/channel.py), authenticated once with the executor's
 pushes request frames as members send them, and the answers to each frame go back on the same
 socket, in one frame with the checkpoint the enclave sealed its counters into before they left
 (the HTTP path stores it with a call of its own first: executor/session.py); the relay stores
-that checkpoint off the answers' path (docs/decisions/0025-session-channel.md). If the channel
+that checkpoint off the answers' path (docs/decisions/0026-session-channel.md). If the channel
 cannot be opened, or drops, the session goes on over the HTTP long poll.
 """
 

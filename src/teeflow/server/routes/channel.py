@@ -284,7 +284,7 @@ async def _read_answers(
 
 class CheckpointWriter:
     """Stores the newest sealed checkpoint the executor sent over the channel, one write at a
-    time, off the answers' path (docs/decisions/0025-session-channel.md): answers are relayed at
+    time, off the answers' path (docs/decisions/0026-session-channel.md): answers are relayed at
     once, and a checkpoint that arrives while one is being written replaces any still waiting."""
 
     def __init__(self, platform: Platform, task_id: str, executor: ExecutorRecord) -> None:
