@@ -105,7 +105,11 @@ def measure(
     executors: int, runs: int, tasks: int, *, database_url: str | None, workers: int
 ) -> dict[str, Any]:
     root = Path(tempfile.mkdtemp(prefix="teeflow-bench-"))
-    env = {"TEEFLOW_DATABASE_URL": database_url} if database_url else {}
+    # The throughput batch holds `tasks` unfinished tasks of one member at once: above the default
+    # per-member quota (server/quotas.py), so the bench's platform raises it.
+    env = {"TEEFLOW_MAX_OPEN_TASKS": str(max(tasks, runs) + 10)}
+    if database_url:
+        env["TEEFLOW_DATABASE_URL"] = database_url
     with LocalPlatform(
         root / "platform", executors=executors, env=env, workers=workers
     ) as platform:
