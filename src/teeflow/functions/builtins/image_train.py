@@ -8,7 +8,6 @@ per-class recall and AUC; aggregates only).
 
 from __future__ import annotations
 
-import hashlib
 import re
 from typing import Any
 
@@ -28,7 +27,7 @@ from teeflow.functions.dl.images import ImageSet, load_images, split_holdout
 from teeflow.functions.dl.metrics import multiclass_metrics, softmax
 from teeflow.functions.dl.modelfile import ModelBlob
 from teeflow.functions.dl.networks import build_image_model
-from teeflow.functions.dl.state import fingerprint, tensor_arrays
+from teeflow.functions.dl.state import run_fingerprint, tensor_arrays
 from teeflow.functions.dl.training import TrainConfig, fit, predict_logits, thinned_history
 from teeflow.functions.dl.transforms import augment, augment_arg, transform_args
 from teeflow.functions.thresholds import guard_metrics, withheld
@@ -155,16 +154,13 @@ def run(ctx: Context) -> None:
         "transform": transform.to_config(),
         **({"norm": "group"} if dp is not None else {}),
     }
-    digest = hashlib.sha256()
-    for slot in slots:
-        digest.update(hashlib.sha256(ctx.inputs[slot].read_bytes()).digest())
     config = TrainConfig(
         epochs=epochs,
         batch_size=batch_size,
         learning_rate=learning_rate,
         seed=seed,
         binary=False,
-        fingerprint=fingerprint({**net_config, **dict(ctx.args), "data": digest.hexdigest()}),
+        fingerprint=run_fingerprint(ctx, slots, net_config),
     )
     fit_args: dict[str, Any] = {
         "build_model": lambda: build_image_model(net_config),

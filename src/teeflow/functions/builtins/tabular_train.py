@@ -10,7 +10,6 @@ receive the model). No output carries a row's values.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import numpy as np
@@ -32,7 +31,7 @@ from teeflow.functions.dl.metrics import table_metrics
 from teeflow.functions.dl.modelfile import ModelBlob
 from teeflow.functions.dl.networks import build_tabular_model
 from teeflow.functions.dl.scoring import TabularModel, class_target
-from teeflow.functions.dl.state import fingerprint, tensor_arrays
+from teeflow.functions.dl.state import run_fingerprint, tensor_arrays
 from teeflow.functions.dl.tables import (
     Preprocessor,
     combine_tables,
@@ -124,16 +123,13 @@ def run(ctx: Context) -> None:
         net_config.update(num_trees=num_trees, num_leaves=num_leaves)
         blob, history = _train_trees(ctx, net_config, x_train, target[train_rows], seed=seed)
     else:
-        digest = hashlib.sha256()
-        for slot in slots:
-            digest.update(hashlib.sha256(ctx.inputs[slot].read_bytes()).digest())
         config = TrainConfig(
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
             seed=seed,
             binary=class_names is None,
-            fingerprint=fingerprint({**net_config, **dict(ctx.args), "data": digest.hexdigest()}),
+            fingerprint=run_fingerprint(ctx, slots, net_config),
         )
         fit_args: dict[str, Any] = {
             "build_model": lambda: build_tabular_model(net_config),

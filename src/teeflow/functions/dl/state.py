@@ -11,13 +11,13 @@ import hashlib
 import io
 import json
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from teeflow.functions.api import FunctionError
+from teeflow.functions.api import Context, FunctionError
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -28,6 +28,7 @@ __all__ = [
     "exact_json",
     "fingerprint",
     "read_zip",
+    "run_fingerprint",
     "tensor_arrays",
     "write_zip",
 ]
@@ -150,6 +151,16 @@ def fingerprint(config: Mapping[str, Any]) -> str:
     """A short hash of the settings a checkpoint is only valid for."""
     canonical = json.dumps(config, sort_keys=True, default=str).encode("utf-8")
     return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def run_fingerprint(ctx: Context, slots: Iterable[str], net_config: Mapping[str, Any]) -> str:
+    """The :func:`fingerprint` a training checkpoint is bound to: the network's settings, the
+    task's arguments and the SHA-256 of each input slot's plaintext, in ``slots`` order, so a
+    checkpoint resumes only the same training on the same data."""
+    digest = hashlib.sha256()
+    for slot in slots:
+        digest.update(hashlib.sha256(ctx.inputs[slot].read_bytes()).digest())
+    return fingerprint({**net_config, **dict(ctx.args), "data": digest.hexdigest()})
 
 
 @dataclass
