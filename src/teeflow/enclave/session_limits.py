@@ -37,6 +37,7 @@ from typing import Any
 from teeflow.crypto import DataKey, IntegrityError, seal_bytes, unseal_bytes
 from teeflow.enclave.checks import TaskRejected
 from teeflow.enclave.identity import derive_key
+from teeflow.functions.builtins.signatures import IMAGE_SERVE
 
 __all__ = [
     "DEFAULTS",
@@ -49,13 +50,12 @@ __all__ = [
     "round_probabilities",
 ]
 
+# Defaults and ranges come from the session built-ins' declaration (functions/builtins/
+# signatures.py), the one source the proposer's client, the docs and this check all read.
+_DECLARED = {arg.name: arg for arg in IMAGE_SERVE.arguments if arg.name != "requesters"}
 DEFAULTS: Mapping[str, int | float | None] = {
-    "max_rows_per_request": 100,
-    "max_rows": 10_000,
-    "max_requests": 1_000,
-    "max_requests_per_minute": 60,
-    "max_seconds": 86_400.0,
-    "decimals": None,
+    name: float(arg.default) if arg.type == "float" else arg.default
+    for name, arg in _DECLARED.items()
 }
 LARGE: Mapping[str, int | float] = {
     "max_rows_per_request": 1_000,
@@ -67,12 +67,9 @@ LARGE: Mapping[str, int | float] = {
 """Above these a review warns the model's owner: enough for bulk export or model extraction."""
 RATE_WINDOW_SECONDS = 60.0
 _RANGES: Mapping[str, tuple[int | float, int | float]] = {
-    "max_rows_per_request": (1, 100_000),
-    "max_rows": (1, 10**9),
-    "max_requests": (1, 10**9),
-    "max_requests_per_minute": (1, 10**6),
-    "max_seconds": (1, 30 * 86_400),
-    "decimals": (0, 12),
+    name: (int(arg.low), int(arg.high))
+    for name, arg in _DECLARED.items()
+    if arg.low is not None and arg.high is not None
 }
 
 
