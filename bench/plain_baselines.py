@@ -40,6 +40,30 @@ from teeflow.functions.datasets import (
 SEED = 0
 
 
+CNN_ARGS: dict[str, Any] = {"model": "cnn", "epochs": 5, "batch_size": 64, "seed": SEED}
+"""The digits CNN's settings, plain and through teeflow (plain_digits uses the same epochs,
+batch size and learning rate)."""
+
+
+def breast_cancer_args(model: str, hidden: list[int]) -> dict[str, Any]:
+    """tabular-train's arguments for the breast-cancer hospitals."""
+    return {
+        "label_column": "malignant",
+        "id_column": "patient_id",
+        "model": model,
+        "hidden": hidden or [32],
+        "seed": SEED,
+    }
+
+
+def pooled_hospitals(bc: dict[str, bytes]) -> pd.DataFrame:
+    """The two breast-cancer hospitals' tables, one after the other (as the plain half pools)."""
+    return pd.concat(
+        [pd.read_csv(io.BytesIO(bc[n])) for n in ("hospital_a.csv", "hospital_b.csv")],
+        ignore_index=True,
+    )
+
+
 # --------------------------------------------------------------------------------------- plain
 def _train(
     net: paddle.nn.Layer,
@@ -272,10 +296,7 @@ def prediction_side() -> None:
     model saved, loaded by tabular-predict and scored by the recipient."""
     rows = []
     bc = breast_cancer_hospitals()
-    pooled = pd.concat(
-        [pd.read_csv(io.BytesIO(bc[n])) for n in ("hospital_a.csv", "hospital_b.csv")],
-        ignore_index=True,
-    )
+    pooled = pooled_hospitals(bc)
     new = pd.read_csv(io.BytesIO(bc["new_patients_labelled.csv"]))
     for model, hidden in (("logistic", []), ("mlp", [32])):
         score, _ = fit_plain_tabular(
@@ -290,13 +311,7 @@ def prediction_side() -> None:
         plain = binary_scores(new["malignant"].to_numpy(), score(new))
         tee = teeflow_predict(
             {"hospital_a": bc["hospital_a.csv"], "hospital_b": bc["hospital_b.csv"]},
-            {
-                "label_column": "malignant",
-                "id_column": "patient_id",
-                "model": model,
-                "hidden": hidden or [32],
-                "seed": SEED,
-            },
+            breast_cancer_args(model, hidden),
             {"table": bc["new_patients.csv"]},
             new.set_index("patient_id")["malignant"],
         )
@@ -334,9 +349,7 @@ def prediction_side() -> None:
     dg = digits_hospitals()
     files = [dg["hospital_a.npz"], dg["hospital_b.npz"]]
     plain = plain_digits(files, epochs=5, bs=64, lr=1e-3)
-    tee = teeflow_image_predict(
-        files, {"model": "cnn", "epochs": 5, "batch_size": 64, "seed": SEED}
-    )
+    tee = teeflow_image_predict(files, CNN_ARGS)
     rows.append(("digits cnn, test images", plain, tee))
     _print(rows, timed=False)
 
@@ -394,10 +407,7 @@ def main() -> None:
         return result, time.perf_counter() - start
 
     bc = breast_cancer_hospitals()
-    pooled = pd.concat(
-        [pd.read_csv(io.BytesIO(bc[n])) for n in ("hospital_a.csv", "hospital_b.csv")],
-        ignore_index=True,
-    )
+    pooled = pooled_hospitals(bc)
     for model, hidden in (("logistic", []), ("mlp", [32])):
         cfg = {"epochs": 20, "bs": 32, "lr": 0.01}
         plain, t_plain = timed(
@@ -407,13 +417,7 @@ def main() -> None:
             teeflow_run,
             "tabular-train",
             {"hospital_a": bc["hospital_a.csv"], "hospital_b": bc["hospital_b.csv"]},
-            {
-                "label_column": "malignant",
-                "id_column": "patient_id",
-                "model": model,
-                "hidden": hidden or [32],
-                "seed": SEED,
-            },
+            breast_cancer_args(model, hidden),
         )
         rows.append((f"breast-cancer {model}", plain, tee, t_plain, t_tee))
 
@@ -449,7 +453,7 @@ def main() -> None:
         teeflow_run,
         "image-classify-train",
         {"hospital_a": files[0], "hospital_b": files[1]},
-        {"model": "cnn", "epochs": 5, "batch_size": 64, "seed": SEED},
+        CNN_ARGS,
     )
     tee = {"accuracy": tee["test"]["accuracy"], "auc": tee["test"]["auc"]}
     rows.append(("digits cnn (MedMNIST stand-in)", plain, tee, t_plain, t_tee))
