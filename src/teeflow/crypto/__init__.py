@@ -25,13 +25,13 @@ from teeflow.crypto._keys import (
     signed_message,
 )
 from teeflow.crypto._padding import check_pad, pad, unpad
+from teeflow.crypto._seal import seal_stream
 from teeflow.crypto._sealed import (
     CHUNK_SIZE,
     DataKey,
     SealedDigest,
     SealInfo,
     seal_bytes,
-    seal_stream,
     unseal_bytes,
     unseal_stream,
 )

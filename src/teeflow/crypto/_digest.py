@@ -9,8 +9,8 @@ algorithm too (docs/decisions/0017-sealed-files-at-aes-speed.md)::
 A checker computes the digest of the bytes it holds with the algorithm that the *expected* value
 names (:func:`content_digest_like`), never with one the bytes themselves announce, so a file
 cannot choose how it is checked. BLAKE3 comes from the ``blake3`` package (bindings to the
-reference Rust implementation); it releases the GIL on large updates, so it hashes beside the
-encryption on a second thread.
+reference Rust implementation); it releases the GIL on large updates, so one thread of a seal
+hashes while another encrypts (crypto/_seal.py).
 """
 
 from __future__ import annotations

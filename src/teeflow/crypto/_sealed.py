@@ -9,10 +9,10 @@
 Every chunk but the last holds exactly ``chunk_size`` plaintext bytes; the last holds 0 to
 ``chunk_size``. Because the counter and the final flag are in the nonce and the header is the
 associated data of every chunk, a flipped, dropped, reordered, duplicated or truncated chunk, a
-moved final flag, appended bytes or an edited header all fail authentication. Buffers stay
-bounded by four chunks whatever the file size (seal: two plaintext, two output blocks, one of them
-being hashed on a second thread); in-memory sources are read in place
-(docs/decisions/0017-sealed-files-at-aes-speed.md).
+moved final flag, appended bytes or an edited header all fail authentication. Unseal's buffers
+stay bounded by three chunks whatever the file size, and in-memory sources are read in place
+(docs/decisions/0017-sealed-files-at-aes-speed.md); :func:`seal_stream` (crypto/_seal.py) seals
+on two lanes in bounded memory.
 
 The content digest that a contract binds is SHA-256 of the whole file for version 1 and BLAKE3 for
 version 2 (crypto/_digest.py); the header of version 2 names it. Both versions are read; new
@@ -27,14 +27,13 @@ import io
 import os
 import struct
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from teeflow.crypto._digest import BLAKE3, ContentHasher, DigestAlgorithm
+from teeflow.crypto._digest import BLAKE3, DigestAlgorithm
 from teeflow.crypto._errors import CryptoError, IntegrityError
 from teeflow.crypto._header import (
     CHUNK_SIZE,
@@ -60,7 +59,6 @@ __all__ = [
     "SealedDigest",
     "SealedHeader",
     "seal_bytes",
-    "seal_stream",
     "unseal_bytes",
     "unseal_stream",
 ]
@@ -125,47 +123,6 @@ def _fill(src: BinaryIO, view: memoryview) -> int:
     return filled
 
 
-class _Hasher:
-    """The content digest of the ciphertext, computed beside the encryption.
-
-    blake3, hashlib and AESGCM all release the GIL on large buffers, so a block hashed on this
-    thread overlaps the encryption of the next: sealing costs about the slower of hash and
-    encryption instead of their sum (docs/decisions/0017-sealed-files-at-aes-speed.md). Small
-    files hash inline.
-    """
-
-    def __init__(self, algorithm: DigestAlgorithm, first: bytes) -> None:
-        self._digest = ContentHasher(algorithm)
-        self._digest.update(first)
-        self._pool: ThreadPoolExecutor | None = None
-        self._pending: dict[int, Future[None]] = {}
-
-    def update(self, slot: int, block: memoryview, *, background: bool) -> None:
-        """Hash ``block``; with ``background`` it may still be read after this returns, until
-        :meth:`wait` for the same ``slot``."""
-        if not background:
-            self._digest.update(block)
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="teeflow-seal")
-        self._pending[slot] = self._pool.submit(self._digest.update, block)
-
-    def wait(self, slot: int) -> None:
-        """Block until the block last handed in under ``slot`` is hashed (it may be reused)."""
-        future = self._pending.pop(slot, None)
-        if future is not None:
-            future.result()
-
-    def hexdigest(self) -> str:
-        for slot in list(self._pending):
-            self.wait(slot)
-        return self._digest.hexdigest()
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-
-
 def _new_header(
     key: DataKey, chunk_size: int, digest: DigestAlgorithm, nonce_prefix: bytes | None
 ) -> tuple[bytes, bytes]:
@@ -178,87 +135,31 @@ def _new_header(
     return SealedHeader.for_digest(digest, chunk_size, key.key_id, prefix).to_bytes(), prefix
 
 
-def seal_stream(
-    src: BinaryIO,
-    dst: BinaryIO,
-    key: DataKey,
-    *,
-    chunk_size: int = CHUNK_SIZE,
-    nonce_prefix: bytes | None = None,
-    digest: DigestAlgorithm = BLAKE3,
-) -> SealInfo:
-    """Seal everything read from ``src`` into ``dst``.
-
-    ``digest`` picks the content digest and so the version: ``"blake3"`` (version 2, the
-    default) or ``"sha256"`` (version 1). ``dst.write`` receives views of reused buffers: it must
-    consume the bytes before it returns, as every file object does. ``nonce_prefix`` exists for
-    known-answer tests only; leave it unset so it is random. Raises CryptoError for a bad
-    chunk size, prefix or digest name.
-    """
-    header, prefix = _new_header(key, chunk_size, digest, nonce_prefix)
-    aead = AESGCM(key.raw)
-    hasher = _Hasher(digest, header)
-    dst.write(header)
-    written = len(header)
-    plain_total = 0
-    # The chunk being sealed and the one after it, read ahead because a chunk's nonce carries
-    # whether it is the last (an empty read-ahead means it is): views of an in-memory source, or
-    # two reused buffers (_Records). Two output blocks, made at the size the data needs: one is
-    # hashed on the hasher's thread while the other is encrypted into.
-    records = _Records(src, chunk_size, src.tell() if isinstance(src, io.BytesIO) else 0)
-    blocks: list[memoryview | None] = [None, None]
-    counter = 0
-    try:
-        current = records.read(chunk_size)
-        while True:
-            following = records.read(chunk_size) if len(current) == chunk_size else None
-            final = not following
-            slot = counter % 2
-            hasher.wait(slot)
-            block = blocks[slot]
-            if block is None:
-                block = blocks[slot] = memoryview(bytearray(len(current) + TAG_SIZE))
-            out = block[: len(current) + TAG_SIZE]
-            aead.encrypt_into(_nonce(prefix, counter, final), current, header, out)
-            dst.write(out)
-            hasher.update(slot, out, background=counter > 0 or not final)
-            written += len(out)
-            plain_total += len(current)
-            if final:
-                return SealInfo(hasher.hexdigest(), written, plain_total)
-            assert following is not None
-            current = following
-            counter += 1
-    finally:
-        records.close()
-        hasher.close()
-
-
 class _Records:
     """Fixed-size records of a stream (sealed chunks, or plaintext chunks to seal), as views.
 
     An in-memory source (``io.BytesIO``) is read in place through ``getvalue()``, which CPython
-    hands out without a copy; any other stream is read into two reused buffers.
+    hands out without a copy; any other stream is read into ``buffers`` reused buffers in turn.
     """
 
-    def __init__(self, src: BinaryIO, size: int, start: int) -> None:
+    def __init__(self, src: BinaryIO, size: int, start: int, *, buffers: int = 2) -> None:
         self._src = src
         self._whole: memoryview | None = None
         self._at = start
         if isinstance(src, io.BytesIO):
             self._whole = memoryview(src.getvalue())
         else:
-            self._buffers = [memoryview(bytearray(size)) for _ in range(2)]
+            self._buffers = [memoryview(bytearray(size)) for _ in range(buffers)]
             self._turn = 0
 
     def read(self, size: int) -> memoryview:
-        """The next ``size`` bytes (fewer at the end); valid until the call after the next."""
+        """The next ``size`` bytes (fewer at the end); valid for the next ``buffers - 1`` calls."""
         if self._whole is not None:
             view = self._whole[self._at : self._at + size]
             self._at += len(view)
             return view
         buffer = self._buffers[self._turn][:size]
-        self._turn ^= 1
+        self._turn = (self._turn + 1) % len(self._buffers)
         return buffer[: _fill(self._src, buffer)]
 
     def close(self) -> None:
