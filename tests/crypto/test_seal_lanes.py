@@ -7,6 +7,7 @@ import hashlib
 import io
 import os
 import threading
+import time
 
 import blake3
 import pytest
@@ -29,16 +30,19 @@ SIZES = {
 
 class _Stream(io.RawIOBase):
     """A readable stream that is not a BytesIO (so seal_stream reads it into its buffers), handing
-    out at most ``piece`` bytes per read."""
+    out at most ``piece`` bytes per read, each after ``pause`` seconds (a read that lets the
+    other lane run, as a file or socket does)."""
 
-    def __init__(self, data: bytes, piece: int) -> None:
+    def __init__(self, data: bytes, piece: int, pause: float = 0.0) -> None:
         self._data = io.BytesIO(data)
         self._piece = piece
+        self._pause = pause
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        time.sleep(self._pause)
         chunk = self._data.read(min(self._piece, len(buffer)))
         buffer[: len(chunk)] = chunk
         return len(chunk)
@@ -69,7 +73,7 @@ class _Recorder(io.RawIOBase):
 def test_many_jobs_seal_to_the_one_pass_bytes_and_digest(size: int, source: str) -> None:
     key = DataKey.generate()
     plaintext = os.urandom(size)
-    src = io.BytesIO(plaintext) if source == "in memory" else _Stream(plaintext, piece=1000)
+    src = io.BytesIO(plaintext) if source == "in memory" else _Stream(plaintext, 1000, 0.0005)
     sink = _Recorder()
 
     info = seal_stream(src, sink, key, chunk_size=CHUNK, nonce_prefix=PREFIX)  # type: ignore[arg-type]

@@ -1,112 +1,169 @@
-"""Sealing a stream: two lanes, each encrypting a run of chunks and hashing its own ciphertext.
+"""Sealing a stream: two lanes, each reading, encrypting and hashing its own run of chunks.
 
 Sealing costs AES-256-GCM plus the content digest of every ciphertext byte (crypto/_digest.py,
 the hash a contract binds, guarantee 4). Split by stage, with the hash on a second thread, the
 hashing core reads every block back from the core that just encrypted it, and the two threads
-hand each other every 1 MiB chunk. Split by data instead, as here, the ciphertext is hashed by the
-core whose cache still holds it: the calling thread reads the source in file order, one chunk
-ahead (a chunk's nonce says whether it is the last), and hands out *jobs* of consecutive chunks to
-two lane threads in turn. A lane encrypts its job into its own contiguous block, then, once the
-job before has been hashed and written, hashes its block and writes it with one ``write``. The
-encryption of one job overlaps the encryption and hashing of the other; only hashing and writing
-go in file order, so the digest is that of the exact bytes written, as before
-(docs/decisions/0027-seal-by-data-not-by-stage.md). A source of one job seals inline, with no
-thread.
+hand each other every 1 MiB chunk. Split by data instead, as here, the stream is cut into *jobs*
+of consecutive chunks that two lanes (the calling thread and one helper) take in turn. A lane
+reads its job (after the job before it was read), encrypts it into its own contiguous block,
+then (after the job before it was written) hashes the block, still in its core's cache, and
+writes it with one ``write``. Reading, hashing and writing go in file order, so the digest is
+that of the exact bytes written, as before; the encryption of one job overlaps everything the
+other lane does (docs/decisions/0027-seal-by-data-not-by-stage.md). A source of one job seals on
+the calling thread alone.
+
+A chunk's nonce says whether it is the last, so a job is read one byte beyond its end: that
+byte, carried to the next job, says there is more.
 """
 
 from __future__ import annotations
 
 import io
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from collections.abc import Callable
 from typing import BinaryIO
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from teeflow.crypto._digest import BLAKE3, ContentHasher, DigestAlgorithm
 from teeflow.crypto._header import CHUNK_SIZE, TAG_SIZE
-from teeflow.crypto._sealed import DataKey, SealInfo, _new_header, _nonce, _Records
+from teeflow.crypto._sealed import DataKey, SealInfo, _fill, _new_header, _nonce
 
 __all__ = ["seal_stream"]
 
 _JOB_BYTES = 4 << 20
-"""Plaintext per job: large enough that the threads wait for each other a few times per 4 MiB
-only (each wait costs a sleep and a wake-up), small enough that a job's block is still in its
-core's cache when it is hashed (measured: 1, 2, 4 and 8 MiB; 4 MiB slept least for no more CPU)."""
+"""Plaintext per job. 1, 2 and 4 MiB sealed equally fast on two cores here; larger jobs mean
+fewer turns, each of which may cost a sleep and a wake-up on an idle machine (decision 0027)."""
 _MAX_JOB_CHUNKS = 64
-_IN_FLIGHT = 3
-"""Jobs handed out at once: one per lane and one queued, so a lane that finishes a job takes the
-next without waiting for the reading thread to wake up."""
 
 
 def _chunks_per_job(chunk_size: int) -> int:
     return max(1, min(_MAX_JOB_CHUNKS, _JOB_BYTES // chunk_size))
 
 
-class _Lanes:
-    """Two lane threads that seal jobs; the digest and ``write`` see the jobs in file order.
+class _Source:
+    """The plaintext, one job at a time, in file order; each job says whether it is the last.
 
-    Job ``j`` is encrypted into block ``j % 3``, so up to three jobs are in flight."""
+    An ``io.BytesIO`` is read in place (views of ``getvalue()``, which CPython hands out without
+    a copy) and left positioned after what was read; any other stream is read into the buffer
+    the lane passes, of ``job_size + 1`` bytes (the byte read ahead)."""
+
+    def __init__(self, src: BinaryIO, job_size: int) -> None:
+        self._src = src
+        self._job_size = job_size
+        self._whole: memoryview | None = None
+        self._carry = b""
+        if isinstance(src, io.BytesIO):
+            self._whole = memoryview(src.getvalue())
+            self._at = src.tell()
+
+    def read(self, buffer: Callable[[], memoryview]) -> tuple[memoryview, bool]:
+        """(the next job's plaintext, whether it is the last); ``buffer()`` gives the lane's
+        buffer when one is needed."""
+        if self._whole is not None:
+            view = self._whole[self._at : self._at + self._job_size]
+            self._at += len(view)
+            self._src.seek(self._at)
+            return view, self._at >= len(self._whole)
+        target = buffer()
+        carried = len(self._carry)
+        target[:carried] = self._carry
+        got = carried + _fill(self._src, target[carried : self._job_size + 1])
+        if got > self._job_size:
+            self._carry = bytes(target[self._job_size : got])
+            return target[: self._job_size], False
+        self._carry = b""
+        return target[:got], True
+
+
+class _Lanes:
+    """Two lanes sealing jobs ``lane``, ``lane + 2``, ...: each reads, then hashes and writes, in
+    its turn. Lane 0 runs on the calling thread and starts ``start_other`` (lane 1's thread)
+    once the source turns out longer than one job."""
 
     def __init__(
-        self, aead: AESGCM, header: bytes, prefix: bytes, hasher: ContentHasher, dst: BinaryIO
+        self,
+        source: _Source,
+        seal_job: Callable[[int, memoryview, bool, memoryview | None], memoryview],
+        hasher: ContentHasher,
+        dst: BinaryIO,
+        job_size: int,
     ) -> None:
-        self._aead = aead
-        self._header = header
-        self._prefix = prefix
+        self._source = source
+        self._seal_job = seal_job
         self._hasher = hasher
         self._dst = dst
-        self._blocks: list[memoryview | None] = [None] * _IN_FLIGHT
-        self._pool: ThreadPoolExecutor | None = None
-        self._jobs: list[Future[None]] = []
+        self._job_size = job_size
+        self._turn = threading.Condition()
+        self._read = 0  # jobs read so far
+        self._written = 0  # jobs hashed and written so far
+        self._last: int | None = None  # the final job's index, once it is read
+        self._error: BaseException | None = None
+        self.start_other: Callable[[], None] = lambda: None
+        self.plaintext_size = 0
+        self.sealed_size = 0
 
-    def ready(self, job: int) -> None:
-        """Block until job ``job`` may be prepared: the job that last used its block is done (so
-        are its source chunks, and every job before it). Raises what that job raised."""
-        if job >= _IN_FLIGHT:
-            self._jobs[job - _IN_FLIGHT].result()
+    def run(self, lane: int) -> None:
+        """Seal this lane's jobs until the final one is read; a failure stops both lanes (see
+        :meth:`raise_error`)."""
+        plain: memoryview | None = None
+        block: memoryview | None = None
 
-    def submit(self, job: int, first: int, chunks: list[tuple[memoryview, bool]]) -> None:
-        """Seal ``chunks`` (plaintext, final) numbered from ``first``; the views must stay
-        valid until job ``job + 3`` is ready. A whole file of one job is sealed inline."""
-        if job == 0 and chunks[-1][1]:
-            self._seal(job, first, chunks, None)
-            return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="teeflow-seal")
-        previous = self._jobs[-1] if self._jobs else None
-        self._jobs.append(self._pool.submit(self._seal, job, first, chunks, previous))
+        def lane_buffer() -> memoryview:
+            nonlocal plain
+            if plain is None:
+                plain = memoryview(bytearray(self._job_size + 1))
+            return plain
 
-    def finish(self) -> None:
-        """Wait for every job; raises the first failure in file order."""
-        for future in self._jobs:
-            future.result()
+        job = lane
+        try:
+            while self._wait_for(self._reads, job):
+                data, final = self._source.read(lane_buffer)
+                with self._turn:
+                    self._read += 1
+                    self.plaintext_size += len(data)
+                    if final:
+                        self._last = job
+                    self._turn.notify_all()
+                if job == 0 and not final:
+                    self.start_other()
+                block = self._seal_job(job, data, final, block)
+                if not self._wait_for(self._writes, job):
+                    return
+                self._hasher.update(block)
+                self._dst.write(block)
+                with self._turn:
+                    self._written += 1
+                    self.sealed_size += len(block)
+                    self._turn.notify_all()
+                if final:
+                    return
+                job += 2
+        except BaseException as exc:  # noqa: BLE001 - re-raised on the caller's thread by raise_error
+            with self._turn:
+                self._error = self._error or exc
+                self._turn.notify_all()
 
-    def close(self) -> None:
-        """Stop after the jobs in flight (on failure too: they hold the caller's buffers)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
+    def raise_error(self) -> None:
+        """Raise the first failure of either lane, if any."""
+        if self._error is not None:
+            raise self._error
 
-    def _seal(
-        self,
-        job: int,
-        first: int,
-        chunks: list[tuple[memoryview, bool]],
-        previous: Future[None] | None,
-    ) -> None:
-        size = sum(len(plaintext) + TAG_SIZE for plaintext, _ in chunks)
-        block = self._blocks[job % _IN_FLIGHT]
-        if block is None:  # a block's first job is its largest: only the last job is shorter
-            block = self._blocks[job % _IN_FLIGHT] = memoryview(bytearray(size))
-        at = 0
-        for counter, (plaintext, final) in enumerate(chunks, first):
-            out = block[at : at + len(plaintext) + TAG_SIZE]
-            nonce = _nonce(self._prefix, counter, final)
-            self._aead.encrypt_into(nonce, plaintext, self._header, out)
-            at += len(out)
-        if previous is not None:
-            previous.result()  # file order; a failed job before this one fails this one too
-        self._hasher.update(block[:at])
-        self._dst.write(block[:at])
+    def _reads(self) -> int:
+        return self._read
+
+    def _writes(self) -> int:
+        return self._written
+
+    def _wait_for(self, done: Callable[[], int], job: int) -> bool:
+        """Wait until ``done()`` jobs (read, or written) are ``job``: this job's turn. False when
+        it will not come: the other lane failed, or read the final job before this one."""
+        with self._turn:
+            self._turn.wait_for(lambda: done() == job or self._stopped(job))
+            return not self._stopped(job)
+
+    def _stopped(self, job: int) -> bool:
+        return self._error is not None or (self._last is not None and job > self._last)
 
 
 def seal_stream(
@@ -121,48 +178,45 @@ def seal_stream(
     """Seal everything read from ``src`` into ``dst``.
 
     ``digest`` picks the content digest and so the version: ``"blake3"`` (version 2, the
-    default) or ``"sha256"`` (version 1). ``dst.write`` receives views of reused buffers, in file
-    order but from a lane thread: it must consume the bytes before it returns, as every file
-    object does. Memory stays bounded whatever the size: three blocks of one job (4 MiB of
-    plaintext each) and, for a source that is not an ``io.BytesIO`` (read in place), read buffers
-    for three jobs and one chunk. ``nonce_prefix`` exists for known-answer tests only; leave it
-    unset so it is random. Raises CryptoError for a bad chunk size, prefix or digest name; what
-    ``src`` or ``dst`` raise passes through.
+    default) or ``"sha256"`` (version 1). ``src`` and ``dst`` are used in file order, one call
+    at a time, but from two threads; ``dst.write`` receives views of reused buffers and must
+    consume the bytes before it returns, as every file object does. Memory stays bounded
+    whatever the size: two blocks of one job (4 MiB of plaintext) and, for a source that is not
+    an ``io.BytesIO`` (read in place), two read buffers of one job. ``nonce_prefix`` exists for
+    known-answer tests only; leave it unset so it is random. Raises CryptoError for a bad chunk
+    size, prefix or digest name; what ``src`` or ``dst`` raise passes through.
     """
     header, prefix = _new_header(key, chunk_size, digest, nonce_prefix)
+    aead = AESGCM(key.raw)
+    per_job = _chunks_per_job(chunk_size)
     hasher = ContentHasher(digest)
     hasher.update(header)
     dst.write(header)
-    per_job = _chunks_per_job(chunk_size)
-    start = src.tell() if isinstance(src, io.BytesIO) else 0
-    # Read buffers for the chunks of the jobs in flight and the one chunk read ahead.
-    records = _Records(src, chunk_size, start, buffers=_IN_FLIGHT * per_job + 1)
-    lanes = _Lanes(AESGCM(key.raw), header, prefix, hasher, dst)
-    written = len(header)
-    plain_total = 0
+
+    def seal_job(job: int, data: memoryview, final: bool, block: memoryview | None) -> memoryview:
+        """Encrypt job ``job`` into ``block`` (made at the size the job needs if None: a lane's
+        first job is its largest); returns the sealed bytes."""
+        chunks = max(1, -(-len(data) // chunk_size))
+        size = len(data) + chunks * TAG_SIZE
+        if block is None:
+            block = memoryview(bytearray(size))
+        at = 0
+        for index in range(chunks):
+            part = data[index * chunk_size : (index + 1) * chunk_size]
+            out = block[at : at + len(part) + TAG_SIZE]
+            nonce = _nonce(prefix, job * per_job + index, final and index == chunks - 1)
+            aead.encrypt_into(nonce, part, header, out)
+            at += len(out)
+        return block[:size]
+
+    job_size = per_job * chunk_size
+    lanes = _Lanes(_Source(src, job_size), seal_job, hasher, dst, job_size)
+    other = threading.Thread(target=lanes.run, args=(1,), name="teeflow-seal")
+    lanes.start_other = other.start
     try:
-        current = records.read(chunk_size)
-        counter = 0
-        job = 0
-        while True:
-            lanes.ready(job)
-            first = counter
-            chunks: list[tuple[memoryview, bool]] = []
-            final = False
-            while not final and len(chunks) < per_job:
-                following = records.read(chunk_size) if len(current) == chunk_size else None
-                final = not following
-                chunks.append((current, final))
-                written += len(current) + TAG_SIZE
-                plain_total += len(current)
-                counter += 1
-                if following is not None:
-                    current = following
-            lanes.submit(job, first, chunks)
-            if final:
-                lanes.finish()
-                return SealInfo(hasher.hexdigest(), written, plain_total)
-            job += 1
+        lanes.run(0)
     finally:
-        lanes.close()
-        records.close()
+        if other.ident is not None:
+            other.join()
+    lanes.raise_error()
+    return SealInfo(hasher.hexdigest(), len(header) + lanes.sealed_size, lanes.plaintext_size)

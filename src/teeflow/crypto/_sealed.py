@@ -136,30 +136,30 @@ def _new_header(
 
 
 class _Records:
-    """Fixed-size records of a stream (sealed chunks, or plaintext chunks to seal), as views.
+    """Fixed-size records of a stream (sealed chunks), as views.
 
     An in-memory source (``io.BytesIO``) is read in place through ``getvalue()``, which CPython
-    hands out without a copy; any other stream is read into ``buffers`` reused buffers in turn.
+    hands out without a copy; any other stream is read into two reused buffers.
     """
 
-    def __init__(self, src: BinaryIO, size: int, start: int, *, buffers: int = 2) -> None:
+    def __init__(self, src: BinaryIO, size: int, start: int) -> None:
         self._src = src
         self._whole: memoryview | None = None
         self._at = start
         if isinstance(src, io.BytesIO):
             self._whole = memoryview(src.getvalue())
         else:
-            self._buffers = [memoryview(bytearray(size)) for _ in range(buffers)]
+            self._buffers = [memoryview(bytearray(size)) for _ in range(2)]
             self._turn = 0
 
     def read(self, size: int) -> memoryview:
-        """The next ``size`` bytes (fewer at the end); valid for the next ``buffers - 1`` calls."""
+        """The next ``size`` bytes (fewer at the end); valid until the call after the next."""
         if self._whole is not None:
             view = self._whole[self._at : self._at + size]
             self._at += len(view)
             return view
         buffer = self._buffers[self._turn][:size]
-        self._turn = (self._turn + 1) % len(self._buffers)
+        self._turn ^= 1
         return buffer[: _fill(self._src, buffer)]
 
     def close(self) -> None:
