@@ -94,3 +94,30 @@ def test_several_workers_on_sqlite_are_refused_with_what_to_do(tmp_path: Path) -
 
     assert result.returncode == 2
     assert "TEEFLOW_DATABASE_URL" in result.stderr and "PostgreSQL" in result.stderr
+
+
+@pytest.mark.postgres
+def test_a_token_signed_out_through_one_process_is_refused_by_another_at_once(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Every control-plane process reads the token's state when a request comes, so a sign-out
+    through A holds in B by the time A answers; a per-process token cache without cross-process
+    revocation would let B serve the token it had seen before."""
+    env = {"TEEFLOW_DATABASE_URL": postgres_url}
+    with LocalPlatform(tmp_path / "platform", executors=0, env=env) as platform:
+        other = platform.add_control_plane()
+        member = _member(platform, tmp_path / "member", "member")
+        try:
+            token = member.http.headers["Authorization"]
+            with httpx.Client(base_url=other, headers={"Authorization": token}) as b:
+                seen_before = [b.get("/v1/users/me").status_code for _ in range(3)]
+                member.http.delete("/v1/sessions").raise_for_status()  # sign out through A
+                in_a = member.http.get("/v1/users/me")
+                in_b = b.get("/v1/users/me")
+        finally:
+            member.close()
+
+    assert seen_before == [200, 200, 200]
+    assert in_a.status_code == 401
+    assert in_b.status_code == 401, "B still accepts a token signed out through A"
+    assert in_b.json()["error"]["code"] == "unauthorized"

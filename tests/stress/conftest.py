@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,6 +20,7 @@ import pytest
 from e2e.conftest import PASSWORD, member_policy
 from teeflow.client import Client, MemberHome, MemberKeys
 from teeflow.crypto import PrivateKey, SigningKey
+from teeflow.server.__main__ import ACCESS_LOG_ENV
 from teeflow.server.launcher import LocalPlatform
 
 # uvicorn's access log: 127.0.0.1:PORT - "GET /v1/tasks/ab12 HTTP/1.1" 200 OK
@@ -93,6 +94,15 @@ def sqlite_row(platform: LocalPlatform, query: str, *args: object) -> tuple[obje
     with sqlite3.connect(platform.data_dir / "teeflow.db", timeout=30) as db:
         row: tuple[object, ...] | None = db.execute(query, args).fetchone()
         return row
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _access_log() -> Iterator[None]:
+    """The control planes these tests start log every request (access_log below reads it);
+    session-scoped so that module-scoped platforms get it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(ACCESS_LOG_ENV, "1")
+        yield
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """``python -m teeflow.server --data-dir DIR [--host H] [--port P] [--tls-cert F --tls-key F]
-[--workers N]``: the control plane alone. Off loopback it serves TLS (or refuses, unless
-``--insecure-http``).
+[--workers N] [--access-log]``: the control plane alone. Off loopback it serves TLS (or refuses,
+unless ``--insecure-http``).
 
 With ``--workers N`` (N > 1) uvicorn runs N processes on one listening socket; they share the
 database and the blob store, and their long-polls wake each other through PostgreSQL
@@ -24,6 +24,9 @@ from teeflow.server.db import is_sqlite_url
 from teeflow.server.settings import Settings
 from teeflow.tls import InsecureTransportError, add_serve_arguments, serve_tls_options
 
+ACCESS_LOG_ENV = "TEEFLOW_ACCESS_LOG"
+"""``1``: log every request by default (``--access-log``); errors are logged either way."""
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="teeflow-server")
@@ -33,6 +36,13 @@ def main(argv: list[str] | None = None) -> int:
     add_serve_arguments(parser)
     parser.add_argument(
         "--workers", type=int, default=1, help="control-plane processes (PostgreSQL only if > 1)"
+    )
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=os.environ.get(ACCESS_LOG_ENV, "") == "1",
+        help=f"log one line per request (uvicorn's access log, about 0.1 ms of CPU a request); "
+        f"off unless {ACCESS_LOG_ENV}=1",
     )
     args = parser.parse_args(argv)
     if args.workers < 1:
@@ -48,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(data_dir=args.data_dir)
     if args.workers == 1:
         app = create_app(settings)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info", access_log=True, **tls)
+        uvicorn.run(
+            app, host=args.host, port=args.port, log_level="info", access_log=args.access_log, **tls
+        )
         return 0
     if is_sqlite_url(settings.resolved_database_url):
         print(
@@ -73,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         workers=args.workers,
         log_level="info",
-        access_log=True,
+        access_log=args.access_log,
         **tls,
     )
     return 0

@@ -85,6 +85,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         try:
             yield
         finally:
+            await platform.store.credentials.aclose()
             platform.notifier.close()
 
     app = FastAPI(
@@ -112,7 +113,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
         app.include_router(module.router)
 
     @app.get("/v1/health", tags=["health"])
-    def health() -> dict[str, str]:
+    async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     return app

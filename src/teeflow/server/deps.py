@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -43,16 +44,28 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
+_SIGN_IN = "sign in first: `teeflow account login`"
+_NO_EXECUTOR = "executor token required"
+
+
 def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message)
 
 
-def get_current_user(platform: PlatformDep, credentials: Credentials) -> UserRecord:
-    return authenticate_user(platform, credentials.credentials if credentials else None)
+async def get_current_user(platform: PlatformDep, credentials: Credentials) -> UserRecord:
+    # A coroutine: FastAPI runs a plain ``def`` dependency in a worker thread, a hop that cost
+    # more than the lookup (store/_credentials.py says why the lookup may run on the loop).
+    if credentials is None:
+        raise _unauthorized(_SIGN_IN)
+    found = await platform.store.credentials.user_async(token_hash(credentials.credentials))
+    return _signed_in(platform, found)
 
 
-def get_current_executor(platform: PlatformDep, credentials: Credentials) -> ExecutorRecord:
-    return authenticate_executor(platform, credentials.credentials if credentials else None)
+async def get_current_executor(platform: PlatformDep, credentials: Credentials) -> ExecutorRecord:
+    if credentials is None:
+        raise _unauthorized(_NO_EXECUTOR)
+    found = await platform.store.credentials.executor_async(token_hash(credentials.credentials))
+    return _registered(found)
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -62,10 +75,21 @@ def bearer_token(authorization: str | None) -> str | None:
 
 
 def authenticate_user(platform: Platform, token: str | None) -> UserRecord:
-    """The member signed in with ``token``; ApiError 401 if none is."""
+    """The member signed in with ``token``; ApiError 401 if none is. Blocking (WebSocket
+    admission runs it in a worker thread)."""
     if token is None:
-        raise _unauthorized("sign in first: `teeflow account login`")
-    found = platform.store.user_for_token(token_hash(token))
+        raise _unauthorized(_SIGN_IN)
+    return _signed_in(platform, platform.store.user_for_token(token_hash(token)))
+
+
+def authenticate_executor(platform: Platform, token: str | None) -> ExecutorRecord:
+    """The executor registered with ``token``; ApiError 401 if none is. Blocking."""
+    if token is None:
+        raise _unauthorized(_NO_EXECUTOR)
+    return _registered(platform.store.executor_by_token(token_hash(token)))
+
+
+def _signed_in(platform: Platform, found: tuple[UserRecord, datetime] | None) -> UserRecord:
     if found is None:
         raise _unauthorized("token is invalid or signed out; sign in again")
     user, expires_at = found
@@ -74,11 +98,7 @@ def authenticate_user(platform: Platform, token: str | None) -> UserRecord:
     return user
 
 
-def authenticate_executor(platform: Platform, token: str | None) -> ExecutorRecord:
-    """The executor registered with ``token``; ApiError 401 if none is."""
-    if token is None:
-        raise _unauthorized("executor token required")
-    executor = platform.store.executor_by_token(token_hash(token))
+def _registered(executor: ExecutorRecord | None) -> ExecutorRecord:
     if executor is None:
         raise _unauthorized("unknown executor token; register again")
     return executor

@@ -177,7 +177,7 @@ def logout(
 
 
 @router.get("/users/me", responses=error_responses(401))
-def me(user: CurrentUser) -> UserPublic:
+async def me(user: CurrentUser) -> UserPublic:
     return public_user(user)
 
 

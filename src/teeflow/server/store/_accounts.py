@@ -91,23 +91,7 @@ class AccountsMixin(StoreBase):
     def user_for_token(self, token_hash: str) -> tuple[UserRecord, datetime] | None:
         """``(user, token expiry)`` in one query (every request authenticates); None if the
         token is unknown or revoked. The caller checks expiry."""
-        users, tokens = UserRow.__table__, TokenRow.__table__
-        with self._core_read() as connection:
-            found = connection.execute(
-                select(users, tokens.c.expires_at)
-                .join(tokens, tokens.c.username == users.c.username)
-                .where(tokens.c.token_hash == token_hash, tokens.c.revoked.is_(False))
-            ).first()
-        if found is None:
-            return None
-        user = UserRecord(
-            username=found.username,
-            password_hash=found.password_hash,
-            sign_pk=found.sign_pk,
-            enc_pk=found.enc_pk,
-            created_at=found.created_at,
-        )
-        return user, found.expires_at
+        return self._credentials.user(token_hash)
 
     def revoke_token(self, token_hash: str) -> None:
         """Revoke a token; revoking an unknown or already revoked token does nothing."""
@@ -194,12 +178,8 @@ class AccountsMixin(StoreBase):
             return _executor(row) if row else None
 
     def executor_by_token(self, token_hash: str) -> ExecutorRecord | None:
-        executors = ExecutorRow.__table__
-        with self._core_read() as connection:
-            row = connection.execute(
-                select(executors).where(executors.c.token_hash == token_hash)
-            ).first()
-        return _executor(row) if row else None
+        """The executor registered with the token (a hash); None if none is."""
+        return self._credentials.executor(token_hash)
 
     def list_executors(self) -> list[ExecutorRecord]:
         with self._read() as session:

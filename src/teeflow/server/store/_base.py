@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from teeflow.server.audit import GENESIS_HASH, AuditEntry, AuditRecord, entry_hash, format_ts
 from teeflow.server.db import write_engine
 from teeflow.server.models import AuditRow
+from teeflow.server.store._credentials import CredentialReader
 from teeflow.server.store._records import Conflict
 
 __all__ = ["StoreBase", "require_aware", "to_audit_record"]
@@ -48,10 +49,16 @@ class StoreBase:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writer = write_engine(engine)
+        self._credentials = CredentialReader(engine)
 
     @property
     def engine(self) -> Engine:
         return self._engine
+
+    @property
+    def credentials(self) -> CredentialReader:
+        """The per-request token lookups (store/_credentials.py)."""
+        return self._credentials
 
     @property
     def is_postgresql(self) -> bool:

@@ -42,7 +42,8 @@ class Store(AccountsMixin, CatalogMixin, TasksMixin, FlowMixin, LeaseMixin):
         upgrade(self._engine, revision)
 
     def close(self) -> None:
-        """Close the pooled connections."""
+        """Close the pooled connections and the token lookups' own."""
+        self._credentials.close()
         self._engine.dispose()
 
     # -- audit log -------------------------------------------------------------------------------
