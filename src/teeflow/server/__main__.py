@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
@@ -56,11 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     except InsecureTransportError as exc:
         parser.error(str(exc))
     settings = Settings(data_dir=args.data_dir)
+    serve: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": "info",
+        "access_log": args.access_log,
+        # The client's address is the TCP peer's: X-Forwarded-For counts only from the proxies
+        # in TEEFLOW_TRUSTED_PROXIES (server/throttle.py), never from uvicorn's default 127.0.0.1.
+        "proxy_headers": False,
+        **tls,
+    }
     if args.workers == 1:
-        app = create_app(settings)
-        uvicorn.run(
-            app, host=args.host, port=args.port, log_level="info", access_log=args.access_log, **tls
-        )
+        uvicorn.run(create_app(settings), **serve)
         return 0
     if is_sqlite_url(settings.resolved_database_url):
         print(
@@ -81,12 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     uvicorn.run(
         "teeflow.server.app:app_from_environment",
         factory=True,
-        host=args.host,
-        port=args.port,
         workers=args.workers,
-        log_level="info",
-        access_log=args.access_log,
-        **tls,
+        **serve,
     )
     return 0
 
