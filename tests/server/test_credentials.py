@@ -11,7 +11,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 import pytest
+from sqlalchemy.engine import make_url
 
+from postgres_admin import admin_execute
 from teeflow.server.store import Store
 
 T = TypeVar("T")
@@ -95,3 +97,26 @@ def test_an_executor_reads_the_same_through_both_paths(
     assert blocking.key_id == key_id
     assert blocking.registered_at == T0 and blocking.last_seen_at.utcoffset() == timedelta(0)
     assert _on_loop(store, store.credentials.executor_async("y" * 64)) is None
+
+
+@pytest.mark.postgres
+def test_the_event_loop_connection_is_reopened_after_the_server_dropped_it(
+    postgres_url: str,
+) -> None:
+    store = Store.from_url(postgres_url)
+    store.migrate()
+    _user(store)
+    store.add_token(token_hash="t" * 64, username="alice", expires_at=T0 + timedelta(hours=1))
+
+    async def lookups() -> list[bool]:
+        seen = [await store.credentials.user_async("t" * 64) is not None]
+        connection = store.credentials._pg[asyncio.get_running_loop()]
+        terminate = f"SELECT pg_terminate_backend({int(connection.info.backend_pid)})"
+        admin_execute(make_url(postgres_url), terminate)
+        seen.append(await store.credentials.user_async("t" * 64) is not None)
+        return seen
+
+    try:
+        assert _on_loop(store, lookups()) == [True, True]
+    finally:
+        store.close()
