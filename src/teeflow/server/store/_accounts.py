@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 
 from teeflow.server.audit import AuditEntry
 from teeflow.server.models import ExecutorRow, LoginFailureRow, TokenRow, UserRow
@@ -25,8 +25,7 @@ def _user(row: UserRow) -> UserRecord:
     )
 
 
-def _executor(row: ExecutorRow | Row[Any]) -> ExecutorRecord:
-    """From an ORM row or a Core row of the executors table (the same attribute names)."""
+def _executor(row: ExecutorRow) -> ExecutorRecord:
     return ExecutorRecord(
         executor_id=row.executor_id,
         tee=row.tee,
