@@ -8,7 +8,7 @@ query itself a few microseconds of it. Here each is one fixed SQL string on a dr
 - SQLite (a database file): one ``sqlite3`` connection per process in autocommit mode, shared
   under a lock. The caller may run it on the event loop: a WAL reader never waits for a writer,
   and the lookup reads two B-tree pages the OS already caches, which is less time than handing
-  the call to a worker thread and back (docs/decisions/0027-authentication-on-the-event-loop.md).
+  the call to a worker thread and back (docs/decisions/0028-authentication-on-the-event-loop.md).
 - PostgreSQL: :meth:`CredentialReader.user_async` and :meth:`CredentialReader.executor_async` use
   one psycopg ``AsyncConnection`` per event loop (autocommit), so the network round trip never
   blocks the loop; the synchronous methods (WebSocket admission runs them in a worker thread) use
