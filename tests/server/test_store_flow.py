@@ -4,7 +4,8 @@ against SQLite and PostgreSQL (see conftest.py)."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -53,6 +54,7 @@ def _approve(store: Store, task_id: str, username: str) -> str:
         now=T0,
         audit=_entry(username, "task.approve", task_id),
         approved_audit=_entry("control-plane", "task.approved", task_id),
+        queued_audit=_entry("control-plane", "task.queued", task_id),
     ).status
 
 
@@ -83,6 +85,52 @@ def test_second_approval_by_one_user_is_a_conflict_and_changes_nothing(users: St
 
     assert len(users.list_audit()) == before
     assert users.get_task(task.task_id).status == "proposed"  # type: ignore[union-attr]
+
+
+def _run_authorisation(issued_at: datetime, start_within_s: int) -> dict[str, Any]:
+    # The store reads only the window (issued_at, start_within_s); the routes and the enclave
+    # check the signature.
+    body = {"issued_at": issued_at.isoformat(), "start_within_s": start_within_s}
+    return {"body": body, "signature": "s"}
+
+
+def _approve_with_run(store: Store, task_id: str, run: dict[str, Any]) -> str:
+    return store.approve_task(
+        task_id=task_id,
+        username="alice",
+        signature="sig-alice",
+        wrapped_keys={},
+        now=T0,
+        audit=_entry("alice", "task.approve", task_id),
+        approved_audit=_entry("control-plane", "task.approved", task_id),
+        run_authorisation=run,
+        queued_audit=_entry("control-plane", "task.queued", task_id),
+    ).status
+
+
+def test_a_run_authorisation_in_an_approval_queues_the_task_with_the_last_one(
+    users: Store,
+) -> None:
+    task = add_task(users)
+    run = _run_authorisation(T0, 600)
+
+    assert _approve_with_run(users, task.task_id, run) == "proposed"
+    assert _approve(users, task.task_id, "bob") == "queued"
+    after = users.get_task(task.task_id)
+    assert after is not None and after.run_authorisation == run
+    actions = [e.action for e in users.list_audit()]
+    assert actions[-3:] == ["task.approve", "task.approved", "task.queued"]
+    verify_chain(event_to_dict(e) for e in users.list_audit())
+
+
+def test_a_run_authorisation_past_its_window_leaves_the_task_approved(users: Store) -> None:
+    task = add_task(users)
+    stale = _run_authorisation(T0 - timedelta(hours=1), 600)
+
+    _approve_with_run(users, task.task_id, stale)
+
+    assert _approve(users, task.task_id, "bob") == "approved"  # the creator runs it again
+    assert users.list_audit()[-1].action == "task.approved"
 
 
 def test_lease_facts_reads_approvals_datasets_and_checkpoint(users: Store) -> None:

@@ -222,12 +222,33 @@ def show(
         console.print("review: no warnings")
 
 
+StartWithin = Annotated[
+    int,
+    typer.Option(
+        "--start-within",
+        min=1,
+        max=MAX_START_WITHIN_S // 60,
+        help="Minutes an enclave has to start it; later it only resumes a checkpoint.",
+    ),
+]
+
+
 @app.command()
 def approve(
     task_id: TaskId,
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Approve without asking (after reviewing).")
     ] = False,
+    run: Annotated[
+        bool,
+        typer.Option(
+            "--run",
+            help="Creator only: also sign the run authorisation now, so the task is queued as "
+            "the last approval arrives (no `task run`). The --start-within window counts from "
+            "now; if the others approve after it, run the task with `task run`.",
+        ),
+    ] = False,
+    start_within: StartWithin = DEFAULT_START_WITHIN_S // 60,
     passphrase_file: PassphraseFile = None,
     as_json: JsonOut = False,
 ) -> None:
@@ -242,8 +263,9 @@ def approve(
                 fail("not approving unconfirmed: review `teeflow task show ID`, then pass --yes")
             if not typer.confirm(f"Approve task {task_id} ({len(warnings)} warning(s))?", err=True):
                 fail("not approved")
-        result = client.approve(task_id)
-    emit(result if as_json else flat(_summary(result)), as_json=as_json, title="Approved")
+        result = client.approve(task_id, run=run, start_within_s=start_within * 60)
+    title = "Queued" if result.get("status") == "queued" else "Approved"
+    emit(result if as_json else flat(_summary(result)), as_json=as_json, title=title)
 
 
 @app.command()
@@ -262,15 +284,7 @@ def reject(
 @app.command()
 def run(
     task_id: TaskId,
-    start_within: Annotated[
-        int,
-        typer.Option(
-            "--start-within",
-            min=1,
-            max=MAX_START_WITHIN_S // 60,
-            help="Minutes an enclave has to start it; later it only resumes a checkpoint.",
-        ),
-    ] = DEFAULT_START_WITHIN_S // 60,
+    start_within: StartWithin = DEFAULT_START_WITHIN_S // 60,
     passphrase_file: PassphraseFile = None,
     as_json: JsonOut = False,
 ) -> None:

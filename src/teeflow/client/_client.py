@@ -364,6 +364,8 @@ class Client:
         task's enclave-signed receipt shows it ran anyway, ``withdrawal_breach`` says so (and it
         is logged as an error)."""
         result: dict[str, Any] = self._call("GET", f"/v1/tasks/{task_id}")
+        if result.get("id") != task_id:
+            raise ClientError(f"the control plane answered for task {task_id} with another task")
         return self._check_withdrawal(result)
 
     def _check_withdrawal(self, task: dict[str, Any]) -> dict[str, Any]:
@@ -434,9 +436,19 @@ class Client:
             task, me=self._me(), keys=self.keys, home=self.home, attested=attested
         )
 
-    def approve(self, task_id: str) -> dict[str, Any]:
-        """Review, sign the contract hash and wrap this member's keys to the attested enclave."""
+    def approve(
+        self, task_id: str, *, run: bool = False, start_within_s: int = DEFAULT_START_WITHIN_S
+    ) -> dict[str, Any]:
+        """Review, sign the contract hash and wrap this member's keys to the attested enclave.
+
+        ``run`` (the creator only; ClientError otherwise) also signs the run authorisation
+        :meth:`run` would sign, now: the control plane queues the task as the last approval
+        arrives, no `run` call needed. The start window (``start_within_s``) counts from now;
+        if the others approve after it has passed, the task waits ``approved`` and the creator
+        runs it again with :meth:`run` (docs/run-authorisation.md)."""
         task = self._recent_or_fetch(task_id)
+        if run and task.get("creator") != self._me():
+            raise ClientError(f"only the task's creator ({task.get('creator')}) can run it")
         self.review(task)
         contract = task["contract"]
         chash = contract_hash(contract)
@@ -473,11 +485,14 @@ class Client:
             enclave_keys=contract["executor"]["public_keys"],
             at=self._clock().isoformat(),
         )
-        result: dict[str, Any] = self._call(
-            "POST",
-            f"/v1/tasks/{task_id}/approve",
-            json={"signature": signature, "wrapped_keys": wrapped},
-        )
+        body: dict[str, Any] = {"signature": signature, "wrapped_keys": wrapped}
+        if run:
+            from teeflow.client._run_state import run_authorisation
+
+            body["run"] = run_authorisation(
+                task, self.keys.signing_key, now=self._clock(), start_within_s=start_within_s
+            )
+        result: dict[str, Any] = self._call("POST", f"/v1/tasks/{task_id}/approve", json=body)
         self._remember(result)
         return result
 
@@ -666,6 +681,11 @@ class Client:
 
     def _verified_receipt(self, task: Mapping[str, Any]) -> dict[str, Any]:
         contract = task["contract"]
+        if contract.get("task_id") != task["id"]:  # another task's contract, receipt, output
+            raise ClientError(
+                f"the control plane answered for task {task['id']} with another task's "
+                "contract; do not trust its receipt or outputs"
+            )
         check_trusted_contract(self.home, str(task["id"]), contract_hash(contract), contract)
         receipt = task.get("receipt") or self._call("GET", f"/v1/tasks/{task['id']}/receipt")
         enclave_key = VerifyKey.from_b64(contract["executor"]["public_keys"]["ed25519"])

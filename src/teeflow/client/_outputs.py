@@ -12,6 +12,7 @@ under a fresh key instead. See docs/decisions/0020-models-a-member-takes-home.md
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,9 @@ __all__ = [
 
 WRAPPED_KEY_HEADER = "X-Teeflow-Wrapped-Key"
 """The output's key wrapped to its recipient, sent with the content (server/routes/tasks.py)."""
+RECEIPT_HEADER = "X-Teeflow-Receipt"
+CONTRACT_HEADER = "X-Teeflow-Contract"
+"""The task's signed receipt and its contract, sent with the content (base64 of JSON)."""
 
 
 def joint_output_error(slot: str, spec: Mapping[str, Any]) -> ClientError:
@@ -151,6 +155,26 @@ def output_rows(client: Client, task_id: str) -> list[dict[str, Any]]:
     return rows
 
 
+def _task_with_receipt(headers: Mapping[str, str], task_id: str) -> dict[str, Any] | None:
+    """The contract and signed receipt the output route sends with the ciphertext, as a task
+    view for :meth:`Client._verified_receipt` (which checks them exactly as the task view's);
+    None when the control plane left them out (then the client fetches the task)."""
+    receipt, contract = headers.get(RECEIPT_HEADER), headers.get(CONTRACT_HEADER)
+    if receipt is None or contract is None:
+        return None
+    try:
+        task = {"id": task_id, "receipt": _json(receipt), "contract": _json(contract)}
+    except (CryptoError, ValueError) as exc:
+        raise ClientError(f"the receipt sent with the output is malformed: {exc}") from exc
+    if not isinstance(task["receipt"], dict) or not isinstance(task["contract"], dict):
+        raise ClientError("the receipt sent with the output is malformed: not JSON objects")
+    return task
+
+
+def _json(header: str) -> Any:
+    return json.loads(b64d(header))
+
+
 def download_output(
     client: Client, task_id: str, slot: str, destination: Path | None = None
 ) -> bytes | Path:
@@ -158,11 +182,11 @@ def download_output(
 
     Raises ApiError (403) for an output not addressed to this member, and for a joint output
     (it stays sealed to the enclave; the message says how to use it)."""
-    task = client.task(task_id)
-    body = client._verified_receipt(task)["body"]
-    expected = body.get("outputs", {}).get(slot, {}).get("ciphertext_sha256")
     response = client.http.get(f"/v1/tasks/{task_id}/outputs/{slot}/content")
     raise_for_error(response)
+    task = _task_with_receipt(response.headers, task_id) or client.task(task_id)
+    body = client._verified_receipt(task)["body"]
+    expected = body.get("outputs", {}).get(slot, {}).get("ciphertext_sha256")
     wrapped = response.headers.get(WRAPPED_KEY_HEADER)
     if wrapped is None:
         wrapped = client._call("GET", f"/v1/tasks/{task_id}/outputs/{slot}/key")["wrapped_key"]

@@ -1,7 +1,8 @@
 """Tasks: propose, show, approve, reject, run, cancel, withdraw, outputs, receipt, events.
 
 State machine (guarded transitions, each an atomic compare-and-set in the store):
-proposed -> approved (every participant signed) -> queued (creator runs it) -> running (leased)
+proposed -> approved (every participant signed) -> queued (creator runs it, or approved with its
+run authorisation: then queued as the last approval arrives) -> running (leased)
 -> succeeded | failed; proposed/approved/queued/running -> canceled; proposed -> rejected;
 proposed/approved/queued/running -> canceled when a participant withdraws its approval (an
 enclave that already started the task has checked its approvals; the withdrawal binds only an
@@ -21,7 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from teeflow.crypto import CryptoError, VerifyKey, b64d
+from teeflow.crypto import CryptoError, VerifyKey, b64d, b64e, canonical_json
 from teeflow.enclave.budget import BUDGET_PREFIX, verify_budget_statement
 from teeflow.enclave.checks import FUNCTION_SLOT
 from teeflow.enclave.contract import APPROVAL_DOMAIN, contract_hash
@@ -47,6 +48,11 @@ WRAPPED_KEY_HEADER = "X-Teeflow-Wrapped-Key"
 class Approval(BaseModel):
     signature: str = Field(max_length=200)
     wrapped_keys: dict[str, str] = Field(default_factory=dict)
+    run: dict[str, Any] | None = Field(
+        default=None,
+        description="the creator only: its signed run authorisation, so the task is queued as "
+        "the last approval arrives (docs/run-authorisation.md)",
+    )
 
 
 class Rejection(BaseModel):
@@ -248,6 +254,8 @@ def approve(
     if missing:
         raise ApiError.invalid(f"approval lacks wrapped keys for {sorted(missing)}")
     spends = _budget_statements(body.wrapped_keys, user)
+    if body.run is not None:
+        _check_run_authorisation(platform, task, user, body.run)
     try:
         task = platform.store.approve_task(
             task_id=task_id,
@@ -262,17 +270,44 @@ def approve(
                 contract_hash=task.contract_hash,
                 signature=body.signature,
                 **({"privacy_spend": spends} if spends else {}),
+                **({"run_authorisation": body.run} if body.run is not None else {}),
             ),
             approved_audit=AuditEntry(
                 actor="control-plane", action="task.approved", subject=task_id, details={}
+            ),
+            run_authorisation=body.run,
+            queued_audit=AuditEntry(  # on the run authorisation the creator's approval carried
+                actor="control-plane", action="task.queued", subject=task_id, details={}
             ),
         )
     except Conflict:
         raise ApiError.conflict("you have already decided on this task") from None
     except NotFound:
         raise ApiError.not_found(f"task {task_id}") from None
-    platform.notifier.notify(task_key(task_id))
+    if task.status == "queued":
+        platform.notifier.notify(task_key(task_id), QUEUE)
+    else:
+        platform.notifier.notify(task_key(task_id))
     return task_public(platform, task)
+
+
+def _check_run_authorisation(
+    platform: Platform, task: TaskRecord, user: UserRecord, authorisation: dict[str, Any]
+) -> None:
+    """403 unless ``user`` created ``task``; 422 unless ``authorisation`` is the creator's
+    signed run authorisation for the task's contract. The enclave checks it again (with expiry
+    and withdrawals); checking it here too refuses a malformed one before it is stored."""
+    if task.creator != user.username:
+        raise ApiError.forbidden("only the task's creator can run it")
+    try:
+        verify_run_authorisation(
+            plain_json(authorisation),
+            task.contract_hash,
+            key=VerifyKey.from_b64(task.contract["participants"][task.creator]["sign_pk"]),
+            now=platform.clock(),
+        )
+    except (RunStateError, ValueError) as exc:
+        raise ApiError.invalid(f"run authorisation refused: {exc}") from None
 
 
 @router.post("/{task_id}/reject", responses=error_responses(401, 404, 409, 422))
@@ -311,19 +346,7 @@ def reject(
 @router.post("/{task_id}/run", responses=error_responses(401, 403, 404, 409, 422))
 def run(task_id: str, body: RunRequest, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
     task = task_for(platform, task_id, user)
-    if task.creator != user.username:
-        raise ApiError.forbidden("only the task's creator can run it")
-    # The enclave checks it (with expiry and withdrawals); checking the signature here too
-    # refuses a malformed one before it is stored.
-    try:
-        verify_run_authorisation(
-            plain_json(body.authorisation),
-            task.contract_hash,
-            key=VerifyKey.from_b64(task.contract["participants"][task.creator]["sign_pk"]),
-            now=platform.clock(),
-        )
-    except (RunStateError, ValueError) as exc:
-        raise ApiError.invalid(f"run authorisation refused: {exc}") from None
+    _check_run_authorisation(platform, task, user, body.authorisation)
     done = platform.store.transition(
         task_id,
         from_states={"approved"},
@@ -421,7 +444,11 @@ def outputs(task_id: str, user: CurrentUser, platform: PlatformDep) -> list[dict
 
 
 def _output_for(platform: Platform, task_id: str, slot: str, user: UserRecord) -> Any:
-    task_for(platform, task_id, user)
+    return _readable_output(platform, task_for(platform, task_id, user), slot, user)
+
+
+def _readable_output(platform: Platform, task: TaskRecord, slot: str, user: UserRecord) -> Any:
+    task_id = task.task_id
     for output in platform.store.list_outputs(task_id):
         if output.slot == slot:
             if output.joint_owners:
@@ -444,14 +471,35 @@ def _output_for(platform: Platform, task_id: str, slot: str, user: UserRecord) -
 def output_content(
     task_id: str, slot: str, user: CurrentUser, platform: PlatformDep
 ) -> StreamingResponse:
-    output = _output_for(platform, task_id, slot, user)
-    # The caller's wrapped key rides along, saving a round trip; it opens only for the caller.
+    task = task_for(platform, task_id, user)
+    output = _readable_output(platform, task, slot, user)
+    # The caller's wrapped key, and the contract and receipt it checks the ciphertext against,
+    # ride along, saving round trips; the key opens only for the caller.
     return send_blob(
         platform,
         output.blob_key,
         filename=f"{task_id}-{slot}.sealed",
-        headers={WRAPPED_KEY_HEADER: output.wrapped_keys[user.username]},
+        headers={WRAPPED_KEY_HEADER: output.wrapped_keys[user.username], **_receipt_headers(task)},
     )
+
+
+RECEIPT_HEADER = "X-Teeflow-Receipt"
+CONTRACT_HEADER = "X-Teeflow-Contract"
+_MAX_RECEIPT_HEADERS = 48 * 1024
+"""Left out above this (bytes of both headers), well under an HTTP client's header limit; the
+client then fetches the task, as it would without them."""
+
+
+def _receipt_headers(task: TaskRecord) -> dict[str, str]:
+    """The task's signed receipt and contract (standard base64 of their canonical JSON), which
+    the member's client checks exactly as it checks the task view's (client/_outputs.py)."""
+    if task.receipt is None:
+        return {}
+    headers = {
+        RECEIPT_HEADER: b64e(canonical_json(task.receipt)),
+        CONTRACT_HEADER: b64e(canonical_json(task.contract)),
+    }
+    return headers if sum(map(len, headers.values())) <= _MAX_RECEIPT_HEADERS else {}
 
 
 @router.get("/{task_id}/outputs/{slot}/key", responses=error_responses(401, 403, 404, 422))

@@ -1,25 +1,28 @@
 """The task path's hot transactions: an approval, and what a lease hands the executor.
 
 Each runs in one transaction with Core statements (rows, not ORM objects): an approval with the
-``approved`` transition it may complete, and a lease's approvals, input datasets and checkpoint
-in one read. Decision 0025 explains why.
+``approved`` (or, when the creator approved with its run authorisation, ``queued``) transition it
+may complete, and a lease's approvals, input datasets and checkpoint in one read. Decisions 0025
+and 0027 explain why.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
+from teeflow.enclave.run_state import MAX_START_WITHIN_S, RunStateError, parse_time
 from teeflow.server.audit import AuditEntry
 from teeflow.server.models import ApprovalRow, CheckpointRow, DatasetRow, TaskRow
 from teeflow.server.store._base import StoreBase, require_aware
 from teeflow.server.store._records import ApprovalRecord, NotFound, TaskRecord
 from teeflow.server.store._tasks import approval_record, task_record
 
-__all__ = ["FlowMixin", "LeaseFacts"]
+__all__ = ["FlowMixin", "LeaseFacts", "start_window_open"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,22 @@ def _approval_rows(connection: Connection, task_id: str) -> list[ApprovalRecord]
     return [approval_record(row) for row in rows]
 
 
+def start_window_open(authorisation: Any, now: datetime) -> bool:
+    """Whether a run authorisation's start window (``issued_at + start_within_s``, capped as the
+    enclave caps it) is still open at ``now``. The control plane's courtesy only: it queues a
+    task whose creator approved with ``run`` no later than that, so an honest platform does not
+    hand the enclave one it will refuse; the enclave checks the window itself."""
+    body = authorisation.get("body") if isinstance(authorisation, dict) else None
+    if not isinstance(body, dict):
+        return False
+    try:
+        issued_at = parse_time(body.get("issued_at"), "issued_at")
+        window = min(int(body["start_within_s"]), MAX_START_WITHIN_S)
+    except (RunStateError, KeyError, TypeError, ValueError):
+        return False
+    return now <= issued_at + timedelta(seconds=window)
+
+
 class FlowMixin(StoreBase):
     def approve_task(
         self,
@@ -55,9 +74,16 @@ class FlowMixin(StoreBase):
         now: datetime,
         audit: AuditEntry | None = None,
         approved_audit: AuditEntry | None = None,
+        run_authorisation: dict[str, Any] | None = None,
+        queued_audit: AuditEntry | None = None,
     ) -> TaskRecord:
         """Record ``username``'s approval and, when every participant has approved, move the
         task ``proposed`` -> ``approved`` (logging ``approved_audit``), in one transaction.
+
+        ``run_authorisation`` (the creator's, checked by the caller) is stored with the task.
+        When the task holds one and its start window is still open (:func:`start_window_open`)
+        as the last approval arrives, the task goes on to ``queued`` (logging ``queued_audit``)
+        in the same transaction; past the window it stays ``approved`` for the creator to run.
 
         Returns the task as it is after. :class:`NotFound` if the task does not exist,
         :class:`Conflict` if ``username`` already decided on it.
@@ -82,18 +108,28 @@ class FlowMixin(StoreBase):
                     created_at=now,
                 )
             )
+            if run_authorisation is not None:
+                connection.execute(
+                    update(TaskRow)
+                    .where(tasks.c.task_id == task_id, tasks.c.status == "proposed")
+                    .values(run_authorisation=dict(run_authorisation))
+                )
+                row = connection.execute(select(tasks).where(tasks.c.task_id == task_id)).one()
             task = task_record(connection, row)
             approved = {
                 a.username for a in _approval_rows(connection, task_id) if a.decision == "approve"
             }
             self._maybe_audit(session, audit, now)
             if task.status == "proposed" and approved >= set(task.participants):
+                queue = start_window_open(task.run_authorisation, now)
                 connection.execute(
                     update(TaskRow)
                     .where(tasks.c.task_id == task_id, tasks.c.status == "proposed")
-                    .values(status="approved", updated_at=now)
+                    .values(status="queued" if queue else "approved", updated_at=now)
                 )
                 self._maybe_audit(session, approved_audit, now)
+                if queue:
+                    self._maybe_audit(session, queued_audit, now)
                 row = connection.execute(select(tasks).where(tasks.c.task_id == task_id)).one()
                 task = task_record(connection, row)
             return task
