@@ -1,10 +1,12 @@
 """CPU time per trivial `echo` flow, per process: control plane, executor, member clients.
 
 CPU time (``/proc/PID/stat`` utime + stime) does not grow with the machine's load the way wall
-time does, so it compares two versions of the task path on a busy machine. One flow: propose ->
-approve (creator) -> approve (owner) -> run -> wait -> output, as bench_task_latency.py; three
-untimed flows first. ``--py-spy FILE`` also samples the control plane with py-spy (if installed)
-into a flame graph (SVG; collapsed stacks if FILE ends in .txt) over the counted flows.
+time does, so it compares two versions of the task path on a busy machine. One flow, as
+bench_task_latency.py's P4: propose -> approve (creator, with its run authorisation) -> approve
+(owner; the task is queued with it) -> wait -> output (with its receipt, one request); three
+untimed flows first. It also prints the HTTP round trips the members make per flow.
+``--py-spy FILE`` also samples the control plane with py-spy (if installed) into a flame graph
+(SVG; collapsed stacks if FILE ends in .txt) over the counted flows.
 
     .venv/bin/python bench/bench_task_cpu.py [--runs 30] [--py-spy /tmp/cp.svg]
 """
@@ -23,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench_task_latency import _member, sim_policy
+from bench_task_latency import _Counted, _member, sim_policy
 from teeflow.server.launcher import LocalPlatform
 
 
@@ -64,9 +66,8 @@ def main() -> None:
                         outputs={"data": {"recipients": ["owner"]}},
                     ),
                 )
-                timed("approve-creator", lambda: creator.approve(task["id"]))
+                timed("approve-creator", lambda: creator.approve(task["id"], run=True))
                 timed("approve-owner", lambda: owner.approve(task["id"]))
-                timed("run", lambda: creator.run(task["id"]))
                 timed("wait", lambda: creator.wait(task["id"]))
                 timed("output", lambda: owner.output(task["id"], "data"))
 
@@ -85,10 +86,12 @@ def main() -> None:
                 time.sleep(1.0)
             server, executor = platform.server.pid, platform.executors[0].pid
             s0, e0, c0 = cpu_seconds(server), cpu_seconds(executor), time.process_time()
+            counted = _Counted(creator, owner)
             w0 = time.perf_counter()
             for _ in range(args.runs):
                 flow()
             w1 = time.perf_counter()
+            round_trips = counted.count / args.runs
             s1, e1, c1 = cpu_seconds(server), cpu_seconds(executor), time.process_time()
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
@@ -97,7 +100,7 @@ def main() -> None:
             print(
                 f"per flow ms: wall {per * (w1 - w0):.1f}  CPU control plane {per * (s1 - s0):.1f}"
                 f"  executor {per * (e1 - e0):.1f}  clients {per * (c1 - c0):.1f}"
-                f"  (load average {os.getloadavg()[0]:.1f})"
+                f"  (load average {os.getloadavg()[0]:.1f}); {round_trips:.0f} member round trips"
             )
             medians = {k: round(1000 * statistics.median(v), 1) for k, v in steps.items()}
             print("wall median ms per step", medians)

@@ -1,16 +1,19 @@
 """P4 / P5: a trivial `echo` task through the whole platform: latency, and throughput.
 
-Latency (P4), one flow at a time, 1 executor: propose -> every approval (each signs and wraps its
-key to the attested enclave) -> run -> wait -> output (download, check against the receipt,
-decrypt). Real HTTP, real executor processes. Beside it: a bare authenticated HTTP round trip to
-the same server, the floor any request pays. The split gives each step's median and the HTTP round
-trips one flow makes.
+Latency (P4), one flow at a time, 1 executor: propose -> approve (creator, with its run
+authorisation: the task is queued as the last approval arrives, no `run` call) -> approve (owner;
+each approval signs and wraps its key to the attested enclave) -> wait -> output (download with the
+receipt, check, decrypt). Real HTTP, real executor processes. Beside it: a bare authenticated HTTP
+round trip to the same server, the floor any request pays. The split gives the median of each
+step (propose, approve-creator, approve-owner, wait, output) and the HTTP round trips one flow
+makes.
 
 Throughput (P5): ``--tasks`` echo tasks are proposed and approved first (untimed: approvals are a
-person's act); then the clock runs from the first `run` to the last task succeeded, with the
-creator starting them from 8 threads. With 2 and with 4 executors, on SQLite (one control-plane
-process) and, given ``--postgres URL``, on PostgreSQL with ``--workers`` control-plane processes
-(each run in a fresh schema, dropped after).
+person's act; the creator approves without its run authorisation); then the clock runs from the
+first explicit `run` to the last task succeeded, with the creator starting them from 8 threads
+(as before approvals could carry the run, so the figure stays comparable). With 2 and with 4
+executors, on SQLite (one control-plane process) and, given ``--postgres URL``, on PostgreSQL
+with ``--workers`` control-plane processes (each run in a fresh schema, dropped after).
 
     .venv/bin/python bench/bench_task_latency.py [--runs 50] [--tasks 200] [--json PATH]
         [--postgres postgresql+psycopg://...] [--workers 2]
@@ -40,7 +43,7 @@ from teeflow.client import Client, MemberHome, MemberKeys
 from teeflow.crypto import PrivateKey, SigningKey
 from teeflow.server.launcher import LocalPlatform
 
-STEPS = ("propose", "approve-creator", "approve-owner", "run", "wait", "output")
+STEPS = ("propose", "approve-creator", "approve-owner", "wait", "output")
 
 
 def _member(platform: LocalPlatform, root: Path, name: str, policy: Policy) -> Client:
@@ -128,7 +131,7 @@ def measure(
                 steps[step].append((time.perf_counter() - start) * 1000)
                 return result
 
-            def propose_and_approve(record: bool = False) -> str:
+            def propose_and_approve(record: bool = False, run: bool = False) -> str:
                 clock = timed if record else (lambda _step, call: call())
                 task = clock(
                     "propose",
@@ -138,7 +141,7 @@ def measure(
                         outputs={"data": {"recipients": ["owner"]}},
                     ),
                 )
-                clock("approve-creator", lambda: creator.approve(task["id"]))
+                clock("approve-creator", lambda: creator.approve(task["id"], run=run))
                 clock("approve-owner", lambda: owner.approve(task["id"]))
                 return str(task["id"])
 
@@ -152,8 +155,7 @@ def measure(
             requests_before = counted.count
             for _ in range(runs):
                 start = time.perf_counter()
-                task_id = propose_and_approve(record=True)
-                timed("run", lambda: creator.run(task_id))  # noqa: B023
+                task_id = propose_and_approve(record=True, run=True)  # queued as owner approves
                 done = timed("wait", lambda: creator.wait(task_id))  # noqa: B023
                 assert done["status"] == "succeeded", done["failure_reason"]
                 timed("output", lambda: owner.output(task_id, "data"))  # noqa: B023

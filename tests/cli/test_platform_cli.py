@@ -273,15 +273,15 @@ def test_a_failed_task_makes_wait_exit_non_zero_with_the_decrypted_error(
         "task", "propose", "private-join-sum", "--input", f"a={bad}", "--input", f"s={good}",
         "--output", "result=alice",
     )["id"]  # fmt: skip
-    for member in (alice, shop):
-        member.ok("task", "approve", task, "--yes")
-    alice.ok("task", "run", task)
+    queued_by = alice.json("task", "approve", task, "--yes", "--run", "--start-within", "30")
+    shop.ok("task", "approve", task, "--yes")  # the last approval queues it: no `task run`
 
     waited = alice("task", "wait", task, "--timeout", "120")
 
     assert "failed: function failed" in one_line_error(waited)
     assert "enclave error (decrypted, disclosed to you): input 'a', line 2" in waited.stderr
     assert "u1,x" not in waited.stderr  # the error names the line, never the values
+    assert queued_by["run_authorisation"]["body"]["start_within_s"] == 30 * 60
 
 
 def test_reject_ends_a_proposal(members: dict[str, Member], tmp_path: Path) -> None:

@@ -1,13 +1,20 @@
 """The task path's HTTP round trips: a member's client does not fetch again a task it has just
-received from its own propose or approve, and still reviews what it signs."""
+received from its own propose or approve, and still reviews what it signs; the creator's run
+rides on its approval, an output comes with its receipt, and `wait` is one long-poll."""
 
 from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import httpx
 import pytest
 
 from teeflow.client import Client, ClientError
 from teeflow.enclave.contract import contract_hash
+from teeflow.server.launcher import LocalPlatform
 
 from .conftest import MemberFactory
 
@@ -107,3 +114,41 @@ def test_the_creator_still_refuses_to_approve_an_enclave_it_did_not_attest(
         creator.approve(task["id"])
 
     assert creator.task(task["id"])["approvals"] == {}
+
+
+@contextmanager
+def _executors_paused(platform: LocalPlatform) -> Iterator[None]:
+    """Every executor stopped (SIGSTOP), so a queued task waits."""
+    for index in range(len(platform.executors)):
+        platform.pause_executor(index)
+    try:
+        yield
+    finally:
+        for index in range(len(platform.executors)):
+            platform.resume_executor(index)
+
+
+def test_wait_is_one_long_poll_woken_as_the_task_ends(
+    member: MemberFactory, platform: LocalPlatform
+) -> None:
+    creator, owner = member("rt-creator"), member("rt-owner")
+    dataset = owner.upload_dataset(b"id,amount\nr4,4\n", name="rt4.csv", kind="table")
+    task = creator.propose(
+        "echo", inputs={"data": dataset["id"]}, outputs={"data": {"recipients": ["rt-owner"]}}
+    )
+    creator.approve(task["id"], run=True)
+
+    with ThreadPoolExecutor(1) as pool:
+        with _executors_paused(platform):  # no executor takes it until the long-poll is held
+            assert owner.approve(task["id"])["status"] == "queued"
+            log = _logged(creator, owner)
+            waiting = pool.submit(creator.wait, task["id"])
+            while not log:
+                time.sleep(0.01)
+            time.sleep(0.2)  # the request reaches the server and is held there
+        done = waiting.result(timeout=120)
+
+    assert done["status"] == "succeeded"
+    # Woken by the control plane's notifier as the task ended; without it the long-poll would
+    # come back still `queued` after its 20 s and the client would ask again.
+    assert log == [f"creator GET /v1/tasks/{task['id']}"]
