@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,6 +77,50 @@ def operator_db(platform: LocalPlatform) -> Iterator[sqlite3.Connection]:
             yield connection
     finally:
         connection.close()
+
+
+@contextmanager
+def executors_paused(platform: LocalPlatform) -> Iterator[None]:
+    """Every executor stopped (SIGSTOP), so a queued task waits, as on a busy platform."""
+    for index in range(len(platform.executors)):
+        platform.pause_executor(index)
+    try:
+        yield
+    finally:
+        for index in range(len(platform.executors)):
+            platform.resume_executor(index)
+
+
+def same_member(client: Client, **overrides: Any) -> Client:
+    """The same member (keys, home, session) in a second client, with ``overrides`` of
+    :class:`Client`'s arguments (another ``clock``, a hostile ``transport`` ...)."""
+    arguments: dict[str, Any] = {
+        "keys": client.keys,
+        "home": client.home,
+        "token": client.http.headers["Authorization"].removeprefix("Bearer "),
+        "username": client.username,
+    }
+    return Client(client.server, **{**arguments, **overrides})
+
+
+def echo_task(creator: Client, owner: Client, payload: bytes) -> str:
+    """A proposed `echo` task over ``owner``'s upload of ``payload``, output to ``owner``."""
+    dataset = owner.upload_dataset(payload, name="rows.csv", kind="other")
+    task = creator.propose(
+        "echo",
+        inputs={"data": dataset["id"]},
+        outputs={"data": {"recipients": [str(owner.username)]}},
+    )
+    return str(task["id"])
+
+
+def refused_by_enclave(client: Client, task_id: str) -> str:
+    """Wait for the task; assert the enclave failed it and nothing was delivered; the reason."""
+    done = client.wait(task_id, timeout=120)
+    assert done["status"] == "failed", done
+    assert client.outputs(task_id) == []
+    assert done["receipt"]["body"]["status"] == "failed"
+    return str(done["failure_reason"])
 
 
 def scan_for(root: Path, markers: list[bytes]) -> list[str]:

@@ -18,17 +18,14 @@ from teeflow.enclave.contract import APPROVAL_DOMAIN
 from teeflow.enclave.run_state import sign_run_authorisation
 from teeflow.server.launcher import LocalPlatform
 
-from .conftest import MemberFactory, member_policy, operator_db
-
-
-def _echo(creator: Client, owner: Client, payload: bytes) -> str:
-    dataset = owner.upload_dataset(payload, name="rows.csv", kind="other")
-    task = creator.propose(
-        "echo",
-        inputs={"data": dataset["id"]},
-        outputs={"data": {"recipients": [str(owner.username)]}},
-    )
-    return str(task["id"])
+from .conftest import (
+    MemberFactory,
+    echo_task,
+    member_policy,
+    operator_db,
+    refused_by_enclave,
+    same_member,
+)
 
 
 def _clocked(client: Client, platform: LocalPlatform, at: datetime) -> Client:
@@ -38,30 +35,14 @@ def _clocked(client: Client, platform: LocalPlatform, at: datetime) -> Client:
     def verifier(evidence: Evidence, policy: Policy, *, now: datetime) -> Claims:
         return verify(evidence, policy, now=datetime.now(UTC))
 
-    return Client(
-        client.server,
-        keys=client.keys,
-        home=client.home,
-        token=client.http.headers["Authorization"].removeprefix("Bearer "),
-        username=client.username,
-        policy=member_policy(platform),
-        clock=lambda: at,
-        verifier=verifier,
-    )
-
-
-def _refused(client: Client, task_id: str) -> str:
-    done = client.wait(task_id, timeout=120)
-    assert done["status"] == "failed", done
-    assert client.outputs(task_id) == []
-    return str(done["failure_reason"])
+    return same_member(client, policy=member_policy(platform), clock=lambda: at, verifier=verifier)
 
 
 def test_the_creators_approval_with_run_queues_the_task_as_the_owner_approves(
     member: MemberFactory,
 ) -> None:
     creator, owner = member("awr-creator"), member("awr-owner")
-    task_id = _echo(creator, owner, b"id,amount\na1,1\n")
+    task_id = echo_task(creator, owner, b"id,amount\na1,1\n")
 
     assert creator.approve(task_id, run=True)["status"] == "proposed"
     queued = owner.approve(task_id)
@@ -80,7 +61,7 @@ def test_the_creator_approving_last_with_run_queues_the_task_at_once(
     member: MemberFactory,
 ) -> None:
     creator, owner = member("awr-creator"), member("awr-owner")
-    task_id = _echo(creator, owner, b"id,amount\na2,2\n")
+    task_id = echo_task(creator, owner, b"id,amount\na2,2\n")
 
     assert owner.approve(task_id)["status"] == "proposed"
     queued = creator.approve(task_id, run=True)
@@ -93,7 +74,7 @@ def test_approvals_after_the_start_window_leave_the_task_for_the_creator_to_run_
     member: MemberFactory, platform: LocalPlatform
 ) -> None:
     creator, owner = member("awr-creator"), member("awr-owner")
-    task_id = _echo(creator, owner, b"id,amount\na3,3\n")
+    task_id = echo_task(creator, owner, b"id,amount\na3,3\n")
     # The creator approved with run an hour ago, with a one-minute start window.
     with _clocked(creator, platform, datetime.now(UTC) - timedelta(hours=1)) as earlier:
         earlier.approve(task_id, run=True, start_within_s=60)
@@ -106,7 +87,7 @@ def test_approvals_after_the_start_window_leave_the_task_for_the_creator_to_run_
 
 def test_only_the_creator_may_approve_with_run(member: MemberFactory) -> None:
     creator, owner = member("awr-creator"), member("awr-owner")
-    task_id = _echo(creator, owner, b"id,amount\na4,4\n")
+    task_id = echo_task(creator, owner, b"id,amount\na4,4\n")
     task = owner.task(task_id)
 
     with pytest.raises(ClientError, match="only the task's creator"):
@@ -138,12 +119,12 @@ def _approval(
     return {"signature": b64e(signature), "wrapped_keys": wrapped_keys, "run": run}
 
 
-def test_a_run_authorisation_for_another_contract_in_an_approval_is_refused(
+def test_a_run_authorisation_for_another_contract_in_an_approval_isrefused_by_enclave(
     member: MemberFactory,
 ) -> None:
     creator, owner = member("awr-creator"), member("awr-owner")
-    task = creator.task(_echo(creator, owner, b"id,amount\na5,5\n"))
-    other = creator.task(_echo(creator, owner, b"id,amount\na6,6\n"))
+    task = creator.task(echo_task(creator, owner, b"id,amount\na5,5\n"))
+    other = creator.task(echo_task(creator, owner, b"id,amount\na6,6\n"))
     foreign = sign_run_authorisation(
         other["contract_hash"],
         creator.keys.signing_key,
@@ -165,23 +146,23 @@ def test_the_operator_queueing_a_task_approved_without_run_is_refused_by_the_enc
     member: MemberFactory, platform: LocalPlatform
 ) -> None:
     creator, owner = member("awr-creator"), member("awr-owner")
-    task_id = _echo(creator, owner, b"id,amount\na7,7\n")
+    task_id = echo_task(creator, owner, b"id,amount\na7,7\n")
     creator.approve(task_id)  # without run
     assert owner.approve(task_id)["status"] == "approved"
 
     with operator_db(platform) as db:
         db.execute("UPDATE tasks SET status = 'queued' WHERE task_id = ?", (task_id,))
 
-    assert "creator has not authorised this run" in _refused(creator, task_id)
+    assert "creator has not authorised this run" in refused_by_enclave(creator, task_id)
 
 
-def test_the_operator_moving_one_approvals_run_authorisation_to_another_task_is_refused(
+def test_the_operator_moving_one_approvals_run_authorisation_to_another_task_isrefused_by_enclave(
     member: MemberFactory, platform: LocalPlatform
 ) -> None:
     creator, owner = member("awr-creator"), member("awr-owner")
-    carried = _echo(creator, owner, b"id,amount\na8,8\n")
+    carried = echo_task(creator, owner, b"id,amount\na8,8\n")
     creator.approve(carried, run=True)  # its run authorisation waits in the row for the owner
-    task_id = _echo(creator, owner, b"id,amount\na9,9\n")
+    task_id = echo_task(creator, owner, b"id,amount\na9,9\n")
     creator.approve(task_id)
     owner.approve(task_id)
 
@@ -193,4 +174,4 @@ def test_the_operator_moving_one_approvals_run_authorisation_to_another_task_is_
             (carried, task_id),
         )
 
-    assert "run authorisation is for another contract" in _refused(creator, task_id)
+    assert "run authorisation is for another contract" in refused_by_enclave(creator, task_id)

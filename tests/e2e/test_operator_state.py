@@ -23,7 +23,8 @@ from teeflow.client import Client
 from teeflow.crypto import PublicKey, b64e, canonical_json, hpke_seal, key_wrap_info
 from teeflow.server.launcher import LocalPlatform
 
-from .conftest import MemberFactory, operator_db
+from .conftest import MemberFactory, executors_paused, operator_db, same_member
+from .conftest import refused_by_enclave as _refused
 
 
 def _set_status(platform: LocalPlatform, task_id: str, status: str) -> None:
@@ -32,18 +33,6 @@ def _set_status(platform: LocalPlatform, task_id: str, status: str) -> None:
             "UPDATE tasks SET status = ?, failure_reason = NULL WHERE task_id = ?",
             (status, task_id),
         )
-
-
-@contextmanager
-def executors_paused(platform: LocalPlatform) -> Iterator[None]:
-    """Every executor stopped (SIGSTOP), so a queued task waits, as on a busy platform."""
-    for index in range(len(platform.executors)):
-        platform.pause_executor(index)
-    try:
-        yield
-    finally:
-        for index in range(len(platform.executors)):
-            platform.resume_executor(index)
 
 
 def _approved_echo(alice: Client, bank: Client, payload: bytes, **propose: Any) -> str:
@@ -59,25 +48,9 @@ def _approved_echo(alice: Client, bank: Client, payload: bytes, **propose: Any) 
     return str(task["id"])
 
 
-def _refused(alice: Client, task_id: str) -> str:
-    """Wait for the task; assert the enclave failed it and nothing was delivered; the reason."""
-    done = alice.wait(task_id, timeout=120)
-    assert done["status"] == "failed", done
-    assert alice.outputs(task_id) == []
-    assert done["receipt"]["body"]["status"] == "failed"
-    return str(done["failure_reason"])
-
-
 def _clocked(client: Client, clock: Callable[[], datetime]) -> Client:
     """The same member on a machine whose clock reads ``clock()``."""
-    return Client(
-        client.server,
-        keys=client.keys,
-        home=client.home,
-        token=client.http.headers["Authorization"].removeprefix("Bearer "),
-        username=client.username,
-        clock=clock,
-    )
+    return same_member(client, clock=clock)
 
 
 # -- row 4: task state -------------------------------------------------------------------------

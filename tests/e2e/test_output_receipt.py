@@ -13,7 +13,7 @@ import pytest
 from teeflow.client import Client, ClientError
 from teeflow.crypto import b64d, b64e, canonical_json
 
-from .conftest import MemberFactory
+from .conftest import MemberFactory, echo_task, same_member
 
 RECEIPT, CONTRACT = "X-Teeflow-Receipt", "X-Teeflow-Contract"
 
@@ -44,14 +44,7 @@ class _Hostile(httpx.BaseTransport):
 
 def _through(client: Client, rewrite: Rewrite, path_map: dict[str, str] | None = None) -> Client:
     """The same member, talking to a control plane whose answers ``rewrite`` alters."""
-    return Client(
-        client.server,
-        keys=client.keys,
-        home=client.home,
-        token=client.http.headers["Authorization"].removeprefix("Bearer "),
-        username=client.username,
-        transport=_Hostile(rewrite, path_map),
-    )
+    return same_member(client, transport=_Hostile(rewrite, path_map))
 
 
 def _with_header(response: httpx.Response, name: str, value: str) -> httpx.Response:
@@ -66,17 +59,12 @@ def _with_header(response: httpx.Response, name: str, value: str) -> httpx.Respo
 
 
 def _ran(creator: Client, owner: Client, payload: bytes) -> str:
-    dataset = owner.upload_dataset(payload, name="rows.csv", kind="other")
-    task = creator.propose(
-        "echo",
-        inputs={"data": dataset["id"]},
-        outputs={"data": {"recipients": [str(owner.username)]}},
-    )
-    creator.approve(task["id"])
-    owner.approve(task["id"])
-    creator.run(task["id"])
-    assert creator.wait(task["id"], timeout=120)["status"] == "succeeded"
-    return str(task["id"])
+    task_id = echo_task(creator, owner, payload)
+    creator.approve(task_id)
+    owner.approve(task_id)
+    creator.run(task_id)
+    assert creator.wait(task_id, timeout=120)["status"] == "succeeded"
+    return task_id
 
 
 @pytest.fixture(scope="module")

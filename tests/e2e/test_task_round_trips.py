@@ -5,9 +5,7 @@ rides on its approval, an output comes with its receipt, and `wait` is one long-
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -16,7 +14,7 @@ from teeflow.client import Client, ClientError
 from teeflow.enclave.contract import contract_hash
 from teeflow.server.launcher import LocalPlatform
 
-from .conftest import MemberFactory
+from .conftest import MemberFactory, executors_paused
 
 
 def _record(log: list[str], who: str) -> object:
@@ -116,18 +114,6 @@ def test_the_creator_still_refuses_to_approve_an_enclave_it_did_not_attest(
     assert creator.task(task["id"])["approvals"] == {}
 
 
-@contextmanager
-def _executors_paused(platform: LocalPlatform) -> Iterator[None]:
-    """Every executor stopped (SIGSTOP), so a queued task waits."""
-    for index in range(len(platform.executors)):
-        platform.pause_executor(index)
-    try:
-        yield
-    finally:
-        for index in range(len(platform.executors)):
-            platform.resume_executor(index)
-
-
 def test_wait_is_one_long_poll_woken_as_the_task_ends(
     member: MemberFactory, platform: LocalPlatform
 ) -> None:
@@ -139,7 +125,7 @@ def test_wait_is_one_long_poll_woken_as_the_task_ends(
     creator.approve(task["id"], run=True)
 
     with ThreadPoolExecutor(1) as pool:
-        with _executors_paused(platform):  # no executor takes it until the long-poll is held
+        with executors_paused(platform):  # no executor takes it until the long-poll is held
             assert owner.approve(task["id"])["status"] == "queued"
             log = _logged(creator, owner)
             waiting = pool.submit(creator.wait, task["id"])
