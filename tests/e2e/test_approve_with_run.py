@@ -119,7 +119,7 @@ def _approval(
     return {"signature": b64e(signature), "wrapped_keys": wrapped_keys, "run": run}
 
 
-def test_a_run_authorisation_for_another_contract_in_an_approval_isrefused_by_enclave(
+def test_a_run_authorisation_for_another_contract_in_an_approval_is_refused(
     member: MemberFactory,
 ) -> None:
     creator, owner = member("awr-creator"), member("awr-owner")
@@ -156,7 +156,7 @@ def test_the_operator_queueing_a_task_approved_without_run_is_refused_by_the_enc
     assert "creator has not authorised this run" in refused_by_enclave(creator, task_id)
 
 
-def test_the_operator_moving_one_approvals_run_authorisation_to_another_task_isrefused_by_enclave(
+def test_the_operator_moving_one_approvals_run_authorisation_to_another_task_is_refused(
     member: MemberFactory, platform: LocalPlatform
 ) -> None:
     creator, owner = member("awr-creator"), member("awr-owner")
