@@ -261,7 +261,8 @@ def approve(
         if not yes:
             if not sys.stdin.isatty():
                 fail("not approving unconfirmed: review `teeflow task show ID`, then pass --yes")
-            if not typer.confirm(f"Approve task {task_id} ({len(warnings)} warning(s))?", err=True):
+            verb = "Approve and run" if run else "Approve"
+            if not typer.confirm(f"{verb} task {task_id} ({len(warnings)} warning(s))?", err=True):
                 fail("not approved")
         result = client.approve(task_id, run=run, start_within_s=start_within * 60)
     title = "Queued" if result.get("status") == "queued" else "Approved"
