@@ -3,7 +3,7 @@
 Each runs in one transaction with Core statements (rows, not ORM objects): an approval with the
 ``approved`` (or, when the creator approved with its run authorisation, ``queued``) transition it
 may complete, and a lease's approvals, input datasets and checkpoint in one read. Decisions 0025
-and 0028 explain why.
+and 0029 explain why.
 """
 
 from __future__ import annotations
