@@ -19,7 +19,12 @@
 Targets: (a) teeflow / plain >= 0.95; (b) added p50 (teeflow - plain) <= 2 ms.
 
     .venv/bin/python bench/bench_inference.py [--rows 1500000] [--requests 1000] [--json PATH]
-                                              [--quick]
+                                              [--quick] [--p2b] [--py-spy DIR]
+
+``--p2b``: only (b), the batch-1 latency (no table, no tabular-predict task). ``--py-spy DIR``:
+also sample the member, the control plane and the executor with py-spy (``--rate 1000``, if it is
+installed) while the requests over the channel run, into ``DIR/{member,control-plane,executor}.txt``
+(collapsed stacks).
 """
 
 from __future__ import annotations
@@ -28,11 +33,15 @@ import argparse
 import io
 import json
 import os
+import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -221,6 +230,40 @@ def process_cpu(platform: LocalPlatform) -> dict[str, float]:
     }
 
 
+@contextmanager
+def sampled(platform: LocalPlatform, out: Path | None) -> Iterator[None]:
+    """py-spy (1000 Hz, collapsed stacks) on this process, the control plane and the executor
+    while the block runs; nothing if ``out`` is None or py-spy is not installed."""
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if out is None or spy is None:
+        yield
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    assert platform.server is not None
+    pids = {
+        "member": os.getpid(),
+        "control-plane": platform.server.pid,
+        "executor": platform.executors[0].pid,
+    }
+    spies = [
+        subprocess.Popen(
+            [spy, "record", "--rate", "1000", "--format", "raw", "--threads"]
+            + ["-p", str(pid), "-o", str(out / f"{name}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, pid in pids.items()
+    ]
+    time.sleep(1.0)  # py-spy attached
+    try:
+        yield
+    finally:
+        for one in spies:
+            one.send_signal(2)  # SIGINT: py-spy writes its file and exits
+        for one in spies:
+            one.wait(timeout=60)
+
+
 def one_row_requests(n: int) -> list[bytes]:
     from teeflow.functions.datasets import breast_cancer_hospitals
 
@@ -371,6 +414,10 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="100 000 rows, 200 requests: a smoke run"
     )
+    parser.add_argument("--p2b", action="store_true", help="only (b), the batch-1 latency")
+    parser.add_argument(
+        "--py-spy", type=Path, default=None, help="profiles of the requests over the channel"
+    )
     args = parser.parse_args()
     if args.quick:
         args.rows, args.requests = 100_000, 200
@@ -382,10 +429,13 @@ def main() -> None:
 
     load = os.getloadavg()[0]
     model_bytes = train_model()
-    table = make_table(args.rows)
-    t_forward = plain_forward(model_bytes, table)
-    t_pipeline = plain_pipeline(model_bytes, table)
-    plain_split = plain_pipeline_split(model_bytes, table)
+    table = b"" if args.p2b else make_table(args.rows)
+    t_forward = t_pipeline = t_teeflow = 0.0
+    plain_split: dict[str, float] = {}
+    if not args.p2b:
+        t_forward = plain_forward(model_bytes, table)
+        t_pipeline = plain_pipeline(model_bytes, table)
+        plain_split = plain_pipeline_split(model_bytes, table)
     lat = latency_in_process(model_bytes, args.requests)
     cpu_per_request: dict[str, dict[str, float]] = {}
 
@@ -398,9 +448,12 @@ def main() -> None:
             owner.register("owner", "benchmark-password")
             owner.login("owner", "benchmark-password", remember=False)
             model_id = owner.upload_dataset(model_bytes, name="model", kind="model")["id"]
-            table_id = owner.upload_dataset(table, name="rows", kind="table")["id"]
-            t_teeflow, predict_id, member_split = teeflow_predict(owner, model_id, table_id)
-            phases = task_timings(platform.data_dir / "logs" / "executor-0.log", predict_id)
+            phases: dict[str, float] = {}
+            member_split: dict[str, float] = {}
+            if not args.p2b:
+                table_id = owner.upload_dataset(table, name="rows", kind="table")["id"]
+                t_teeflow, predict_id, member_split = teeflow_predict(owner, model_id, table_id)
+                phases = task_timings(platform.data_dir / "logs" / "executor-0.log", predict_id)
             serve = owner.propose(
                 "tabular-serve",
                 inputs={"model": model_id},
@@ -421,8 +474,10 @@ def main() -> None:
                 if key == "e2e-http":
                     client.close()
                 payloads = iter(one_row_requests(args.requests + 20))
-                before = process_cpu(platform)
-                lat[key] = timed(partial(send_next, client, payloads), args.requests)
+                profile = args.py_spy if key == "e2e" else None
+                with sampled(platform, profile):
+                    before = process_cpu(platform)
+                    lat[key] = timed(partial(send_next, client, payloads), args.requests)
                 cpu_per_request[key] = {
                     name: (after - before[name]) / (args.requests + 20)
                     for name, after in process_cpu(platform).items()
@@ -432,31 +487,35 @@ def main() -> None:
             owner.cancel(serve["id"])
 
     rows = args.rows
-    figures = [
-        Figure(
-            "P2a-forward",
-            f"throughput at batch 256, {rows} rows: plain Paddle forward vs tabular-predict task",
-            rows / t_forward,
-            rows / t_teeflow,
-            "rows/s",
-            note="informational: plain excludes CSV parsing, encoding and writing, the task "
-            "includes them; the like-for-like figure is P2a-pipeline",
-        ),
-        Figure(
-            "P2a-pipeline",
-            f"throughput at batch 256, {rows} rows: plain CSV->predictions vs tabular-predict task",
-            rows / t_pipeline,
-            rows / t_teeflow,
-            "rows/s",
-            target=TARGETS["P2a"],
-            note="plain split: "
-            + ", ".join(f"{k} {v:.2f} s" for k, v in plain_split.items())
-            + "; teeflow executor phases: "
-            + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(phases.items())),
-            split=member_split,
-            split_unit="s",
-        ),
-    ]
+    figures = (
+        []
+        if args.p2b
+        else [
+            Figure(
+                "P2a-forward",
+                f"throughput at batch 256, {rows} rows: plain Paddle forward vs tabular-predict task",
+                rows / t_forward,
+                rows / t_teeflow,
+                "rows/s",
+                note="informational: plain excludes CSV parsing, encoding and writing, the task "
+                "includes them; the like-for-like figure is P2a-pipeline",
+            ),
+            Figure(
+                "P2a-pipeline",
+                f"throughput at batch 256, {rows} rows: plain CSV->predictions vs tabular-predict task",
+                rows / t_pipeline,
+                rows / t_teeflow,
+                "rows/s",
+                target=TARGETS["P2a"],
+                note="plain split: "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in plain_split.items())
+                + "; teeflow executor phases: "
+                + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(phases.items())),
+                split=member_split,
+                split_unit="s",
+            ),
+        ]
+    )
     for key, label in (
         ("enclave", "in-enclave handle"),
         ("e2e", "end to end over the relay's channel"),
@@ -520,11 +579,12 @@ def main() -> None:
         f"machine: {os.cpu_count()} cores, load average {load:.2f} at start, "
         f"{os.getloadavg()[0]:.2f} at end"
     )
-    print(
-        f"(a) seconds: plain forward {t_forward:.2f}, plain pipeline {t_pipeline:.2f}, "
-        f"teeflow task {t_teeflow:.2f}; its executor phases: "
-        + ", ".join(f"{k} {v:.2f}" for k, v in sorted(phases.items()))
-    )
+    if not args.p2b:
+        print(
+            f"(a) seconds: plain forward {t_forward:.2f}, plain pipeline {t_pipeline:.2f}, "
+            f"teeflow task {t_teeflow:.2f}; its executor phases: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(phases.items()))
+        )
     print(
         "(b) p50 ms: "
         + ", ".join(f"{k} {percentiles(v)[0]:.3f}" for k, v in sorted(lat.items()))
