@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+from functools import partial
 from typing import Any
 
 import httpx
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from teeflow.client._errors import ClientError
-from teeflow.tls import connect_websocket
+from teeflow.tls import ClientConnection, connect_websocket
 
 __all__ = ["SessionChannel", "error_message"]
 
@@ -30,12 +31,16 @@ class SessionChannel:
     def __init__(self, http: httpx.Client, tls: Any, task_id: str) -> None:
         """Raises ClientError if the control plane refuses the channel (not signed in, not a
         participant of a running session) or cannot be reached."""
-        try:
-            self._socket = connect_websocket(http, f"/v1/tasks/{task_id}/channel", tls)
-        except (OSError, WebSocketException) as exc:
-            raise ClientError(f"cannot open a channel to session {task_id}: {exc}") from exc
-        self._lock = threading.Lock()
+        self._open = partial(connect_websocket, http, f"/v1/tasks/{task_id}/channel", tls)
         self.task_id = task_id
+        self._socket = self._connect()
+        self._lock = threading.Lock()
+
+    def _connect(self) -> ClientConnection:
+        try:
+            return self._open()
+        except (OSError, WebSocketException) as exc:
+            raise ClientError(f"cannot open a channel to session {self.task_id}: {exc}") from exc
 
     def close(self) -> None:
         self._socket.close()
@@ -47,6 +52,11 @@ class SessionChannel:
         deadline = time.monotonic() + timeout
         request_id = body["request_id"]
         with self._lock:
+            if self._socket.closed_while_idle():
+                # The control plane closes a channel whose pings went unanswered while nobody
+                # read it (or on a restart): open it again before this request goes out.
+                self._socket.close()
+                self._socket = self._connect()
             try:
                 self._socket.send(json.dumps(body))
                 while True:

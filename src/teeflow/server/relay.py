@@ -9,6 +9,11 @@ same process.
 
 Everything runs on the server's event loop (the routes are ``async``); a lock still guards the
 maps so that a call from a worker thread cannot corrupt them.
+
+Listeners let the long-lived channels (server/routes/channel.py) skip the notifier on the hot
+path: an executor's channel is called as soon as a request for its session is queued, and a
+member's channel receives an answer it waits on at once, instead of it being stored for
+``collect``. Listeners are called outside the lock, in the thread that queued or answered.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = [
+    "AnswerListener",
     "DuplicateRequest",
     "PendingRequest",
     "RelayFull",
@@ -71,6 +77,9 @@ class RelayedAnswer:
 
 _Key = tuple[str, str]  # (requester, request_id)
 
+AnswerListener = Callable[[RelayedAnswer], None]
+"""Receives the enclave's answer to one request in place of ``collect``."""
+
 
 @dataclass
 class _Session:
@@ -98,6 +107,8 @@ class SessionRelay:
         self._lock = threading.Lock()
         self._sessions: dict[str, _Session] = {}
         self._bytes = 0
+        self._queued_listeners: dict[str, Callable[[], None]] = {}
+        self._answer_listeners: dict[tuple[str, str, str], AnswerListener] = {}
 
     def _session(self, task_id: str) -> _Session:
         found = self._sessions.get(task_id)
@@ -105,9 +116,43 @@ class SessionRelay:
             found = self._sessions[task_id] = _Session(OrderedDict(), {}, {})
         return found
 
-    def submit(self, task_id: str, request: PendingRequest) -> None:
-        """Queue a request; RelayFull or DuplicateRequest when it cannot be."""
+    def on_queued(self, task_id: str, listener: Callable[[], None]) -> None:
+        """Call ``listener`` whenever a request for the session is queued; one listener a
+        session, the newest wins."""
+        with self._lock:
+            self._queued_listeners[task_id] = listener
+
+    def off_queued(self, task_id: str, listener: Callable[[], None]) -> None:
+        """Stop calling ``listener`` (if it is still the session's)."""
+        with self._lock:
+            if self._queued_listeners.get(task_id) is listener:
+                del self._queued_listeners[task_id]
+
+    def forget(self, task_id: str, requester: str, request_id: str) -> None:
+        """Drop the answer listener of a request: its answer is kept for ``collect`` again."""
+        with self._lock:
+            self._answer_listeners.pop((task_id, requester, request_id), None)
+
+    def submit(
+        self, task_id: str, request: PendingRequest, *, on_answer: AnswerListener | None = None
+    ) -> bool:
+        """Queue a request; RelayFull or DuplicateRequest when it cannot be. ``on_answer``:
+        called with the answer when it comes, which is then not kept for ``collect``. True if
+        the session's ``on_queued`` listener was called (no need to notify anyone else)."""
         key = (request.requester, request.request_id)
+        listener = self._queue(task_id, key, request, on_answer)
+        if listener is None:
+            return False
+        listener()
+        return True
+
+    def _queue(
+        self,
+        task_id: str,
+        key: _Key,
+        request: PendingRequest,
+        on_answer: AnswerListener | None,
+    ) -> Callable[[], None] | None:
         with self._lock:
             self._expire()
             session = self._session(task_id)
@@ -120,6 +165,9 @@ class SessionRelay:
                 raise RelayFull(task_id)
             session.queued[key] = (request, self._clock())
             self._bytes += request.size
+            if on_answer is not None:
+                self._answer_listeners[(task_id, *key)] = on_answer
+            return self._queued_listeners.get(task_id)
 
     def take(self, task_id: str, limit: int, *, executor: str) -> list[PendingRequest]:
         """Hand up to ``limit`` queued requests, oldest first, to the session's executor."""
@@ -152,8 +200,14 @@ class SessionRelay:
             if session is None or session.taken.get(key, ("", 0.0))[0] != executor:
                 return False
             del session.taken[key]
-            session.answers[key] = (answer, self._clock())
-            return True
+            listener = self._answer_listeners.pop((task_id, *key), None)
+            if listener is None:
+                session.answers[key] = (answer, self._clock())
+            elif not (session.queued or session.taken or session.answers):
+                del self._sessions[task_id]
+        if listener is not None:
+            listener(answer)
+        return True
 
     def collect(self, task_id: str, requester: str, request_id: str) -> RelayedAnswer | None:
         """Pop the answer to the requester's request, if it arrived."""
@@ -180,6 +234,8 @@ class SessionRelay:
             session = self._sessions.get(task_id)
             if session is not None:
                 self._bytes -= sum(r.size for r, _ in session.queued.values())
+                for key in (*session.queued, *session.taken):
+                    self._answer_listeners.pop((task_id, *key), None)
                 session.queued.clear()
                 session.taken.clear()
                 if not session.answers:
@@ -192,9 +248,11 @@ class SessionRelay:
         for task_id, session in list(self._sessions.items()):
             for key in [k for k, (_, at) in session.queued.items() if at < cutoff]:
                 self._bytes -= session.queued.pop(key)[0].size
+                self._answer_listeners.pop((task_id, *key), None)
             for key in [k for k, (_, at) in session.answers.items() if at < cutoff]:
                 del session.answers[key]
             for key in [k for k, (_, at) in session.taken.items() if at < cutoff]:
                 del session.taken[key]
+                self._answer_listeners.pop((task_id, *key), None)
             if not (session.queued or session.taken or session.answers):
                 del self._sessions[task_id]

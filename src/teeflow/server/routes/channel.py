@@ -28,10 +28,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 import uuid
 from asyncio import FIRST_COMPLETED
 from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -47,13 +49,18 @@ from teeflow.server.deps import (
     bearer_token,
 )
 from teeflow.server.errors import ApiError
-from teeflow.server.notify import task_key
-from teeflow.server.relay import DuplicateRequest, PendingRequest, RelayFull, requests_key
+from teeflow.server.notify import task_key, wait_for
+from teeflow.server.relay import (
+    DuplicateRequest,
+    PendingRequest,
+    RelayedAnswer,
+    RelayFull,
+    requests_key,
+)
 from teeflow.server.routes.sessions import (
     MAX_WAIT_SECONDS,
     Answers,
     SealedRequest,
-    _await_answer,
     _leased,
     _session,
     hand_back,
@@ -121,52 +128,101 @@ async def member_channel(websocket: WebSocket, task_id: str) -> None:
     if admitted is None:
         return
     platform, user = admitted
-    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-    waiters: set[asyncio.Task[None]] = set()
-    writer = asyncio.create_task(_write(websocket, outbox))
+    channel = _InFlight(platform, task_id, user)
+    writer = asyncio.create_task(_write(websocket, channel.outbox))
+    watcher = asyncio.create_task(channel.watch())
     try:
         while True:
-            frame = await websocket.receive_text()
-            request_id = _submit(platform, task_id, user, frame, outbox)
-            if request_id is not None:
-                waiter = asyncio.create_task(_answer(platform, task_id, user, request_id, outbox))
-                waiters.add(waiter)
-                waiter.add_done_callback(waiters.discard)
+            channel.submit(await websocket.receive_text())
     except WebSocketDisconnect:
         pass
     finally:
-        for task in (writer, *waiters):
-            task.cancel()
+        writer.cancel()
+        watcher.cancel()
+        channel.forget()
 
 
-def _submit(
-    platform: Platform,
-    task_id: str,
-    user: UserRecord,
-    frame: str,
-    outbox: asyncio.Queue[dict[str, Any]],
-) -> str | None:
-    """Queue one request frame; its request id, or None (an error frame went out instead)."""
-    try:
-        body = SealedRequest.model_validate_json(frame)
-    except ValidationError:
-        request_id = _request_id(frame)
-        message = "a request frame is {request_id, ciphertext, signature} (docs/inference.md)"
-        outbox.put_nowait(_error("invalid", message, request_id))
-        return None
-    pending = PendingRequest(user.username, body.request_id, body.ciphertext, body.signature)
-    try:
-        platform.relay.submit(task_id, pending)
-    except DuplicateRequest:
-        message = f"request {body.request_id} is already pending"
-        outbox.put_nowait(_error("conflict", message, body.request_id))
-        return None
-    except RelayFull:
-        message = "the session's queue is full; retry shortly"
-        outbox.put_nowait(_error("busy", message, body.request_id))
-        return None
-    platform.notifier.notify(requests_key(task_id))
-    return body.request_id
+class _InFlight:
+    """A member channel's requests waiting for their answers. The relay hands each answer
+    straight to the channel (server/relay.py's listeners); ``watch`` fails what waits once the
+    session answers no more, or a request is gone from the relay (expired, control plane
+    restarted), as the HTTP route's long poll does."""
+
+    def __init__(self, platform: Platform, task_id: str, user: UserRecord) -> None:
+        self.outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._platform = platform
+        self._task_id = task_id
+        self._user = user
+        self._waiting: set[str] = set()
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
+
+    def submit(self, frame: str) -> None:
+        """Queue one request frame in the relay, or answer it with an error frame."""
+        try:
+            body = SealedRequest.model_validate_json(frame)
+        except ValidationError:
+            message = "a request frame is {request_id, ciphertext, signature} (docs/inference.md)"
+            self.outbox.put_nowait(_error("invalid", message, _request_id(frame)))
+            return
+        request_id = body.request_id
+        pending = PendingRequest(self._user.username, request_id, body.ciphertext, body.signature)
+        try:
+            listened = self._platform.relay.submit(
+                self._task_id, pending, on_answer=partial(self._answered, request_id)
+            )
+        except DuplicateRequest:
+            message = f"request {request_id} is already pending"
+            self.outbox.put_nowait(_error("conflict", message, request_id))
+            return
+        except RelayFull:
+            message = "the session's queue is full; retry shortly"
+            self.outbox.put_nowait(_error("busy", message, request_id))
+            return
+        self._waiting.add(request_id)
+        if not listened:  # no executor channel here: wake the executor's HTTP long poll
+            self._platform.notifier.notify(requests_key(self._task_id))
+
+    def _answered(self, request_id: str, answer: RelayedAnswer) -> None:
+        """The relay's listener: queue the answer frame (from any thread)."""
+        self._waiting.discard(request_id)
+        frame = {"request_id": request_id, "status": "answered", **asdict(answer)}
+        if threading.get_ident() == self._thread:
+            self.outbox.put_nowait(frame)
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody to answer
+                self._loop.call_soon_threadsafe(self.outbox.put_nowait, frame)
+
+    async def watch(self) -> None:
+        """Until cancelled: on every change of the task (and every MAX_WAIT_SECONDS), fail the
+        waiting requests the session will not answer."""
+        relay, username = self._platform.relay, self._user.username
+        with self._platform.notifier.subscribe(task_key(self._task_id)) as changed:
+            while True:
+                await wait_for(changed, MAX_WAIT_SECONDS)
+                changed.clear()
+                if not self._waiting:
+                    continue
+                try:
+                    await run_in_threadpool(_session, self._platform, self._task_id, self._user)
+                except ApiError as exc:
+                    for request_id in list(self._waiting):
+                        self._fail(request_id, exc)
+                    continue
+                for request_id in list(self._waiting):
+                    if not relay.pending(self._task_id, username, request_id):
+                        self._fail(request_id, ApiError.not_found(f"request {request_id}"))
+
+    def _fail(self, request_id: str, exc: ApiError) -> None:
+        self._waiting.discard(request_id)
+        self._platform.relay.forget(self._task_id, self._user.username, request_id)
+        self.outbox.put_nowait(_error(exc.code, exc.message, request_id))
+
+    def forget(self) -> None:
+        """The member left: answers still to come are kept for ``collect`` (and expire)."""
+        for request_id in self._waiting:
+            self._platform.relay.forget(self._task_id, self._user.username, request_id)
+        self._waiting.clear()
 
 
 def _request_id(frame: str) -> str | None:
@@ -175,29 +231,6 @@ def _request_id(frame: str) -> str | None:
         if isinstance(found, dict) and isinstance(found.get("request_id"), str):
             return str(found["request_id"])[:64]
     return None
-
-
-async def _answer(
-    platform: Platform,
-    task_id: str,
-    user: UserRecord,
-    request_id: str,
-    outbox: asyncio.Queue[dict[str, Any]],
-) -> None:
-    """Wait for the answer (or the end of the session) and queue it for the member."""
-    checked = True
-    while True:
-        try:
-            found = await _await_answer(
-                platform, task_id, user, request_id, MAX_WAIT_SECONDS, checked=checked
-            )
-        except ApiError as exc:
-            outbox.put_nowait(_error(exc.code, exc.message, request_id))
-            return
-        if isinstance(found, dict):
-            outbox.put_nowait(found)
-            return
-        checked = False  # still pending: look at the session again before waiting on
 
 
 async def _write(websocket: WebSocket, outbox: asyncio.Queue[dict[str, Any]]) -> None:
@@ -234,30 +267,57 @@ async def _push_requests(
     executor: ExecutorRecord,
     reader: asyncio.Task[None],
 ) -> None:
-    """Send queued requests as they come, until the executor leaves (``reader`` ends) or loses
-    the lease (ApiError)."""
-    check_lease = False
-    while not reader.done():
-        with (
-            platform.notifier.subscribe(requests_key(task_id)) as queued,
-            platform.notifier.subscribe(task_key(task_id)) as changed,
-        ):
-            # Every change of the lease (cancel, finish, re-lease) notifies task_key.
-            if check_lease:
-                await run_in_threadpool(_leased, platform, task_id, executor)
-            taken = platform.relay.take(task_id, BATCH, executor=executor.executor_id)
-            if taken:
-                await websocket.send_json({"requests": [asdict(r) for r in taken]})
-                continue
-            waiters = [asyncio.ensure_future(queued.wait()), asyncio.ensure_future(changed.wait())]
-            try:
+    """Send queued requests as they come (the relay calls this channel's listener when one is
+    queued), until the executor leaves (``reader`` ends) or loses the lease (ApiError)."""
+    loop, thread = asyncio.get_running_loop(), threading.get_ident()
+    queued = asyncio.Event()
+
+    def wake() -> None:
+        if threading.get_ident() == thread:
+            queued.set()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(queued.set)
+
+    platform.relay.on_queued(task_id, wake)
+    # The waits outlive a round, so that a round that finds nothing creates no new ones.
+    on_queue: asyncio.Future[Any] | None = None
+    on_change: asyncio.Future[Any] | None = None
+    try:
+        # Every change of the lease (cancel, finish, re-lease) notifies task_key.
+        with platform.notifier.subscribe(task_key(task_id)) as changed:
+            while not reader.done():
+                if changed.is_set():
+                    changed.clear()
+                    await run_in_threadpool(_leased, platform, task_id, executor)
+                queued.clear()
+                taken = platform.relay.take(task_id, BATCH, executor=executor.executor_id)
+                if taken:
+                    await websocket.send_json({"requests": [_pushed(r) for r in taken]})
+                    continue
+                if on_queue is None or on_queue.done():
+                    on_queue = asyncio.ensure_future(queued.wait())
+                if on_change is None or on_change.done():
+                    on_change = asyncio.ensure_future(changed.wait())
                 await asyncio.wait(
-                    [*waiters, reader], timeout=MAX_WAIT_SECONDS, return_when=FIRST_COMPLETED
+                    [on_queue, on_change, reader],
+                    timeout=MAX_WAIT_SECONDS,
+                    return_when=FIRST_COMPLETED,
                 )
-            finally:
-                for waiter in waiters:
-                    waiter.cancel()
-            check_lease = changed.is_set()
+    finally:
+        platform.relay.off_queued(task_id, wake)
+        for waiter in (on_queue, on_change):
+            if waiter is not None:
+                waiter.cancel()
+
+
+def _pushed(request: PendingRequest) -> dict[str, str]:
+    return {
+        "requester": request.requester,
+        "request_id": request.request_id,
+        "ciphertext": request.ciphertext,
+        "signature": request.signature,
+    }
 
 
 async def _read_answers(
