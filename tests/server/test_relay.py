@@ -111,3 +111,80 @@ def test_closing_an_ended_session_drops_its_requests_but_keeps_given_answers() -
     assert not relay.pending("t", "alice", "queued")
     for index in range(4):  # the dropped requests' budget is free again
         relay.submit("u", _request(request_id=f"r{index}", size=20))
+
+
+def test_listeners_get_a_queued_request_and_its_answer_instead_of_collect() -> None:
+    relay = SessionRelay()
+    queued: list[str] = []
+    answers: list[RelayedAnswer] = []
+    relay.on_queued("t", lambda: queued.append("t"))
+
+    listened = relay.submit("t", _request(), on_answer=answers.append)
+    relay.take("t", 1, executor="x1")
+    delivered = relay.answer("t", "alice", "r1", ANSWER, executor="x1")
+
+    assert listened and queued == ["t"] and delivered and answers == [ANSWER]
+    assert relay.collect("t", "alice", "r1") is None  # handed over, not kept
+    assert not relay.pending("t", "alice", "r1")
+    assert not relay.submit("other", _request())  # no listener for that session
+
+
+def test_an_answer_listener_hears_only_the_executor_that_took_the_request() -> None:
+    relay = SessionRelay()
+    answers: list[RelayedAnswer] = []
+    relay.submit("t", _request(), on_answer=answers.append)
+    relay.take("t", 1, executor="x1")
+
+    assert not relay.answer("t", "alice", "r1", ANSWER, executor="x2")
+    assert not relay.answer("t", "bob", "r1", ANSWER, executor="x1")
+    assert answers == []
+
+
+def test_a_forgotten_listener_leaves_the_answer_to_collect() -> None:
+    relay = SessionRelay()
+    answers: list[RelayedAnswer] = []
+    relay.submit("t", _request(), on_answer=answers.append)
+    relay.take("t", 1, executor="x1")
+    relay.forget("t", "alice", "r1")
+
+    assert relay.answer("t", "alice", "r1", ANSWER, executor="x1")
+    assert answers == [] and relay.collect("t", "alice", "r1") == ANSWER
+
+
+def test_only_the_newest_queued_listener_is_called_and_an_old_one_cannot_remove_it() -> None:
+    relay = SessionRelay()
+    calls: list[str] = []
+
+    def old() -> None:
+        calls.append("old")
+
+    def new() -> None:
+        calls.append("new")
+
+    relay.on_queued("t", old)
+    relay.on_queued("t", new)
+    relay.off_queued("t", old)  # the old channel closing after the new one opened
+    relay.submit("t", _request("alice"))
+    relay.off_queued("t", new)
+    relay.submit("t", _request("bob"))
+
+    assert calls == ["new"]
+
+
+def test_closing_or_expiring_drops_the_listeners_of_requests_never_answered() -> None:
+    now = [0.0]
+    relay = SessionRelay(answer_ttl=10, clock=lambda: now[0])
+    answers: list[RelayedAnswer] = []
+    relay.submit("t", _request("alice"), on_answer=answers.append)
+    relay.submit("t", _request("bob"), on_answer=answers.append)
+    relay.take("t", 1, executor="x1")
+    relay.close("t")
+    now[0] = 11.0
+    relay.submit("u", _request("carol"), on_answer=answers.append)
+    relay.take("u", 1, executor="x1")
+    now[0] = 22.0
+    relay.submit("u", _request("dave"))  # expires carol's taken request
+
+    assert not relay.answer("t", "alice", "r1", ANSWER, executor="x1")
+    assert not relay.answer("u", "carol", "r1", ANSWER, executor="x1")
+    assert answers == [] and relay._answer_listeners == {}

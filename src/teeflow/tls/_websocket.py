@@ -86,7 +86,7 @@ class ClientConnection:
         """Read what arrived without waiting (answering pings); True if the connection is
         closed. Messages that arrived unasked are dropped."""
         with contextlib.suppress(TimeoutError):
-            while True:
+            while self._protocol.state is State.OPEN:
                 self._read(0.0)
         self._events.clear()
         return self._protocol.state is not State.OPEN
@@ -125,13 +125,13 @@ class ClientConnection:
     def _read(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` seconds for bytes (TimeoutError) and feed them to the
         protocol; events go to the queue, answers (pongs, the close reply) out at once."""
-        pending = isinstance(self._socket, ssl.SSLSocket) and self._socket.pending() > 0
-        if not pending and not select.select([self._socket], [], [], timeout)[0]:
+        data: bytes | None = b""  # reset, or closed here (no file descriptor left): the end
+        with contextlib.suppress(OSError, ValueError):
+            pending = isinstance(self._socket, ssl.SSLSocket) and self._socket.pending() > 0
+            ready = pending or select.select([self._socket], [], [], timeout)[0]
+            data = self._socket.recv(_READ) if ready else None
+        if data is None:
             raise TimeoutError("no message within the timeout")
-        try:
-            data = self._socket.recv(_READ)
-        except OSError:
-            data = b""
         with self._mutex:
             if data:
                 self._protocol.receive_data(data)
