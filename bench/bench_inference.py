@@ -247,8 +247,10 @@ def sampled(platform: LocalPlatform, out: Path | None) -> Iterator[None]:
     }
     spies = [
         subprocess.Popen(
-            [spy, "record", "--rate", "1000", "--format", "raw", "--threads", "--nonblocking"]
-            + ["-p", str(pid), "-o", str(out / f"{name}.txt")],
+            [
+                *(spy, "record", "--rate", "1000", "--format", "raw", "--threads", "--nonblocking"),
+                *("-p", str(pid), "-o", str(out / f"{name}.txt")),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -497,13 +499,13 @@ def main() -> None:
             owner.cancel(serve["id"])
 
     rows = args.rows
-    figures = (
-        []
-        if args.p2b
-        else [
+    figures: list[Figure] = []
+    if not args.p2b:  # (a)
+        figures += [
             Figure(
                 "P2a-forward",
-                f"throughput at batch 256, {rows} rows: plain Paddle forward vs tabular-predict task",
+                f"throughput at batch 256, {rows} rows: "
+                "plain Paddle forward vs tabular-predict task",
                 rows / t_forward,
                 rows / t_teeflow,
                 "rows/s",
@@ -512,7 +514,8 @@ def main() -> None:
             ),
             Figure(
                 "P2a-pipeline",
-                f"throughput at batch 256, {rows} rows: plain CSV->predictions vs tabular-predict task",
+                f"throughput at batch 256, {rows} rows: "
+                "plain CSV->predictions vs tabular-predict task",
                 rows / t_pipeline,
                 rows / t_teeflow,
                 "rows/s",
@@ -525,7 +528,6 @@ def main() -> None:
                 split_unit="s",
             ),
         ]
-    )
     for key, label in (
         ("enclave", "in-enclave handle"),
         ("e2e", "end to end over the relay's channel"),
