@@ -13,7 +13,11 @@ Executor -> relay:    ``{"answers": [SealedAnswer, …], "checkpoint": {"sealed"
 
 A refusal of the whole channel is ``{"status": "error", "error": {…}}`` followed by a close with
 code 4000 + the HTTP status (4401, 4404, 4409). Nothing here is written to the database: the
-relay holds requests and answers in memory, and the enclave counts and limits requests.
+relay holds requests and answers in memory, and the enclave counts and limits requests. On the
+way of a request there is no notifier and no task of its own: the relay calls the executor
+channel's listener when a request is queued, and hands the answer to the member channel that
+waits for it (server/relay.py); one watcher per member channel fails its waiting requests when
+the session stops answering, as the HTTP long poll does.
 Everything a frame holds stays sealed and signed end to end; the relay can drop, delay, replay or
 reorder frames, and the enclave (request ids used once) and the member's client (an answer
 signed for this very request) refuse what it forged.
