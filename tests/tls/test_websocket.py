@@ -4,8 +4,10 @@ against a real WebSocket server (websockets' own)."""
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -13,7 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import ServerConnection, serve
 
 from teeflow.client._channel import SessionChannel
-from teeflow.tls import connect_websocket
+from teeflow.tls import connect_websocket, make_private_ca
 
 Handler = Callable[[ServerConnection], None]
 
@@ -146,3 +148,28 @@ def test_the_member_channel_reopens_a_socket_the_server_closed_while_it_was_idle
         channel.close()
     assert first["request_id"] == "r1" and second["request_id"] == "r2"
     assert connections == [0, 1]
+
+
+def test_over_tls_the_server_is_verified_and_large_messages_arrive_whole(tmp_path: Path) -> None:
+    tls = make_private_ca(tmp_path / "ca", hosts=["127.0.0.1"])
+    served = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    served.load_cert_chain(tls.cert, tls.key)
+
+    def handler(ws: ServerConnection) -> None:
+        ws.send("y" * 200_000)
+        ws.send(ws.recv())
+
+    server = serve(handler, "127.0.0.1", 0, ssl=served)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.socket.getsockname()[1]
+        http = httpx.Client(base_url=f"https://127.0.0.1:{port}")
+        trusted = ssl.create_default_context(cafile=str(tls.ca_cert))
+        with connect_websocket(http, "/", trusted) as socket:
+            assert socket.recv(timeout=10) == "y" * 200_000
+            socket.send("over tls")
+            assert socket.recv(timeout=10) == "over tls"
+        with pytest.raises(ssl.SSLCertVerificationError):
+            connect_websocket(http, "/", ssl.create_default_context())  # not the system's CA
+    finally:
+        server.shutdown()
