@@ -273,9 +273,12 @@ def one_row_requests(n: int) -> list[bytes]:
     return [json.dumps({"rows": [rows[i % len(rows)]]}).encode() for i in range(n)]
 
 
-def in_process_session(model_bytes: bytes) -> tuple[Any, Callable[[bytes, str], Any]]:
-    """An enclave session of a signed tabular-serve contract, built as the platform would, and a
-    function that seals and signs a request as the requester's client does."""
+def in_process_session(
+    model_bytes: bytes,
+) -> tuple[Any, Callable[[bytes, str], Any], Callable[[Any, Any], Any]]:
+    """An enclave session of a signed tabular-serve contract, built as the platform would, a
+    function that seals and signs a request as the requester's client does, and one that checks
+    and opens the enclave's answer to it as that client does."""
     from teeflow.crypto import (
         DataKey,
         PrivateKey,
@@ -291,7 +294,7 @@ def in_process_session(model_bytes: bytes) -> tuple[Any, Callable[[bytes, str], 
     from teeflow.enclave.run_state import sign_run_authorisation
     from teeflow.enclave.runtime import EnclaveRuntime, TaskBundle
     from teeflow.enclave.session import InferenceSession, SessionRequest
-    from teeflow.enclave.session_wire import seal_request
+    from teeflow.enclave.session_wire import open_response, seal_request
     from teeflow.functions.registry import get_builtin
 
     identity = EnclaveIdentity.generate()
@@ -369,7 +372,19 @@ def in_process_session(model_bytes: bytes) -> tuple[Any, Callable[[bytes, str], 
         )
         return SessionRequest("client", request_id, sealed, signature)
 
-    return session, request
+    def open_answer(answer: Any, request: SessionRequest) -> Any:
+        return open_response(
+            answer.sealed,
+            answer.signature,
+            contract_hash=chash,
+            requester="client",
+            request_id=request.request_id,
+            request_ciphertext=request.ciphertext,
+            enclave_key=identity.signing_key.verify_key,
+            receiving_key=keys["client"][1],
+        )
+
+    return session, request, open_answer
 
 
 def latency_in_process(model_bytes: bytes, n: int) -> dict[str, list[float]]:
@@ -383,7 +398,7 @@ def latency_in_process(model_bytes: bytes, n: int) -> dict[str, list[float]]:
     predictor = TabularPredictor(model, threshold=0.5)
     row = json.loads(payloads[0])["rows"]
     encoded = model.preprocessor.transform_records(row)
-    session, seal = in_process_session(model_bytes)
+    session, seal, open_answer = in_process_session(model_bytes)
     # the client's own work per request: HPKE seal and Ed25519 signature (never handled)
     sealing = iter(enumerate(payloads))
 
@@ -398,9 +413,19 @@ def latency_in_process(model_bytes: bytes, n: int) -> dict[str, list[float]]:
         with paddle.no_grad():
             model.network(paddle.to_tensor(encoded)).numpy()
 
+    answered: list[tuple[Any, Any]] = []
+
     def handle() -> None:
-        answer = session.handle(next(it))
+        request = next(it)
+        answer = session.handle(request)
         assert answer.sealed
+        answered.append((answer, request))
+
+    opening = iter(answered)
+
+    def client_open() -> None:
+        answer, request = next(opening)
+        assert open_answer(answer, request)["status"] == "ok"
 
     cpu: dict[str, list[float]] = {"forward": [], "predictor": [], "enclave": []}
     out = {
@@ -410,6 +435,7 @@ def latency_in_process(model_bytes: bytes, n: int) -> dict[str, list[float]]:
         ),
         "enclave": timed(handle, n, cpu=cpu["enclave"]),
         "client-seal": timed(client_seal, n, warmup=0),
+        "client-open": timed(client_open, n, warmup=0),
         **{f"{key}-cpu": values for key, values in cpu.items()},
     }
     summary = session.summary()  # every request predicted, none refused or failed
@@ -538,10 +564,12 @@ def main() -> None:
         split: dict[str, float] = {}
         if key.startswith("e2e"):
             enclave50, seal50 = percentiles(lat["enclave"])[0], percentiles(lat["client-seal"])[0]
+            open50 = percentiles(lat["client-open"])[0]
             split = {
                 "client seal+sign": seal50,
                 "enclave handle": enclave50,
-                "relay, transport, client check+open": p50 - seal50 - enclave50,
+                "client check+open": open50,
+                "relay and transport": p50 - seal50 - enclave50 - open50,
             }
         figures.append(
             Figure(
