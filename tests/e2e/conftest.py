@@ -123,6 +123,22 @@ def refused_by_enclave(client: Client, task_id: str) -> str:
     return str(done["failure_reason"])
 
 
+def operator_write_output(platform: LocalPlatform, task_id: str, slot: str, data: bytes) -> None:
+    """Overwrite an output's stored ciphertext wherever the control plane keeps it: its row
+    (a small output, ``rows/`` key) or its blob file."""
+    with operator_db(platform) as db:
+        (key,) = db.execute(
+            "SELECT blob_key FROM outputs WHERE task_id = ? AND slot = ?", (task_id, slot)
+        ).fetchone()
+        if key.startswith("rows/"):
+            changed = db.execute("UPDATE row_blobs SET content = ? WHERE blob_key = ?", (data, key))
+            assert changed.rowcount == 1
+            return
+    blob = platform.data_dir / "blobs" / key
+    assert blob.is_file()
+    blob.write_bytes(data)
+
+
 def scan_for(root: Path, markers: list[bytes]) -> list[str]:
     """Every (file, marker) where a marker occurs anywhere under root."""
     found = []

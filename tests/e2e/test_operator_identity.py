@@ -39,7 +39,7 @@ from teeflow.enclave.run_state import sign_run_authorisation
 from teeflow.server.audit import entry_hash
 from teeflow.server.launcher import LocalPlatform
 
-from .conftest import PASSWORD, MemberFactory, member_policy, operator_db
+from .conftest import PASSWORD, MemberFactory, member_policy, operator_db, operator_write_output
 
 
 def operator_keys() -> MemberKeys:
@@ -316,9 +316,7 @@ def forge_success(platform: LocalPlatform, recv: Client, task_id: str) -> None:
         }
     }
     receipt = sign_receipt(body, enclave)
-    blob = platform.data_dir / "blobs" / "outputs" / task_id / b"data".hex()
-    assert blob.is_file()
-    blob.write_bytes(ciphertext)
+    operator_write_output(platform, task_id, "data", ciphertext)
     with operator_db(platform) as db:
         db.execute(
             "UPDATE tasks SET contract = ?, contract_hash = ?, receipt = ? WHERE task_id = ?",

@@ -18,6 +18,7 @@ from teeflow.server.errors import install_error_handlers
 from teeflow.server.notify import Notifier
 from teeflow.server.notify_pg import notifier_for
 from teeflow.server.relay import SessionRelay
+from teeflow.server.row_blobs import RowBackedBlobStore
 from teeflow.server.settings import Settings
 from teeflow.server.store import Store
 
@@ -74,7 +75,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utcnow) ->
     platform = Platform(
         settings=settings,
         store=store,
-        blobs=open_blob_store(settings),
+        blobs=RowBackedBlobStore(open_blob_store(settings), store),
         executor_secret=load_executor_secret(settings),
         clock=clock,
         notifier=notifier_for(store.engine),

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -41,6 +42,7 @@ __all__ = [
     "FunctionRow",
     "LoginFailureRow",
     "OutputRow",
+    "RowBlobRow",
     "TaskParticipantRow",
     "TaskRow",
     "TokenRow",
@@ -229,6 +231,16 @@ class OutputRow(Base):
     wrapped_keys: Mapped[dict[str, Any]]
     joint_owners: Mapped[list[str] | None] = mapped_column(JSONType)
     dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.dataset_id"))
+
+
+class RowBlobRow(Base):
+    """A small ciphertext kept in the database instead of the blob store (server/row_blobs.py):
+    written in the same transaction as the row that names its ``blob_key``."""
+
+    __tablename__ = "row_blobs"
+
+    blob_key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    content: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class EventRow(Base):

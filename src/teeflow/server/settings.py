@@ -25,6 +25,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=8 << 30, gt=0)
     max_json_bytes: int = Field(default=32 << 20, gt=0)
     """Largest body of a request that is not a streamed upload (JSON read whole into memory)."""
+    row_output_bytes: int = Field(default=64 << 10, ge=0)
+    """Outputs sent inline with a finish, of at most this much ciphertext, are stored in the
+    database with the finish (one commit) instead of as a blob file (server/row_blobs.py); 0
+    keeps every output in the blob store. Inline outputs are at most 64 KiB either way."""
     lease_seconds: float = Field(default=15.0, gt=0)
     max_attempts: int = Field(default=5, gt=0)
     """Leases of one task before it is failed (each expired lease means an executor died)."""

@@ -37,6 +37,7 @@ from teeflow.server.routes._streams import (
     receive_blob,
     send_blob,
 )
+from teeflow.server.row_blobs import row_key
 from teeflow.server.store import (
     AuditEntry,
     Conflict,
@@ -484,7 +485,8 @@ async def put_output(
     return {"ciphertext_sha256": sha256, "size": size}
 
 
-def _store_inline_output(platform: Platform, task_id: str, slot: str, meta: OutputMeta) -> None:
+def _inline_ciphertext(slot: str, meta: OutputMeta) -> bytes:
+    """The inline ciphertext of an output, checked against its digest; ApiError 422 if not."""
     try:
         ciphertext = b64d(meta.content or "")
     except ValueError:
@@ -492,8 +494,40 @@ def _store_inline_output(platform: Platform, task_id: str, slot: str, meta: Outp
     digest = meta.ciphertext_sha256
     if len(ciphertext) > INLINE_BYTES or content_digest_like(ciphertext, digest) != digest:
         raise ApiError.invalid(f"output {slot!r}: inline content does not match its digest")
-    with platform.blobs.writer(_output_key(task_id, slot)) as writer:
-        writer.write(ciphertext)
+    return ciphertext
+
+
+def _new_output(platform: Platform, task: TaskRecord, slot: str, meta: OutputMeta) -> NewOutput:
+    """The output a finish records: a small inline one goes into the database with the finish
+    (server/row_blobs.py), a larger inline one into the blob store now, an uploaded one is
+    already there. ApiError 422 if it is missing, corrupt or differs from the contract."""
+    spec = task.contract["outputs"].get(slot)
+    if spec is None:
+        raise ApiError.invalid(f"output {slot!r} was not uploaded")
+    if sorted(meta.joint_owners or []) != sorted(spec.get("joint_owners") or []):
+        raise ApiError.invalid(f"output {slot!r}: joint owners differ from the contract")
+    key = _output_key(task.task_id, slot)
+    content = None if meta.content is None else _inline_ciphertext(slot, meta)
+    if content is not None and len(content) <= platform.settings.row_output_bytes:
+        key = row_key(key)
+    elif content is not None:
+        with platform.blobs.writer(key) as writer:
+            writer.write(content)
+        content = None
+    elif not platform.blobs.exists(key):
+        raise ApiError.invalid(f"output {slot!r} was not uploaded")
+    return NewOutput(
+        slot=slot,
+        blob_key=key,
+        ciphertext_sha256=meta.ciphertext_sha256,
+        size=platform.blobs.size(key) if content is None else len(content),
+        wrapped_keys=meta.wrapped_keys,
+        joint_owners=meta.joint_owners,
+        dataset_id=uuid.uuid4().hex if meta.joint_owners else None,
+        dataset_name=f"{slot} of task {task.task_id[:8]}",
+        meta={"contract_hash": task.contract_hash, "slot": slot},
+        content=content,
+    )
 
 
 @router.post("/v1/executor/tasks/{task_id}/finish", responses=error_responses(401, 409, 422))
@@ -511,28 +545,7 @@ def finish_task(
     task = _leased(platform, task_id, executor)
     now = platform.clock()
     # Check every output before recording any, so a refused finish leaves nothing half-written.
-    for slot, meta in body.outputs.items():
-        spec = task.contract["outputs"].get(slot)
-        if spec is not None and meta.content is not None:
-            _store_inline_output(platform, task_id, slot, meta)
-        if spec is None or not platform.blobs.exists(_output_key(task_id, slot)):
-            raise ApiError.invalid(f"output {slot!r} was not uploaded")
-        if sorted(meta.joint_owners or []) != sorted(spec.get("joint_owners") or []):
-            raise ApiError.invalid(f"output {slot!r}: joint owners differ from the contract")
-    outputs = [
-        NewOutput(
-            slot=slot,
-            blob_key=_output_key(task_id, slot),
-            ciphertext_sha256=meta.ciphertext_sha256,
-            size=platform.blobs.size(_output_key(task_id, slot)),
-            wrapped_keys=meta.wrapped_keys,
-            joint_owners=meta.joint_owners,
-            dataset_id=uuid.uuid4().hex if meta.joint_owners else None,
-            dataset_name=f"{slot} of task {task_id[:8]}",
-            meta={"contract_hash": task.contract_hash, "slot": slot},
-        )
-        for slot, meta in body.outputs.items()
-    ]
+    outputs = [_new_output(platform, task, slot, meta) for slot, meta in body.outputs.items()]
     try:
         done = platform.store.finish(
             task_id=task_id,

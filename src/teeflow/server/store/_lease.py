@@ -15,7 +15,7 @@ from typing import Any, Literal
 from sqlalchemy import Connection, and_, insert, or_, select, update
 
 from teeflow.server.audit import AuditEntry
-from teeflow.server.models import DatasetOwnerRow, DatasetRow, OutputRow, TaskRow
+from teeflow.server.models import DatasetOwnerRow, DatasetRow, OutputRow, RowBlobRow, TaskRow
 from teeflow.server.store._base import StoreBase, require_aware
 from teeflow.server.store._records import TaskRecord
 from teeflow.server.store._tasks import task_record
@@ -155,7 +155,9 @@ class LeaseMixin(StoreBase):
 @dataclass(frozen=True)
 class NewOutput:
     """One sealed output a finish records. ``dataset_id``, ``dataset_name`` and ``meta`` are
-    for a jointly owned output (``joint_owners``), which also becomes a dataset."""
+    for a jointly owned output (``joint_owners``), which also becomes a dataset. With
+    ``content``, the ciphertext is stored under ``blob_key`` in the ``row_blobs`` table in the
+    finish's own transaction (server/row_blobs.py); without, it is already in the blob store."""
 
     slot: str
     blob_key: str
@@ -166,9 +168,14 @@ class NewOutput:
     dataset_id: str | None = None
     dataset_name: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    content: bytes | None = None
 
 
 def _insert_output(connection: Connection, task_id: str, output: NewOutput, now: datetime) -> None:
+    if output.content is not None:
+        connection.execute(
+            insert(RowBlobRow).values(blob_key=output.blob_key, content=output.content)
+        )
     if output.joint_owners:
         if output.dataset_id is None:
             raise ValueError("a jointly owned output needs a dataset_id")

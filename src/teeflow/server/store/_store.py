@@ -15,12 +15,13 @@ from teeflow.server.store._base import require_aware, to_audit_record
 from teeflow.server.store._catalog import CatalogMixin
 from teeflow.server.store._flow import FlowMixin
 from teeflow.server.store._lease import LeaseMixin
+from teeflow.server.store._row_blobs import RowBlobsMixin
 from teeflow.server.store._tasks import TasksMixin
 
 __all__ = ["Store"]
 
 
-class Store(AccountsMixin, CatalogMixin, TasksMixin, FlowMixin, LeaseMixin):
+class Store(AccountsMixin, CatalogMixin, TasksMixin, FlowMixin, LeaseMixin, RowBlobsMixin):
     """The control plane's SQL store (SQLite or PostgreSQL; sync SQLAlchemy).
 
     Every method runs in one short transaction of its own and returns frozen records. Time comes
