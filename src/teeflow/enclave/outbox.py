@@ -32,8 +32,8 @@ class Outbox:
         self.seconds = 0.0
         """Wall time the background thread spent in calls (overlapping the function's time)."""
         self.calls = 0
-        self._thread = threading.Thread(target=self._run, name="teeflow-outbox", daemon=True)
-        self._thread.start()
+        # Started by the first submit: most tasks (scoring, short functions) never submit.
+        self._thread: threading.Thread | None = None
 
     def _run(self) -> None:
         while True:
@@ -59,6 +59,9 @@ class Outbox:
     def submit(self, call: Call) -> None:
         """Queue ``call``; blocks while the queue is full. Raises an earlier call's error."""
         self._raise_pending()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="teeflow-outbox", daemon=True)
+            self._thread.start()
         self._calls.put(call)
 
     def drain(self) -> None:
@@ -68,5 +71,6 @@ class Outbox:
 
     def close(self) -> None:
         """Run what is queued, then stop the thread (errors are dropped: call ``drain`` first)."""
-        self._calls.put(None)
-        self._thread.join()
+        if self._thread is not None:
+            self._calls.put(None)
+            self._thread.join()

@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=os.environ.get("TEEFLOW_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s"
     )
+    if logging.getLogger().getEffectiveLevel() >= logging.INFO:
+        # httpx logs every request at INFO: a line per lease, finish and heartbeat, a tenth of
+        # the executor's CPU per task under load. Its warnings still show; DEBUG shows all.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         verify = client_verify(args.server, ca_cert=args.ca_cert, insecure_http=args.insecure_http)
     except InsecureTransportError as exc:

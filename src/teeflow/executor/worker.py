@@ -113,14 +113,61 @@ class HttpHost:
         self._call("POST", "/events", json={"recipient": recipient, "payload": payload})
 
 
+class Heartbeats:
+    """Keeps the leases of the tasks this executor holds alive from one thread.
+
+    A task is beaten every ``every`` seconds from :meth:`hold` until :meth:`release`: one thread
+    for every task held (a batch waiting for its finish included), instead of a thread started
+    and joined per task."""
+
+    def __init__(self, beat: Callable[[str], None]) -> None:
+        self._beat = beat
+        self._due: dict[str, tuple[float, float]] = {}  # task id -> (next beat, period)
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._wakes_at = float("inf")
+
+    def hold(self, task_id: str, every: float) -> None:
+        with self._changed:
+            at = time.monotonic() + every
+            self._due[task_id] = (at, every)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="teeflow-heartbeats", daemon=True
+                )
+                self._thread.start()
+            elif at < self._wakes_at:
+                # Only when it is due before the thread wakes anyway: waking a thread per task
+                # costs the worker a GIL hand-off each time.
+                self._changed.notify()
+
+    def release(self, task_id: str) -> None:
+        with self._changed:
+            self._due.pop(task_id, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = [task for task, (at, _) in self._due.items() if at <= now]
+                for task in due:
+                    self._due[task] = (now + self._due[task][1], self._due[task][1])
+                if not due:
+                    self._wakes_at = min((at for at, _ in self._due.values()), default=now + 3600)
+                    self._changed.wait(self._wakes_at - now)
+                    self._wakes_at = float("inf")
+                    continue
+            for task in due:  # outside the lock: a beat is a request
+                self._beat(task)
+
+
 @dataclass
 class _Deferred:
     """A finish held back to go in one request with the rest of its batch; its task's lease
-    is kept alive by ``beat`` until then."""
+    is kept alive by the worker's :class:`Heartbeats` until then."""
 
+    task_id: str
     body: dict[str, Any]
-    stop_beat: threading.Event
-    beat: threading.Thread
 
 
 class Worker:
@@ -151,6 +198,8 @@ class Worker:
         self.executor_id = ""
         self._registered_at = 0.0
         self._stop = threading.Event()
+        self.heartbeats = Heartbeats(self._heartbeat)
+        self._finishing: threading.Thread | None = None
 
     def register(self) -> None:
         runtime = self.enclave.runtime
@@ -208,8 +257,9 @@ class Worker:
                         elif self._still_held(lease, leased_at):
                             self._run_logged(lease, held)
                 finally:
-                    self._finish_all(finishes)
+                    self._finish_in_background(finishes)
         finally:
+            self._wait_for_finishes()
             if serving is not None:
                 serving.join()
         return done
@@ -250,6 +300,21 @@ class Worker:
             return False
         return response.status_code == 200
 
+    def _finish_in_background(self, finishes: list[_Deferred]) -> None:
+        """Send a batch's finishes from a thread while this one leases the next batch (one
+        batch's finishes in flight at a time; their leases are beaten until they are sent)."""
+        self._wait_for_finishes()
+        if finishes:
+            self._finishing = threading.Thread(
+                target=self._finish_all, args=(finishes,), name="teeflow-finish", daemon=True
+            )
+            self._finishing.start()
+
+    def _wait_for_finishes(self) -> None:
+        if self._finishing is not None:
+            self._finishing.join()
+            self._finishing = None
+
     def _finish_all(self, finishes: list[_Deferred]) -> None:
         """Send the batch's finishes in one request, then stop their heartbeats."""
         try:
@@ -268,8 +333,7 @@ class Worker:
             log.error("batch finish failed: %s", type(exc).__name__)
         finally:
             for deferred in finishes:
-                deferred.stop_beat.set()
-                deferred.beat.join()
+                self.heartbeats.release(deferred.task_id)
 
     def _run_logged(self, lease: dict[str, Any], finishes: list[_Deferred] | None = None) -> None:
         try:
@@ -296,13 +360,7 @@ class Worker:
             run_authorisation=lease.get("run_authorisation"),
             withdrawals=lease.get("withdrawals") or {},
         )
-        stop_beat = threading.Event()
-        beat = threading.Thread(
-            target=self._heartbeat,
-            args=(task_id, float(lease["lease_seconds"]) / 3, stop_beat),
-            daemon=True,
-        )
-        beat.start()
+        self.heartbeats.hold(task_id, float(lease["lease_seconds"]) / 3)
         deferred = False
         try:
             host = HttpHost(
@@ -323,7 +381,7 @@ class Worker:
                 defer=finishes is not None,
             )
             if finishes is not None and body is not None:
-                finishes.append(_Deferred({"task_id": task_id, **body}, stop_beat, beat))
+                finishes.append(_Deferred(task_id, {"task_id": task_id, **body}))
                 deferred = True
             timings = {**result.timings, "deliver": time.perf_counter() - started}
             # Phase durations only (no task data): what benchmarks split a task's time by.
@@ -339,15 +397,13 @@ class Worker:
             log.warning("task %s given back (%s); it will be retried", task_id, exc)
         finally:
             if not deferred:
-                stop_beat.set()
-                beat.join()
+                self.heartbeats.release(task_id)
 
-    def _heartbeat(self, task_id: str, every: float, stop: threading.Event) -> None:
-        while not stop.wait(every):
-            try:
-                self.http.post(f"/v1/executor/tasks/{task_id}/heartbeat")
-            except httpx.HTTPError:
-                log.warning("heartbeat for %s failed", task_id)
+    def _heartbeat(self, task_id: str) -> None:
+        try:
+            self.http.post(f"/v1/executor/tasks/{task_id}/heartbeat")
+        except httpx.HTTPError:
+            log.warning("heartbeat for %s failed", task_id)
 
     def _deliver(
         self, task_id: str, result: ExecutionResult, *, inline_limit: int = 0, defer: bool = False

@@ -6,6 +6,7 @@ implements it), so a contract pins the exact code as well as the measurement tha
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -24,6 +25,14 @@ __all__ = ["Builtin", "builtin_catalogue", "get_builtin", "preload_builtins"]
 
 RunFn = Callable[[Context], None]
 _IMPORT_LOCK = threading.Lock()
+
+
+@functools.cache
+def _source_sha256(module: str) -> str | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        return None
+    return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -71,11 +80,12 @@ class Builtin:
 
     @property
     def code_sha256(self) -> str:
-        """SHA-256 of the implementing module's source file (found without importing it)."""
-        spec = importlib.util.find_spec(self.module)
-        if spec is None or spec.origin is None:
+        """SHA-256 of the implementing module's source file (found without importing it); read
+        once per process, as the code it names is loaded once."""
+        digest = _source_sha256(self.module)
+        if digest is None:
             raise KeyError(f"built-in {self.name!r}: module {self.module} is missing")
-        return hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
+        return digest
 
     def describe(self) -> dict[str, Any]:
         return {
