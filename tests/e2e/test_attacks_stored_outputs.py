@@ -13,19 +13,15 @@ import pytest
 from teeflow.client import Client, ClientError
 from teeflow.server.launcher import LocalPlatform
 
-from .conftest import MemberFactory, operator_db, operator_write_output
+from .conftest import MemberFactory, echo_task, operator_db, operator_write_output
 
 
 def _echoed(alice: Client, bank: Client, payload: bytes) -> str:
-    dataset = bank.upload_dataset(payload, name="bank.csv", kind="other")
-    task = alice.propose(
-        "echo", inputs={"data": dataset["id"]}, outputs={"data": {"recipients": ["bank"]}}
-    )
-    alice.approve(task["id"])
-    bank.approve(task["id"])
-    alice.run(task["id"])
-    assert alice.wait(task["id"], timeout=60)["status"] == "succeeded"
-    task_id: str = task["id"]
+    task_id = echo_task(alice, bank, payload)
+    alice.approve(task_id)
+    bank.approve(task_id)
+    alice.run(task_id)
+    assert alice.wait(task_id, timeout=60)["status"] == "succeeded"
     return task_id
 
 

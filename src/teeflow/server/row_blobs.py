@@ -3,7 +3,7 @@
 A small output (at most ``Settings.row_output_bytes``) is stored in the ``row_blobs`` table in the
 same transaction that records the finish and its receipt: one commit, one fsync, as durable as
 the finish itself, instead of a blob file with a file and a directory fsync of its own
-(decision 0029). Its blob key starts with :data:`ROW_PREFIX`; :class:`RowBackedBlobStore` sends
+(decision 0030). Its blob key starts with :data:`ROW_PREFIX`; :class:`RowBackedBlobStore` sends
 such keys to the database and every other key to the file or S3 store, so every reader (output
 download, ``dataset from-output``, joint outputs used as inputs, deletion) works for both without
 knowing which one holds the bytes. Integrity is the same either way: a member checks the bytes
