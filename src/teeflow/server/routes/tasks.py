@@ -38,7 +38,16 @@ from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.notify import QUEUE, task_key, wait_for
 from teeflow.server.quotas import check_task_quotas
 from teeflow.server.routes._streams import BLOB_RESPONSE, send_blob
-from teeflow.server.store import AuditEntry, Conflict, NotFound, TaskRecord, UserRecord
+from teeflow.server.store import (
+    ApprovalRecord,
+    AuditEntry,
+    Conflict,
+    DatasetFacts,
+    NotFound,
+    TaskRecord,
+    UserRecord,
+    input_dataset_ids,
+)
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
@@ -69,11 +78,17 @@ class Withdrawal(BaseModel):
     withdrawal: dict[str, Any] = Field(description="the participant's signed withdrawal")
 
 
-def task_public(platform: Platform, task: TaskRecord) -> dict[str, Any]:
+def task_public(
+    platform: Platform,
+    task: TaskRecord,
+    facts: tuple[list[ApprovalRecord], DatasetFacts] | None = None,
+) -> dict[str, Any]:
+    """The task as members see it; ``facts`` (approvals, input datasets) are read when not
+    given (:meth:`~teeflow.server.store.Store.task_view` reads them with the task)."""
     inputs = task.contract.get("inputs", {})
-    approvals, datasets = platform.store.task_view_facts(
-        task.task_id, [spec.get("dataset_id", "") for spec in inputs.values()]
-    )
+    if facts is None:
+        facts = platform.store.task_view_facts(task.task_id, input_dataset_ids(task.contract))
+    approvals, datasets = facts
     return {
         "id": task.task_id,
         "status": task.status,
@@ -107,6 +122,16 @@ def _input_facts(dataset: tuple[int | None, dict[str, Any]] | None) -> dict[str,
         "size": size,
         "rows": rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
     }
+
+
+def public_view(platform: Platform, task_id: str, user: UserRecord) -> dict[str, Any]:
+    """:func:`task_public` of a task the caller takes part in, read in one transaction;
+    :class:`ApiError` 404 otherwise."""
+    view = platform.store.task_view(task_id)
+    if view is None or user.username not in view[0].participants:
+        raise ApiError.not_found(f"task {task_id}")
+    task, approvals, datasets = view
+    return task_public(platform, task, (approvals, datasets))
 
 
 def task_for(platform: Platform, task_id: str, user: UserRecord) -> TaskRecord:
@@ -200,7 +225,7 @@ async def show(
     ``events_after`` arrives for the caller, or ``wait`` seconds pass; then returned as it is."""
 
     def current() -> tuple[dict[str, Any], bool]:
-        public = task_public(platform, task_for(platform, task_id, user))
+        public = public_view(platform, task_id, user)
         if until_done:
             changed = public["status"] in TERMINAL_STATES
         else:

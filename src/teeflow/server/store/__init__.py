@@ -23,6 +23,7 @@ from teeflow.server.store._records import (
     UserRecord,
 )
 from teeflow.server.store._store import Store
+from teeflow.server.store._tasks import DatasetFacts, input_dataset_ids
 
 __all__ = [
     "TASK_STATES",
@@ -30,6 +31,7 @@ __all__ = [
     "AuditEntry",
     "AuditRecord",
     "Conflict",
+    "DatasetFacts",
     "DatasetRecord",
     "EventRecord",
     "ExecutorRecord",
@@ -42,4 +44,5 @@ __all__ = [
     "StoreError",
     "TaskRecord",
     "UserRecord",
+    "input_dataset_ids",
 ]

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select, text
+from sqlalchemy import Connection, Engine, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,13 @@ __all__ = ["StoreBase", "require_aware", "to_audit_record"]
 
 # Any fixed 64-bit key: PostgreSQL transactions that append to the audit log hold it until commit.
 _AUDIT_LOCK_KEY = 0x7465_6566_6C6F_7702
+
+# Built once: a statement object caches its compiled form, so an append does not build, hash and
+# look up its SQL again (the append runs in nearly every write of the task path).
+_AUDIT = AuditRow.__table__
+_AUDIT_LOCK = text("SELECT pg_advisory_xact_lock(:key)").bindparams(key=_AUDIT_LOCK_KEY)
+_AUDIT_HEAD = select(_AUDIT.c.seq, _AUDIT.c.hash).order_by(_AUDIT.c.seq.desc()).limit(1)
+_AUDIT_INSERT = insert(AuditRow)
 
 
 def require_aware(now: datetime, name: str = "now") -> datetime:
@@ -99,11 +106,11 @@ class StoreBase:
         SQLite, so two appends never read the same head and the chain never forks.
         """
         now = require_aware(now)
+        session.flush()  # ORM rows added before the entry reach the database first, as before
+        connection = session.connection()
         if self.is_postgresql:
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _AUDIT_LOCK_KEY})
-        last = session.execute(
-            select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
-        ).first()
+            connection.execute(_AUDIT_LOCK)
+        last = connection.execute(_AUDIT_HEAD).first()
         seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
         details: dict[str, Any] = dict(entry.details)
         fields = {
@@ -114,7 +121,7 @@ class StoreBase:
             "subject": entry.subject,
             "details": details,
         }
-        row = AuditRow(
+        record = AuditRecord(
             seq=seq,
             ts=now,
             actor=entry.actor,
@@ -124,9 +131,11 @@ class StoreBase:
             prev_hash=prev_hash,
             hash=entry_hash(prev_hash, fields),
         )
-        session.add(row)
-        session.flush()
-        return to_audit_record(row)
+        connection.execute(
+            _AUDIT_INSERT,
+            [{**fields, "ts": now, "prev_hash": record.prev_hash, "hash": record.hash}],
+        )
+        return record
 
     def _maybe_audit(
         self, session: Session, entry: AuditEntry | None, now: datetime, **override: Any

@@ -1,18 +1,23 @@
 """Work leasing: executors pull queued tasks, keep their lease alive, and report the result.
 
-A lease is a compare-and-set on the task row. PostgreSQL picks with ``FOR UPDATE SKIP LOCKED`` so
-concurrent workers skip each other's candidate rows; SQLite takes the write lock up front
-(``BEGIN IMMEDIATE``). Either way two callers never get the same task.
+A lease is a compare-and-set on the task row, ``UPDATE ... WHERE task_id = ? AND <still
+leasable>``, so two callers never get the same task. Candidates are looked for first without
+the write lock or any row lock (an executor polling an empty queue takes neither); the write
+transaction (SQLite: ``BEGIN IMMEDIATE``) then sets the oldest candidate still leasable. On
+PostgreSQL a second caller's compare-and-set on the same row waits for the first to commit and
+then finds it taken, so a failed one always means the candidate left the queue.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
 
 from teeflow.server.audit import AuditEntry
 from teeflow.server.models import DatasetOwnerRow, DatasetRow, OutputRow, RowBlobRow, TaskRow
@@ -24,6 +29,43 @@ __all__ = ["SKIP_WINDOW", "LeaseMixin", "NewOutput"]
 
 SKIP_WINDOW = 64
 """How many waiting tasks a lease that skips some (sessions) looks through."""
+
+_CANDIDATES = 4
+"""How many leasable tasks a lease tries, oldest first, when others take them meanwhile."""
+
+_TASKS = TaskRow.__table__
+_READY = or_(
+    _TASKS.c.status == "queued",
+    and_(_TASKS.c.status == "running", _TASKS.c.lease_expires_at <= bindparam("ready_at")),
+)
+_QUEUED = (
+    select(_TASKS.c.task_id, _TASKS.c.contract, _TASKS.c.created_at)
+    .where(_TASKS.c.status == "queued")
+    .order_by(_TASKS.c.created_at, _TASKS.c.task_id)
+)
+_LAPSED = (
+    select(_TASKS.c.task_id, _TASKS.c.contract, _TASKS.c.created_at)
+    .where(_TASKS.c.status == "running", _TASKS.c.lease_expires_at <= bindparam("ready_at"))
+    .order_by(_TASKS.c.created_at, _TASKS.c.task_id)
+)
+# Built once each (a statement caches its compiled SQL): the queued and the lapsed tasks, each in
+# index order (SQLite sorts an OR of the two whole, every row's contract with it), for a lease
+# that looks at the oldest few or, passing some over, at the oldest SKIP_WINDOW.
+_WAITING = {
+    window: (_QUEUED.limit(window), _LAPSED.limit(window)) for window in (_CANDIDATES, SKIP_WINDOW)
+}
+_TAKE = (
+    update(TaskRow)
+    .where(_TASKS.c.task_id == bindparam("candidate"), _READY)
+    .values(
+        status="running",
+        lease_owner=bindparam("owner"),
+        lease_expires_at=bindparam("expires"),
+        attempts=_TASKS.c.attempts + 1,
+        updated_at=bindparam("at"),
+    )
+    .returning(*_TASKS.c)
+)
 
 
 class LeaseMixin(StoreBase):
@@ -49,34 +91,30 @@ class LeaseMixin(StoreBase):
         now = require_aware(now)
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
-        ready = or_(
-            TaskRow.status == "queued",
-            and_(TaskRow.status == "running", TaskRow.lease_expires_at <= now),
-        )
-        query = (
-            select(TaskRow)
-            .where(ready)
-            .order_by(TaskRow.created_at, TaskRow.task_id)
-            .limit(1 if skip is None else SKIP_WINDOW)
-        )
-        if self.is_postgresql:
-            query = query.with_for_update(skip_locked=True)
-        with self._write() as session:
-            row = next(
-                (r for r in session.scalars(query) if skip is None or not skip(r.contract)), None
-            )
-            if row is None:
+        window = _CANDIDATES if skip is None else SKIP_WINDOW
+        take = {
+            "ready_at": now,
+            "owner": executor_id,
+            "expires": now + timedelta(seconds=lease_seconds),
+            "at": now,
+        }
+        while True:
+            with self._core_read() as connection:
+                candidates = _pick(connection, window, now, skip)
+            if not candidates:
                 return None
-            row.status = "running"
-            row.lease_owner = executor_id
-            row.lease_expires_at = now + timedelta(seconds=lease_seconds)
-            row.attempts = row.attempts + 1
-            row.updated_at = now
-            session.flush()
-            if audit is not None:
-                details = {**audit.details, "attempt": row.attempts}
-                self._maybe_audit(session, audit, now, subject=row.task_id, details=details)
-            return task_record(session, row)
+            with self._write() as session:
+                connection = session.connection()
+                for candidate in candidates:
+                    row = connection.execute(_TAKE, {**take, "candidate": candidate}).first()
+                    if row is None:
+                        continue  # leased, canceled or finished since it was seen
+                    if audit is not None:
+                        details = {**audit.details, "attempt": row.attempts}
+                        self._maybe_audit(session, audit, now, subject=row.task_id, details=details)
+                    return task_record(connection, row)
+            # Every candidate left the queue meanwhile (so others made progress): look again
+            # rather than report an empty queue that is not.
 
     def heartbeat(
         self, *, task_id: str, executor_id: str, now: datetime, lease_seconds: float
@@ -150,6 +188,29 @@ class LeaseMixin(StoreBase):
                 _insert_output(connection, task_id, output, now)
             self._maybe_audit(session, audit, now)
             return True
+
+
+def _pick(
+    connection: Connection,
+    window: int,
+    now: datetime,
+    skip: Callable[[Mapping[str, Any]], bool] | None,
+) -> list[str]:
+    """Ids of up to :data:`_CANDIDATES` leasable tasks among the oldest ``window``, oldest
+    first, that ``skip`` does not pass over."""
+    queued, lapsed = _WAITING[window]
+    rows = heapq.merge(  # both oldest first; a row is decoded only when it is read
+        connection.execute(queued),
+        connection.execute(lapsed, {"ready_at": now}),
+        key=lambda row: (row.created_at, row.task_id),
+    )
+    picked: list[str] = []
+    for row in itertools.islice(rows, window):
+        if skip is None or not skip(row.contract):
+            picked.append(row.task_id)
+            if len(picked) >= _CANDIDATES:
+                break
+    return picked
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Row, func, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from teeflow.server.audit import AuditEntry
@@ -30,18 +30,48 @@ from teeflow.server.store._records import (
     TaskRecord,
 )
 
-__all__ = ["TasksMixin", "approval_record", "task_record"]
+__all__ = [
+    "TASK_BY_ID",
+    "DatasetFacts",
+    "TasksMixin",
+    "approval_record",
+    "input_dataset_ids",
+    "task_record",
+]
 
 _TRANSITION_FIELDS = frozenset({"failure_reason", "receipt", "run_authorisation"})
 
 
+_TASKS = TaskRow.__table__
+_PARTICIPANTS = TaskParticipantRow.__table__
+_APPROVALS = ApprovalRow.__table__
+_DATASETS = DatasetRow.__table__
+
+# The task path's reads, built once: a statement object caches its compiled SQL, so running one
+# again skips building, hashing and looking it up (decision 0025's hot paths).
+TASK_BY_ID = select(_TASKS).where(_TASKS.c.task_id == bindparam("task_id"))
+_PARTICIPANTS_OF = (
+    select(_PARTICIPANTS.c.username)
+    .where(_PARTICIPANTS.c.task_id == bindparam("task_id"))
+    .order_by(_PARTICIPANTS.c.position)
+)
+_APPROVALS_OF = (
+    select(_APPROVALS)
+    .where(_APPROVALS.c.task_id == bindparam("task_id"))
+    .order_by(_APPROVALS.c.created_at, _APPROVALS.c.username)
+)
+_DATASET_FACTS = select(_DATASETS.c.dataset_id, _DATASETS.c.size, _DATASETS.c.meta).where(
+    _DATASETS.c.dataset_id.in_(bindparam("ids", expanding=True))
+)
+
+DatasetFacts = dict[str, tuple[int | None, dict[str, Any]]]
+"""Dataset id -> ``(ciphertext size in bytes or None, meta)``, for the datasets that exist."""
+
+
 def task_record(session: Session | Connection, row: TaskRow | Row[Any]) -> TaskRecord:
     """The record of an ORM row or a Core row of the tasks table (same attribute names)."""
-    participants = session.scalars(
-        select(TaskParticipantRow.username)
-        .where(TaskParticipantRow.task_id == row.task_id)
-        .order_by(TaskParticipantRow.position)
-    )
+    connection = session.connection() if isinstance(session, Session) else session
+    participants = connection.execute(_PARTICIPANTS_OF, {"task_id": row.task_id}).scalars()
     return TaskRecord(
         task_id=row.task_id,
         creator=row.creator,
@@ -61,13 +91,22 @@ def task_record(session: Session | Connection, row: TaskRow | Row[Any]) -> TaskR
     )
 
 
-def _approvals(session: Session, task_id: str) -> list[ApprovalRecord]:
-    rows = session.scalars(
-        select(ApprovalRow)
-        .where(ApprovalRow.task_id == task_id)
-        .order_by(ApprovalRow.created_at, ApprovalRow.username)
-    )
-    return [approval_record(row) for row in rows]
+def _approvals(session: Session | Connection, task_id: str) -> list[ApprovalRecord]:
+    connection = session.connection() if isinstance(session, Session) else session
+    return [approval_record(row) for row in connection.execute(_APPROVALS_OF, {"task_id": task_id})]
+
+
+def _dataset_facts(connection: Connection, dataset_ids: Collection[str]) -> DatasetFacts:
+    ids = sorted(set(dataset_ids))
+    if not ids:
+        return {}
+    rows = connection.execute(_DATASET_FACTS, {"ids": ids})
+    return {row[0]: (row[1], dict(row[2] or {})) for row in rows}
+
+
+def input_dataset_ids(contract: dict[str, Any]) -> list[str]:
+    """The dataset ids a contract's inputs name (a joint input names none: ``""``)."""
+    return [spec.get("dataset_id", "") for spec in contract.get("inputs", {}).values()]
 
 
 def _lock_task(session: Session, task_id: str) -> TaskRow:
@@ -113,10 +152,22 @@ class TasksMixin(StoreBase):
             return task_record(session, row)
 
     def get_task(self, task_id: str) -> TaskRecord | None:
-        tasks = TaskRow.__table__
         with self._core_read() as connection:
-            row = connection.execute(select(tasks).where(tasks.c.task_id == task_id)).first()
+            row = connection.execute(TASK_BY_ID, {"task_id": task_id}).first()
             return task_record(connection, row) if row else None
+
+    def task_view(
+        self, task_id: str
+    ) -> tuple[TaskRecord, list[ApprovalRecord], DatasetFacts] | None:
+        """The task with what every view of it shows, in one read transaction: the task, its
+        approvals and its input datasets' facts (as :meth:`task_view_facts`); None if no task."""
+        with self._core_read() as connection:
+            row = connection.execute(TASK_BY_ID, {"task_id": task_id}).first()
+            if row is None:
+                return None
+            task = task_record(connection, row)
+            approvals = _approvals(connection, task_id)
+            return task, approvals, _dataset_facts(connection, input_dataset_ids(task.contract))
 
     def list_tasks(
         self,
@@ -203,19 +254,17 @@ class TasksMixin(StoreBase):
         if extra:
             raise TypeError(f"transition() cannot set {sorted(extra)}")
         with self._write() as session:
-            result = session.execute(
+            connection = session.connection()
+            row = connection.execute(
                 update(TaskRow)
-                .where(TaskRow.task_id == task_id, TaskRow.status.in_(sorted(from_states)))
+                .where(_TASKS.c.task_id == task_id, _TASKS.c.status.in_(sorted(from_states)))
                 .values(status=to, updated_at=now, **fields)
-                .execution_options(synchronize_session=False)
-            )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
-                return None
-            row = session.get(TaskRow, task_id, populate_existing=True)
-            if row is None:  # pragma: no cover - the UPDATE just matched it
+                .returning(*_TASKS.c)
+            ).first()
+            if row is None:
                 return None
             self._maybe_audit(session, audit, now)
-            return task_record(session, row)
+            return task_record(connection, row)
 
     def withdraw(
         self,
@@ -280,18 +329,12 @@ class TasksMixin(StoreBase):
 
     def task_view_facts(
         self, task_id: str, dataset_ids: Collection[str]
-    ) -> tuple[list[ApprovalRecord], dict[str, tuple[int | None, dict[str, Any]]]]:
+    ) -> tuple[list[ApprovalRecord], DatasetFacts]:
         """What every view of a task shows besides the task row, in one read transaction:
         its approvals (as :meth:`list_approvals`) and, for each of ``dataset_ids`` that exists,
         ``(ciphertext size in bytes or None, meta)``."""
-        with self._read() as session:
-            approvals = _approvals(session, task_id)
-            rows = session.execute(
-                select(DatasetRow.dataset_id, DatasetRow.size, DatasetRow.meta).where(
-                    DatasetRow.dataset_id.in_(sorted(set(dataset_ids)))
-                )
-            )
-            return approvals, {row[0]: (row[1], dict(row[2] or {})) for row in rows}
+        with self._core_read() as connection:
+            return _approvals(connection, task_id), _dataset_facts(connection, dataset_ids)
 
     # -- outputs ---------------------------------------------------------------------------------
 
