@@ -6,7 +6,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import Connection, Row, bindparam, func, or_, select, update
+from sqlalchemy import Connection, Row, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from teeflow.server.audit import AuditEntry
@@ -62,6 +62,22 @@ _APPROVALS_OF = (
 )
 _DATASET_FACTS = select(_DATASETS.c.dataset_id, _DATASETS.c.size, _DATASETS.c.meta).where(
     _DATASETS.c.dataset_id.in_(bindparam("ids", expanding=True))
+)
+
+_INSERT_TASK = insert(TaskRow)
+_INSERT_PARTICIPANT = insert(TaskParticipantRow)
+_COUNT = (
+    select(func.count())
+    .select_from(_TASKS)
+    .where(
+        _TASKS.c.creator == bindparam("creator"),
+        _TASKS.c.status.in_(bindparam("statuses", expanding=True)),
+    )
+)
+_COUNT_NAMING = _COUNT.where(
+    _TASKS.c.task_id.in_(
+        select(_PARTICIPANTS.c.task_id).where(_PARTICIPANTS.c.username == bindparam("participant"))
+    )
 )
 
 DatasetFacts = dict[str, tuple[int | None, dict[str, Any]]]
@@ -131,25 +147,45 @@ class TasksMixin(StoreBase):
         """Record a proposed task; :class:`Conflict` on a reused id or an unknown creator."""
         now = require_aware(now)
         with self._write(f"task {task_id!r} cannot be created") as session:
-            row = TaskRow(
+            connection = session.connection()
+            values: dict[str, Any] = {
+                "task_id": task_id,
+                "creator": creator,
+                "contract": dict(contract),
+                "contract_hash": contract_hash,
+                "status": "proposed",
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
+            connection.execute(_INSERT_TASK, [values])
+            named = tuple(dict.fromkeys(participants))
+            if named:
+                connection.execute(
+                    _INSERT_PARTICIPANT,
+                    [
+                        {"task_id": task_id, "username": username, "position": position}
+                        for position, username in enumerate(named)
+                    ],
+                )
+            self._maybe_audit(session, audit, now)
+            return TaskRecord(
                 task_id=task_id,
                 creator=creator,
-                contract=dict(contract),
+                contract=values["contract"],
                 contract_hash=contract_hash,
+                participants=named,
                 status="proposed",
+                failure_reason=None,
+                receipt=None,
+                lease_owner=None,
+                lease_expires_at=None,
                 attempts=0,
                 created_at=now,
                 updated_at=now,
+                run_authorisation=None,
+                withdrawals={},
             )
-            session.add(row)
-            session.flush()
-            for position, username in enumerate(dict.fromkeys(participants)):
-                session.add(
-                    TaskParticipantRow(task_id=task_id, username=username, position=position)
-                )
-            session.flush()
-            self._maybe_audit(session, audit, now)
-            return task_record(session, row)
 
     def get_task(self, task_id: str) -> TaskRecord | None:
         with self._core_read() as connection:
@@ -204,18 +240,10 @@ class TasksMixin(StoreBase):
     ) -> int:
         """Tasks ``creator`` proposed that are in one of ``statuses`` (and, with
         ``participant``, name that member)."""
-        query = (
-            select(func.count())
-            .select_from(TaskRow)
-            .where(TaskRow.creator == creator, TaskRow.status.in_(statuses))
-        )
-        if participant is not None:
-            among = select(TaskParticipantRow.task_id).where(
-                TaskParticipantRow.username == participant
-            )
-            query = query.where(TaskRow.task_id.in_(among))
-        with self._read() as session:
-            return int(session.scalar(query) or 0)
+        params = {"creator": creator, "statuses": sorted(statuses), "participant": participant}
+        with self._core_read() as connection:
+            query = _COUNT if participant is None else _COUNT_NAMING
+            return int(connection.execute(query, params).scalar() or 0)
 
     def tasks_using(self, dataset_id: str, *, statuses: frozenset[str]) -> list[str]:
         """Ids of tasks in one of ``statuses`` whose contract takes ``dataset_id`` as an input."""
