@@ -18,6 +18,7 @@ from teeflow.server.deps import CurrentExecutor, PlatformDep
 from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.routes.executors import (
     Finish,
+    LastSeen,
     LeaseWait,
     SessionsFlag,
     _lease_once,
@@ -53,11 +54,13 @@ async def lease_many(
     ``wait`` seconds. Only the first is waited for; the rest are what is queued then. A batch
     holds at most one inference session."""
 
+    seen = LastSeen(executor)
+
     def take() -> list[dict[str, Any]] | None:
         leases: list[dict[str, Any]] = []
         more_sessions = sessions  # at most one session a batch: the executor serves one at a time
         while len(leases) < limit:
-            leased = _lease_once(executor, platform, more_sessions)
+            leased = _lease_once(executor, platform, more_sessions, seen)
             if leased is None:
                 break
             leases.append(leased)

@@ -11,6 +11,7 @@ import hmac
 import secrets
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -251,8 +252,9 @@ async def lease(
     The wait is capped at half the lease time, so that leases which expire while every executor
     waits are still found and re-queued promptly.
     """
+    seen = LastSeen(executor)
     leased = await wait_for_work(
-        request, platform, wait, lambda: _lease_once(executor, platform, sessions)
+        request, platform, wait, lambda: _lease_once(executor, platform, sessions, seen)
     )
     return leased if leased is not None else Response(status_code=204)
 
@@ -289,12 +291,25 @@ def _skip_for(executor: ExecutorRecord, *, sessions: bool) -> Callable[[Mapping[
     return skip
 
 
+class LastSeen:
+    """When one request last recorded its executor as seen, so that a long-poll that wakes
+    often, or a batch of leases, writes ``last_seen_at`` at most once a second."""
+
+    def __init__(self, executor: ExecutorRecord) -> None:
+        self.executor_id = executor.executor_id
+        self.at = executor.last_seen_at
+
+    def touch(self, platform: Platform, now: datetime) -> None:
+        if (now - self.at).total_seconds() >= 1.0:
+            platform.store.touch_executor(self.executor_id, now)
+            self.at = now
+
+
 def _lease_once(
-    executor: ExecutorRecord, platform: Platform, sessions: bool = True
+    executor: ExecutorRecord, platform: Platform, sessions: bool, seen: LastSeen
 ) -> dict[str, Any] | None:
     now = platform.clock()
-    if (now - executor.last_seen_at).total_seconds() >= 1.0:
-        platform.store.touch_executor(executor.executor_id, now)  # at most one write a second
+    seen.touch(platform, now)
     task = platform.store.lease_next(
         executor_id=executor.executor_id,
         now=now,
