@@ -8,6 +8,7 @@ tests/conftest.py), migrated by the Alembic revisions like a new deployment, and
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,12 @@ def store(store_url: str) -> Iterator[Store]:
         yield store
     finally:
         store.close()
+
+
+@pytest.fixture
+def members(store: Store) -> Store:
+    """The store with members ``alice`` and ``bob``."""
+    now = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
+    for name in ("alice", "bob"):
+        store.create_user(username=name, password_hash="h", sign_pk="s", enc_pk="e", now=now)
+    return store

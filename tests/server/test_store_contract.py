@@ -358,6 +358,28 @@ def test_lease_exclusive_under_concurrency(users: Store) -> None:
     assert all(t.attempts == 1 for t in (users.get_task(t.task_id) for t in tasks) if t)
 
 
+def test_lease_passing_over_tasks_stays_exclusive_under_concurrency(users: Store) -> None:
+    tasks = [add_task(users, at=i) for i in range(40)]
+    for task in tasks:
+        queue(users, task)
+    odd = {t.task_id for t in tasks if t.contract["n"] % 2}
+
+    def odd_only(contract: Any) -> bool:
+        return contract["n"] % 2 == 0
+
+    def drain(i: int) -> list[str]:
+        skip = odd_only if i % 2 else None
+        got = []
+        while task := users.lease_next(executor_id=f"e{i}", now=T0, lease_seconds=60, skip=skip):
+            assert skip is None or task.task_id in odd
+            got.append(task.task_id)
+        return got
+
+    leased = [task_id for batch in run_threads(6, drain) for task_id in batch]
+
+    assert Counter(leased) == Counter(t.task_id for t in tasks)
+
+
 def test_heartbeat_and_finish_only_by_lease_owner(users: Store) -> None:
     task = add_task(users)
     queue(users, task)

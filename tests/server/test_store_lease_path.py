@@ -1,20 +1,15 @@
 """The lease and task-view reads of the task path (store/_lease.py, store/_tasks.py), against
 SQLite and PostgreSQL (see conftest.py): the oldest leasable task wins whether it is queued or
-lapsed, a lease stays exclusive when executors pass over some tasks, an idle poll on SQLite does
+lapsed, an idle poll on SQLite does
 not queue behind a writer, and the one-transaction task view reads what the separate reads do."""
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import text
 
 from teeflow.server.db import make_engine, write_engine
@@ -34,24 +29,6 @@ def queue(store: Store, task: TaskRecord) -> None:
     assert store.transition(task.task_id, from_states={"proposed"}, to="queued", now=T0)
 
 
-def run_threads(n: int, work: Callable[[int], Any]) -> list[Any]:
-    barrier = threading.Barrier(n)
-
-    def start(i: int) -> Any:
-        barrier.wait()
-        return work(i)
-
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        return list(pool.map(start, range(n)))
-
-
-@pytest.fixture
-def users(store: Store) -> Store:
-    for name in ("alice", "bob"):
-        store.create_user(username=name, password_hash="h", sign_pk="s", enc_pk="e", now=T0)
-    return store
-
-
 def _lapse(store: Store, at: int) -> str:
     """A task created at ``T0 + at`` s, leased by ``gone`` for 1 s at T0 (lapsed after)."""
     task = add_task(store, at=at)
@@ -61,15 +38,15 @@ def _lapse(store: Store, at: int) -> str:
     return task.task_id
 
 
-def test_the_oldest_of_queued_and_lapsed_tasks_is_leased_first(users: Store) -> None:
-    lapsed_old, lapsed_new = _lapse(users, at=0), _lapse(users, at=10)
-    queued_mid, queued_new = add_task(users, at=5), add_task(users, at=15)
-    queue(users, queued_new)
-    queue(users, queued_mid)
+def test_the_oldest_of_queued_and_lapsed_tasks_is_leased_first(members: Store) -> None:
+    lapsed_old, lapsed_new = _lapse(members, at=0), _lapse(members, at=10)
+    queued_mid, queued_new = add_task(members, at=5), add_task(members, at=15)
+    queue(members, queued_new)
+    queue(members, queued_mid)
     later = T0 + timedelta(seconds=2)
 
     order = [
-        users.lease_next(executor_id="e", now=later, lease_seconds=60, skip=skip)
+        members.lease_next(executor_id="e", now=later, lease_seconds=60, skip=skip)
         for skip in (None, _never, None, _never, None)
     ]
 
@@ -87,28 +64,6 @@ def _never(contract: Any) -> bool:
     return False
 
 
-def test_lease_passing_over_tasks_stays_exclusive_under_concurrency(users: Store) -> None:
-    tasks = [add_task(users, at=i) for i in range(40)]
-    for task in tasks:
-        queue(users, task)
-    odd = {t.task_id for t in tasks if t.contract["n"] % 2}
-
-    def odd_only(contract: Any) -> bool:
-        return contract["n"] % 2 == 0
-
-    def drain(i: int) -> list[str]:
-        skip = odd_only if i % 2 else None
-        got = []
-        while task := users.lease_next(executor_id=f"e{i}", now=T0, lease_seconds=60, skip=skip):
-            assert skip is None or task.task_id in odd
-            got.append(task.task_id)
-        return got
-
-    leased = [task_id for batch in run_threads(6, drain) for task_id in batch]
-
-    assert Counter(leased) == Counter(t.task_id for t in tasks)
-
-
 def test_an_idle_poll_does_not_wait_for_the_sqlite_write_lock(tmp_path: Path) -> None:
     """An executor polling an empty queue must not queue behind (or time out on) a writer."""
     url = f"sqlite:///{tmp_path / 'teeflow.db'}"
@@ -124,21 +79,21 @@ def test_an_idle_poll_does_not_wait_for_the_sqlite_write_lock(tmp_path: Path) ->
         store.close()
 
 
-def test_task_view_reads_the_task_its_approvals_and_inputs_at_once(users: Store) -> None:
-    task = users.create_task(
+def test_task_view_reads_the_task_its_approvals_and_inputs_at_once(members: Store) -> None:
+    task = members.create_task(
         task_id="t" * 32, creator="alice",
         contract={"inputs": {"data": {"dataset_id": "d-1"}, "joint": {"joint": {}}}},
         contract_hash="c" * 64, participants=["alice", "bob"], now=T0,
     )  # fmt: skip
-    users.add_approval(
+    members.add_approval(
         task_id=task.task_id, username="bob", decision="approve", signature="s",
         wrapped_keys={"data": "k"}, now=T0,
     )  # fmt: skip
 
-    view = users.task_view(task.task_id)
+    view = members.task_view(task.task_id)
 
     assert view is not None
-    assert view[0] == users.get_task(task.task_id)
-    assert (view[1], view[2]) == users.task_view_facts(task.task_id, ["d-1", ""])
+    assert view[0] == members.get_task(task.task_id)
+    assert (view[1], view[2]) == members.task_view_facts(task.task_id, ["d-1", ""])
     assert [a.username for a in view[1]] == ["bob"]
-    assert users.task_view("missing") is None
+    assert members.task_view("missing") is None
