@@ -390,6 +390,7 @@ def in_process_session(
 def latency_in_process(model_bytes: bytes, n: int) -> dict[str, list[float]]:
     import paddle
 
+    from teeflow.enclave.session_wire import new_request_id
     from teeflow.functions.builtins.tabular_serve import TabularPredictor
     from teeflow.functions.dl.scoring import TabularModel
 
@@ -404,9 +405,9 @@ def latency_in_process(model_bytes: bytes, n: int) -> dict[str, list[float]]:
 
     def client_seal() -> None:
         i, payload = next(sealing)
-        seal(payload, f"s{i}")
+        seal(payload, new_request_id(f"s{i}"))
 
-    sealed = [seal(p, f"r{i}") for i, p in enumerate(payloads)]
+    sealed = [seal(p, new_request_id(f"r{i}")) for i, p in enumerate(payloads)]
     it = iter(sealed)
 
     def forward() -> None:

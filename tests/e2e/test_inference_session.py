@@ -21,7 +21,7 @@ import pytest
 from teeflow.client import ApiError, Client, InferenceError
 from teeflow.crypto import PublicKey, VerifyKey, b64d, b64e
 from teeflow.enclave.contract import contract_hash
-from teeflow.enclave.session_wire import open_response, seal_request
+from teeflow.enclave.session_wire import new_request_id, open_response, seal_request
 from teeflow.functions.datasets import breast_cancer_hospitals
 from teeflow.server.launcher import LocalPlatform
 
@@ -146,10 +146,11 @@ def test_a_non_participant_is_refused_by_the_control_plane(
     member: MemberFactory, session: dict[str, Any]
 ) -> None:
     eve = member("eve")
-    body = {"request_id": "eve-1", "ciphertext": "AAAA", "signature": "AAAA"}
+    rid = new_request_id("eve")
+    body = {"request_id": rid, "ciphertext": "AAAA", "signature": "AAAA"}
 
     sent = eve.http.post(f"/v1/tasks/{session['id']}/requests", json=body, params={"wait": 1})
-    polled = eve.http.get(f"/v1/tasks/{session['id']}/requests/eve-1")
+    polled = eve.http.get(f"/v1/tasks/{session['id']}/requests/{rid}")
 
     assert sent.status_code == 404 and polled.status_code == 404
     with pytest.raises(ApiError) as denied:
@@ -160,11 +161,12 @@ def test_a_non_participant_is_refused_by_the_control_plane(
 def test_a_replayed_request_id_is_refused(member: MemberFactory, session: dict[str, Any]) -> None:
     client = member("clinic").open_session(session["id"])
     payload = pd.DataFrame(_rows()).to_csv(index=False).encode()
-    client.request(payload, request_id="replayed")
+    replayed = new_request_id()
+    client.request(payload, request_id=replayed)
 
     with pytest.raises(InferenceError, match="already used in this session"):
-        client.request(payload, request_id="replayed")
-    assert client.request(payload, request_id="fresh")["predictions"]
+        client.request(payload, request_id=replayed)
+    assert client.request(payload)["predictions"]  # a fresh id
 
 
 def test_an_answer_not_ready_within_the_wait_is_collected_later(
@@ -174,20 +176,21 @@ def test_an_answer_not_ready_within_the_wait_is_collected_later(
     task = clinic.task(session["id"])
     chash = contract_hash(task["contract"])
     keys = task["contract"]["executor"]["public_keys"]
+    later = new_request_id("later")
     ciphertext, signature = seal_request(
         json.dumps({"rows": _rows()[:1]}).encode(),
         contract_hash=chash,
         requester="clinic",
-        request_id="later",
+        request_id=later,
         enclave_key=PublicKey.from_b64(keys["x25519"]),
         signing_key=clinic.keys.signing_key,
     )
-    body = {"request_id": "later", "ciphertext": b64e(ciphertext), "signature": b64e(signature)}
+    body = {"request_id": later, "ciphertext": b64e(ciphertext), "signature": b64e(signature)}
     path = f"/v1/tasks/{session['id']}/requests"
 
     queued = clinic.http.post(path, json=body, params={"wait": 0})
-    answered = clinic.http.get(f"{path}/later", params={"wait": 20})
-    again = clinic.http.get(f"{path}/later")
+    answered = clinic.http.get(f"{path}/{later}", params={"wait": 20})
+    again = clinic.http.get(f"{path}/{later}")
 
     assert queued.status_code == 202 and queued.json()["status"] == "pending"
     assert answered.status_code == 200 and again.status_code == 404  # collected once
@@ -196,7 +199,7 @@ def test_an_answer_not_ready_within_the_wait_is_collected_later(
         b64d(answered.json()["signature"]),
         contract_hash=chash,
         requester="clinic",
-        request_id="later",
+        request_id=later,
         request_ciphertext=ciphertext,
         enclave_key=VerifyKey.from_b64(keys["ed25519"]),
         receiving_key=clinic.keys.receiving_key,
@@ -263,16 +266,17 @@ def test_a_session_resumed_on_another_executor_goes_on_counting(
     client = clinic.open_session(task["id"])
     two = pd.DataFrame(_rows()[:2]).to_csv(index=False).encode()
     one = pd.DataFrame(_rows()[:1]).to_csv(index=False).encode()
-    assert len(client.request(two, request_id="before")["predictions"]) == 2
+    before = new_request_id("before")
+    assert len(client.request(two, request_id=before)["predictions"]) == 2
 
     platform.kill_executor(lease_holder(platform, task["id"]))
     platform.add_executor()
 
     with pytest.raises(InferenceError, match="already used in this session"):
-        client.request(two, request_id="before", timeout=120)
+        client.request(two, request_id=before, timeout=120)
     with pytest.raises(InferenceError, match="at most 1 now"):
-        client.request(two, request_id="after")
-    assert len(client.request(one, request_id="last")["predictions"]) == 1
+        client.request(two)
+    assert len(client.request(one)["predictions"]) == 1
 
     done = member("hospital").wait(task["id"], timeout=60)
     assert done["status"] == "succeeded"

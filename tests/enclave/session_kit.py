@@ -25,7 +25,7 @@ from teeflow.enclave.identity import EnclaveIdentity
 from teeflow.enclave.run_state import sign_run_authorisation
 from teeflow.enclave.runtime import EnclaveRuntime, TaskBundle
 from teeflow.enclave.session import SessionRequest
-from teeflow.enclave.session_wire import open_response, seal_request
+from teeflow.enclave.session_wire import REQUEST_ID, new_request_id, open_response, seal_request
 from teeflow.functions.api import Context, InputData, OutputData
 from teeflow.functions.datasets import breast_cancer_hospitals
 from teeflow.functions.registry import get_builtin
@@ -81,6 +81,16 @@ class Served:
     host: FakeHost
     parties: dict[str, Party]
     model: bytes
+    ids: dict[str, str] = field(default_factory=dict)
+
+    def rid(self, tag: str) -> str:
+        """The request id a test calls ``tag``: a fresh one the first time, then the same (a
+        ``tag`` that is a request id already is that id)."""
+        if REQUEST_ID.match(tag):
+            return tag
+        if tag not in self.ids:
+            self.ids[tag] = new_request_id(tag)
+        return self.ids[tag]
 
     @property
     def chash(self) -> str:
@@ -90,7 +100,8 @@ class Served:
         self, sender: str, payload: bytes, request_id: str, *, signer: str | None = None
     ) -> SessionRequest:
         """A request from ``sender``, sealed to the enclave and signed by ``signer`` (default:
-        the sender itself)."""
+        the sender itself); ``request_id`` is a tag for :meth:`rid`."""
+        request_id = self.rid(request_id)
         ciphertext, signature = seal_request(
             payload,
             contract_hash=self.chash,

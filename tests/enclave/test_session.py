@@ -130,7 +130,7 @@ def test_a_replayed_request_id_is_refused_and_the_session_goes_on(serve: ServeFa
     again = served.open(fresh, *_sealed(session.handle(fresh)))
     other = served.request("alice", payload, "next-id")
 
-    assert replayed["error"] == "request id 'same-id' was already used in this session"
+    assert replayed["error"] == f"request id {first.request_id!r} was already used in this session"
     assert again["error"] == replayed["error"]
     assert served.open(other, *_sealed(session.handle(other)))["status"] == "ok"
 
@@ -167,10 +167,10 @@ def test_a_request_sealed_for_another_request_id_fails(serve: ServeFactory) -> N
     session = _open_session(served)
     sealed_for_a = served.request("alice", b'{"rows": [{}]}', "id-a")
     # alice signs the ciphertext she sealed for id-a, but under id-b: it cannot be opened there
-    message = request_message(served.chash, "alice", "id-b", sealed_for_a.ciphertext)
+    message = request_message(served.chash, "alice", served.rid("id-b"), sealed_for_a.ciphertext)
     relabelled = replace(
         sealed_for_a,
-        request_id="id-b",
+        request_id=served.rid("id-b"),
         signature=served.parties["alice"].signing_key.sign(REQUEST_DOMAIN, message),
     )
 
@@ -195,7 +195,7 @@ def test_the_answer_cannot_be_forged_swapped_or_read_by_others(serve: ServeFacto
         hpke_open(
             first.sealed,
             served.parties["bob"].receiving_key,
-            info=key_wrap_info("response", served.chash, "alice:one"),
+            info=key_wrap_info("response", served.chash, f"alice:{one.request_id}"),
         )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +19,7 @@ from teeflow.client._channel import SessionChannel, error_message
 from teeflow.client._errors import ClientError, InferenceError
 from teeflow.crypto import CryptoError, PublicKey, VerifyKey, b64d, b64e
 from teeflow.enclave.contract import contract_hash
-from teeflow.enclave.session_wire import open_response, seal_request
+from teeflow.enclave.session_wire import new_request_id, open_response, seal_request
 
 if TYPE_CHECKING:
     from teeflow.client._client import Client
@@ -87,7 +86,7 @@ class SessionClient:
     ) -> Any:
         """Send one request's plaintext; return the enclave's (JSON) answer."""
         me = self._client._me()
-        request_id = request_id or uuid.uuid4().hex
+        request_id = request_id or new_request_id()
         ciphertext, signature = seal_request(
             payload,
             contract_hash=self.contract_hash,

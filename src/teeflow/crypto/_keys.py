@@ -8,6 +8,7 @@ so a signature made for one purpose (approving a contract) can never be replayed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -50,12 +51,16 @@ class VerifyKey:
     def b64(self) -> str:
         return b64e(self.raw)
 
+    @cached_property
+    def _parsed(self) -> Ed25519PublicKey:
+        # parsed once per key object: a long-lived holder (an inference session) verifies
+        # thousands of requests with the same key
+        return Ed25519PublicKey.from_public_bytes(self.raw)
+
     def verify(self, domain: str, message: bytes, signature: bytes) -> None:
         """Raise IntegrityError unless ``signature`` signs ``message`` for ``domain``."""
         try:
-            Ed25519PublicKey.from_public_bytes(self.raw).verify(
-                signature, signed_message(domain, message)
-            )
+            self._parsed.verify(signature, signed_message(domain, message))
         except (InvalidSignature, ValueError) as exc:
             raise IntegrityError(f"signature check failed ({domain})") from exc
 
@@ -105,6 +110,10 @@ class PublicKey:
         return b64e(self.raw)
 
     def to_cryptography(self) -> X25519PublicKey:
+        return self._parsed
+
+    @cached_property
+    def _parsed(self) -> X25519PublicKey:  # parsed once per key object, as VerifyKey's
         return X25519PublicKey.from_public_bytes(self.raw)
 
 

@@ -24,7 +24,8 @@ the ``usage`` output and a receipt) or when the host stops it (:meth:`stop`: a r
 canceled or its lease lost). Receipts and ``usage`` count requests and rows; they never hold a
 request or an answer.
 
-The counters and used request ids are sealed into the session's checkpoint (:meth:`checkpoint`,
+The counters and the requesters' anti-replay windows (bounded: enclave/session_replay.py) are
+sealed into the session's checkpoint (:meth:`checkpoint`,
 which the host calls before it hands answers back), so a session resumed on another executor goes
 on counting where the last checkpoint stopped (the bound is stated in enclave/session_limits.py).
 """
@@ -69,6 +70,7 @@ from teeflow.enclave.session_limits import (
     counters_key,
     round_probabilities,
 )
+from teeflow.enclave.session_replay import ReplayWindows
 from teeflow.enclave.session_wire import (
     MAX_REQUEST_BYTES,
     REQUEST_DOMAIN,
@@ -174,7 +176,7 @@ class InferenceSession:
         self._clock = clock
         self._started = clock()
         self._counts = counters or SessionCounters(started_at=started_at.isoformat())
-        self._seen = {(str(r), str(i)) for r, i in self._counts.seen}
+        self._replay = ReplayWindows.from_state(self._counts.replay)  # unseal checked it
         self._rate = RateWindow(limits.max_requests_per_minute)
         self._counters_key = counters_key(runtime.identity.secret, self._chash)
         self._parties = {  # a name with NUL cannot be bound into HPKE info: no one to answer
@@ -267,11 +269,17 @@ class InferenceSession:
         return self._counts.elapsed_seconds + (self._clock() - self._started)
 
     def checkpoint(self, host: Host) -> None:
-        """Seal the counters and used request ids into the session's checkpoint, so a session
-        resumed elsewhere goes on counting. The host calls it before answers leave."""
+        """Seal the counters and anti-replay windows into the session's checkpoint, so a session
+        resumed elsewhere goes on counting and refusing replays. The host calls it before
+        answers leave."""
         self._counts.sequence += 1
-        state = SessionCounters(**{**vars(self._counts), "elapsed_seconds": self._elapsed()})
-        state.seen = [list(pair) for pair in sorted(self._seen)]
+        state = SessionCounters(
+            **{
+                **vars(self._counts),
+                "elapsed_seconds": self._elapsed(),
+                "replay": self._replay.state(),
+            }
+        )
         host.save_checkpoint(state.seal(self._counters_key), state.sequence)
 
     # -- requests ---------------------------------------------------------------------------
@@ -287,7 +295,7 @@ class InferenceSession:
             return SessionResponse(request.requester, request.request_id, refused="malformed")
         request_sha256 = sha256_hex(request.ciphertext)
         try:
-            plaintext = self._admit(request, party)
+            plaintext = self._admit(request, party, request_sha256)
         except _Refusal as exc:
             self._counts.count(request.requester, "refused")
             envelope: dict[str, Any] = {"status": "error", "error": str(exc)}
@@ -317,12 +325,16 @@ class InferenceSession:
             self._counts.count(request.requester, "failed")
         return self._answer(request, party, request_sha256, envelope)
 
-    def _admit(self, request: SessionRequest, party: _Party) -> bytes | None:
+    def _admit(self, request: SessionRequest, party: _Party, request_sha256: str) -> bytes | None:
         """Authenticate and authorise; return the plaintext (None if it does not decrypt)."""
         if len(request.ciphertext) > MAX_REQUEST_BYTES:
             raise _Refusal(f"the request is larger than {MAX_REQUEST_BYTES} bytes")
         message = request_message(
-            self._chash, request.requester, request.request_id, request.ciphertext
+            self._chash,
+            request.requester,
+            request.request_id,
+            request.ciphertext,
+            ciphertext_sha256=request_sha256,
         )
         try:
             party.verify_key.verify(REQUEST_DOMAIN, message, request.signature)
@@ -336,9 +348,9 @@ class InferenceSession:
                 f"{request.requester!r} is not a requester of this session; the contract allows "
                 f"{sorted(self.limits.requesters)}"
             )
-        key = (request.requester, request.request_id)
-        if key in self._seen:
-            raise _Refusal(f"request id {request.request_id!r} was already used in this session")
+        replayed = self._replay.refusal(request.requester, request.request_id)
+        if replayed is not None:
+            raise _Refusal(replayed)
         end = self.end
         if end is not None:
             raise _Refusal(f"the session has reached its {end} and answers no more requests")
@@ -350,7 +362,7 @@ class InferenceSession:
                 f"minute; send this request again in {math.ceil(wait)} s with a new request id"
             )
         self._rate.admit(now)
-        self._seen.add(key)
+        self._replay.admit(request.requester, request.request_id)
         try:
             return hpke_open(
                 request.ciphertext,

@@ -19,7 +19,9 @@ argument                   default    why
 
 The counters (:class:`SessionCounters`) survive a session resumed on another executor: the
 enclave seals them into the session's checkpoint (key derived from its identity and the contract
-hash) before the answers they count leave it. A resumed session starts from the last checkpoint,
+hash) before the answers they count leave it, with the requesters' anti-replay windows
+(enclave/session_replay.py: bounded, so the checkpoint does not grow with the session). A resumed
+session starts from the last checkpoint,
 so it never counts fewer requests or rows than were answered, unless the operator hands it an
 older checkpoint (there is no monotonic counter in the simulated TEE): then it may answer again
 at most what was answered after that checkpoint.
@@ -37,6 +39,7 @@ from typing import Any
 from teeflow.crypto import DataKey, IntegrityError, seal_bytes, unseal_bytes
 from teeflow.enclave.checks import TaskRejected
 from teeflow.enclave.identity import derive_key
+from teeflow.enclave.session_replay import ReplayWindows
 from teeflow.functions.builtins.signatures import IMAGE_SERVE
 
 __all__ = [
@@ -140,8 +143,9 @@ class SessionCounters:
     sequence: int = 0
     """Checkpoints sealed so far (the control plane keeps only a newer one)."""
     by_requester: dict[str, dict[str, int]] = field(default_factory=dict)
-    seen: list[list[str]] = field(default_factory=list)
-    """(requester, request id) pairs used so far: replay protection across a resume."""
+    replay: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The requesters' anti-replay windows (enclave/session_replay.py): at most
+    ``REPLAY_WINDOW`` request ids per requester, however long the session runs."""
 
     def count(self, requester: str, outcome: str, rows: int = 0) -> None:
         setattr(self, outcome, getattr(self, outcome) + 1)
@@ -163,12 +167,18 @@ class SessionCounters:
     def unseal(cls, sealed: bytes, key: DataKey) -> SessionCounters:
         """Counters from a checkpoint the enclave sealed; TaskRejected if it is not one."""
         try:
-            return cls(**json.loads(unseal_bytes(sealed, key)))
+            fields = json.loads(unseal_bytes(sealed, key))
+            # A checkpoint of the old format lists every id used ("seen"): ids of that format
+            # no longer pass REQUEST_ID, so none of them can be replayed and the list is dropped.
+            fields.pop("seen", None)
+            counters = cls(**fields)
+            ReplayWindows.from_state(counters.replay)  # ValueError unless it is one
+            return counters
         except IntegrityError:
             raise TaskRejected(
                 "the session checkpoint does not decrypt: it was altered or is another task's"
             ) from None
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, KeyError, AttributeError):
             raise TaskRejected("the session checkpoint is not the enclave's counters") from None
 
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
+import time
 from typing import Any
 
 from teeflow.crypto import (
@@ -41,9 +43,11 @@ __all__ = [
     "REQUEST_DOMAIN",
     "REQUEST_ID",
     "RESPONSE_DOMAIN",
+    "new_request_id",
     "open_response",
     "request_info",
     "request_message",
+    "request_sequence",
     "response_info",
     "response_message",
     "seal_request",
@@ -51,17 +55,41 @@ __all__ = [
 
 REQUEST_DOMAIN = "inference-request"
 RESPONSE_DOMAIN = "inference-response"
-REQUEST_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-"""A request id: chosen by the requester, unique within the session; no ':' so that
-``"<requester>:<request_id>"`` splits one way only."""
+REQUEST_ID = re.compile(r"^[0-9a-f]{16}-[A-Za-z0-9_-]{1,47}$")
+"""A request id: 16 lowercase hex digits of its sequence number (:func:`request_sequence`), '-'
+and a tag of 1 to 47 characters of A-Z, a-z, 0-9, '_' and '-' (:func:`new_request_id`). Unique
+within the session; no ':' so that ``"<requester>:<request_id>"`` splits one way only. The
+enclave refuses an id it saw, and one whose sequence number is at or below the oldest it still
+remembers for that requester (enclave/session_replay.py)."""
 MAX_REQUEST_BYTES = 4 << 20
 """Largest request ciphertext the enclave opens (and the relay accepts)."""
 
 
+_ID_RULE = (
+    "a request id is 16 lowercase hex digits (its sequence number), '-' and 1 to 47 characters of "
+    "A-Z, a-z, 0-9, '_' and '-'; make one with new_request_id()"
+)
+
+
 def _checked(request_id: str) -> str:
     if not isinstance(request_id, str) or not REQUEST_ID.match(request_id):
-        raise CryptoError("a request id is 1 to 64 characters of A-Z, a-z, 0-9, '_' and '-'")
+        raise CryptoError(_ID_RULE)
     return request_id
+
+
+def new_request_id(tag: str | None = None) -> str:
+    """A fresh request id: the requester's clock in microseconds since the Unix epoch as its
+    sequence number, so ids from any of the requester's processes rise, and ``tag`` (default:
+    16 random hex digits) to tell apart ids of the same microsecond.
+
+    Raises CryptoError when ``tag`` is not 1 to 47 characters of A-Z, a-z, 0-9, '_' and '-'.
+    """
+    return _checked(f"{time.time_ns() // 1000:016x}-{tag or secrets.token_hex(8)}")
+
+
+def request_sequence(request_id: str) -> int:
+    """The sequence number a checked request id starts with (CryptoError if it is malformed)."""
+    return int(_checked(request_id)[:16], 16)
 
 
 def _context(requester: str, request_id: str) -> str:
@@ -88,13 +116,18 @@ def _message(kind: str, *fields: str) -> bytes:
 
 
 def request_message(
-    contract_hash: str, requester: str, request_id: str, ciphertext: bytes
+    contract_hash: str,
+    requester: str,
+    request_id: str,
+    ciphertext: bytes,
+    *,
+    ciphertext_sha256: str | None = None,
 ) -> bytes:
     """What the requester signs (domain :data:`REQUEST_DOMAIN`): contract hash, requester,
-    request id and the SHA-256 of the ciphertext."""
-    return _message(
-        "request", contract_hash, requester, _checked(request_id), sha256_hex(ciphertext)
-    )
+    request id and the SHA-256 of the ciphertext (``ciphertext_sha256`` when the caller has
+    it already)."""
+    digest = ciphertext_sha256 or sha256_hex(ciphertext)
+    return _message("request", contract_hash, requester, _checked(request_id), digest)
 
 
 def response_message(
