@@ -68,7 +68,7 @@ def serve_session(worker: Worker, lease: dict[str, Any], *, stop: threading.Even
     )
     beat.start()
     try:
-        host = HttpHost(worker.http, task_id, has_checkpoint=lease.get("has_checkpoint", True))
+        host = HttpHost.for_lease(worker.http, lease)
         try:
             session = InferenceSession.open(
                 worker.enclave.runtime, bundle, host, now=worker.clock()

@@ -75,13 +75,30 @@ class HttpHost:
         *,
         has_checkpoint: bool = True,
         inline_inputs: Mapping[str, bytes] | None = None,
+        inline_function: bytes | None = None,
     ) -> None:
+        """``inline_inputs`` and ``inline_function``: ciphertexts the lease carried (small ones),
+        given to the enclave instead of downloaded; it checks them exactly as downloaded ones."""
         self._http = http
         self._base = f"/v1/executor/tasks/{task_id}"
         self._has_checkpoint = has_checkpoint
         self._inline = dict(inline_inputs or {})
+        self._function = inline_function
         self.failed = False
         """Set once a call failed: the function may have failed because of it, not itself."""
+
+    @classmethod
+    def for_lease(cls, http: httpx.Client, lease: Mapping[str, Any]) -> HttpHost:
+        """The host of one lease bundle (``POST /v1/executor/leases``), with the small inputs
+        and function code it carried."""
+        function = lease.get("inline_function")
+        return cls(
+            http,
+            lease["task_id"],
+            has_checkpoint=lease.get("has_checkpoint", True),
+            inline_inputs={k: b64d(v) for k, v in lease.get("inline_inputs", {}).items()},
+            inline_function=None if function is None else b64d(function),
+        )
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         if self.failed:
@@ -98,6 +115,8 @@ class HttpHost:
         return self._call("GET", f"/inputs/{slot}").content
 
     def read_function_source(self) -> bytes:
+        if self._function is not None:  # the enclave checks it against the code hash
+            return self._function
         return self._call("GET", "/function").content
 
     def load_checkpoint(self) -> bytes | None:
@@ -363,12 +382,7 @@ class Worker:
         self.heartbeats.hold(task_id, float(lease["lease_seconds"]) / 3)
         deferred = False
         try:
-            host = HttpHost(
-                self.http,
-                task_id,
-                has_checkpoint=lease.get("has_checkpoint", True),
-                inline_inputs={k: b64d(v) for k, v in lease.get("inline_inputs", {}).items()},
-            )
+            host = HttpHost.for_lease(self.http, lease)
             runtime = self.enclave.runtime_for(bundle.contract)  # the key epoch approved
             result = runtime.execute(bundle, host, now=self.clock())
             if host.failed:

@@ -175,8 +175,10 @@ def register(body: Registration, platform: PlatformDep) -> dict[str, str]:
 
 def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
     inputs = task.contract["inputs"]
+    source_id = task.contract["function"].get("source_dataset_id")
+    dataset_ids = [spec["dataset_id"] for spec in inputs.values() if spec.get("dataset_id")]
     facts = platform.store.lease_facts(
-        task.task_id, [spec["dataset_id"] for spec in inputs.values() if spec.get("dataset_id")]
+        task.task_id, [*dataset_ids, source_id] if source_id else dataset_ids
     )
     approvals = {
         a.username: {"signature": a.signature, "wrapped_keys": a.wrapped_keys}
@@ -202,10 +204,9 @@ def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
     for slot, spec in inputs.items():
         if not set(spec["owners"]) <= set(approvals):
             continue  # as _input_dataset: not every owner approved
-        blob_key, size = facts.datasets.get(spec["dataset_id"], (None, None))
-        if blob_key is not None and size is not None and size <= INLINE_BYTES:
-            with platform.blobs.open(blob_key) as handle:
-                inline[slot] = b64e(handle.read(INLINE_BYTES + 1))
+        content = _small_blob(platform, facts.datasets.get(spec["dataset_id"]))
+        if content is not None:
+            inline[slot] = content
     return {
         "task_id": task.task_id,
         "contract": task.contract,
@@ -215,11 +216,23 @@ def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
         "run_authorisation": task.run_authorisation,
         "withdrawals": task.withdrawals,
         "inline_inputs": inline,
+        # The uploaded function's code, as GET .../function sends it (checked by its code hash).
+        "inline_function": _small_blob(platform, facts.datasets.get(source_id or "")),
         "inline_limit": INLINE_BYTES,
         # Lets the executor skip asking for a checkpoint that is not there. The host is untrusted
         # either way: hiding a checkpoint only makes the enclave start over.
         "has_checkpoint": facts.has_checkpoint,
     }
+
+
+def _small_blob(platform: Platform, found: tuple[str | None, int | None] | None) -> str | None:
+    """A dataset's ciphertext, base64, when ``found`` (its blob key and size) says it is at most
+    INLINE_BYTES; None for a larger or missing one (the executor downloads it on its own)."""
+    blob_key, size = found or (None, None)
+    if blob_key is None or size is None or size > INLINE_BYTES:
+        return None
+    with platform.blobs.open(blob_key) as handle:
+        return b64e(handle.read(INLINE_BYTES + 1))
 
 
 MAX_LEASE_WAIT_SECONDS = 30.0
