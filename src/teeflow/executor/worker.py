@@ -258,11 +258,14 @@ class Worker:
         try:
             while not stop.is_set() and (max_tasks is None or done < max_tasks):
                 busy = serving is not None and serving.is_alive()
-                leased_at = time.monotonic()
                 finishes: list[_Deferred] = []
                 try:
                     limit = self.lease_batch if max_tasks is None else max_tasks - done
                     leases = self._lease(stop, sessions=not busy, limit=limit)
+                    # When the control plane granted them: the long-poll's wait before (up to
+                    # half the lease time) must not make every task of an idle executor's
+                    # next batch renew its fresh lease before it runs.
+                    leased_at = time.monotonic()
                     # A batch of one finishes at once, as before batches (its timings stay whole).
                     held = finishes if len(leases) > 1 else None
                     for lease in leases:
