@@ -136,3 +136,71 @@ def test_function_code_swapped_in_the_lease_is_refused(
 
     assert "differs from the code hash" in reason
     assert _executor_requests(platform, task_id) == ["/finish"]
+
+
+def _joint_output(alice: Client, bank: Client, shop: Client) -> tuple[str, str]:
+    """A joint output of bank and shop (small: kept in its database row); (task id, dataset id)."""
+    bank_ds = bank.upload_dataset(b"id,amount\nu1,5\nu2,6\n", name="b.csv", kind="table")
+    shop_ds = shop.upload_dataset(b"id,amount\nu2,1\nu3,9\n", name="s.csv", kind="table")
+    produce = alice.propose(
+        "private-join-sum",
+        inputs={"bank": bank_ds["id"], "shop": shop_ds["id"]},
+        outputs={"result": {"joint_owners": ["bank", "shop"]}},
+    )
+    _approve_and_run(produce["id"], alice, bank, shop)
+    produced = alice.wait(produce["id"], timeout=60)
+    assert produced["status"] == "succeeded", produced["failure_reason"]
+    (joint,) = bank.http.get(f"/v1/tasks/{produce['id']}/outputs").json()
+    return str(produce["id"]), str(joint["dataset_id"])
+
+
+def _use_joint(bank: Client, shop: Client, dataset_id: str) -> str:
+    use = bank.propose(
+        "echo", inputs={"joint": dataset_id}, outputs={"joint": {"recipients": ["bank"]}}
+    )
+    _approve_and_run(use["id"], bank, shop)
+    return str(use["id"])
+
+
+def test_a_joint_output_kept_in_its_row_comes_with_the_lease_as_an_input(
+    member: MemberFactory, platform: LocalPlatform
+) -> None:
+    alice, bank, shop = member("alice"), member("bank"), member("shop")
+    produced, dataset_id = _joint_output(alice, bank, shop)
+    with operator_db(platform) as db:
+        (key,) = db.execute(
+            "SELECT blob_key FROM outputs WHERE task_id = ?", (produced,)
+        ).fetchone()
+    use = _use_joint(bank, shop, dataset_id)
+
+    done = bank.wait(use, timeout=60)
+
+    assert key.startswith("rows/")
+    assert done["status"] == "succeeded", done["failure_reason"]
+    assert bank.output(use, "joint") == b"id,amount\nu2,7\n"
+    assert _executor_requests(platform, use) == ["/finish"]
+
+
+def test_a_joint_output_swapped_in_its_row_is_refused_as_an_input(
+    member: MemberFactory, platform: LocalPlatform
+) -> None:
+    alice, bank, shop = member("alice"), member("bank"), member("shop")
+    (_, first), (_, second) = _joint_output(alice, bank, shop), _joint_output(alice, bank, shop)
+    with operator_db(platform) as db:
+        (other,) = db.execute(
+            "SELECT r.content FROM row_blobs r JOIN datasets d ON d.blob_key = r.blob_key"
+            " WHERE d.dataset_id = ?",
+            (first,),
+        ).fetchone()
+        changed = db.execute(
+            "UPDATE row_blobs SET content = ? WHERE blob_key ="
+            " (SELECT blob_key FROM datasets WHERE dataset_id = ?)",
+            (other, second),
+        )
+        assert changed.rowcount == 1
+    use = _use_joint(bank, shop, second)
+
+    reason = refused_by_enclave(bank, use)
+
+    assert "differs from the approved" in reason
+    assert _executor_requests(platform, use) == ["/finish"]
