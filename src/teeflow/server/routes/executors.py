@@ -42,8 +42,8 @@ from teeflow.server.row_blobs import row_key
 from teeflow.server.store import (
     AuditEntry,
     Conflict,
-    DatasetRecord,
     ExecutorRecord,
+    LeaseFacts,
     NewOutput,
     TaskRecord,
 )
@@ -202,9 +202,7 @@ def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
             }
     inline: dict[str, str] = {}
     for slot, spec in inputs.items():
-        if not set(spec["owners"]) <= set(approvals):
-            continue  # as _input_dataset: not every owner approved
-        content = _small_blob(platform, facts.datasets.get(spec["dataset_id"]))
+        content = _small_blob(platform, _approved_input(spec, set(approvals), facts))
         if content is not None:
             inline[slot] = content
     return {
@@ -223,6 +221,18 @@ def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
         # either way: hiding a checkpoint only makes the enclave start over.
         "has_checkpoint": facts.has_checkpoint,
     }
+
+
+def _approved_input(
+    spec: Mapping[str, Any], approved: set[str], facts: LeaseFacts
+) -> tuple[str, int | None] | None:
+    """An input slot's dataset (blob key, size) if every one of its owners approved the task
+    and its ciphertext is stored; None otherwise. The one rule for sending an input, inline in
+    the lease or on its own."""
+    if not set(spec["owners"]) <= approved:
+        return None
+    blob_key, size = facts.datasets.get(spec.get("dataset_id") or "", (None, None))
+    return None if blob_key is None else (blob_key, size)
 
 
 def _small_blob(platform: Platform, found: tuple[str | None, int | None] | None) -> str | None:
@@ -391,32 +401,22 @@ def heartbeat(task_id: str, executor: CurrentExecutor, platform: PlatformDep) ->
 def input_content(
     task_id: str, slot: str, executor: CurrentExecutor, platform: PlatformDep
 ) -> StreamingResponse:
+    """A large input's ciphertext (a small one comes with the lease); 403 unless every owner
+    of the slot approved the task and its dataset is stored."""
     task = _leased(platform, task_id, executor)
-    if slot not in task.contract["inputs"]:
+    spec = task.contract["inputs"].get(slot)
+    if spec is None:
         raise ApiError.not_found(f"input {slot!r}")
-    approved = {
-        a.username for a in platform.store.list_approvals(task_id) if a.decision == "approve"
-    }
-    dataset = _input_dataset(platform, task, slot, approved)
-    if dataset is None:
+    dataset_ids = [spec["dataset_id"]] if spec.get("dataset_id") else []
+    facts = platform.store.lease_facts(task_id, dataset_ids)
+    approved = {a.username for a in facts.approvals if a.decision == "approve"}
+    found = _approved_input(spec, approved, facts)
+    if found is None:
         raise ApiError.forbidden(
             f"input {slot!r} is not available: its owners have not approved this task, "
             "or its dataset is gone"
         )
-    return send_blob(platform, dataset.blob_key or "", filename=f"{slot}.sealed")
-
-
-def _input_dataset(
-    platform: Platform, task: TaskRecord, slot: str, approved: set[str]
-) -> DatasetRecord | None:
-    """The dataset behind an input slot, if every one of its owners approved the task."""
-    spec = task.contract["inputs"][slot]
-    if not set(spec["owners"]) <= approved:
-        return None
-    dataset = platform.store.get_dataset(spec["dataset_id"])
-    if dataset is None or dataset.blob_key is None:
-        return None
-    return dataset
+    return send_blob(platform, found[0], filename=f"{slot}.sealed")
 
 
 @router.get(
