@@ -13,7 +13,6 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
-from teeflow.enclave.session import is_session_contract
 from teeflow.server.deps import CurrentExecutor, PlatformDep
 from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.routes.executors import (
@@ -21,8 +20,8 @@ from teeflow.server.routes.executors import (
     LastSeen,
     LeaseWait,
     SessionsFlag,
-    _lease_once,
     finish_task,
+    lease_bundles,
     wait_for_work,
 )
 
@@ -57,15 +56,9 @@ async def lease_many(
     seen = LastSeen(executor)
 
     def take() -> list[dict[str, Any]] | None:
-        leases: list[dict[str, Any]] = []
-        more_sessions = sessions  # at most one session a batch: the executor serves one at a time
-        while len(leases) < limit:
-            leased = _lease_once(executor, platform, more_sessions, seen)
-            if leased is None:
-                break
-            leases.append(leased)
-            more_sessions = more_sessions and not is_session_contract(leased["contract"])
-        return leases or None
+        # One store transaction for the batch; at most one session in it (an executor serves
+        # one at a time).
+        return lease_bundles(executor, platform, sessions, seen, limit=limit) or None
 
     return {"leases": await wait_for_work(request, platform, wait, take) or []}
 

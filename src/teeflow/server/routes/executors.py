@@ -331,39 +331,58 @@ class LastSeen:
 def _lease_once(
     executor: ExecutorRecord, platform: Platform, sessions: bool, seen: LastSeen
 ) -> dict[str, Any] | None:
+    leased = lease_bundles(executor, platform, sessions, seen, limit=1)
+    return leased[0] if leased else None
+
+
+def lease_bundles(
+    executor: ExecutorRecord, platform: Platform, sessions: bool, seen: LastSeen, *, limit: int
+) -> list[dict[str, Any]]:
+    """Lease up to ``limit`` tasks for ``executor`` in one store transaction (at most one
+    inference session among them) and return their bundles, oldest first; a task whose attempts
+    are exhausted is failed instead of handed out."""
     now = platform.clock()
     seen.touch(platform, now)
-    task = platform.store.lease_next(
+    tasks = platform.store.lease_batch(
         executor_id=executor.executor_id,
         now=now,
         lease_seconds=platform.settings.lease_seconds,
+        limit=limit,
         audit=AuditEntry(
             actor=f"executor:{executor.executor_id}", action="task.lease", subject="", details={}
         ),
         skip=_skip_for(executor, sessions=sessions),
+        one_of=is_session_contract,
     )
-    if task is None:
-        return None
-    platform.notifier.notify(task_key(task.task_id))
-    if task.attempts > platform.settings.max_attempts:
-        # An executor died on this task every time: fail it rather than retry forever.
-        platform.store.finish(
-            task_id=task.task_id,
-            executor_id=executor.executor_id,
-            status="failed",
-            receipt=None,
-            failure_reason=f"no executor finished the task in {task.attempts - 1} attempts",
-            now=now,
-            audit=AuditEntry(
-                actor="control-plane",
-                action="task.abandoned",
-                subject=task.task_id,
-                details={"reason": "attempts exhausted"},
-            ),
+    bundles: list[dict[str, Any]] = []
+    for task in tasks:
+        platform.notifier.notify(task_key(task.task_id))
+        if task.attempts > platform.settings.max_attempts:
+            _abandon(platform, executor, task, now)
+            continue
+        bundles.append(
+            {**_bundle(platform, task), "lease_seconds": platform.settings.lease_seconds}
         )
-        platform.notifier.notify(task_key(task.task_id), QUEUE)
-        return None
-    return {**_bundle(platform, task), "lease_seconds": platform.settings.lease_seconds}
+    return bundles
+
+
+def _abandon(platform: Platform, executor: ExecutorRecord, task: TaskRecord, now: datetime) -> None:
+    """Fail a task an executor died on every time, rather than retry it forever."""
+    platform.store.finish(
+        task_id=task.task_id,
+        executor_id=executor.executor_id,
+        status="failed",
+        receipt=None,
+        failure_reason=f"no executor finished the task in {task.attempts - 1} attempts",
+        now=now,
+        audit=AuditEntry(
+            actor="control-plane",
+            action="task.abandoned",
+            subject=task.task_id,
+            details={"reason": "attempts exhausted"},
+        ),
+    )
+    platform.notifier.notify(task_key(task.task_id), QUEUE)
 
 
 def _output_key(task_id: str, slot: str) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -56,6 +58,13 @@ class StoreBase:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
         self._writer = write_engine(engine)
+        # SQLite has one writer at a time; a writer that finds the lock held sleeps in SQLite's
+        # busy handler (1, 2, 5, 10 ... 100 ms steps) and may wake long after it was released.
+        # Writers of this process queue on a lock instead and start as soon as it is free; the
+        # busy timeout still orders them against other processes. PostgreSQL needs none.
+        self._write_turn: contextlib.AbstractContextManager[Any] = (
+            contextlib.nullcontext() if self.is_postgresql else threading.RLock()
+        )
         self._credentials = CredentialReader(engine)
 
     @property
@@ -93,7 +102,11 @@ class StoreBase:
         A unique or foreign-key violation rolls it back and becomes :class:`Conflict`.
         """
         try:
-            with Session(self._writer, expire_on_commit=False) as session, session.begin():
+            with (
+                self._write_turn,
+                Session(self._writer, expire_on_commit=False) as session,
+                session.begin(),
+            ):
                 yield session
         except IntegrityError as exc:
             raise Conflict(conflict) from exc

@@ -25,13 +25,16 @@ from teeflow.server.store._base import StoreBase, require_aware
 from teeflow.server.store._records import TaskRecord
 from teeflow.server.store._tasks import task_record
 
-__all__ = ["SKIP_WINDOW", "LeaseMixin", "NewOutput"]
+__all__ = ["MAX_LEASE_BATCH", "SKIP_WINDOW", "LeaseMixin", "NewOutput"]
 
 SKIP_WINDOW = 64
 """How many waiting tasks a lease that skips some (sessions) looks through."""
 
 _CANDIDATES = 4
 """How many leasable tasks a lease tries, oldest first, when others take them meanwhile."""
+
+MAX_LEASE_BATCH = 16
+"""The most tasks one :meth:`LeaseMixin.lease_batch` takes."""
 
 _TASKS = TaskRow.__table__
 _READY = or_(
@@ -52,8 +55,10 @@ _LAPSED = (
 # index order (SQLite sorts an OR of the two whole, every row's contract with it), for a lease
 # that looks at the oldest few or, passing some over, at the oldest SKIP_WINDOW.
 _WAITING = {
-    window: (_QUEUED.limit(window), _LAPSED.limit(window)) for window in (_CANDIDATES, SKIP_WINDOW)
+    window: (_QUEUED.limit(window), _LAPSED.limit(window))
+    for window in range(_CANDIDATES, MAX_LEASE_BATCH + 1)
 }
+_WAITING[SKIP_WINDOW] = (_QUEUED.limit(SKIP_WINDOW), _LAPSED.limit(SKIP_WINDOW))
 _TAKE = (
     update(TaskRow)
     .where(_TASKS.c.task_id == bindparam("candidate"), _READY)
@@ -88,10 +93,39 @@ class LeaseMixin(StoreBase):
         ``attempts`` grows by one. Returns None when nothing is waiting. With ``audit``, the entry
         is logged with ``subject`` set to the leased task's id and ``attempt`` added to details.
         """
+        leased = self.lease_batch(
+            executor_id=executor_id,
+            now=now,
+            lease_seconds=lease_seconds,
+            limit=1,
+            audit=audit,
+            skip=skip,
+        )
+        return leased[0] if leased else None
+
+    def lease_batch(
+        self,
+        *,
+        executor_id: str,
+        now: datetime,
+        lease_seconds: float,
+        limit: int,
+        audit: AuditEntry | None = None,
+        skip: Callable[[Mapping[str, Any]], bool] | None = None,
+        one_of: Callable[[Mapping[str, Any]], bool] | None = None,
+    ) -> list[TaskRecord]:
+        """Lease up to ``limit`` (1 to :data:`MAX_LEASE_BATCH`) tasks as :meth:`lease_next`
+        does, oldest first, in one write transaction: each is its own compare-and-set with its
+        own audit entry in the chain. At most one task whose contract ``one_of`` holds true for
+        is taken (an executor serves one inference session at a time). An empty list when
+        nothing is waiting."""
         now = require_aware(now)
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
-        window = _CANDIDATES if skip is None else SKIP_WINDOW
+        if not 1 <= limit <= MAX_LEASE_BATCH:
+            raise ValueError(f"limit must be 1 to {MAX_LEASE_BATCH}")
+        want = max(limit, _CANDIDATES)
+        window = want if skip is None and one_of is None else SKIP_WINDOW
         take = {
             "ready_at": now,
             "owner": executor_id,
@@ -100,19 +134,29 @@ class LeaseMixin(StoreBase):
         }
         while True:
             with self._core_read() as connection:
-                candidates = _pick(connection, window, now, skip)
+                candidates = _pick(connection, window, want, now, skip)
             if not candidates:
-                return None
+                return []
+            leased: list[TaskRecord] = []
+            taken_one = False
             with self._write() as session:
                 connection = session.connection()
-                for candidate in candidates:
+                for candidate, contract in candidates:
+                    single = one_of is not None and one_of(contract)
+                    if single and taken_one:
+                        continue
                     row = connection.execute(_TAKE, {**take, "candidate": candidate}).first()
                     if row is None:
                         continue  # leased, canceled or finished since it was seen
                     if audit is not None:
                         details = {**audit.details, "attempt": row.attempts}
                         self._maybe_audit(session, audit, now, subject=row.task_id, details=details)
-                    return task_record(connection, row)
+                    leased.append(task_record(connection, row))
+                    taken_one = taken_one or single
+                    if len(leased) >= limit:
+                        break
+            if leased:
+                return leased
             # Every candidate left the queue meanwhile (so others made progress): look again
             # rather than report an empty queue that is not.
 
@@ -193,10 +237,11 @@ class LeaseMixin(StoreBase):
 def _pick(
     connection: Connection,
     window: int,
+    want: int,
     now: datetime,
     skip: Callable[[Mapping[str, Any]], bool] | None,
-) -> list[str]:
-    """Ids of up to :data:`_CANDIDATES` leasable tasks among the oldest ``window``, oldest
+) -> list[tuple[str, Mapping[str, Any]]]:
+    """Ids and contracts of up to ``want`` leasable tasks among the oldest ``window``, oldest
     first, that ``skip`` does not pass over."""
     queued, lapsed = _WAITING[window]
     rows = heapq.merge(  # both oldest first; a row is decoded only when it is read
@@ -204,11 +249,11 @@ def _pick(
         connection.execute(lapsed, {"ready_at": now}),
         key=lambda row: (row.created_at, row.task_id),
     )
-    picked: list[str] = []
+    picked: list[tuple[str, Mapping[str, Any]]] = []
     for row in itertools.islice(rows, window):
         if skip is None or not skip(row.contract):
-            picked.append(row.task_id)
-            if len(picked) >= _CANDIDATES:
+            picked.append((row.task_id, row.contract))
+            if len(picked) >= want:
                 break
     return picked
 
