@@ -20,10 +20,12 @@ from teeflow.server.routes.executors import (
     LastSeen,
     LeaseWait,
     SessionsFlag,
-    finish_task,
+    finished,
+    finishing,
     lease_bundles,
     wait_for_work,
 )
+from teeflow.server.store import Finishing
 
 router = APIRouter(tags=["executors"])
 
@@ -70,14 +72,27 @@ def finish_many(
     """Record several results: ``{"results": [{"task_id", "status"} or {"task_id", "error":
     {"code", "message"}}, ...]}`` in the order given. One refused finish (lease lost, an output
     missing) does not stop the others; each is recorded or refused whole."""
-    results: list[dict[str, Any]] = []
+    results: list[dict[str, Any] | None] = []
+    ready: list[tuple[int, Finishing]] = []
     for item in body.finishes:
-        one = Finish.model_validate(item.model_dump(exclude={"task_id"}))
+        plain = Finish.model_validate(item.model_dump(exclude={"task_id"}))
         try:
-            results.append(
-                {"task_id": item.task_id, **finish_task(platform, executor, item.task_id, one)}
-            )
+            ready.append((len(results), finishing(platform, executor, item.task_id, plain)))
+            results.append(None)  # answered once the batch is recorded
         except ApiError as exc:
-            error = {"status": exc.status, "code": exc.code, "message": exc.message}
-            results.append({"task_id": item.task_id, "error": error})
-    return {"results": results}
+            results.append(_refused(item.task_id, exc))
+    # The checked finishes in one store transaction (each in a savepoint of its own).
+    recorded = platform.store.finish_batch([record for _, record in ready], now=platform.clock())
+    for (index, record), done in zip(ready, recorded, strict=True):
+        try:
+            results[index] = {"task_id": record.task_id, **finished(platform, record, done)}
+        except ApiError as exc:
+            results[index] = _refused(record.task_id, exc)
+    return {"results": [result for result in results if result is not None]}
+
+
+def _refused(task_id: str, exc: ApiError) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "error": {"status": exc.status, "code": exc.code, "message": exc.message},
+    }

@@ -43,6 +43,7 @@ from teeflow.server.store import (
     AuditEntry,
     Conflict,
     ExecutorRecord,
+    Finishing,
     LeaseFacts,
     NewOutput,
     TaskRecord,
@@ -589,29 +590,41 @@ def finish_task(
 ) -> dict[str, str]:
     """Record ``executor``'s result of ``task_id``; :class:`ApiError` 409 ``lease_lost`` when it
     no longer holds the lease, 422 when an output is missing or differs from the contract."""
+    one = finishing(platform, executor, task_id, body)
+    (done,) = platform.store.finish_batch([one], now=platform.clock())
+    return finished(platform, one, done)
+
+
+def finishing(
+    platform: Platform, executor: ExecutorRecord, task_id: str, body: Finish
+) -> Finishing:
+    """The store's record of a finish, every output checked (and a large inline one written
+    to the blob store) first, so that a refused finish leaves nothing half-written;
+    :class:`ApiError` 409 ``lease_lost`` / 422 as :func:`finish_task`."""
     task = _leased(platform, task_id, executor)
-    now = platform.clock()
-    # Check every output before recording any, so a refused finish leaves nothing half-written.
     outputs = [_new_output(platform, task, slot, meta) for slot, meta in body.outputs.items()]
-    try:
-        done = platform.store.finish(
-            task_id=task_id,
-            executor_id=executor.executor_id,
-            status=body.status,
-            receipt=body.receipt,
-            failure_reason=body.reason or None,
-            now=now,
-            audit=AuditEntry(
-                actor=f"executor:{executor.executor_id}",
-                action=f"task.{body.status}",
-                subject=task_id,
-                details={"receipt": body.receipt, "reason": body.reason},
-            ),
-            outputs=outputs,
-        )
-    except Conflict:
-        raise ApiError.conflict("the task's outputs are already recorded") from None
+    return Finishing(
+        task_id=task_id,
+        executor_id=executor.executor_id,
+        status=body.status,
+        receipt=body.receipt,
+        failure_reason=body.reason or None,
+        audit=AuditEntry(
+            actor=f"executor:{executor.executor_id}",
+            action=f"task.{body.status}",
+            subject=task_id,
+            details={"receipt": body.receipt, "reason": body.reason},
+        ),
+        outputs=outputs,
+    )
+
+
+def finished(platform: Platform, one: Finishing, done: bool | Conflict) -> dict[str, str]:
+    """The answer to ``one`` as the store recorded it (``done``), the task's waiters woken;
+    :class:`ApiError` 409 if it was refused."""
+    if isinstance(done, Conflict):
+        raise ApiError.conflict("the task's outputs are already recorded")
     if not done:
         raise ApiError(409, "lease_lost", "lease lost before finish; the task will be retried")
-    platform.notifier.notify(task_key(task_id))
-    return {"status": body.status}
+    platform.notifier.notify(task_key(one.task_id))
+    return {"status": one.status}

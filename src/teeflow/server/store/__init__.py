@@ -7,7 +7,7 @@ records and raises :class:`Conflict` / :class:`NotFound` (both :class:`StoreErro
 
 from teeflow.server.audit import AuditEntry, AuditRecord
 from teeflow.server.store._flow import LeaseFacts
-from teeflow.server.store._lease import NewOutput
+from teeflow.server.store._lease import Finishing, NewOutput
 from teeflow.server.store._records import (
     TASK_STATES,
     ApprovalRecord,
@@ -35,6 +35,7 @@ __all__ = [
     "DatasetRecord",
     "EventRecord",
     "ExecutorRecord",
+    "Finishing",
     "FunctionRecord",
     "LeaseFacts",
     "NewOutput",

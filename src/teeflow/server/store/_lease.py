@@ -18,14 +18,15 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from teeflow.server.audit import AuditEntry
 from teeflow.server.models import DatasetOwnerRow, DatasetRow, OutputRow, RowBlobRow, TaskRow
 from teeflow.server.store._base import StoreBase, require_aware
-from teeflow.server.store._records import TaskRecord
+from teeflow.server.store._records import Conflict, TaskRecord
 from teeflow.server.store._tasks import task_record
 
-__all__ = ["MAX_LEASE_BATCH", "SKIP_WINDOW", "LeaseMixin", "NewOutput"]
+__all__ = ["MAX_LEASE_BATCH", "SKIP_WINDOW", "Finishing", "LeaseMixin", "NewOutput"]
 
 SKIP_WINDOW = 64
 """How many waiting tasks a lease that skips some (sessions) looks through."""
@@ -204,34 +205,101 @@ class LeaseMixin(StoreBase):
         jointly, whose id is its ``dataset_id``. :class:`Conflict` if a slot already has an
         output (nothing is recorded then).
         """
+        one = Finishing(task_id, executor_id, status, receipt, failure_reason, audit, outputs)
+        (done,) = self.finish_batch([one], now=now)
+        if isinstance(done, Conflict):
+            raise done
+        return done
+
+    def finish_batch(
+        self, finishes: Sequence[Finishing], *, now: datetime
+    ) -> list[bool | Conflict]:
+        """Record several results in one transaction, each as :meth:`finish` would, in order:
+        per finish True (recorded), False (not the lease owner of a running task: nothing
+        recorded) or a :class:`Conflict` (a slot already has an output: nothing of that finish
+        recorded, each in a savepoint of its own). The others are recorded either way."""
         now = require_aware(now)
-        if status not in ("succeeded", "failed"):
-            raise ValueError("status must be 'succeeded' or 'failed'")
-        tasks = TaskRow.__table__
-        conflict = f"task {task_id!r} already has one of these outputs"
+        for one in finishes:
+            if one.status not in ("succeeded", "failed"):
+                raise ValueError("status must be 'succeeded' or 'failed'")
+        results: list[bool | Conflict] = []
+        if not finishes:
+            return results
+        conflict = _conflict(finishes[0].task_id) if len(finishes) == 1 else ""
         with self._write(conflict) as session:
             connection = session.connection()
-            result = connection.execute(
-                update(TaskRow)
-                .where(
-                    tasks.c.task_id == task_id,
-                    tasks.c.status == "running",
-                    tasks.c.lease_owner == executor_id,
-                )
-                .values(
-                    status=status,
-                    receipt=receipt,
-                    failure_reason=failure_reason,
-                    lease_expires_at=None,
-                    updated_at=now,
-                )
-            )
-            if not result.rowcount:
-                return False
-            for output in outputs:
-                _insert_output(connection, task_id, output, now)
-            self._maybe_audit(session, audit, now)
-            return True
+            for one in finishes:
+                savepoint = connection.begin_nested() if len(finishes) > 1 else None
+                try:
+                    done = _finish_one(connection, one, now)
+                    if done:
+                        self._maybe_audit(session, one.audit, now)
+                except IntegrityError:
+                    if savepoint is None:
+                        raise  # _write turns it into Conflict
+                    savepoint.rollback()
+                    results.append(Conflict(_conflict(one.task_id)))
+                    continue
+                if savepoint is not None:
+                    savepoint.commit()
+                results.append(done)
+        return results
+
+
+@dataclass(frozen=True)
+class Finishing:
+    """One finish :meth:`LeaseMixin.finish_batch` records (the arguments of
+    :meth:`LeaseMixin.finish`)."""
+
+    task_id: str
+    executor_id: str
+    status: Literal["succeeded", "failed"]
+    receipt: dict[str, Any] | None
+    failure_reason: str | None
+    audit: AuditEntry | None = None
+    outputs: Sequence[NewOutput] = ()
+
+
+def _conflict(task_id: str) -> str:
+    return f"task {task_id!r} already has one of these outputs"
+
+
+_FINISH = (
+    update(TaskRow)
+    .where(
+        _TASKS.c.task_id == bindparam("finished"),
+        _TASKS.c.status == "running",
+        _TASKS.c.lease_owner == bindparam("owner"),
+    )
+    .values(
+        status=bindparam("status"),
+        receipt=bindparam("receipt"),
+        failure_reason=bindparam("reason"),
+        lease_expires_at=None,
+        updated_at=bindparam("at"),
+    )
+)
+
+
+def _finish_one(connection: Connection, one: Finishing, now: datetime) -> bool:
+    """Set the result of a task ``one.executor_id`` holds and insert its outputs; False
+    (nothing written) if it does not hold it."""
+    result = connection.execute(
+        _FINISH,
+        {
+            "finished": one.task_id,
+            "owner": one.executor_id,
+            "status": one.status,
+            "receipt": one.receipt,
+            "reason": one.failure_reason,
+            "at": now,
+        },
+    )
+    if not result.rowcount:
+        return False
+    for output in one.outputs:
+        _insert_output(connection, one.task_id, output, now)
+    return True
 
 
 def _pick(
