@@ -370,7 +370,10 @@ def reject(
 
 @router.post("/{task_id}/run", responses=error_responses(401, 403, 404, 409, 422))
 def run(task_id: str, body: RunRequest, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
-    task = task_for(platform, task_id, user)
+    view = platform.store.task_view(task_id)  # one read: the task and the facts of its answer
+    if view is None or user.username not in view[0].participants:
+        raise ApiError.not_found(f"task {task_id}")
+    task, approvals, datasets = view
     _check_run_authorisation(platform, task, user, body.authorisation)
     done = platform.store.transition(
         task_id,
@@ -388,9 +391,11 @@ def run(task_id: str, body: RunRequest, user: CurrentUser, platform: PlatformDep
     if done is None:
         raise ApiError.conflict(
             f"task is {task.status}; it runs only once every participant approved "
-            f"(pending: {task_public(platform, task)['pending']})"
+            f"(pending: {task_public(platform, task, (approvals, datasets))['pending']})"
         )
-    return task_public(platform, done)
+    # Approvals are recorded only while a task is proposed and input facts do not change, so
+    # those read with the task still hold for the queued task.
+    return task_public(platform, done, (approvals, datasets))
 
 
 @router.post("/{task_id}/cancel", responses=error_responses(401, 403, 404, 409, 422))

@@ -111,7 +111,21 @@ class StoreBase:
         except IntegrityError as exc:
             raise Conflict(conflict) from exc
 
-    def _append_audit(self, session: Session, entry: AuditEntry, now: datetime) -> AuditRecord:
+    @contextmanager
+    def _core_write(
+        self, conflict: str = "the write conflicts with existing data"
+    ) -> Iterator[Connection]:
+        """:meth:`_write` on a bare connection, for hot paths that write rows with Core
+        statements (an ORM Session costs more per transaction)."""
+        try:
+            with self._write_turn, self._writer.begin() as connection:
+                yield connection
+        except IntegrityError as exc:
+            raise Conflict(conflict) from exc
+
+    def _append_audit(
+        self, session: Session | Connection, entry: AuditEntry, now: datetime
+    ) -> AuditRecord:
         """Append ``entry`` to the chain inside ``session``'s transaction.
 
         Call it last in a write transaction, after every other row lock is taken: appends are
@@ -119,8 +133,11 @@ class StoreBase:
         SQLite, so two appends never read the same head and the chain never forks.
         """
         now = require_aware(now)
-        session.flush()  # ORM rows added before the entry reach the database first, as before
-        connection = session.connection()
+        if isinstance(session, Session):
+            session.flush()  # ORM rows added before the entry reach the database first
+            connection = session.connection()
+        else:
+            connection = session
         if self.is_postgresql:
             connection.execute(_AUDIT_LOCK)
         last = connection.execute(_AUDIT_HEAD).first()
@@ -151,7 +168,11 @@ class StoreBase:
         return record
 
     def _maybe_audit(
-        self, session: Session, entry: AuditEntry | None, now: datetime, **override: Any
+        self,
+        session: Session | Connection,
+        entry: AuditEntry | None,
+        now: datetime,
+        **override: Any,
     ) -> None:
         if entry is not None:
             self._append_audit(session, dataclasses.replace(entry, **override), now)

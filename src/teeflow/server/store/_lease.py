@@ -140,8 +140,7 @@ class LeaseMixin(StoreBase):
                 return []
             leased: list[TaskRecord] = []
             taken_one = False
-            with self._write() as session:
-                connection = session.connection()
+            with self._core_write() as connection:
                 for candidate, contract in candidates:
                     single = one_of is not None and one_of(contract)
                     if single and taken_one:
@@ -151,7 +150,9 @@ class LeaseMixin(StoreBase):
                         continue  # leased, canceled or finished since it was seen
                     if audit is not None:
                         details = {**audit.details, "attempt": row.attempts}
-                        self._maybe_audit(session, audit, now, subject=row.task_id, details=details)
+                        self._maybe_audit(
+                            connection, audit, now, subject=row.task_id, details=details
+                        )
                     leased.append(task_record(connection, row))
                     taken_one = taken_one or single
                     if len(leased) >= limit:
@@ -226,14 +227,13 @@ class LeaseMixin(StoreBase):
         if not finishes:
             return results
         conflict = _conflict(finishes[0].task_id) if len(finishes) == 1 else ""
-        with self._write(conflict) as session:
-            connection = session.connection()
+        with self._core_write(conflict) as connection:
             for one in finishes:
                 savepoint = connection.begin_nested() if len(finishes) > 1 else None
                 try:
                     done = _finish_one(connection, one, now)
                     if done:
-                        self._maybe_audit(session, one.audit, now)
+                        self._maybe_audit(connection, one.audit, now)
                 except IntegrityError:
                     if savepoint is None:
                         raise  # _write turns it into Conflict

@@ -281,8 +281,7 @@ class TasksMixin(StoreBase):
         extra = set(fields) - _TRANSITION_FIELDS
         if extra:
             raise TypeError(f"transition() cannot set {sorted(extra)}")
-        with self._write() as session:
-            connection = session.connection()
+        with self._core_write() as connection:
             row = connection.execute(
                 update(TaskRow)
                 .where(_TASKS.c.task_id == task_id, _TASKS.c.status.in_(sorted(from_states)))
@@ -291,7 +290,7 @@ class TasksMixin(StoreBase):
             ).first()
             if row is None:
                 return None
-            self._maybe_audit(session, audit, now)
+            self._maybe_audit(connection, audit, now)
             return task_record(connection, row)
 
     def withdraw(
