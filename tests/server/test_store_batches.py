@@ -6,11 +6,14 @@ finish in a batch records nothing of itself and leaves the others recorded."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from test_store_lease_path import T0, add_task, queue
 
 from teeflow.server.audit import AuditEntry, event_to_dict, verify_chain
+from teeflow.server.db import make_engine
 from teeflow.server.store import Conflict, Finishing, NewOutput, Store
 
 
@@ -105,3 +108,28 @@ def test_a_refused_finish_in_a_batch_records_nothing_and_the_others_are_recorded
     finished = [e.subject for e in members.list_audit() if e.action == "task.succeeded"]
     assert finished == [ok, also_ok]
     verify_chain(map(event_to_dict, members.list_audit()))
+
+
+def test_writers_of_one_process_queue_without_sqlite_busy_waits(tmp_path: Path) -> None:
+    """With no busy timeout at all, SQLite refuses a second writer at once ("database is
+    locked"); the store's writers of one process take turns before they ask SQLite, so none is
+    refused and none sleeps in SQLite's busy handler (which wakes in 1-100 ms steps)."""
+    url = f"sqlite:///{tmp_path / 'turns.db'}"
+    Store.from_url(url).migrate()
+    store = Store(make_engine(url, busy_timeout_ms=0))
+    try:
+
+        def append(worker: int) -> None:
+            for n in range(25):
+                store.append_audit(
+                    actor=f"w{worker}", action="t.write", subject=str(n), details={}, now=T0
+                )
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(append, range(8)))  # re-raises a refused write
+
+        entries = store.list_audit()
+        assert len(entries) == 8 * 25
+        verify_chain(map(event_to_dict, entries))
+    finally:
+        store.close()
