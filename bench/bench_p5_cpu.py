@@ -21,8 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench_task_cpu import cpu_seconds
-from bench_task_latency import _member, sim_policy
+from bench_task_cpu import cpu_seconds, members_with_dataset
 from teeflow.server.launcher import LocalPlatform
 
 
@@ -37,11 +36,7 @@ def main() -> None:
     try:
         with LocalPlatform(root / "p", executors=args.executors, env=env) as platform:
             assert platform.server is not None
-            policy = sim_policy(platform)
-            creator, owner = (_member(platform, root, n, policy) for n in ("creator", "owner"))
-            dataset = owner.upload_dataset(b"id,amount\nu1,1\n", name="t.csv", kind="table")
-            owner.attest()
-            creator.attest()
+            creator, owner, dataset = members_with_dataset(platform, root)
             batch = []
             for _ in range(args.tasks):
                 task = creator.propose(

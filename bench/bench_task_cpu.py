@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_task_latency import _Counted, _member, sim_policy
+from teeflow.client import Client
 from teeflow.server.launcher import LocalPlatform
 
 
@@ -33,6 +34,16 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process ``pid`` so far (Linux)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def members_with_dataset(platform: LocalPlatform, root: Path) -> tuple[Client, Client, Any]:
+    """The members ``creator`` and ``owner``, attested, and ``owner``'s one-row table."""
+    policy = sim_policy(platform)
+    creator, owner = (_member(platform, root, n, policy) for n in ("creator", "owner"))
+    dataset = owner.upload_dataset(b"id,amount\nu1,1\n", name="t.csv", kind="table")
+    owner.attest()
+    creator.attest()
+    return creator, owner, dataset
 
 
 def main() -> None:
@@ -44,11 +55,7 @@ def main() -> None:
     try:
         with LocalPlatform(root / "p", executors=1) as platform:
             assert platform.server is not None
-            policy = sim_policy(platform)
-            creator, owner = (_member(platform, root, n, policy) for n in ("creator", "owner"))
-            dataset = owner.upload_dataset(b"id,amount\nu1,1\n", name="t.csv", kind="table")
-            owner.attest()
-            creator.attest()
+            creator, owner, dataset = members_with_dataset(platform, root)
             steps: dict[str, list[float]] = {}
 
             def timed(name: str, step: Callable[[], Any]) -> Any:
