@@ -25,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench_task_latency import _Counted, _member, sim_policy
+from bench_task_latency import _Counted, _member, propose_and_approve, sim_policy
 from teeflow.client import Client
 from teeflow.server.launcher import LocalPlatform
 
@@ -65,18 +65,9 @@ def main() -> None:
                 return result
 
             def flow() -> None:
-                task = timed(
-                    "propose",
-                    lambda: creator.propose(
-                        "echo",
-                        inputs={"data": dataset["id"]},
-                        outputs={"data": {"recipients": ["owner"]}},
-                    ),
-                )
-                timed("approve-creator", lambda: creator.approve(task["id"], run=True))
-                timed("approve-owner", lambda: owner.approve(task["id"]))
-                timed("wait", lambda: creator.wait(task["id"]))
-                timed("output", lambda: owner.output(task["id"], "data"))
+                task_id = propose_and_approve(creator, owner, dataset["id"], timed, run=True)
+                timed("wait", lambda: creator.wait(task_id))
+                timed("output", lambda: owner.output(task_id, "data"))
 
             for _ in range(3):
                 flow()

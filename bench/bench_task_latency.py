@@ -104,6 +104,28 @@ class _Counted:
         self.count += 1
 
 
+def propose_and_approve(
+    creator: Client,
+    owner: Client,
+    dataset_id: str,
+    clock: Callable[[str, Callable[[], Any]], Any],
+    *,
+    run: bool = False,
+) -> str:
+    """Propose an `echo` task on the owner's dataset, delivered to the owner, and have both
+    approve it (the creator first; with ``run`` its approval carries the run authorisation, so the
+    owner's approval queues the task). ``clock(step, call)`` runs each step: the task's id."""
+    task = clock(
+        "propose",
+        lambda: creator.propose(
+            "echo", inputs={"data": dataset_id}, outputs={"data": {"recipients": ["owner"]}}
+        ),
+    )
+    clock("approve-creator", lambda: creator.approve(task["id"], run=run))
+    clock("approve-owner", lambda: owner.approve(task["id"]))
+    return str(task["id"])
+
+
 def measure(
     executors: int, runs: int, tasks: int, *, database_url: str | None, workers: int
 ) -> dict[str, Any]:
@@ -131,19 +153,8 @@ def measure(
                 steps[step].append((time.perf_counter() - start) * 1000)
                 return result
 
-            def propose_and_approve(record: bool = False, run: bool = False) -> str:
-                clock = timed if record else (lambda _step, call: call())
-                task = clock(
-                    "propose",
-                    lambda: creator.propose(
-                        "echo",
-                        inputs={"data": dataset["id"]},
-                        outputs={"data": {"recipients": ["owner"]}},
-                    ),
-                )
-                clock("approve-creator", lambda: creator.approve(task["id"], run=run))
-                clock("approve-owner", lambda: owner.approve(task["id"]))
-                return str(task["id"])
+            def untimed(_step: str, call: Callable[[], Any]) -> Any:
+                return call()
 
             floor = []
             for _ in range(runs):
@@ -155,7 +166,7 @@ def measure(
             requests_before = counted.count
             for _ in range(runs):
                 start = time.perf_counter()
-                task_id = propose_and_approve(record=True, run=True)  # queued as owner approves
+                task_id = propose_and_approve(creator, owner, dataset["id"], timed, run=True)
                 done = timed("wait", lambda: creator.wait(task_id))  # noqa: B023
                 assert done["status"] == "succeeded", done["failure_reason"]
                 timed("output", lambda: owner.output(task_id, "data"))  # noqa: B023
@@ -164,7 +175,10 @@ def measure(
 
             throughput = 0.0
             if tasks:
-                batch = [propose_and_approve() for _ in range(tasks)]
+                batch = [
+                    propose_and_approve(creator, owner, dataset["id"], untimed)
+                    for _ in range(tasks)
+                ]
                 start = time.perf_counter()
                 with ThreadPoolExecutor(8) as pool:
                     list(pool.map(creator.run, batch))
