@@ -3,7 +3,8 @@
 ``--tasks`` echo tasks are proposed and approved first (uncounted); then the creator runs them all
 from 8 threads and waits for each, as P5 does. It prints the control plane's CPU (``/proc``,
 user + system) per task over the run and wait, the executors' CPU per task, the tasks per second
-and the load average. ``--py-spy FILE`` samples the control plane at 1 kHz over the same span
+and the load average. ``--py-spy FILE`` samples the control plane at 1 kHz over the same span, only
+while a thread holds the GIL (``--gil``: a thread waiting for the GIL is not counted as busy)
 (collapsed stacks; needs py-spy on PATH).
 
     .venv/bin/python bench/bench_p5_cpu.py [--tasks 200] [--executors 2] [--py-spy /tmp/p5.txt]
@@ -51,7 +52,7 @@ def main() -> None:
             if args.py_spy is not None and shutil.which("py-spy"):
                 spy = subprocess.Popen(
                     [
-                        *("py-spy", "record", "--rate", "1000", "--nonblocking"),
+                        *("py-spy", "record", "--rate", "1000", "--nonblocking", "--gil"),
                         *("-p", str(platform.server.pid), "-o", str(args.py_spy)),
                         *("--format", "raw"),
                     ]
