@@ -2,7 +2,8 @@
 
 ``--tasks`` echo tasks are proposed and approved first (uncounted); then the creator runs them all
 from 8 threads and waits for each, as P5 does. It prints the control plane's CPU (``/proc``,
-user + system) per task over the run and wait, the executors' CPU per task, the tasks per second
+user + system) per task over the run and wait, the executors' and the members' (this process:
+the clients' signing and HTTP) CPU per task, the tasks per second
 and the load average. ``--py-spy FILE`` samples the control plane at 1 kHz over the same span, only
 while a thread holds the GIL (``--gil``: a thread waiting for the GIL is not counted as busy)
 (collapsed stacks; needs py-spy on PATH).
@@ -60,6 +61,7 @@ def main() -> None:
                 time.sleep(1.0)
             pids = [platform.server.pid] + [e.pid for e in platform.executors]
             before = [cpu_seconds(pid) for pid in pids]
+            members_before = time.process_time()
             start = time.perf_counter()
             with ThreadPoolExecutor(8) as pool:
                 list(pool.map(creator.run, batch))
@@ -68,6 +70,7 @@ def main() -> None:
                 assert creator.wait(task_id)["status"] == "succeeded"
             wall = time.perf_counter() - start
             after = [cpu_seconds(pid) for pid in pids]
+            members_cpu = time.process_time() - members_before
             if spy is not None:
                 spy.send_signal(signal.SIGINT)
                 spy.wait(timeout=120)
@@ -76,11 +79,13 @@ def main() -> None:
             per = 1000 / args.tasks
             server = per * (after[0] - before[0])
             executors = per * sum(a - b for a, b in zip(after[1:], before[1:], strict=True))
+            members = per * members_cpu
             print(
                 f"P5 {args.tasks} tasks, {args.executors} executors:"
                 f" {args.tasks / wall:.1f} tasks/s"
                 f" (runs sent in {ran - start:.2f} s); CPU per task ms: control plane {server:.2f}"
-                f"  executors {executors:.2f}  (load average {os.getloadavg()[0]:.1f})"
+                f"  executors {executors:.2f}  members (this process) {members:.2f}"
+                f"  (load average {os.getloadavg()[0]:.1f})"
             )
     finally:
         shutil.rmtree(root, ignore_errors=True)
