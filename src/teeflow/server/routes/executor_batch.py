@@ -74,10 +74,12 @@ def finish_many(
     missing) does not stop the others; each is recorded or refused whole."""
     results: list[dict[str, Any] | None] = []
     ready: list[tuple[int, Finishing]] = []
+    # The batch's tasks in one read; each lease is checked against it here and again by the
+    # store's compare-and-set.
+    known = platform.store.tasks_by_id([item.task_id for item in body.finishes])
     for item in body.finishes:
-        plain = Finish.model_validate(item.model_dump(exclude={"task_id"}))
         try:
-            ready.append((len(results), finishing(platform, executor, item.task_id, plain)))
+            ready.append((len(results), finishing(platform, executor, item.task_id, item, known)))
             results.append(None)  # answered once the batch is recorded
         except ApiError as exc:
             results.append(_refused(item.task_id, exc))

@@ -174,13 +174,20 @@ def register(body: Registration, platform: PlatformDep) -> dict[str, str]:
     return {"executor_id": executor_id, "token": token}
 
 
-def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
+def _named_datasets(task: TaskRecord) -> list[str]:
+    """The dataset ids a task's bundle may send: its inputs' and its uploaded function's."""
+    source_id = task.contract["function"].get("source_dataset_id")
+    named = [s["dataset_id"] for s in task.contract["inputs"].values() if s.get("dataset_id")]
+    return [*named, source_id] if source_id else named
+
+
+def _bundle(
+    platform: Platform, task: TaskRecord, facts: LeaseFacts, read: Callable[[str], str]
+) -> dict[str, Any]:
+    """A leased task's bundle; ``facts`` as :meth:`Store.lease_facts` gives them, ``read`` a
+    small blob's ciphertext (base64) by key (one read per key for a whole lease batch)."""
     inputs = task.contract["inputs"]
     source_id = task.contract["function"].get("source_dataset_id")
-    dataset_ids = [spec["dataset_id"] for spec in inputs.values() if spec.get("dataset_id")]
-    facts = platform.store.lease_facts(
-        task.task_id, [*dataset_ids, source_id] if source_id else dataset_ids
-    )
     approvals = {
         a.username: {"signature": a.signature, "wrapped_keys": a.wrapped_keys}
         for a in facts.approvals
@@ -203,7 +210,7 @@ def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
             }
     inline: dict[str, str] = {}
     for slot, spec in inputs.items():
-        content = _small_blob(platform, _approved_input(spec, set(approvals), facts))
+        content = _small_blob(read, _approved_input(spec, set(approvals), facts))
         if content is not None:
             inline[slot] = content
     return {
@@ -216,7 +223,7 @@ def _bundle(platform: Platform, task: TaskRecord) -> dict[str, Any]:
         "withdrawals": task.withdrawals,
         "inline_inputs": inline,
         # The uploaded function's code, as GET .../function sends it (checked by its code hash).
-        "inline_function": _small_blob(platform, facts.datasets.get(source_id or "")),
+        "inline_function": _small_blob(read, facts.datasets.get(source_id or "")),
         "inline_limit": INLINE_BYTES,
         # Lets the executor skip asking for a checkpoint that is not there. The host is untrusted
         # either way: hiding a checkpoint only makes the enclave start over.
@@ -236,14 +243,31 @@ def _approved_input(
     return None if blob_key is None else (blob_key, size)
 
 
-def _small_blob(platform: Platform, found: tuple[str | None, int | None] | None) -> str | None:
-    """A dataset's ciphertext, base64, when ``found`` (its blob key and size) says it is at most
-    INLINE_BYTES; None for a larger or missing one (the executor downloads it on its own)."""
+def _small_blob(
+    read: Callable[[str], str], found: tuple[str | None, int | None] | None
+) -> str | None:
+    """A dataset's ciphertext, base64 (``read`` by its key), when ``found`` (its blob key and
+    size) says it is at most INLINE_BYTES; None for a larger or missing one (the executor
+    downloads it on its own)."""
     blob_key, size = found or (None, None)
     if blob_key is None or size is None or size > INLINE_BYTES:
         return None
-    with platform.blobs.open(blob_key) as handle:
-        return b64e(handle.read(INLINE_BYTES + 1))
+    return read(blob_key)
+
+
+def _blob_reader(platform: Platform) -> Callable[[str], str]:
+    """Reads a small blob's ciphertext as base64, each key once (the tasks of a lease batch
+    often share an input): a cache for one batch only, so a replaced blob is read anew by the
+    next lease."""
+    read: dict[str, str] = {}
+
+    def content(blob_key: str) -> str:
+        if blob_key not in read:
+            with platform.blobs.open(blob_key) as handle:
+                read[blob_key] = b64e(handle.read(INLINE_BYTES + 1))
+        return read[blob_key]
+
+    return content
 
 
 MAX_LEASE_WAIT_SECONDS = 30.0
@@ -355,16 +379,23 @@ def lease_bundles(
         skip=_skip_for(executor, sessions=sessions),
         one_of=is_session_contract,
     )
-    bundles: list[dict[str, Any]] = []
+    running: list[TaskRecord] = []
     for task in tasks:
         platform.notifier.notify(task_key(task.task_id))
         if task.attempts > platform.settings.max_attempts:
             _abandon(platform, executor, task, now)
-            continue
-        bundles.append(
-            {**_bundle(platform, task), "lease_seconds": platform.settings.lease_seconds}
-        )
-    return bundles
+        else:
+            running.append(task)
+    # The batch's approvals, datasets and checkpoints in one read.
+    facts = platform.store.lease_facts_of({t.task_id: _named_datasets(t) for t in running})
+    read = _blob_reader(platform)
+    return [
+        {
+            **_bundle(platform, task, facts[task.task_id], read),
+            "lease_seconds": platform.settings.lease_seconds,
+        }
+        for task in running
+    ]
 
 
 def _abandon(platform: Platform, executor: ExecutorRecord, task: TaskRecord, now: datetime) -> None:
@@ -391,8 +422,15 @@ def _output_key(task_id: str, slot: str) -> str:
     return f"outputs/{task_id}/{slot.encode('utf-8').hex()}"
 
 
-def _leased(platform: Platform, task_id: str, executor: ExecutorRecord) -> TaskRecord:
-    task = platform.store.get_task(task_id)
+def _leased(
+    platform: Platform,
+    task_id: str,
+    executor: ExecutorRecord,
+    known: Mapping[str, TaskRecord] | None = None,
+) -> TaskRecord:
+    """The task if ``executor`` holds its lease (looked up in ``known``, a batch's tasks read
+    at once, when given); ApiError 409 ``lease_lost`` otherwise."""
+    task = platform.store.get_task(task_id) if known is None else known.get(task_id)
     if task is None or task.status != "running" or task.lease_owner != executor.executor_id:
         raise ApiError(409, "lease_lost", "this executor does not hold the task's lease")
     return task
@@ -596,12 +634,17 @@ def finish_task(
 
 
 def finishing(
-    platform: Platform, executor: ExecutorRecord, task_id: str, body: Finish
+    platform: Platform,
+    executor: ExecutorRecord,
+    task_id: str,
+    body: Finish,
+    known: Mapping[str, TaskRecord] | None = None,
 ) -> Finishing:
     """The store's record of a finish, every output checked (and a large inline one written
     to the blob store) first, so that a refused finish leaves nothing half-written;
-    :class:`ApiError` 409 ``lease_lost`` / 422 as :func:`finish_task`."""
-    task = _leased(platform, task_id, executor)
+    :class:`ApiError` 409 ``lease_lost`` / 422 as :func:`finish_task`. ``known``: the tasks
+    of a batch, read at once (:meth:`Store.tasks_by_id`); the lease is checked against them."""
+    task = _leased(platform, task_id, executor, known)
     outputs = [_new_output(platform, task, slot, meta) for slot, meta in body.outputs.items()]
     return Finishing(
         task_id=task_id,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -132,40 +132,55 @@ class StoreBase:
         serialised by a transaction-scoped advisory lock on PostgreSQL and by ``BEGIN IMMEDIATE`` on
         SQLite, so two appends never read the same head and the chain never forks.
         """
-        now = require_aware(now)
         if isinstance(session, Session):
             session.flush()  # ORM rows added before the entry reach the database first
             connection = session.connection()
         else:
             connection = session
+        (record,) = self._append_audits(connection, [entry], now)
+        return record
+
+    def _append_audits(
+        self, connection: Connection, entries: Sequence[AuditEntry], now: datetime
+    ) -> list[AuditRecord]:
+        """Append ``entries`` to the chain in order, each its own entry linked to the one
+        before, as :meth:`_append_audit` does one: one head read and one multi-row insert for
+        them all (a batch of leases or finishes). Returns their records."""
+        now = require_aware(now)
+        if not entries:
+            return []
         if self.is_postgresql:
             connection.execute(_AUDIT_LOCK)
         last = connection.execute(_AUDIT_HEAD).first()
         seq, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-        details: dict[str, Any] = dict(entry.details)
-        fields = {
-            "seq": seq,
-            "ts": format_ts(now),
-            "actor": entry.actor,
-            "action": entry.action,
-            "subject": entry.subject,
-            "details": details,
-        }
-        record = AuditRecord(
-            seq=seq,
-            ts=now,
-            actor=entry.actor,
-            action=entry.action,
-            subject=entry.subject,
-            details=details,
-            prev_hash=prev_hash,
-            hash=entry_hash(prev_hash, fields),
-        )
-        connection.execute(
-            _AUDIT_INSERT,
-            [{**fields, "ts": now, "prev_hash": record.prev_hash, "hash": record.hash}],
-        )
-        return record
+        ts = format_ts(now)
+        records: list[AuditRecord] = []
+        rows: list[dict[str, Any]] = []
+        for entry in entries:
+            details: dict[str, Any] = dict(entry.details)
+            fields = {
+                "seq": seq,
+                "ts": ts,
+                "actor": entry.actor,
+                "action": entry.action,
+                "subject": entry.subject,
+                "details": details,
+            }
+            record = AuditRecord(
+                seq=seq,
+                ts=now,
+                actor=entry.actor,
+                action=entry.action,
+                subject=entry.subject,
+                details=details,
+                prev_hash=prev_hash,
+                hash=entry_hash(prev_hash, fields),
+            )
+            records.append(record)
+            rows.append({**fields, "ts": now, "prev_hash": prev_hash, "hash": record.hash})
+            seq, prev_hash = seq + 1, record.hash
+        connection.execute(_AUDIT_INSERT, rows)
+        return records
 
     def _maybe_audit(
         self,

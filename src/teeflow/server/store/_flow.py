@@ -8,12 +8,12 @@ and 0029 explain why.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from teeflow.enclave.run_state import MAX_START_WITHIN_S, RunStateError, parse_time
 from teeflow.server.audit import AuditEntry
@@ -37,13 +37,26 @@ class LeaseFacts:
     has_checkpoint: bool
 
 
+_APPROVALS = ApprovalRow.__table__
+_DATASETS = DatasetRow.__table__
+_CHECKPOINTS = CheckpointRow.__table__
+# A lease batch's facts, built once (a statement caches its compiled SQL): every task's approvals
+# (each task's in the order of list_approvals), the named datasets' blobs, which have checkpoints.
+_APPROVALS_OF_TASKS = (
+    select(_APPROVALS)
+    .where(_APPROVALS.c.task_id.in_(bindparam("task_ids", expanding=True)))
+    .order_by(_APPROVALS.c.task_id, _APPROVALS.c.created_at, _APPROVALS.c.username)
+)
+_BLOBS_OF = select(_DATASETS.c.dataset_id, _DATASETS.c.blob_key, _DATASETS.c.size).where(
+    _DATASETS.c.dataset_id.in_(bindparam("ids", expanding=True))
+)
+_CHECKPOINTED = select(_CHECKPOINTS.c.task_id).where(
+    _CHECKPOINTS.c.task_id.in_(bindparam("task_ids", expanding=True))
+)
+
+
 def _approval_rows(connection: Connection, task_id: str) -> list[ApprovalRecord]:
-    approvals = ApprovalRow.__table__
-    rows = connection.execute(
-        select(approvals)
-        .where(approvals.c.task_id == task_id)
-        .order_by(approvals.c.created_at, approvals.c.username)
-    )
+    rows = connection.execute(_APPROVALS_OF_TASKS, {"task_ids": [task_id]})
     return [approval_record(row) for row in rows]
 
 
@@ -137,18 +150,33 @@ class FlowMixin(StoreBase):
     def lease_facts(self, task_id: str, dataset_ids: Collection[str]) -> LeaseFacts:
         """The task's approvals, its ``dataset_ids``' blob keys and sizes, and whether it has a
         checkpoint, in one read transaction."""
-        datasets, checkpoints = DatasetRow.__table__, CheckpointRow.__table__
+        return self.lease_facts_of({task_id: dataset_ids})[task_id]
+
+    def lease_facts_of(self, wanted: Mapping[str, Collection[str]]) -> dict[str, LeaseFacts]:
+        """:meth:`lease_facts` of several tasks (task id -> the dataset ids it names) in one
+        read transaction of three statements, whatever their number (a lease batch)."""
+        task_ids = sorted(wanted)
+        if not task_ids:
+            return {}
+        every = sorted({d for ids in wanted.values() for d in ids})
+        approvals: dict[str, list[ApprovalRecord]] = {t: [] for t in task_ids}
         with self._core_read() as connection:
-            approvals = _approval_rows(connection, task_id)
-            rows = connection.execute(
-                select(datasets.c.dataset_id, datasets.c.blob_key, datasets.c.size).where(
-                    datasets.c.dataset_id.in_(sorted(set(dataset_ids)))
-                )
+            for row in connection.execute(_APPROVALS_OF_TASKS, {"task_ids": task_ids}):
+                approvals[row.task_id].append(approval_record(row))
+            found = (
+                {
+                    row.dataset_id: (row.blob_key, row.size)
+                    for row in connection.execute(_BLOBS_OF, {"ids": every})
+                }
+                if every
+                else {}
             )
-            found = {row.dataset_id: (row.blob_key, row.size) for row in rows}
-            checkpoint = connection.execute(
-                select(checkpoints.c.task_id).where(checkpoints.c.task_id == task_id)
-            ).first()
-        return LeaseFacts(
-            approvals=approvals, datasets=found, has_checkpoint=checkpoint is not None
-        )
+            checkpointed = set(connection.execute(_CHECKPOINTED, {"task_ids": task_ids}).scalars())
+        return {
+            task_id: LeaseFacts(
+                approvals=approvals[task_id],
+                datasets={d: found[d] for d in wanted[task_id] if d in found},
+                has_checkpoint=task_id in checkpointed,
+            )
+            for task_id in task_ids
+        }

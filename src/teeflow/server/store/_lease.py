@@ -12,16 +12,23 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Connection, and_, bindparam, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from teeflow.server.audit import AuditEntry
-from teeflow.server.models import DatasetOwnerRow, DatasetRow, OutputRow, RowBlobRow, TaskRow
+from teeflow.server.models import (
+    DatasetOwnerRow,
+    DatasetRow,
+    OutputRow,
+    RowBlobRow,
+    TaskParticipantRow,
+    TaskRow,
+)
 from teeflow.server.store._base import StoreBase, require_aware
 from teeflow.server.store._records import Conflict, TaskRecord
 from teeflow.server.store._tasks import task_record
@@ -138,7 +145,7 @@ class LeaseMixin(StoreBase):
                 candidates = _pick(connection, window, want, now, skip)
             if not candidates:
                 return []
-            leased: list[TaskRecord] = []
+            rows: list[Row[Any]] = []
             taken_one = False
             with self._core_write() as connection:
                 for candidate, contract in candidates:
@@ -148,15 +155,22 @@ class LeaseMixin(StoreBase):
                     row = connection.execute(_TAKE, {**take, "candidate": candidate}).first()
                     if row is None:
                         continue  # leased, canceled or finished since it was seen
-                    if audit is not None:
-                        details = {**audit.details, "attempt": row.attempts}
-                        self._maybe_audit(
-                            connection, audit, now, subject=row.task_id, details=details
-                        )
-                    leased.append(task_record(connection, row))
+                    rows.append(row)
                     taken_one = taken_one or single
-                    if len(leased) >= limit:
+                    if len(rows) >= limit:
                         break
+                if audit is not None:
+                    # One entry per lease, in the order taken, after every row lock is held.
+                    entries = [
+                        replace(
+                            audit,
+                            subject=row.task_id,
+                            details={**audit.details, "attempt": row.attempts},
+                        )
+                        for row in rows
+                    ]
+                    self._append_audits(connection, entries, now)
+                leased = _records(connection, rows)
             if leased:
                 return leased
             # Every candidate left the queue meanwhile (so others made progress): look again
@@ -228,12 +242,11 @@ class LeaseMixin(StoreBase):
             return results
         conflict = _conflict(finishes[0].task_id) if len(finishes) == 1 else ""
         with self._core_write(conflict) as connection:
+            entries: list[AuditEntry] = []
             for one in finishes:
                 savepoint = connection.begin_nested() if len(finishes) > 1 else None
                 try:
                     done = _finish_one(connection, one, now)
-                    if done:
-                        self._maybe_audit(connection, one.audit, now)
                 except IntegrityError:
                     if savepoint is None:
                         raise  # _write turns it into Conflict
@@ -242,8 +255,22 @@ class LeaseMixin(StoreBase):
                     continue
                 if savepoint is not None:
                     savepoint.commit()
+                if done and one.audit is not None:
+                    entries.append(one.audit)
                 results.append(done)
+            # The recorded finishes' entries, in order, last in the transaction (one head read).
+            self._append_audits(connection, entries, now)
         return results
+
+    def tasks_by_id(self, task_ids: Collection[str]) -> dict[str, TaskRecord]:
+        """The tasks of ``task_ids`` that exist, by id, in one read transaction (a finish
+        batch checks each against its lease)."""
+        ids = sorted(set(task_ids))
+        if not ids:
+            return {}
+        with self._core_read() as connection:
+            rows = connection.execute(_TASKS_BY_IDS, {"task_ids": ids}).all()
+            return {record.task_id: record for record in _records(connection, rows)}
 
 
 @dataclass(frozen=True)
@@ -326,6 +353,27 @@ def _pick(
     return picked
 
 
+_TASKS_BY_IDS = select(_TASKS).where(_TASKS.c.task_id.in_(bindparam("task_ids", expanding=True)))
+_PARTICIPANTS = TaskParticipantRow.__table__
+_PARTICIPANTS_OF_TASKS = (
+    select(_PARTICIPANTS.c.task_id, _PARTICIPANTS.c.username)
+    .where(_PARTICIPANTS.c.task_id.in_(bindparam("task_ids", expanding=True)))
+    .order_by(_PARTICIPANTS.c.task_id, _PARTICIPANTS.c.position)
+)
+
+
+def _records(connection: Connection, rows: Sequence[Row[Any]]) -> list[TaskRecord]:
+    """The records of tasks-table rows, in order, their participants read in one statement."""
+    if not rows:
+        return []
+    participants: dict[str, list[str]] = {row.task_id: [] for row in rows}
+    for task_id, username in connection.execute(
+        _PARTICIPANTS_OF_TASKS, {"task_ids": list(participants)}
+    ):
+        participants[task_id].append(username)
+    return [task_record(connection, row, participants[row.task_id]) for row in rows]
+
+
 @dataclass(frozen=True)
 class NewOutput:
     """One sealed output a finish records. ``dataset_id``, ``dataset_name`` and ``meta`` are
@@ -345,46 +393,61 @@ class NewOutput:
     content: bytes | None = None
 
 
+# Built once each, as the task path's other statements (a statement caches its compiled SQL).
+_INSERT_ROW_BLOB = insert(RowBlobRow)
+_INSERT_DATASET = insert(DatasetRow)
+_INSERT_OWNER = insert(DatasetOwnerRow)
+_INSERT_OUTPUT = insert(OutputRow)
+
+
 def _insert_output(connection: Connection, task_id: str, output: NewOutput, now: datetime) -> None:
     if output.content is not None:
         connection.execute(
-            insert(RowBlobRow).values(blob_key=output.blob_key, content=output.content)
+            _INSERT_ROW_BLOB, [{"blob_key": output.blob_key, "content": output.content}]
         )
     if output.joint_owners:
         if output.dataset_id is None:
             raise ValueError("a jointly owned output needs a dataset_id")
         connection.execute(
-            insert(DatasetRow).values(
-                dataset_id=output.dataset_id,
-                name=output.dataset_name,
-                kind="model",
-                description="joint output; sealed to the enclave",
-                owner=output.joint_owners[0],
-                state="ready",
-                ciphertext_sha256=output.ciphertext_sha256,
-                size=output.size,
-                blob_key=output.blob_key,
-                produced_by_task=task_id,
-                meta=dict(output.meta),
-                created_at=now,
-            )
+            _INSERT_DATASET,
+            [
+                {
+                    "dataset_id": output.dataset_id,
+                    "name": output.dataset_name,
+                    "kind": "model",
+                    "description": "joint output; sealed to the enclave",
+                    "owner": output.joint_owners[0],
+                    "state": "ready",
+                    "ciphertext_sha256": output.ciphertext_sha256,
+                    "size": output.size,
+                    "blob_key": output.blob_key,
+                    "produced_by_task": task_id,
+                    "meta": dict(output.meta),
+                    "created_at": now,
+                }
+            ],
         )
         connection.execute(
-            insert(DatasetOwnerRow),
+            _INSERT_OWNER,
             [
                 {"dataset_id": output.dataset_id, "username": name, "position": position}
                 for position, name in enumerate(dict.fromkeys(output.joint_owners))
             ],
         )
     connection.execute(
-        insert(OutputRow).values(
-            task_id=task_id,
-            slot=output.slot,
-            blob_key=output.blob_key,
-            ciphertext_sha256=output.ciphertext_sha256,
-            size=output.size,
-            wrapped_keys=dict(output.wrapped_keys),
-            joint_owners=list(output.joint_owners) if output.joint_owners is not None else None,
-            dataset_id=output.dataset_id if output.joint_owners else None,
-        )
+        _INSERT_OUTPUT,
+        [
+            {
+                "task_id": task_id,
+                "slot": output.slot,
+                "blob_key": output.blob_key,
+                "ciphertext_sha256": output.ciphertext_sha256,
+                "size": output.size,
+                "wrapped_keys": dict(output.wrapped_keys),
+                "joint_owners": (
+                    list(output.joint_owners) if output.joint_owners is not None else None
+                ),
+                "dataset_id": output.dataset_id if output.joint_owners else None,
+            }
+        ],
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import Any, Literal
 
@@ -84,10 +84,16 @@ DatasetFacts = dict[str, tuple[int | None, dict[str, Any]]]
 """Dataset id -> ``(ciphertext size in bytes or None, meta)``, for the datasets that exist."""
 
 
-def task_record(session: Session | Connection, row: TaskRow | Row[Any]) -> TaskRecord:
-    """The record of an ORM row or a Core row of the tasks table (same attribute names)."""
-    connection = session.connection() if isinstance(session, Session) else session
-    participants = connection.execute(_PARTICIPANTS_OF, {"task_id": row.task_id}).scalars()
+def task_record(
+    session: Session | Connection,
+    row: TaskRow | Row[Any],
+    participants: Iterable[str] | None = None,
+) -> TaskRecord:
+    """The record of an ORM row or a Core row of the tasks table (same attribute names);
+    ``participants`` (in order) when the caller read them already, else they are read here."""
+    if participants is None:
+        connection = session.connection() if isinstance(session, Session) else session
+        participants = connection.execute(_PARTICIPANTS_OF, {"task_id": row.task_id}).scalars()
     return TaskRecord(
         task_id=row.task_id,
         creator=row.creator,
