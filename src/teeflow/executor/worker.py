@@ -189,6 +189,30 @@ class _Deferred:
     body: dict[str, Any]
 
 
+MAX_LEASE_BATCH = 16
+"""The most tasks a lease request may take (the control plane's ``MAX_BATCH``)."""
+
+FIRST_LEASE_LIMIT = 4
+"""What the first lease request asks for, before any task's time is known."""
+
+BATCH_SECONDS = 0.1
+"""How long a batch should run: its first finish waits for its last task, and its queued tasks
+wait on this executor while another may be idle, so a batch is as large as fits this time."""
+
+
+def next_lease_limit(ran: int, seconds: float, *, most: int, batch_seconds: float) -> int:
+    """How many tasks to lease next after ``ran`` tasks took ``seconds`` (lease to last
+    finish held): as many as fit ``batch_seconds`` at that pace, 1 to ``most``. Short tasks
+    come many to a request (the control plane pays its per-request cost once for them), a
+    long one alone (its finish is not held back, nor the tasks behind it kept from others)."""
+    if ran < 1:
+        raise ValueError("ran must be at least 1")
+    per_task = seconds / ran
+    if per_task <= 0:
+        return most
+    return max(1, min(most, int(batch_seconds / per_task)))
+
+
 class Worker:
     def __init__(
         self,
@@ -197,13 +221,16 @@ class Worker:
         server_url: str,
         secret: str,
         lease_wait: float = 10.0,
-        lease_batch: int = 4,
+        lease_batch: int = MAX_LEASE_BATCH,
+        batch_seconds: float = BATCH_SECONDS,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         verify: ssl.SSLContext | bool = True,
     ) -> None:
         """``verify``: the TLS setting for ``server_url`` (teeflow.tls.client_verify);
         ``lease_batch``: the most tasks one lease request takes (their finishes go back in one
-        request too, after the last of them ran)."""
+        request too, after the last of them ran); ``batch_seconds``: how long a batch should
+        run, which sizes the next lease request by how long the last tasks took
+        (:func:`next_lease_limit`)."""
         self.enclave = enclave
         self.http = httpx.Client(
             base_url=server_url, timeout=httpx.Timeout(60.0, connect=5.0), verify=verify
@@ -213,6 +240,9 @@ class Worker:
         self.secret = secret
         self.lease_wait = lease_wait
         self.lease_batch = lease_batch
+        self.batch_seconds = batch_seconds
+        self.lease_limit = min(FIRST_LEASE_LIMIT, lease_batch)
+        """How many tasks the next lease request asks for (:func:`next_lease_limit`)."""
         self.clock = clock
         self.executor_id = ""
         self._registered_at = 0.0
@@ -260,7 +290,9 @@ class Worker:
                 busy = serving is not None and serving.is_alive()
                 finishes: list[_Deferred] = []
                 try:
-                    limit = self.lease_batch if max_tasks is None else max_tasks - done
+                    limit = self.lease_limit
+                    if max_tasks is not None:
+                        limit = min(limit, max_tasks - done)
                     leases = self._lease(stop, sessions=not busy, limit=limit)
                     # When the control plane granted them: the long-poll's wait before (up to
                     # half the lease time) must not make every task of an idle executor's
@@ -268,6 +300,7 @@ class Worker:
                     leased_at = time.monotonic()
                     # A batch of one finishes at once, as before batches (its timings stay whole).
                     held = finishes if len(leases) > 1 else None
+                    ran = 0
                     for lease in leases:
                         done += 1
                         if not busy and is_session_contract(lease["contract"]):
@@ -278,6 +311,14 @@ class Worker:
                             busy = True
                         elif self._still_held(lease, leased_at):
                             self._run_logged(lease, held)
+                            ran += 1
+                    if ran:
+                        self.lease_limit = next_lease_limit(
+                            ran,
+                            time.monotonic() - leased_at,
+                            most=self.lease_batch,
+                            batch_seconds=self.batch_seconds,
+                        )
                 finally:
                     self._finish_in_background(finishes)
         finally:
