@@ -151,6 +151,48 @@ def test_lease_facts_reads_approvals_datasets_and_checkpoint(users: Store) -> No
     assert users.lease_facts(task.task_id, []).has_checkpoint is True
 
 
+def test_lease_facts_of_a_batch_gives_each_task_its_own(users: Store) -> None:
+    approved, unapproved, checkpointed = add_task(users), add_task(users), add_task(users)
+    _approve(users, approved.task_id, "bob")
+    _approve(users, approved.task_id, "alice")
+    _approve(users, checkpointed.task_id, "alice")
+    users.put_checkpoint(task_id=checkpointed.task_id, blob_key="c", epoch=1, now=T0)
+    datasets = [new_id(), new_id()]
+    for n, dataset in enumerate(datasets):
+        users.create_dataset(
+            dataset_id=dataset, name="d", kind="table", description="", owner="alice", now=T0
+        )
+        users.mark_dataset_ready(
+            dataset, ciphertext_sha256="a" * 64, size=10 + n, blob_key=f"blobs/{n}"
+        )
+    wanted = {
+        approved.task_id: [datasets[0], new_id()],
+        unapproved.task_id: [datasets[1]],
+        checkpointed.task_id: [*datasets, datasets[0]],
+    }
+
+    batch = users.lease_facts_of(wanted)
+
+    # The same facts as one lease_facts read per task: nothing of one task leaks into another's.
+    assert batch == {task_id: users.lease_facts(task_id, ids) for task_id, ids in wanted.items()}
+    assert [a.username for a in batch[approved.task_id].approvals] == ["alice", "bob"]
+    assert batch[unapproved.task_id].approvals == []
+    assert batch[approved.task_id].datasets == {datasets[0]: ("blobs/0", 10)}
+    assert batch[unapproved.task_id].datasets == {datasets[1]: ("blobs/1", 11)}
+    assert {t for t, f in batch.items() if f.has_checkpoint} == {checkpointed.task_id}
+    assert users.lease_facts_of({}) == {}
+
+
+def test_tasks_by_id_reads_a_batch_of_tasks_with_their_participants(users: Store) -> None:
+    first, second = add_task(users), add_task(users)
+
+    found = users.tasks_by_id([second.task_id, first.task_id, new_id(), first.task_id])
+
+    assert found == {first.task_id: users.get_task(first.task_id), second.task_id: second}
+    assert found[first.task_id].participants == ("alice", "bob")
+    assert users.tasks_by_id([]) == {}
+
+
 def _output(slot: str, *, joint: list[str] | None = None) -> NewOutput:
     return NewOutput(
         slot=slot,
