@@ -5,6 +5,7 @@ no heartbeat request."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,7 +18,7 @@ LEASE_SECONDS = 15.0
 ECHO = {"function": {"kind": "builtin", "name": "echo"}}
 
 
-class _Clock:
+class Clock:
     def __init__(self) -> None:
         self.now = 1000.0
 
@@ -30,8 +31,7 @@ def _worker(
 ) -> tuple[Worker, list[str], list[str]]:
     """A worker whose one lease request waits ``poll_waits`` seconds (of a fake clock) before
     two tasks come, each running for ``run_takes``; (worker, tasks run, heartbeat paths)."""
-    clock = _Clock()
-    monkeypatch.setattr(worker_module.time, "monotonic", clock)
+    clock = Clock()
     ran: list[str] = []
     beats: list[str] = []
 
@@ -46,6 +46,22 @@ def _worker(
         beats.append(request.url.path)
         return httpx.Response(200, json={"ok": True})
 
+    def run_one(lease: dict[str, Any]) -> None:
+        ran.append(lease["task_id"])
+        clock.now += run_takes
+
+    return mock_worker(monkeypatch, handle, clock, run_one), ran, beats
+
+
+def mock_worker(
+    monkeypatch: pytest.MonkeyPatch,
+    handle: Callable[[httpx.Request], httpx.Response],
+    clock: Clock,
+    run: Callable[[dict[str, Any]], None],
+) -> Worker:
+    """A registered worker whose control plane is ``handle`` and which runs each lease with
+    ``run`` instead of an enclave (time.monotonic is ``clock``)."""
+    monkeypatch.setattr(worker_module.time, "monotonic", clock)
     enclave: Any = None
     worker = Worker(enclave=enclave, server_url="http://control-plane", secret="s")
     worker.http = httpx.Client(
@@ -54,11 +70,10 @@ def _worker(
     worker._registered_at = clock.now
 
     def run_one(lease: dict[str, Any], finishes: Any = None) -> None:
-        ran.append(lease["task_id"])
-        clock.now += run_takes
+        run(lease)
 
     monkeypatch.setattr(worker, "run_one", run_one)
-    return worker, ran, beats
+    return worker
 
 
 def test_a_lease_granted_after_a_long_idle_poll_runs_without_a_heartbeat(

@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
+from test_lease_renewal import Clock, mock_worker
 
-from teeflow.executor import worker as worker_module
-from teeflow.executor.worker import FIRST_LEASE_LIMIT, Worker, next_lease_limit
+from teeflow.executor.worker import FIRST_LEASE_LIMIT, next_lease_limit
 
 ECHO = {"function": {"kind": "builtin", "name": "echo"}}
 
@@ -26,20 +26,11 @@ def test_the_next_lease_takes_as_many_tasks_as_fit_the_batch_time() -> None:
         next_lease_limit(0, 1.0, most=16, batch_seconds=0.1)
 
 
-class _Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _run(monkeypatch: pytest.MonkeyPatch, run_takes: float, tasks: int) -> list[int]:
     """The ``limit`` of each lease request of a worker whose tasks each take ``run_takes``
     seconds (a fake clock), while it runs ``tasks`` of them; the control plane always has
     as many queued as asked for."""
-    clock = _Clock()
-    monkeypatch.setattr(worker_module.time, "monotonic", clock)
+    clock = Clock()
     limits: list[int] = []
     counter = iter(range(1_000_000))
 
@@ -54,18 +45,10 @@ def _run(monkeypatch: pytest.MonkeyPatch, run_takes: float, tasks: int) -> list[
             return httpx.Response(200, json={"leases": leases})
         return httpx.Response(200, json={"results": []})
 
-    enclave: Any = None
-    worker = Worker(enclave=enclave, server_url="http://control-plane", secret="s")
-    worker.http = httpx.Client(
-        base_url="http://control-plane", transport=httpx.MockTransport(handle)
-    )
-    worker._registered_at = clock.now
-
-    def run_one(lease: dict[str, Any], finishes: Any = None) -> None:
+    def run(lease: dict[str, Any]) -> None:
         clock.now += run_takes
 
-    monkeypatch.setattr(worker, "run_one", run_one)
-    worker.run_forever(max_tasks=tasks)
+    mock_worker(monkeypatch, handle, clock, run).run_forever(max_tasks=tasks)
     return limits
 
 
