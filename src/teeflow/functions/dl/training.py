@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,10 +29,12 @@ from teeflow.functions.dl.state import TrainState, tensor_arrays
 
 __all__ = [
     "HISTORY_POINTS",
+    "PROGRESS_EVERY_S",
     "TrainConfig",
     "TrainResult",
     "checkpoint_training",
     "fit",
+    "history_epochs",
     "predict_logits",
     "restore_training",
     "seed_everything",
@@ -41,6 +44,10 @@ __all__ = [
 HISTORY_POINTS = 200
 """Most epochs a metrics output lists: a declared metrics output is at most 64 KiB, and a
 per-epoch record is about 60 bytes, so 2,000 epochs would not fit (functions/outputs.py)."""
+
+PROGRESS_EVERY_S = 1.0
+"""Longest wait between two measured (and reported) epochs of :func:`fit`, in seconds; the
+executor sends at most one progress event a second anyway (enclave/function_run.py)."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +106,15 @@ def _correct(logits: paddle.Tensor, labels: np.ndarray, binary: bool) -> int:
     return int((predicted == labels).sum())
 
 
+def history_epochs(epochs: int, limit: int = HISTORY_POINTS) -> frozenset[int]:
+    """The epochs (1-based) :func:`thinned_history` keeps of a run of ``epochs`` epochs: every
+    epoch up to ``limit`` epochs, else ``limit`` evenly spaced ones, the first and last always."""
+    if epochs <= limit:
+        return frozenset(range(1, epochs + 1))
+    step = (epochs - 1) / (limit - 1)
+    return frozenset(round(i * step) + 1 for i in range(limit))
+
+
 def fit(
     ctx: Context,
     *,
@@ -109,27 +125,45 @@ def fit(
 ) -> TrainResult:
     """Train ``build_model()`` on ``features``/``labels``, resuming from ``ctx.restore()``.
 
-    Reports ``ctx.progress(epoch, epochs, loss, accuracy)`` after every epoch, and writes
-    ``ctx.checkpoint`` after an epoch whenever the executor says one is due.
+    The epoch's mean loss and accuracy are measured in the epochs the history keeps
+    (:func:`history_epochs`, every epoch of a run up to ``HISTORY_POINTS`` epochs) and in the
+    first epoch that ends at least ``PROGRESS_EVERY_S`` seconds after the last measured one;
+    each measured epoch is reported with ``ctx.progress(epoch, epochs, loss, accuracy)``.
+    Measuring keeps every step's loss and output alive until the epoch's end, a few percent of
+    a short epoch's time (issue 16, P1-mlp), so a long run of short epochs measures only these.
+    Writes ``ctx.checkpoint`` after an epoch whenever the executor says one is due.
+
+    Raises FunctionError when a measured epoch's loss is not finite (the training diverged).
     """
     seed_everything(config.seed)
-    with _fresh_names():
+    kept = history_epochs(config.epochs)
+    with _fresh_names(), warnings.catch_warnings():
+        # Paddle's BatchNorm warns on every training-mode forward that it tracks running
+        # statistics (paddle/nn/layer/norm.py); that is the behaviour we want.
+        warnings.filterwarnings("ignore", "When training, we now always track", UserWarning)
         model = build_model()
         optimizer = paddle.optimizer.Adam(
             learning_rate=config.learning_rate, parameters=model.parameters()
         )
         shuffler = np.random.RandomState(config.seed)
         history, start = restore_training(ctx, model, optimizer, shuffler, config)
+        measured_at = time.monotonic()
+        model.train()
         for epoch in range(start + 1, config.epochs + 1):
-            loss, accuracy = _one_epoch(model, optimizer, shuffler, features, labels, config)
-            if not math.isfinite(loss):
-                raise FunctionError(
-                    f"training diverged in epoch {epoch} (the loss is not a finite number); "
-                    "lower 'learning_rate'"
-                )
-            record = {"epoch": epoch, "loss": round(loss, 6), "accuracy": round(accuracy, 6)}
-            history.append(record)
-            ctx.progress(epochs=config.epochs, **record)
+            measure = epoch in kept or time.monotonic() - measured_at >= PROGRESS_EVERY_S
+            result = _batches(model, optimizer, shuffler, features, labels, config, measure)
+            if result is not None:
+                measured_at = time.monotonic()
+                loss, accuracy = result
+                if not math.isfinite(loss):
+                    raise FunctionError(
+                        f"training diverged by epoch {epoch} (the loss is not a finite "
+                        "number); lower 'learning_rate'"
+                    )
+                record = {"epoch": epoch, "loss": round(loss, 6), "accuracy": round(accuracy, 6)}
+                if epoch in kept:
+                    history.append(record)
+                ctx.progress(epochs=config.epochs, **record)
             if epoch == config.epochs or not ctx.checkpoint_due():
                 continue  # the last epoch's state is the model itself
             checkpoint_training(ctx, epoch, model, optimizer, shuffler, history, config)
@@ -184,22 +218,6 @@ def checkpoint_training(
     )
 
 
-def _one_epoch(
-    model: paddle.nn.Layer,
-    optimizer: paddle.optimizer.Optimizer,
-    shuffler: np.random.RandomState,
-    features: np.ndarray,
-    labels: np.ndarray,
-    config: TrainConfig,
-) -> tuple[float, float]:
-    model.train()
-    with warnings.catch_warnings():
-        # Paddle's BatchNorm warns on every training-mode forward that it tracks running
-        # statistics (paddle/nn/layer/norm.py); that is the behaviour we want.
-        warnings.filterwarnings("ignore", "When training, we now always track", UserWarning)
-        return _batches(model, optimizer, shuffler, features, labels, config)
-
-
 def _batches(
     model: paddle.nn.Layer,
     optimizer: paddle.optimizer.Optimizer,
@@ -207,10 +225,12 @@ def _batches(
     features: np.ndarray,
     labels: np.ndarray,
     config: TrainConfig,
-) -> tuple[float, float]:
+    measure: bool,
+) -> tuple[float, float] | None:
+    """One epoch of steps; with ``measure``, its mean loss and accuracy over the steps."""
     order = shuffler.permutation(len(features))
-    # The step's tensors are kept and read back once per epoch, not with a .numpy() per batch
-    # (a wait and a copy per step that a plain training loop does not make; issue 16, P1).
+    # A measured epoch keeps the step's tensors and reads them back once at its end, not with a
+    # .numpy() per batch (a wait and a copy per step that a plain training loop does not make).
     losses: list[paddle.Tensor] = []
     outputs: list[paddle.Tensor] = []
     sizes: list[int] = []
@@ -222,9 +242,12 @@ def _batches(
         loss.backward()
         optimizer.step()
         optimizer.clear_grad()
-        losses.append(loss.detach())
-        outputs.append(logits.detach())
-        sizes.append(len(index))
+        if measure:
+            losses.append(loss.detach())
+            outputs.append(logits.detach())
+            sizes.append(len(index))
+    if not measure:
+        return None
     if not sizes:
         return 0.0, 0.0
     total_loss = 0.0
