@@ -1,4 +1,5 @@
-"""Wall time per phase of a task (checks, io, crypto, function), and pacing of what it sends."""
+"""Wall (and thread CPU) time per phase of a task (checks, io, crypto, function), and pacing of
+what it sends."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ __all__ = ["Pace", "PhaseTimer", "TimedHost"]
 
 
 class PhaseTimer:
-    """Wall time per phase of one task: checks, io (host calls), crypto, function.
+    """Wall time per phase of one task: checks, io (host calls), crypto, function; and the
+    CPU time of the timing thread per phase (``cpu``), which other processes sharing the cores
+    do not inflate as they do wall time.
 
     Phases nest: time in an inner phase (a checkpoint sealed and saved from inside the function)
     counts for the inner phase only, so the phases add up to the task's wall time.
@@ -20,23 +23,26 @@ class PhaseTimer:
 
     def __init__(self) -> None:
         self.totals: dict[str, float] = {}
-        self._stack: list[tuple[str, float]] = []
+        self.cpu: dict[str, float] = {}
+        self._stack: list[tuple[str, float, float]] = []
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
         if self._stack:
-            outer, since = self._stack[-1]
-            self.totals[outer] = self.totals.get(outer, 0.0) + now - since
-        self._stack.append((name, now))
+            self._add(*self._stack[-1], now, cpu)
+        self._stack.append((name, now, cpu))
         try:
             yield
         finally:
-            end = time.perf_counter()
-            _, since = self._stack.pop()
-            self.totals[name] = self.totals.get(name, 0.0) + end - since
+            end, end_cpu = time.perf_counter(), time.thread_time()
+            self._add(*self._stack.pop(), end, end_cpu)
             if self._stack:
-                self._stack[-1] = (self._stack[-1][0], end)
+                self._stack[-1] = (self._stack[-1][0], end, end_cpu)
+
+    def _add(self, name: str, since: float, since_cpu: float, now: float, cpu: float) -> None:
+        self.totals[name] = self.totals.get(name, 0.0) + now - since
+        self.cpu[name] = self.cpu.get(name, 0.0) + cpu - since_cpu
 
 
 class Pace:
