@@ -34,7 +34,11 @@ def test_history_epochs_are_those_the_thinned_history_keeps(epochs: int) -> None
 
 
 def _train(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, every_epoch: bool
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    every_epoch: bool,
+    progress_every_s: float = float("inf"),
 ) -> tuple[Run, list[bool]]:
     measured: list[bool] = []
     batches = training._batches
@@ -44,8 +48,8 @@ def _train(
         return batches(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(training, "_batches", counting)
-    # No epoch is measured for progress alone, however slow the machine.
-    monkeypatch.setattr(training, "PROGRESS_EVERY_S", float("inf"))
+    # By default no epoch is measured for progress alone, however slow the machine.
+    monkeypatch.setattr(training, "PROGRESS_EVERY_S", progress_every_s)
     if every_epoch:
         monkeypatch.setattr(training, "history_epochs", lambda n: frozenset(range(1, n + 1)))
     run = run_builtin("tabular-train", {"t": ROWS.encode()}, ARGS, ("model", "metrics"), tmp_path)
@@ -67,6 +71,17 @@ def test_a_long_run_measures_only_the_kept_epochs_with_the_same_outputs(
     assert kept.outputs == every.outputs
     # Every epoch but the last is still checkpointed, measured or not.
     assert len(kept.checkpoints) == EPOCHS - 1
+
+
+def test_progress_due_measures_an_epoch_without_adding_it_to_the_history(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept, _ = _train(tmp_path / "kept", monkeypatch, every_epoch=False)
+    paced, measured = _train(tmp_path / "paced", monkeypatch, every_epoch=False, progress_every_s=0)
+
+    assert all(measured)  # progress is due after every epoch
+    assert [p["epoch"] for p in paced.progress] == list(range(1, EPOCHS + 1))
+    assert paced.outputs == kept.outputs  # the history lists the kept epochs only
 
 
 def test_a_diverging_run_fails_with_a_clear_message(tmp_path: Path) -> None:
