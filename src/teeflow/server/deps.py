@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
+from fastapi.security.utils import get_authorization_scheme_param
+from starlette.requests import HTTPConnection
 
 from teeflow.server.app import Platform
 from teeflow.server.errors import ApiError
@@ -24,8 +28,6 @@ __all__ = [
     "token_hash",
 ]
 
-_bearer = HTTPBearer(auto_error=False)
-
 # Sequence numbers (audit, events, checkpoints) are 32-bit SQL INTEGERs on every backend; a
 # larger number in a request is refused (422) rather than overflowing the database driver.
 MAX_SEQUENCE = 2**31 - 1
@@ -41,31 +43,55 @@ async def get_platform(request: Request) -> Platform:
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-
 
 _SIGN_IN = "sign in first: `teeflow account login`"
 _NO_EXECUTOR = "executor token required"
+
+T = TypeVar("T")
 
 
 def _unauthorized(message: str) -> ApiError:
     return ApiError(401, "unauthorized", message)
 
 
-async def get_current_user(platform: PlatformDep, credentials: Credentials) -> UserRecord:
-    # A coroutine: FastAPI runs a plain ``def`` dependency in a worker thread, a hop that cost
-    # more than the lookup (store/_credentials.py says why the lookup may run on the loop).
-    if credentials is None:
+class BearerAuth(SecurityBase, Generic[T]):
+    """``Authorization: Bearer <token>`` resolved to its holder in one dependency.
+
+    To the OpenAPI schema it is FastAPI's ``HTTPBearer`` scheme (same name and model). At run
+    time it reads the header and looks the token up itself: FastAPI resolves every dependency
+    of a request through the same generic machinery, so the scheme, the platform and the lookup
+    as three nested dependencies cost about three times the one. Raises :class:`ApiError` 401
+    when the header is missing, is not a bearer token, or names no live holder.
+    """
+
+    def __init__(self, resolve: Callable[[Platform, str | None], Awaitable[T]]) -> None:
+        self.model = HTTPBearerModel()
+        self.scheme_name = "HTTPBearer"
+        self._resolve = resolve
+
+    async def __call__(self, request: HTTPConnection) -> T:
+        # A coroutine: FastAPI runs a plain ``def`` dependency in a worker thread, a hop that
+        # costs more than the lookup (store/_credentials.py says why it may run on the loop).
+        scheme, token = get_authorization_scheme_param(request.headers.get("authorization"))
+        platform: Platform = request.app.state.platform
+        bearer = token if scheme.lower() == "bearer" and token else None
+        return await self._resolve(platform, bearer)
+
+
+async def _current_user(platform: Platform, token: str | None) -> UserRecord:
+    if token is None:
         raise _unauthorized(_SIGN_IN)
-    found = await platform.store.credentials.user_async(token_hash(credentials.credentials))
-    return _signed_in(platform, found)
+    return _signed_in(platform, await platform.store.credentials.user_async(token_hash(token)))
 
 
-async def get_current_executor(platform: PlatformDep, credentials: Credentials) -> ExecutorRecord:
-    if credentials is None:
+async def _current_executor(platform: Platform, token: str | None) -> ExecutorRecord:
+    if token is None:
         raise _unauthorized(_NO_EXECUTOR)
-    found = await platform.store.credentials.executor_async(token_hash(credentials.credentials))
-    return _registered(found)
+    return _registered(await platform.store.credentials.executor_async(token_hash(token)))
+
+
+get_current_user = BearerAuth(_current_user)
+get_current_executor = BearerAuth(_current_executor)
 
 
 def bearer_token(authorization: str | None) -> str | None:
