@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from teeflow.server.blocking import in_worker_thread
 from teeflow.server.deps import CurrentExecutor, PlatformDep
 from teeflow.server.errors import ApiError, error_responses
 from teeflow.server.routes.executors import (
@@ -66,6 +67,7 @@ async def lease_many(
 
 
 @router.post("/v1/executor/finishes", responses=error_responses(401, 422))
+@in_worker_thread
 def finish_many(
     body: Finishes, executor: CurrentExecutor, platform: PlatformDep
 ) -> dict[str, list[dict[str, Any]]]:

@@ -32,6 +32,7 @@ from teeflow.enclave.run_state import (
     verify_withdrawal,
 )
 from teeflow.server.app import Platform
+from teeflow.server.blocking import in_worker_thread
 from teeflow.server.contracts import Proposal, build_contract, plain_json
 from teeflow.server.deps import MAX_SEQUENCE, CurrentUser, PlatformDep
 from teeflow.server.errors import ApiError, error_responses
@@ -160,6 +161,7 @@ def _audit(user: UserRecord, action: str, task_id: str, **details: Any) -> Audit
 
 
 @router.post("", status_code=201, responses=error_responses(401, 422, 429, 503))
+@in_worker_thread
 def propose(body: Proposal, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
     contract = build_contract(platform, body, creator=user.username)
     check_task_quotas(platform, creator=user.username, participants=contract["participants"])
@@ -263,6 +265,7 @@ def _expected_slots(contract: dict[str, Any], username: str) -> set[str]:
 
 
 @router.post("/{task_id}/approve", responses=error_responses(401, 404, 409, 422))
+@in_worker_thread
 def approve(
     task_id: str, body: Approval, user: CurrentUser, platform: PlatformDep
 ) -> dict[str, Any]:
@@ -369,6 +372,7 @@ def reject(
 
 
 @router.post("/{task_id}/run", responses=error_responses(401, 403, 404, 409, 422))
+@in_worker_thread
 def run(task_id: str, body: RunRequest, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
     view = platform.store.task_view(task_id)  # one read: the task and the facts of its answer
     if view is None or user.username not in view[0].participants:

@@ -1,0 +1,69 @@
+"""``@in_worker_thread``: the body off the event loop, the route a coroutine FastAPI checks."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from typing import Annotated, Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Query
+from fastapi.exceptions import ResponseValidationError
+from pydantic import BaseModel
+
+from teeflow.server.blocking import in_worker_thread
+
+
+class Answer(BaseModel):
+    n: int
+    thread: str
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/answer")
+    @in_worker_thread
+    def answer(n: Annotated[int, Query(ge=0)]) -> Answer:
+        return Answer(n=n, thread=threading.current_thread().name)
+
+    @app.get("/wrong")
+    @in_worker_thread
+    def wrong() -> Answer:
+        return {"n": "not a number"}  # type: ignore[return-value]
+
+    @app.get("/loop")
+    async def loop() -> dict[str, str]:
+        return {"thread": threading.current_thread().name}
+
+    return app
+
+
+def _get(app: FastAPI, url: str) -> httpx.Response:
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get(url)
+
+    return asyncio.run(call())
+
+
+def test_the_body_runs_in_a_worker_thread_not_on_the_loop() -> None:
+    app = _app()
+    answer = _get(app, "/answer?n=3")
+    loop = _get(app, "/loop")
+    assert answer.status_code == 200
+    assert answer.json()["n"] == 3
+    assert answer.json()["thread"] != loop.json()["thread"]
+
+
+def test_parameters_and_the_response_model_still_apply() -> None:
+    app = _app()
+    assert _get(app, "/answer?n=-1").status_code == 422
+    schema: dict[str, Any] = app.openapi()
+    ok = schema["paths"]["/answer"]["get"]["responses"]["200"]
+    assert ok["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Answer"}
+    assert schema["paths"]["/answer"]["get"]["operationId"].startswith("answer_")
+    with pytest.raises(ResponseValidationError):
+        _get(app, "/wrong")
