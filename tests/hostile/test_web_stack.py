@@ -81,6 +81,12 @@ def test_routes_of_different_routers_never_compete(api: Api) -> None:
     assert clashes == []
 
 
+def test_the_task_path_is_matched_first(api: Api) -> None:
+    paths = [getattr(r, "path", "") for r in api.app.router.routes]
+    hot = ["/v1/executor/leases", "/v1/executor/finishes", "/v1/tasks/{task_id}/run"]
+    assert max(paths.index(p) for p in hot) < paths.index("/v1/users/me")
+
+
 def test_overlap_check_sees_an_overlap() -> None:
     assert _may_overlap("/v1/users/me", "/v1/users/{username}")
     assert _may_overlap("/kbs/v0/{path:path}", "/kbs/v0/auth")
