@@ -9,44 +9,34 @@ OpenAPI security scheme, and that nothing is exported whatever the environment s
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
+import pkgutil
 import re
 from typing import Any
 
 import pytest
+from fastapi import APIRouter
 from opentelemetry import trace
 from starlette.routing import BaseRoute
 
-from teeflow.server.routes import (
-    accounts,
-    channel,
-    datasets,
-    executor_batch,
-    executors,
-    functions,
-    keyrelease,
-    operator,
-    output_datasets,
-    sessions,
-    tasks,
-)
+from teeflow.server import routes
 
 from ._asgi import AppClient
 from .conftest import Api, open_api
 
-ROUTERS = {
-    "accounts": accounts.router,
-    "channel": channel.router,
-    "datasets": datasets.router,
-    "executor_batch": executor_batch.router,
-    "executors": executors.router,
-    "functions": functions.router,
-    "keyrelease": keyrelease.router,
-    "operator": operator.router,
-    "output_datasets": output_datasets.router,
-    "sessions": sessions.router,
-    "tasks": tasks.router,
-}
+
+def _routers() -> dict[str, APIRouter]:
+    """Every module of server/routes that defines a router (a new one is checked unlisted)."""
+    found = {}
+    for info in pkgutil.iter_modules(routes.__path__):
+        router = getattr(importlib.import_module(f"{routes.__name__}.{info.name}"), "router", None)
+        if isinstance(router, APIRouter):
+            found[info.name] = router
+    return found
+
+
+ROUTERS = _routers()
 _PARAM = re.compile(r"^\{[^}:]+\}$")
 
 
