@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 from typing import Annotated, Any
 
@@ -67,3 +68,43 @@ def test_parameters_and_the_response_model_still_apply() -> None:
     assert schema["paths"]["/answer"]["get"]["operationId"].startswith("answer_")
     with pytest.raises(ResponseValidationError):
         _get(app, "/wrong")
+
+
+def test_a_cancelled_request_waits_for_its_body_to_end() -> None:
+    started, release, ended = threading.Event(), threading.Event(), threading.Event()
+
+    @in_worker_thread
+    def body() -> str:
+        started.set()
+        release.wait(timeout=30)
+        ended.set()
+        return "done"
+
+    async def scenario() -> tuple[bool, bool]:
+        task = asyncio.create_task(body())
+        await asyncio.to_thread(started.wait, 30)
+        task.cancel()
+        await asyncio.sleep(0.05)
+        pending_while_body_runs = not task.done()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return pending_while_body_runs, ended.is_set()
+
+    pending_while_body_runs, ended_before_cancel = asyncio.run(scenario())
+    assert pending_while_body_runs
+    assert ended_before_cancel
+
+
+def test_the_request_context_reaches_the_body() -> None:
+    seen: contextvars.ContextVar[str] = contextvars.ContextVar("seen")
+
+    @in_worker_thread
+    def body() -> str:
+        return seen.get()
+
+    async def scenario() -> str:
+        seen.set("request 1")
+        return await body()
+
+    assert asyncio.run(scenario()) == "request 1"

