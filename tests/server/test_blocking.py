@@ -1,4 +1,4 @@
-"""``@in_worker_thread``: the body off the event loop, the route a coroutine FastAPI checks."""
+"""``@in_worker_thread`` and ``run_blocking``: blocking work off the event loop, in one hop."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from fastapi import FastAPI, Query
 from fastapi.exceptions import ResponseValidationError
 from pydantic import BaseModel
 
-from teeflow.server.blocking import in_worker_thread
+from teeflow.server.blocking import in_worker_thread, run_blocking
 
 
 class Answer(BaseModel):
@@ -108,3 +108,12 @@ def test_the_request_context_reaches_the_body() -> None:
         return await body()
 
     assert asyncio.run(scenario()) == "request 1"
+
+
+def test_run_blocking_returns_or_raises_what_the_call_does() -> None:
+    def divide(a: int, b: int) -> float:
+        return a / b
+
+    assert asyncio.run(run_blocking(divide, 6, b=3)) == 2.0
+    with pytest.raises(ZeroDivisionError):
+        asyncio.run(run_blocking(divide, 1, b=0))

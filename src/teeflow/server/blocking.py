@@ -30,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
-__all__ = ["MAX_THREADS", "in_worker_thread"]
+__all__ = ["MAX_THREADS", "in_worker_thread", "run_blocking"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,19 +50,27 @@ def _threads() -> ThreadPoolExecutor:
         return _pool
 
 
+async def run_blocking(call: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """``call(*args, **kwargs)`` in a worker thread of the pool; its result or its exception.
+
+    The awaitable form of :func:`in_worker_thread` for a coroutine route that has a blocking
+    step (``await run_in_threadpool(read)`` becomes ``await run_blocking(read)``)."""
+    bound = functools.partial(contextvars.copy_context().run, call, *args, **kwargs)
+    done = asyncio.get_running_loop().run_in_executor(_threads(), bound)
+    try:
+        return await asyncio.shield(done)
+    except asyncio.CancelledError:
+        # The call is not interruptible: let it end (its store transaction with it) first.
+        await asyncio.wait([done])
+        raise
+
+
 def in_worker_thread(body: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     """``body`` as a coroutine function with its signature (FastAPI reads the parameters and
-    the response model through ``__wrapped__``) that runs it in a worker thread."""
+    the response model through ``__wrapped__``) that runs it with :func:`run_blocking`."""
 
     @functools.wraps(body)
     async def route(*args: P.args, **kwargs: P.kwargs) -> R:
-        call = functools.partial(contextvars.copy_context().run, body, *args, **kwargs)
-        done = asyncio.get_running_loop().run_in_executor(_threads(), call)
-        try:
-            return await asyncio.shield(done)
-        except asyncio.CancelledError:
-            # The body is not interruptible: let it end (its store transaction with it) first.
-            await asyncio.wait([done])
-            raise
+        return await run_blocking(body, *args, **kwargs)
 
     return route
