@@ -264,7 +264,8 @@ def approve(
             verb = "Approve and run" if run else "Approve"
             if not typer.confirm(f"{verb} task {task_id} ({len(warnings)} warning(s))?", err=True):
                 fail("not approved")
-        result = client.approve(task_id, run=run, start_within_s=start_within * 60)
+        # The task just reviewed and shown is the one signed: no second fetch.
+        result = client.approve(task_id, run=run, start_within_s=start_within * 60, task=task)
     title = "Queued" if result.get("status") == "queued" else "Approved"
     emit(result if as_json else flat(_summary(result)), as_json=as_json, title=title)
 

@@ -437,7 +437,12 @@ class Client:
         )
 
     def approve(
-        self, task_id: str, *, run: bool = False, start_within_s: int = DEFAULT_START_WITHIN_S
+        self,
+        task_id: str,
+        *,
+        run: bool = False,
+        start_within_s: int = DEFAULT_START_WITHIN_S,
+        task: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Review, sign the contract hash and wrap this member's keys to the attested enclave.
 
@@ -445,8 +450,14 @@ class Client:
         :meth:`run` would sign, now: the control plane queues the task as the last approval
         arrives, no `run` call needed. The start window (``start_within_s``) counts from now;
         if the others approve after it has passed, the task waits ``approved`` and the creator
-        runs it again with :meth:`run` (docs/run-authorisation.md)."""
-        task = self._recent_or_fetch(task_id)
+        runs it again with :meth:`run` (docs/run-authorisation.md).
+
+        ``task``: the task as the caller has just fetched it with :meth:`task` (ClientError if
+        it is another task's), so it is not fetched again; it is reviewed here either way."""
+        if task is None:
+            task = self._recent_or_fetch(task_id)
+        elif task.get("id") != task_id:
+            raise ClientError(f"the task given to approve is not task {task_id}")
         if run and task.get("creator") != self._me():
             raise ClientError(f"only the task's creator ({task.get('creator')}) can run it")
         self.review(task)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
@@ -11,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
 
 from teeflow.server.app import Platform
-from teeflow.server.blobs import BlobTooLarge
+from teeflow.server.blobs import BlobNotFound, BlobTooLarge
 from teeflow.server.errors import ApiError
 
 __all__ = ["BLOB_RESPONSE", "UPLOAD_BODY", "receive_blob", "send_blob"]
@@ -85,12 +86,22 @@ async def receive_blob(
 def send_blob(
     platform: Platform, key: str, *, filename: str, headers: dict[str, str] | None = None
 ) -> StreamingResponse:
-    if not platform.blobs.exists(key):
-        raise ApiError.not_found("content")
-    size = platform.blobs.size(key)
+    """Stream blob ``key`` to the client; :class:`ApiError` 404 when there is none.
+
+    The blob is opened once, here, and its size taken from the open handle, so a row blob is
+    one database read (and a file one open) instead of an existence check, a size and a read."""
+    try:
+        handle = platform.blobs.open(key)
+    except BlobNotFound:
+        raise ApiError.not_found("content") from None
+    try:
+        size = _size(handle) if handle.seekable() else platform.blobs.size(key)
+    except BaseException:
+        handle.close()
+        raise
 
     def chunks() -> Iterator[bytes]:
-        with platform.blobs.open(key) as handle:
+        with handle:
             while block := handle.read(_READ):
                 yield block
 
@@ -103,3 +114,10 @@ def send_blob(
             **(headers or {}),
         },
     )
+
+
+def _size(handle: BinaryIO) -> int:
+    """Bytes from the start of a seekable ``handle`` to its end, left at the start."""
+    size = handle.seek(0, io.SEEK_END)
+    handle.seek(0)
+    return size

@@ -226,30 +226,52 @@ async def show(
     """The task. With ``wait``, held until its status differs from ``status``, an event after
     ``events_after`` arrives for the caller, or ``wait`` seconds pass; then returned as it is."""
 
-    def current() -> tuple[dict[str, Any], bool]:
-        public = public_view(platform, task_id, user)
-        if until_done:
-            changed = public["status"] in TERMINAL_STATES
-        else:
-            changed = status is None or public["status"] != status
+    def view() -> dict[str, Any]:
+        return public_view(platform, task_id, user)
+
+    def over(now: str) -> bool:
+        changed = now in TERMINAL_STATES if until_done else status is None or now != status
         if events_after is not None and not changed:
             changed = bool(
                 platform.store.list_events(
                     task_id=task_id, recipient=user.username, after_seq=events_after
                 )
             )
-        return public, changed
+        return changed
+
+    def current() -> tuple[dict[str, Any], bool]:
+        public = view()
+        return public, over(public["status"])
+
+    def view_if_over() -> dict[str, Any] | None:
+        """The view if the wait is over, else None. Once woken, a long-poll reads the status
+        alone (one small read) and builds the whole view only to answer."""
+        now = platform.store.participant_task_status(task_id, user.username)
+        if now is None:
+            raise ApiError.not_found(f"task {task_id}")
+        return view() if over(now) else None
 
     if wait <= 0:
-        return (await run_in_threadpool(current))[0]
+        return await run_in_threadpool(view)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + platform.settings.long_poll_seconds(wait)
+    public: dict[str, Any] | None = None  # the view as of the last check, if it read one
+    first = True
     while True:
         with platform.notifier.subscribe(task_key(task_id)) as woken:
-            public, changed = await run_in_threadpool(current)
+            if first:  # often already over (a task that ended): the view answers at once
+                first = False
+                answer, done = await run_in_threadpool(current)
+                if done:
+                    return answer
+                public = answer
+            else:
+                public = await run_in_threadpool(view_if_over)
+                if public is not None:
+                    return public
             remaining = deadline - loop.time()
-            if changed or remaining <= 0 or not await wait_for(woken, remaining):
-                return public
+            if remaining <= 0 or not await wait_for(woken, remaining):
+                return public if public is not None else await run_in_threadpool(view)
 
 
 def _expected_slots(contract: dict[str, Any], username: str) -> set[str]:
@@ -386,6 +408,7 @@ def run(task_id: str, body: RunRequest, user: CurrentUser, platform: PlatformDep
         now=platform.clock(),
         run_authorisation=body.authorisation,
         audit=_audit(user, "task.run", task_id, run_authorisation=body.authorisation),
+        participants=task.participants,
     )
     platform.notifier.notify(task_key(task_id), QUEUE)
     if done is None and task.withdrawals:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Row, bindparam, func, insert, or_, select, update
@@ -60,9 +61,44 @@ _APPROVALS_OF = (
     .where(_APPROVALS.c.task_id == bindparam("task_id"))
     .order_by(_APPROVALS.c.created_at, _APPROVALS.c.username)
 )
+_OUTPUTS = OutputRow.__table__
+_OUTPUTS_OF = (
+    select(_OUTPUTS).where(_OUTPUTS.c.task_id == bindparam("task_id")).order_by(_OUTPUTS.c.slot)
+)
 _DATASET_FACTS = select(_DATASETS.c.dataset_id, _DATASETS.c.size, _DATASETS.c.meta).where(
     _DATASETS.c.dataset_id.in_(bindparam("ids", expanding=True))
 )
+
+# Status of a task, only for one of its participants: a long-poll's check, one small read.
+_PARTICIPANT_STATUS = (
+    select(_TASKS.c.status)
+    .join(_PARTICIPANTS, _PARTICIPANTS.c.task_id == _TASKS.c.task_id)
+    .where(
+        _TASKS.c.task_id == bindparam("task_id"),
+        _PARTICIPANTS.c.username == bindparam("username"),
+    )
+)
+
+
+@cache
+def _transition_statement(fields: tuple[str, ...]) -> Any:
+    """The compare-and-set UPDATE of :meth:`TasksMixin.transition` setting ``fields`` (a sorted
+    subset of its optional fields) besides status and time, built once per such subset."""
+    values = {
+        "status": bindparam("b_to"),
+        "updated_at": bindparam("b_now", type_=_TASKS.c.updated_at.type),
+        **{name: bindparam(f"b_{name}", type_=_TASKS.c[name].type) for name in fields},
+    }
+    return (
+        update(TaskRow)
+        .where(
+            _TASKS.c.task_id == bindparam("b_task_id"),
+            _TASKS.c.status.in_(bindparam("b_from", expanding=True)),
+        )
+        .values(values)
+        .returning(*_TASKS.c)
+    )
+
 
 _INSERT_TASK = insert(TaskRow)
 _INSERT_PARTICIPANT = insert(TaskParticipantRow)
@@ -198,6 +234,14 @@ class TasksMixin(StoreBase):
             row = connection.execute(TASK_BY_ID, {"task_id": task_id}).first()
             return task_record(connection, row) if row else None
 
+    def participant_task_status(self, task_id: str, username: str) -> str | None:
+        """The task's status if ``username`` takes part in it; None if it does not or there is
+        no such task (one small read, for long-polls)."""
+        with self._core_read() as connection:
+            return connection.execute(
+                _PARTICIPANT_STATUS, {"task_id": task_id, "username": username}
+            ).scalar()
+
     def task_view(
         self, task_id: str
     ) -> tuple[TaskRecord, list[ApprovalRecord], DatasetFacts] | None:
@@ -272,13 +316,15 @@ class TasksMixin(StoreBase):
         to: str,
         now: datetime,
         audit: AuditEntry | None = None,
+        participants: tuple[str, ...] | None = None,
         **fields: Any,
     ) -> TaskRecord | None:
         """Atomically move a task from one of ``from_states`` to ``to`` (compare-and-set).
 
-        ``fields`` may set ``failure_reason``, ``receipt`` and ``run_authorisation``. Returns the
-        updated task, or None when the task does not exist or was not in one of ``from_states``
-        (nothing changes then).
+        ``fields`` may set ``failure_reason``, ``receipt`` and ``run_authorisation``.
+        ``participants``: the task's, when the caller has read them (they never change), so
+        they are not read again. Returns the updated task, or None when the task does not exist
+        or was not in one of ``from_states`` (nothing changes then).
         """
         now = require_aware(now)
         unknown = (set(from_states) | {to}) - TASK_STATES
@@ -287,17 +333,20 @@ class TasksMixin(StoreBase):
         extra = set(fields) - _TRANSITION_FIELDS
         if extra:
             raise TypeError(f"transition() cannot set {sorted(extra)}")
+        names = tuple(sorted(fields))
+        params = {
+            "b_task_id": task_id,
+            "b_from": sorted(from_states),
+            "b_to": to,
+            "b_now": now,
+            **{f"b_{name}": fields[name] for name in names},
+        }
         with self._core_write() as connection:
-            row = connection.execute(
-                update(TaskRow)
-                .where(_TASKS.c.task_id == task_id, _TASKS.c.status.in_(sorted(from_states)))
-                .values(status=to, updated_at=now, **fields)
-                .returning(*_TASKS.c)
-            ).first()
+            row = connection.execute(_transition_statement(names), params).first()
             if row is None:
                 return None
             self._maybe_audit(connection, audit, now)
-            return task_record(connection, row)
+            return task_record(connection, row, participants)
 
     def withdraw(
         self,
@@ -401,11 +450,9 @@ class TasksMixin(StoreBase):
             return _output(row)
 
     def list_outputs(self, task_id: str) -> list[OutputRecord]:
-        with self._read() as session:
-            rows = session.scalars(
-                select(OutputRow).where(OutputRow.task_id == task_id).order_by(OutputRow.slot)
-            )
-            return [_output(row) for row in rows]
+        """The task's outputs, by slot."""
+        with self._core_read() as connection:
+            return [_output(row) for row in connection.execute(_OUTPUTS_OF, {"task_id": task_id})]
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -504,7 +551,7 @@ def approval_record(row: ApprovalRow | Row[Any]) -> ApprovalRecord:
     )
 
 
-def _output(row: OutputRow) -> OutputRecord:
+def _output(row: OutputRow | Row[Any]) -> OutputRecord:
     return OutputRecord(
         task_id=row.task_id,
         slot=row.slot,
