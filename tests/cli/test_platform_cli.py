@@ -284,6 +284,31 @@ def test_a_failed_task_makes_wait_exit_non_zero_with_the_decrypted_error(
     assert queued_by["run_authorisation"]["body"]["start_within_s"] == 30 * 60
 
 
+def test_approve_fetches_the_task_it_reviews_once(
+    members: dict[str, Member], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice, bank = members["alice"], members["bank"]
+    dataset = _upload(bank, tmp_path, "u1,1\n")
+    task = alice.json(
+        "task", "propose", "echo", "--input", f"data={dataset}", "--output", "data=bank"
+    )["id"]
+    sent: list[str] = []
+    send = httpx.Client.send
+
+    def logged(self: httpx.Client, request: httpx.Request, **kwargs: Any) -> httpx.Response:
+        sent.append(f"{request.method} {request.url.path}")
+        return send(self, request, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "send", logged)
+    approved = bank.json("task", "approve", task, "--yes")
+
+    assert approved["approvals"] == {"bank": "approve"}
+    assert [call for call in sent if call.startswith(("GET /v1/tasks", "POST /v1/tasks"))] == [
+        f"GET /v1/tasks/{task}",  # reviewed, shown, then signed: the same answer
+        f"POST /v1/tasks/{task}/approve",
+    ]
+
+
 def test_reject_ends_a_proposal(members: dict[str, Member], tmp_path: Path) -> None:
     alice, bank = members["alice"], members["bank"]
     dataset = _upload(bank, tmp_path, "u1,1\n")
