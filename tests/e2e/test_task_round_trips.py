@@ -138,3 +138,19 @@ def test_wait_is_one_long_poll_woken_as_the_task_ends(
     # Woken by the control plane's notifier as the task ended; without it the long-poll would
     # come back still `queued` after its 20 s and the client would ask again.
     assert log == [f"creator GET /v1/tasks/{task['id']}"]
+
+
+def test_approve_refuses_a_view_of_another_task_as_the_one_it_signs(
+    member: MemberFactory,
+) -> None:
+    creator, owner = member("rt-creator5"), member("rt-owner5")
+    dataset = owner.upload_dataset(b"id,amount\nr5,5\n", name="rt5.csv", kind="table")
+    outputs = {"data": {"recipients": ["rt-owner5"]}}
+    first = creator.propose("echo", inputs={"data": dataset["id"]}, outputs=outputs)
+    second = creator.propose("echo", inputs={"data": dataset["id"]}, outputs=outputs)
+
+    with pytest.raises(ClientError, match=f"not task {first['id']}"):
+        creator.approve(first["id"], task=second)
+
+    assert creator.task(first["id"])["approvals"] == {}
+    assert creator.task(second["id"])["approvals"] == {}

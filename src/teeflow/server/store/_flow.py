@@ -20,7 +20,7 @@ from teeflow.server.audit import AuditEntry
 from teeflow.server.models import ApprovalRow, CheckpointRow, DatasetRow, TaskRow
 from teeflow.server.store._base import StoreBase, require_aware
 from teeflow.server.store._records import ApprovalRecord, NotFound, TaskRecord
-from teeflow.server.store._tasks import approval_record, task_record
+from teeflow.server.store._tasks import TASK_BY_ID, approval_record, task_record
 
 __all__ = ["FlowMixin", "LeaseFacts", "start_window_open"]
 
@@ -143,8 +143,8 @@ class FlowMixin(StoreBase):
                 self._maybe_audit(session, approved_audit, now)
                 if queue:
                     self._maybe_audit(session, queued_audit, now)
-                row = connection.execute(select(tasks).where(tasks.c.task_id == task_id)).one()
-                task = task_record(connection, row)
+                row = connection.execute(TASK_BY_ID, {"task_id": task_id}).one()
+                task = task_record(connection, row, task.participants)  # they never change
             return task
 
     def lease_facts(self, task_id: str, dataset_ids: Collection[str]) -> LeaseFacts:
