@@ -65,9 +65,10 @@ _OUTPUTS = OutputRow.__table__
 _OUTPUTS_OF = (
     select(_OUTPUTS).where(_OUTPUTS.c.task_id == bindparam("task_id")).order_by(_OUTPUTS.c.slot)
 )
-_DATASET_FACTS = select(_DATASETS.c.dataset_id, _DATASETS.c.size, _DATASETS.c.meta).where(
-    _DATASETS.c.dataset_id.in_(bindparam("ids", expanding=True))
-)
+_FACTS = select(_DATASETS.c.dataset_id, _DATASETS.c.size, _DATASETS.c.meta)
+_DATASET_FACTS = _FACTS.where(_DATASETS.c.dataset_id.in_(bindparam("ids", expanding=True)))
+# Most tasks have one input: ``=`` skips rendering an expanding IN list on every call.
+_ONE_DATASET_FACTS = _FACTS.where(_DATASETS.c.dataset_id == bindparam("id"))
 
 # Status of a task, only for one of its participants: a long-poll's check, one small read.
 _PARTICIPANT_STATUS = (
@@ -81,9 +82,10 @@ _PARTICIPANT_STATUS = (
 
 
 @cache
-def _transition_statement(fields: tuple[str, ...]) -> Any:
-    """The compare-and-set UPDATE of :meth:`TasksMixin.transition` setting ``fields`` (a sorted
-    subset of its optional fields) besides status and time, built once per such subset."""
+def _transition_statement(from_states: tuple[str, ...], fields: tuple[str, ...]) -> Any:
+    """The compare-and-set UPDATE of :meth:`TasksMixin.transition` from one of ``from_states``
+    setting ``fields`` (a sorted subset of its optional fields) besides status and time, built
+    once per such pair (the code names a handful)."""
     values = {
         "status": bindparam("b_to"),
         "updated_at": bindparam("b_now", type_=_TASKS.c.updated_at.type),
@@ -93,7 +95,10 @@ def _transition_statement(fields: tuple[str, ...]) -> Any:
         update(TaskRow)
         .where(
             _TASKS.c.task_id == bindparam("b_task_id"),
-            _TASKS.c.status.in_(bindparam("b_from", expanding=True)),
+            # ``=`` for one state: an IN list would be rendered again on every call
+            _TASKS.c.status == from_states[0]
+            if len(from_states) == 1
+            else _TASKS.c.status.in_(from_states),
         )
         .values(values)
         .returning(*_TASKS.c)
@@ -158,7 +163,10 @@ def _dataset_facts(connection: Connection, dataset_ids: Collection[str]) -> Data
     ids = sorted(set(dataset_ids))
     if not ids:
         return {}
-    rows = connection.execute(_DATASET_FACTS, {"ids": ids})
+    if len(ids) == 1:
+        rows = connection.execute(_ONE_DATASET_FACTS, {"id": ids[0]})
+    else:
+        rows = connection.execute(_DATASET_FACTS, {"ids": ids})
     return {row[0]: (row[1], dict(row[2] or {})) for row in rows}
 
 
@@ -336,13 +344,13 @@ class TasksMixin(StoreBase):
         names = tuple(sorted(fields))
         params = {
             "b_task_id": task_id,
-            "b_from": sorted(from_states),
             "b_to": to,
             "b_now": now,
             **{f"b_{name}": fields[name] for name in names},
         }
         with self._core_write() as connection:
-            row = connection.execute(_transition_statement(names), params).first()
+            statement = _transition_statement(tuple(sorted(from_states)), names)
+            row = connection.execute(statement, params).first()
             if row is None:
                 return None
             self._maybe_audit(connection, audit, now)
