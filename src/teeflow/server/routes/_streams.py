@@ -96,6 +96,9 @@ def send_blob(
         raise ApiError.not_found("content") from None
     try:
         size = _size(handle) if handle.seekable() else platform.blobs.size(key)
+    except BlobNotFound:  # deleted between the open and the size (an S3 object)
+        handle.close()
+        raise ApiError.not_found("content") from None
     except BaseException:
         handle.close()
         raise
