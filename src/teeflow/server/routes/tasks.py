@@ -45,6 +45,7 @@ from teeflow.server.store import (
     Conflict,
     DatasetFacts,
     NotFound,
+    OutputRecord,
     TaskRecord,
     UserRecord,
     input_dataset_ids,
@@ -500,13 +501,17 @@ def outputs(task_id: str, user: CurrentUser, platform: PlatformDep) -> list[dict
     ]
 
 
-def _output_for(platform: Platform, task_id: str, slot: str, user: UserRecord) -> Any:
-    return _readable_output(platform, task_for(platform, task_id, user), slot, user)
-
-
-def _readable_output(platform: Platform, task: TaskRecord, slot: str, user: UserRecord) -> Any:
-    task_id = task.task_id
-    for output in platform.store.list_outputs(task_id):
+def _output_for(
+    platform: Platform, task_id: str, slot: str, user: UserRecord
+) -> tuple[TaskRecord, OutputRecord]:
+    """The task and its output ``slot``, read together, if the caller may read that output:
+    404 unless the caller takes part and the slot exists, 403 unless it is a recipient (a
+    jointly owned output is readable by no one)."""
+    found = platform.store.task_outputs(task_id)
+    if found is None or user.username not in found[0].participants:
+        raise ApiError.not_found(f"task {task_id}")
+    task, outputs = found
+    for output in outputs:
         if output.slot == slot:
             if output.joint_owners:
                 from teeflow.server.routes.output_datasets import joint_output_message
@@ -516,7 +521,7 @@ def _readable_output(platform: Platform, task: TaskRecord, slot: str, user: User
                 )
             if user.username not in output.wrapped_keys:
                 raise ApiError.forbidden(f"you are not a recipient of output {slot!r}")
-            return output
+            return task, output
     raise ApiError.not_found(f"output {slot!r}")
 
 
@@ -528,8 +533,7 @@ def _readable_output(platform: Platform, task: TaskRecord, slot: str, user: User
 def output_content(
     task_id: str, slot: str, user: CurrentUser, platform: PlatformDep
 ) -> StreamingResponse:
-    task = task_for(platform, task_id, user)
-    output = _readable_output(platform, task, slot, user)
+    task, output = _output_for(platform, task_id, slot, user)
     # The caller's wrapped key, and the contract and receipt it checks the ciphertext against,
     # ride along, saving round trips; the key opens only for the caller.
     return send_blob(
@@ -561,7 +565,7 @@ def _receipt_headers(task: TaskRecord) -> dict[str, str]:
 
 @router.get("/{task_id}/outputs/{slot}/key", responses=error_responses(401, 403, 404, 422))
 def output_key(task_id: str, slot: str, user: CurrentUser, platform: PlatformDep) -> dict[str, str]:
-    output = _output_for(platform, task_id, slot, user)
+    output = _output_for(platform, task_id, slot, user)[1]
     return {
         "wrapped_key": output.wrapped_keys[user.username],
         "ciphertext_sha256": output.ciphertext_sha256,

@@ -457,6 +457,16 @@ class TasksMixin(StoreBase):
             session.flush()
             return _output(row)
 
+    def task_outputs(self, task_id: str) -> tuple[TaskRecord, list[OutputRecord]] | None:
+        """The task and its outputs (as :meth:`list_outputs`) in one read transaction, for an
+        output's download; None if there is no such task."""
+        with self._core_read() as connection:
+            row = connection.execute(TASK_BY_ID, {"task_id": task_id}).first()
+            if row is None:
+                return None
+            outputs = connection.execute(_OUTPUTS_OF, {"task_id": task_id})
+            return task_record(connection, row), [_output(output) for output in outputs]
+
     def list_outputs(self, task_id: str) -> list[OutputRecord]:
         """The task's outputs, by slot."""
         with self._core_read() as connection:
