@@ -1,6 +1,7 @@
-"""The member's task routes read each fact once: the run does not read the task's participants
-again after checking them, a woken long-poll reads only the status until the task has ended, and a
-small output kept in the database is one read to download. Every answer stays what it was."""
+"""The member's task routes read each fact once: the run and the last approval do not read the
+task's participants again after checking them, a woken long-poll reads only the status until the
+task has ended, and a small output kept in the database is one read to download. Every answer
+stays what it was."""
 
 from __future__ import annotations
 
@@ -64,6 +65,18 @@ def test_run_reads_the_participants_it_checks_once(api: Api) -> None:
 
     assert ran.status_code == 200, ran.text
     assert ran.json()["status"] == "queued" and ran.json()["pending"] == []
+    assert len(reading(seen, "task_participants")) == 1
+
+
+def test_the_last_approval_reads_the_participants_it_checks_once(api: Api) -> None:
+    alice = api.member("alice")
+    api.register_executor()
+    task = propose_echo(alice, upload_dataset(alice, b"TFSEAL ciphertext stand-in")["id"])
+
+    with statements() as seen:
+        approved = approve(alice, task)
+
+    assert approved["status"] == "approved" and approved["approvals"] == {"alice": "approve"}
     assert len(reading(seen, "task_participants")) == 1
 
 

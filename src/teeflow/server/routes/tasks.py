@@ -330,6 +330,7 @@ def approve(
             queued_audit=AuditEntry(  # on the run authorisation the creator's approval carried
                 actor="control-plane", action="task.queued", subject=task_id, details={}
             ),
+            participants=task.participants,
         )
     except Conflict:
         raise ApiError.conflict("you have already decided on this task") from None

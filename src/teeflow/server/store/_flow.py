@@ -89,6 +89,7 @@ class FlowMixin(StoreBase):
         approved_audit: AuditEntry | None = None,
         run_authorisation: dict[str, Any] | None = None,
         queued_audit: AuditEntry | None = None,
+        participants: tuple[str, ...] | None = None,
     ) -> TaskRecord:
         """Record ``username``'s approval and, when every participant has approved, move the
         task ``proposed`` -> ``approved`` (logging ``approved_audit``), in one transaction.
@@ -98,8 +99,9 @@ class FlowMixin(StoreBase):
         as the last approval arrives, the task goes on to ``queued`` (logging ``queued_audit``)
         in the same transaction; past the window it stays ``approved`` for the creator to run.
 
-        Returns the task as it is after. :class:`NotFound` if the task does not exist,
-        :class:`Conflict` if ``username`` already decided on it.
+        ``participants``: the task's, when the caller has read them (they never change), so
+        they are not read again. Returns the task as it is after. :class:`NotFound` if the task
+        does not exist, :class:`Conflict` if ``username`` already decided on it.
         """
         now = require_aware(now)
         tasks = TaskRow.__table__
@@ -128,7 +130,7 @@ class FlowMixin(StoreBase):
                     .values(run_authorisation=dict(run_authorisation))
                 )
                 row = connection.execute(select(tasks).where(tasks.c.task_id == task_id)).one()
-            task = task_record(connection, row)
+            task = task_record(connection, row, participants)
             approved = {
                 a.username for a in _approval_rows(connection, task_id) if a.decision == "approve"
             }
