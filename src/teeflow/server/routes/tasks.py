@@ -484,7 +484,6 @@ def withdraw(
 def outputs(task_id: str, user: CurrentUser, platform: PlatformDep) -> list[dict[str, Any]]:
     from teeflow.server.routes.output_datasets import kept_datasets
 
-    task_for(platform, task_id, user)
     return [
         {
             "slot": o.slot,
@@ -498,8 +497,18 @@ def outputs(task_id: str, user: CurrentUser, platform: PlatformDep) -> list[dict
                 d.dataset_id for d in kept_datasets(platform, task_id, o.slot, user.username)
             ],
         }
-        for o in platform.store.list_outputs(task_id)
+        for o in _task_outputs(platform, task_id, user)[1]
     ]
+
+
+def _task_outputs(
+    platform: Platform, task_id: str, user: UserRecord
+) -> tuple[TaskRecord, list[OutputRecord]]:
+    """The task and its outputs, read together; 404 unless the caller takes part."""
+    found = platform.store.task_outputs(task_id)
+    if found is None or user.username not in found[0].participants:
+        raise ApiError.not_found(f"task {task_id}")
+    return found
 
 
 def _output_for(
@@ -508,10 +517,7 @@ def _output_for(
     """The task and its output ``slot``, read together, if the caller may read that output:
     404 unless the caller takes part and the slot exists, 403 unless it is a recipient (a
     jointly owned output is readable by no one)."""
-    found = platform.store.task_outputs(task_id)
-    if found is None or user.username not in found[0].participants:
-        raise ApiError.not_found(f"task {task_id}")
-    task, outputs = found
+    task, outputs = _task_outputs(platform, task_id, user)
     for output in outputs:
         if output.slot == slot:
             if output.joint_owners:
