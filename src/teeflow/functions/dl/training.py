@@ -1,4 +1,5 @@
-"""The one training loop every built-in trainer uses: seeded, checkpointed each epoch, resumable.
+"""The one training loop every built-in trainer uses: seeded, resumable, checkpointed after any
+epoch when the executor says one is due (``ctx.checkpoint_due()``: paced, decision 0005).
 
 Determinism: ``paddle.seed`` fixes weight initialisation, a ``numpy.random.RandomState`` seeded from
 the task's seed shuffles the batches, and no layer draws random numbers while training (no dropout),
