@@ -1,6 +1,6 @@
 """Throughput of the sealed-file format against its floor: raw AES-256-GCM and a memcpy.
 
-Run: ``.venv/bin/python bench/bench_sealed.py [--mib 256] [--repeats 5]``
+Run: ``.venv/bin/python bench/bench_sealed.py [--mib 256] [--repeats 9]``
 
 Everything runs in one process on the same data so the figures compare: seal and unseal a
 ``--mib`` MiB stream (BytesIO source, a sink that drops what it gets), ``unseal_bytes``, raw
@@ -77,7 +77,7 @@ def median_rates(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mib", type=int, default=256, help="stream size in MiB")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args()
 
