@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 
 from teeflow.server.audit import AuditEntry
 from teeflow.server.models import ExecutorRow, LoginFailureRow, TokenRow, UserRow
@@ -13,6 +13,15 @@ from teeflow.server.store._base import StoreBase, require_aware
 from teeflow.server.store._records import ExecutorRecord, NotFound, UserRecord
 
 __all__ = ["AccountsMixin"]
+
+_EXECUTORS = ExecutorRow.__table__
+# Built once: a lease batch may run it (routes/executors.py ``LastSeen``), and building an
+# UPDATE and an ORM Session per call cost more CPU than the write itself.
+_TOUCH_EXECUTOR = (
+    update(_EXECUTORS)
+    .where(_EXECUTORS.c.executor_id == bindparam("touched_id"))
+    .values(last_seen_at=bindparam("seen"))
+)
 
 
 def _user(row: UserRow) -> UserRecord:
@@ -188,11 +197,7 @@ class AccountsMixin(StoreBase):
     def touch_executor(self, executor_id: str, now: datetime) -> None:
         """Record that the executor was seen at ``now``; :class:`NotFound` if unknown."""
         now = require_aware(now)
-        with self._write() as session:
-            result = session.execute(
-                update(ExecutorRow)
-                .where(ExecutorRow.executor_id == executor_id)
-                .values(last_seen_at=now)
-            )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
+        with self._core_write() as connection:
+            result = connection.execute(_TOUCH_EXECUTOR, {"touched_id": executor_id, "seen": now})
+            if result.rowcount == 0:
                 raise NotFound(f"executor {executor_id!r} is not registered")
