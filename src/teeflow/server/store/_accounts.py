@@ -14,12 +14,11 @@ from teeflow.server.store._records import ExecutorRecord, NotFound, UserRecord
 
 __all__ = ["AccountsMixin"]
 
-_EXECUTORS = ExecutorRow.__table__
 # Built once: a lease batch may run it (routes/executors.py ``LastSeen``), and building an
 # UPDATE and an ORM Session per call cost more CPU than the write itself.
 _TOUCH_EXECUTOR = (
-    update(_EXECUTORS)
-    .where(_EXECUTORS.c.executor_id == bindparam("touched_id"))
+    update(ExecutorRow)
+    .where(ExecutorRow.executor_id == bindparam("touched_id"))
     .values(last_seen_at=bindparam("seen"))
 )
 
