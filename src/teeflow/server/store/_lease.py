@@ -237,18 +237,21 @@ class LeaseMixin(StoreBase):
         conflict = _conflict(finishes[0].task_id) if len(finishes) == 1 else ""
         with self._core_write(conflict) as connection:
             entries: list[AuditEntry] = []
+            isolated = len(finishes) > 1
             for one in finishes:
-                savepoint = connection.begin_nested() if len(finishes) > 1 else None
+                if isolated:
+                    connection.exec_driver_sql(_SAVEPOINT)
                 try:
                     done = _finish_one(connection, one, now)
                 except IntegrityError:
-                    if savepoint is None:
+                    if not isolated:
                         raise  # _write turns it into Conflict
-                    savepoint.rollback()
+                    connection.exec_driver_sql(_ROLLBACK_TO_SAVEPOINT)
+                    connection.exec_driver_sql(_RELEASE_SAVEPOINT)
                     results.append(Conflict(_conflict(one.task_id)))
                     continue
-                if savepoint is not None:
-                    savepoint.commit()
+                if isolated:
+                    connection.exec_driver_sql(_RELEASE_SAVEPOINT)
                 if done and one.audit is not None:
                     entries.append(one.audit)
                 results.append(done)
@@ -279,6 +282,14 @@ class Finishing:
     failure_reason: str | None
     audit: AuditEntry | None = None
     outputs: Sequence[NewOutput] = ()
+
+
+# One finish of a batch in a savepoint of its own, in fixed SQL (SQLite and PostgreSQL alike):
+# ``Connection.begin_nested`` names each savepoint anew, so SQLAlchemy compiles its SAVEPOINT and
+# RELEASE statements again for every finish (a fifth of a finish batch's CPU).
+_SAVEPOINT = "SAVEPOINT teeflow_finish"
+_RELEASE_SAVEPOINT = "RELEASE SAVEPOINT teeflow_finish"
+_ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT teeflow_finish"
 
 
 def _conflict(task_id: str) -> str:
