@@ -15,13 +15,13 @@ from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field, field_validator
 
 from teeflow.crypto import b64d, b64e, content_digest_like
 from teeflow.enclave.session import is_session_contract
 from teeflow.server.app import Platform
+from teeflow.server.blocking import in_worker_thread, run_blocking
 from teeflow.server.contracts import plain_json
 from teeflow.server.deps import (
     MAX_SEQUENCE,
@@ -319,7 +319,7 @@ async def wait_for_work(
             if await request.is_disconnected():
                 # A dead executor's pending long-poll must not take work it can never run.
                 return None
-            work = await run_in_threadpool(take)
+            work = await run_blocking(take)
             remaining = deadline - loop.time()
             if work is not None or remaining <= 0 or not await wait_for(woken, remaining):
                 return work
@@ -437,6 +437,7 @@ def _leased(
 
 
 @router.post("/v1/executor/tasks/{task_id}/heartbeat", responses=error_responses(401, 409, 422))
+@in_worker_thread
 def heartbeat(task_id: str, executor: CurrentExecutor, platform: PlatformDep) -> dict[str, bool]:
     ok = platform.store.heartbeat(
         task_id=task_id,
@@ -523,15 +524,20 @@ async def put_checkpoint(
     platform: PlatformDep,
     x_sequence: int = Header(default=0, ge=0, le=MAX_SEQUENCE),
 ) -> dict[str, str]:
-    _leased(platform, task_id, executor)
+    # The store's reads and writes run off the event loop (a write may wait for a lock).
+    await run_blocking(_leased, platform, task_id, executor)
     key = f"checkpoints/{task_id}/{uuid.uuid4().hex}"
     sha256, _ = await receive_blob(request, platform, key)
     try:
-        platform.store.put_checkpoint(
-            task_id=task_id, blob_key=key, epoch=x_sequence, now=platform.clock()
+        await run_blocking(
+            platform.store.put_checkpoint,
+            task_id=task_id,
+            blob_key=key,
+            epoch=x_sequence,
+            now=platform.clock(),
         )
     except Conflict:
-        await run_in_threadpool(platform.blobs.delete, key)
+        await run_blocking(platform.blobs.delete, key)
         raise ApiError.conflict("a newer checkpoint of this task is already stored") from None
     return {"ciphertext_sha256": sha256}
 
@@ -564,7 +570,7 @@ def add_event(
 async def put_output(
     task_id: str, slot: str, request: Request, executor: CurrentExecutor, platform: PlatformDep
 ) -> dict[str, Any]:
-    task = _leased(platform, task_id, executor)
+    task = await run_blocking(_leased, platform, task_id, executor)
     if slot not in task.contract["outputs"]:
         raise ApiError.invalid(f"the contract has no output slot {slot!r}")
     sha256, size = await receive_blob(request, platform, _output_key(task_id, slot))
@@ -617,6 +623,7 @@ def _new_output(platform: Platform, task: TaskRecord, slot: str, meta: OutputMet
 
 
 @router.post("/v1/executor/tasks/{task_id}/finish", responses=error_responses(401, 409, 422))
+@in_worker_thread
 def finish(
     task_id: str, body: Finish, executor: CurrentExecutor, platform: PlatformDep
 ) -> dict[str, str]:

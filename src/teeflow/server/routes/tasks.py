@@ -18,7 +18,6 @@ import asyncio
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
@@ -32,7 +31,7 @@ from teeflow.enclave.run_state import (
     verify_withdrawal,
 )
 from teeflow.server.app import Platform
-from teeflow.server.blocking import in_worker_thread
+from teeflow.server.blocking import in_worker_thread, run_blocking
 from teeflow.server.contracts import Proposal, build_contract, plain_json
 from teeflow.server.deps import MAX_SEQUENCE, CurrentUser, PlatformDep
 from teeflow.server.errors import ApiError, error_responses
@@ -180,6 +179,7 @@ def propose(body: Proposal, user: CurrentUser, platform: PlatformDep) -> dict[st
 
 
 @router.get("", responses=error_responses(401, 422))
+@in_worker_thread
 def list_tasks(
     user: CurrentUser,
     platform: PlatformDep,
@@ -253,7 +253,7 @@ async def show(
         return view() if over(now) else None
 
     if wait <= 0:
-        return await run_in_threadpool(view)
+        return await run_blocking(view)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + platform.settings.long_poll_seconds(wait)
     public: dict[str, Any] | None = None  # the view as of the last check, if it read one
@@ -262,17 +262,17 @@ async def show(
         with platform.notifier.subscribe(task_key(task_id)) as woken:
             if first:  # often already over (a task that ended): the view answers at once
                 first = False
-                answer, done = await run_in_threadpool(current)
+                answer, done = await run_blocking(current)
                 if done:
                     return answer
                 public = answer
             else:
-                public = await run_in_threadpool(view_if_over)
+                public = await run_blocking(view_if_over)
                 if public is not None:
                     return public
             remaining = deadline - loop.time()
             if remaining <= 0 or not await wait_for(woken, remaining):
-                return public if public is not None else await run_in_threadpool(view)
+                return public if public is not None else await run_blocking(view)
 
 
 def _expected_slots(contract: dict[str, Any], username: str) -> set[str]:
@@ -481,6 +481,7 @@ def withdraw(
 
 
 @router.get("/{task_id}/outputs", responses=error_responses(401, 404, 422))
+@in_worker_thread
 def outputs(task_id: str, user: CurrentUser, platform: PlatformDep) -> list[dict[str, Any]]:
     from teeflow.server.routes.output_datasets import kept_datasets
 
@@ -571,6 +572,7 @@ def _receipt_headers(task: TaskRecord) -> dict[str, str]:
 
 
 @router.get("/{task_id}/outputs/{slot}/key", responses=error_responses(401, 403, 404, 422))
+@in_worker_thread
 def output_key(task_id: str, slot: str, user: CurrentUser, platform: PlatformDep) -> dict[str, str]:
     output = _output_for(platform, task_id, slot, user)[1]
     return {
@@ -603,6 +605,7 @@ def function_source(task_id: str, user: CurrentUser, platform: PlatformDep) -> S
 
 
 @router.get("/{task_id}/receipt", responses=error_responses(401, 404, 409, 422))
+@in_worker_thread
 def receipt(task_id: str, user: CurrentUser, platform: PlatformDep) -> dict[str, Any]:
     task = task_for(platform, task_id, user)
     if task.receipt is None:
