@@ -4,7 +4,9 @@ rides on its approval, an output comes with its receipt, and `wait` is one long-
 
 from __future__ import annotations
 
+import json
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -14,7 +16,7 @@ from teeflow.client import Client, ClientError
 from teeflow.enclave.contract import contract_hash
 from teeflow.server.launcher import LocalPlatform
 
-from .conftest import MemberFactory, executors_paused
+from .conftest import MemberFactory, executors_paused, member_policy, same_member
 
 
 def _record(log: list[str], who: str) -> object:
@@ -154,3 +156,48 @@ def test_approve_refuses_a_view_of_another_task_as_the_one_it_signs(
 
     assert creator.task(first["id"])["approvals"] == {}
     assert creator.task(second["id"])["approvals"] == {}
+
+
+def test_the_run_signs_the_contract_the_creator_approved_not_the_approvals_answer(
+    member: MemberFactory, platform: LocalPlatform
+) -> None:
+    creator, owner = member("rt-creator6"), member("rt-owner6")
+    dataset = owner.upload_dataset(b"id,amount\nr6,6\n", name="rt6.csv", kind="table")
+    task = creator.propose(
+        "echo", inputs={"data": dataset["id"]}, outputs={"data": {"recipients": ["rt-owner6"]}}
+    )
+
+    def other_contract(request: httpx.Request, response: httpx.Response) -> httpx.Response:
+        """The approval's answer shows a coherent task of another contract."""
+        if not request.url.path.endswith("/approve"):
+            return response
+        shown = json.loads(response.read())
+        shown["contract"]["arguments"] = {"rows": 1}
+        shown["contract_hash"] = contract_hash(shown["contract"])
+        return httpx.Response(response.status_code, json=shown)
+
+    hostile = same_member(
+        creator, policy=member_policy(platform), transport=_Rewriting(other_contract)
+    )
+    hostile._recent_tasks[task["id"]] = task  # what its propose returned
+    hostile.approve(task["id"])
+    owner.approve(task["id"])
+    queued = hostile.run(task["id"])
+    hostile.close()
+
+    assert queued["status"] == "queued"
+    assert creator.wait(task["id"])["status"] == "succeeded"
+
+
+class _Rewriting(httpx.BaseTransport):
+    """The control plane's answers, passed through ``rewrite``."""
+
+    def __init__(self, rewrite: Callable[[httpx.Request, httpx.Response], httpx.Response]) -> None:
+        self._inner = httpx.HTTPTransport()
+        self._rewrite = rewrite
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return self._rewrite(request, self._inner.handle_request(request))
+
+    def close(self) -> None:
+        self._inner.close()

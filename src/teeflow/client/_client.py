@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -22,6 +22,7 @@ from teeflow.attestation import AttestationError, Claims, Policy, verify
 from teeflow.client._errors import ClientError, raise_for_error
 from teeflow.client._events import EventChecker, RejectedEvent
 from teeflow.client._home import MemberHome
+from teeflow.client._http import control_plane_http
 from teeflow.client._ledger import PrivacyLedger
 from teeflow.client._privacy import budget_statements, make_policy, settle
 from teeflow.client._trust import attest_evidence, check_trusted_contract, remember_attested
@@ -52,7 +53,16 @@ log = logging.getLogger("teeflow.client")
 
 TERMINAL = {"succeeded", "failed", "canceled", "rejected"}
 _LONG_POLL_SECONDS = 20.0  # under the HTTP read timeout; the server caps it at 30
-_RECENT_TASKS = 256  # tasks kept from propose / approve for the next step (Client._recent_tasks)
+T = TypeVar("T")
+_RECENT_TASKS = 256  # tasks kept from propose for the next step, approve (Client._recent_tasks)
+_APPROVED_RUNS = 4096  # contracts approved, kept for the creator's run (Client._approved_runs)
+
+
+def _keep(kept: dict[str, T], key: str, value: T, most: int) -> None:
+    """``kept[key] = value``, dropping the oldest entries beyond ``most``."""
+    kept[key] = value
+    while len(kept) > most:
+        kept.pop(next(iter(kept)))
 
 
 def public_keys(keys: MemberKeys) -> dict[str, str]:
@@ -105,11 +115,16 @@ class Client:
         self._attested: dict[str, Any] | None = None
         self._event_checkers: dict[str, EventChecker] = {}
         self._recent_tasks: dict[str, dict[str, Any]] = {}
-        """Tasks as this client last received them from propose / approve, so the next step
-        (approve, run) need not fetch them again: the contract cannot change under its hash, and
-        the control plane refuses a step the task's state no longer allows."""
-        self.http = httpx.Client(
-            base_url=self.server,
+        """Tasks as this client last received them from propose, so the next step (approve)
+        need not fetch them again: it reviews the contract either way, the contract cannot
+        change under its hash, and the control plane refuses a step the task's state no longer
+        allows."""
+        self._approved_runs: dict[str, tuple[str, list[str]]] = {}
+        """task id -> (hash of the contract this client reviewed and approved, the members the
+        approval's answer showed as withdrawn): what :meth:`run` signs for, without fetching
+        the task again; a few hundred bytes each, so many more are kept than whole tasks."""
+        self.http = control_plane_http(
+            self.server,
             timeout=httpx.Timeout(120.0, connect=5.0),
             transport=transport,
             verify=tls,
@@ -350,9 +365,7 @@ class Client:
         return result
 
     def _remember(self, task: dict[str, Any]) -> None:
-        self._recent_tasks[task["id"]] = task
-        while len(self._recent_tasks) > _RECENT_TASKS:
-            self._recent_tasks.pop(next(iter(self._recent_tasks)))
+        _keep(self._recent_tasks, task["id"], task, _RECENT_TASKS)
 
     def _recent_or_fetch(self, task_id: str) -> dict[str, Any]:
         """The task as this client last received it (once), else as the control plane shows it."""
@@ -501,10 +514,16 @@ class Client:
             from teeflow.client._run_state import run_authorisation
 
             body["run"] = run_authorisation(
-                task, self.keys.signing_key, now=self._clock(), start_within_s=start_within_s
+                task_id,
+                chash,
+                task.get("withdrawn", []),
+                self.keys.signing_key,
+                now=self._clock(),
+                start_within_s=start_within_s,
             )
         result: dict[str, Any] = self._call("POST", f"/v1/tasks/{task_id}/approve", json=body)
-        self._remember(result)
+        withdrawn = [str(name) for name in result.get("withdrawn", [])]
+        _keep(self._approved_runs, task_id, (chash, withdrawn), _APPROVED_RUNS)
         return result
 
     @property
@@ -548,14 +567,25 @@ class Client:
         return result
 
     def run(self, task_id: str, *, start_within_s: int = DEFAULT_START_WITHIN_S) -> dict[str, Any]:
-        """Sign a run authorisation for the task's contract and queue it. An enclave starts the
-        task only within ``start_within_s`` seconds of now (by its clock); later it only resumes
-        a checkpoint of this run (docs/run-authorisation.md)."""
+        """Sign a run authorisation for the task's contract and queue it: the contract this
+        client has just approved (its hash kept from :meth:`approve`, nothing fetched), else
+        the one the control plane shows now. An enclave starts the task only within
+        ``start_within_s`` seconds of now (by its clock); later it only resumes a checkpoint of
+        this run (docs/run-authorisation.md)."""
         from teeflow.client._run_state import run_authorisation
 
-        task = self._recent_or_fetch(task_id)
+        approved = self._approved_runs.pop(task_id, None)
+        if approved is None:  # approved by another client (or long ago): as shown now
+            task = self.task(task_id)
+            approved = (contract_hash(task["contract"]), task.get("withdrawn", []))
+        chash, withdrawn = approved
         authorisation = run_authorisation(
-            task, self.keys.signing_key, now=self._clock(), start_within_s=start_within_s
+            task_id,
+            chash,
+            withdrawn,
+            self.keys.signing_key,
+            now=self._clock(),
+            start_within_s=start_within_s,
         )
         result: dict[str, Any] = self._call(
             "POST", f"/v1/tasks/{task_id}/run", json={"authorisation": authorisation}

@@ -10,7 +10,7 @@ cannot hide the receipt of a run from a member who asks for it.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,15 +23,22 @@ __all__ = ["run_authorisation", "withdrawal", "withdrawal_breach"]
 
 
 def run_authorisation(
-    task: Mapping[str, Any], key: SigningKey, *, now: datetime, start_within_s: int
+    task_id: str,
+    chash: str,
+    withdrawn: Iterable[str],
+    key: SigningKey,
+    *,
+    now: datetime,
+    start_within_s: int,
 ) -> dict[str, Any]:
-    """The creator's signed run authorisation for ``task``; ClientError if it must not run."""
-    if task.get("withdrawn"):
-        raise ClientError(
-            f"not running task {task['id']}: {', '.join(task['withdrawn'])} withdrew approval"
-        )
+    """The creator's signed run authorisation for the contract of hash ``chash`` (task
+    ``task_id``); ClientError if it must not run: ``withdrawn`` (as the task was last shown)
+    names a participant who withdrew its approval."""
+    withdrawn = list(withdrawn)
+    if withdrawn:
+        raise ClientError(f"not running task {task_id}: {', '.join(withdrawn)} withdrew approval")
     return sign_run_authorisation(
-        contract_hash(task["contract"]),
+        chash,
         key,
         issued_at=now,
         run_nonce=secrets.token_hex(16),
