@@ -1,5 +1,5 @@
 """The member's client keeps no cookies: the control plane authenticates members by bearer
-token, so a ``Set-Cookie`` is neither parsed nor sent back (client/_http.py)."""
+token, so a ``Set-Cookie`` is neither parsed nor sent back (teeflow/tls/_http.py)."""
 
 from __future__ import annotations
 

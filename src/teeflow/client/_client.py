@@ -22,7 +22,6 @@ from teeflow.attestation import AttestationError, Claims, Policy, verify
 from teeflow.client._errors import ClientError, raise_for_error
 from teeflow.client._events import EventChecker, RejectedEvent
 from teeflow.client._home import MemberHome
-from teeflow.client._http import control_plane_http
 from teeflow.client._ledger import PrivacyLedger
 from teeflow.client._privacy import budget_statements, make_policy, settle
 from teeflow.client._trust import attest_evidence, check_trusted_contract, remember_attested
@@ -42,7 +41,7 @@ from teeflow.enclave.key_id_claim import check_key_id_claim
 from teeflow.enclave.receipt import verify_receipt
 from teeflow.enclave.run_state import DEFAULT_START_WITHIN_S
 from teeflow.signin import SIGN_IN_DOMAIN, sign_in_message
-from teeflow.tls import InsecureTransportError, client_verify
+from teeflow.tls import InsecureTransportError, client_verify, control_plane_http
 
 if TYPE_CHECKING:
     from teeflow.client._inference import SessionClient

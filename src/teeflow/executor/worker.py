@@ -19,6 +19,7 @@ from teeflow.crypto import b64d, b64e
 from teeflow.enclave.boot import BootedEnclave
 from teeflow.enclave.runtime import ExecutionResult, TaskBundle
 from teeflow.enclave.session import is_session_contract
+from teeflow.tls import control_plane_http
 
 __all__ = ["HttpHost", "Worker"]
 
@@ -65,32 +66,18 @@ def _send(http: httpx.Client, method: str, url: str, **kwargs: Any) -> httpx.Res
         pause = min(pause * 2, 2.0)
 
 
-class _NoCookies(httpx.Cookies):
-    """A cookie store that keeps none: the control plane authenticates executors by bearer
-    token and sets no cookies, so reading every response for ``Set-Cookie`` (through
-    ``http.cookiejar``, about a third of httpx's CPU per request here) is skipped."""
-
-    def extract_cookies(self, response: httpx.Response) -> None:
-        return None
-
-
 def control_plane_client(
     server_url: str,
     verify: ssl.SSLContext | bool,
     *,
     transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
-    """The executor's HTTP client for ``server_url`` (keep-alive, no cookies); ``verify``
-    as :class:`Worker` takes it; ``transport``: httpx's own (tests)."""
-    client = httpx.Client(
-        base_url=server_url,
-        timeout=httpx.Timeout(60.0, connect=5.0),
-        verify=verify,
-        transport=transport,
+    """The executor's HTTP client for ``server_url`` (keep-alive, no cookies:
+    :func:`teeflow.tls.control_plane_http`); ``verify`` as :class:`Worker` takes it;
+    ``transport``: httpx's own (tests)."""
+    return control_plane_http(
+        server_url, verify=verify, timeout=httpx.Timeout(60.0, connect=5.0), transport=transport
     )
-    # httpx's ``cookies`` setter copies into a plain Cookies; the store itself is replaced.
-    client._cookies = _NoCookies()
-    return client
 
 
 class HttpHost:

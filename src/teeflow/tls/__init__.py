@@ -9,6 +9,8 @@ caller says ``insecure_http`` (docs/tee-hosts.md, "HTTPS between hosts").
 
 - :func:`client_verify`: what a client (member, executor, key-release transport, the control
   plane's relay) passes to httpx as ``verify=`` for a URL, after checking its scheme and host.
+- :func:`control_plane_http`: the members' and executors' httpx client for the control plane
+  (bearer tokens, no cookie jar).
 - :func:`serve_tls_options`: uvicorn's TLS settings for a server; no plain http off loopback.
 - :func:`make_private_ca`: a self-signed CA and a server certificate for a private deployment.
 """
@@ -23,6 +25,7 @@ from teeflow.tls._client import (
     env_insecure_http,
     is_loopback,
 )
+from teeflow.tls._http import control_plane_http
 from teeflow.tls._serve import add_serve_arguments, serve_tls_options
 from teeflow.tls._websocket import ClientConnection, connect_websocket
 
@@ -35,6 +38,7 @@ __all__ = [
     "add_serve_arguments",
     "client_verify",
     "connect_websocket",
+    "control_plane_http",
     "env_ca_cert",
     "env_insecure_http",
     "is_loopback",
