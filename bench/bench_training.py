@@ -25,7 +25,7 @@ outbox's background upload time (it overlaps the training), and the load average
 
 P6 is the executor process's peak RSS (VmHWM) over the plain script's.
 
-    .venv/bin/python bench/bench_training.py [--repeats 3] [--cnn-epochs 40] [--mlp-epochs 2000]
+    .venv/bin/python bench/bench_training.py [--repeats 5] [--cnn-epochs 40] [--mlp-epochs 2000]
         [--only cnn|mlp] [--json PATH]
 """
 
@@ -257,7 +257,7 @@ def run_teeflow(work: Workload) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cnn-epochs", type=int, default=40)
     parser.add_argument("--mlp-epochs", type=int, default=2000)
     parser.add_argument("--only", choices=["cnn", "mlp"], default=None)
