@@ -36,7 +36,7 @@ test-stress: install
 	$(BIN)/pytest -m stress
 
 # Benchmarks: every figure compares plain and teeflow measured in the same run; the report goes to
-# bench/results/report.{md,json}. About 15 minutes on 2 cores; `make bench-quick` checks the pipeline.
+# bench/results/report.{md,json}. About 8-10 minutes on 2 cores; `make bench-quick` checks the pipeline.
 bench: install
 	$(BIN)/python bench/run_all.py
 
